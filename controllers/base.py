@@ -1,0 +1,75 @@
+"""The interface every search strategy implements: ask for an architecture, tell how it did.
+
+    controller = make_controller("reinforce", space, seed=0)
+    arch = controller.ask()
+    controller.tell(arch, reward=0.97)
+    saved = controller.state()              # plain JSON
+    controller.load(saved)                  # continues exactly where `saved` was taken
+
+Controllers know spaces and architectures only: no Ray, no child models, no files.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from search_spaces import Architecture, SearchSpace, SpaceError
+
+
+class Controller(abc.ABC):
+    name: ClassVar[str]
+
+    def __init__(self, space: SearchSpace, seed: int = 0):
+        self.space = space
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    @abc.abstractmethod
+    def ask(self) -> Architecture:
+        """The next architecture to try. It may repeat one already asked; the caller de-duplicates."""
+
+    @abc.abstractmethod
+    def tell(self, arch: Architecture, reward: float) -> None:
+        """The reward (higher is better) of an architecture this controller asked for."""
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue: JSON-serialisable."""
+        return {"controller": self.name, "rng": self.rng.bit_generator.state}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        if state.get("controller") != self.name:
+            raise ValueError(f"state of controller {state.get('controller')!r} given to {self.name!r}")
+        self.rng.bit_generator.state = state["rng"]
+
+    def updates(self) -> list[dict[str, Any]]:
+        """One record per learning step (mean reward, baseline, entropy, loss) for monitoring."""
+        return []
+
+
+def read_settings(cls: type, space: SearchSpace, overrides: Mapping[str, Any] | None = None):
+    """Builds a controller's settings dataclass from the space file's `controller:` section and any
+    overrides, checking names and types; errors name the space file and the field."""
+    given = {**space.controller, **(overrides or {})}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in given.items():
+        if key not in fields:
+            raise SpaceError(f"{space.source}: controller.{key}: unknown setting, expected one of "
+                             f"{', '.join(fields)}")
+        default = fields[key].default
+        kind = type(default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise SpaceError(f"{space.source}: controller.{key}: got {value!r}, expected {kind.__name__} "
+                             f"like the default {default!r}")
+        values[key] = value
+    settings = cls(**values)
+    problem = settings.check() if hasattr(settings, "check") else None
+    if problem:
+        raise SpaceError(f"{space.source}: controller.{problem}")
+    return settings

@@ -1,0 +1,253 @@
+"""REINFORCE controller (Zoph & Le 2017): an LSTM that writes an architecture one decision at a time.
+
+At each decision the LSTM's output goes through the softmax of that kind of decision (one softmax
+per kind, shared by all layers); the chosen value is embedded and fed back as the next input.
+Skip connections use anchor points: at layer i the controller's state h_i is compared with every
+earlier layer's anchor state h_j,
+
+    P(layer j feeds layer i) = sigmoid(v^T tanh(W_prev h_j + W_curr h_i)),
+
+each sampled independently; the next input is the mean of the chosen anchors' states (ENAS).
+Logits are shaped as c * tanh(logits / T) (ENAS). Learning is the policy gradient against an
+exponential moving-average baseline plus an entropy bonus, in batches of finished children. Results
+arrive asynchronously, so each update recomputes the log-probabilities of the architectures that
+actually finished under the current policy.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from controllers.base import Controller
+from search_spaces import Architecture, SearchSpace
+
+
+@dataclass
+class ReinforceSettings:
+    """Settings, from a space file's `controller:` section. Defaults are the papers' values."""
+
+    hidden_size: int = 35  # LSTM units per layer (Zoph & Le: 35; ENAS: 64)
+    lstm_layers: int = 2  # stacked LSTM layers (Zoph & Le: 2)
+    learning_rate: float = 6e-4  # Adam (Zoph & Le: 6e-4; ENAS: 3.5e-4)
+    batch_size: int = 1  # finished children per policy update
+    baseline_decay: float = 0.95  # moving average of the reward (ENAS code uses 0.99-0.999)
+    entropy_weight: float = 1e-4  # bonus on the policy's entropy (ENAS: 1e-4)
+    tanh_constant: float = 2.5  # logits -> c * tanh(logits / temperature) (ENAS: 2.5; 0 turns it off)
+    temperature: float = 5.0  # (ENAS: 5)
+    reward_power: float = 1.0  # the reward is val_accuracy ** power (Zoph & Le cube it: 3)
+    init_range: float = 0.08  # weights start uniform in [-r, r] (Zoph & Le: 0.08)
+
+    def check(self) -> str | None:
+        for name in ("hidden_size", "lstm_layers", "batch_size"):
+            if getattr(self, name) < 1:
+                return f"{name}: got {getattr(self, name)}, expected an integer >= 1"
+        for name in ("learning_rate", "temperature", "reward_power", "init_range"):
+            if not getattr(self, name) > 0:
+                return f"{name}: got {getattr(self, name)}, expected a number > 0"
+        if not 0 <= self.baseline_decay < 1:
+            return f"baseline_decay: got {self.baseline_decay}, expected a number >= 0 and < 1"
+        if self.entropy_weight < 0 or self.tanh_constant < 0:
+            return "entropy_weight and tanh_constant: expected numbers >= 0"
+        return None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the controller's sequence: a categorical decision, or a layer's anchor point."""
+
+    head: str  # the softmax (and embedding) used, shared by decisions of one kind; "anchor" for anchors
+    decisions: tuple[int, ...]  # indices into space.decisions; an anchor's are the layer's input decisions
+
+
+def plan(space: SearchSpace) -> list[Step]:
+    """The order in which the controller makes its decisions: the space's order, with one anchor
+    step per layer (when the space has skip decisions) before that layer's own decisions."""
+    anchors = any(d.kind == "input" for d in space.decisions)
+    steps = [Step(f"{d.kind}_{len(d.choices)}", (i,)) for i, d in enumerate(space.decisions) if d.layer is None]
+    layers = sorted({d.layer for d in space.decisions if d.layer is not None})
+    for layer in range(layers[-1] + 1 if layers else 0):
+        mine = [(i, d) for i, d in enumerate(space.decisions) if d.layer == layer]
+        if anchors:
+            inputs = sorted((d.source, i) for i, d in mine if d.kind == "input")
+            steps.append(Step("anchor", tuple(i for _, i in inputs)))
+        steps += [Step(f"{d.kind}_{len(d.choices)}", (i,)) for i, d in mine if d.kind != "input"]
+    return steps
+
+
+class ReinforceController(Controller):
+    name = "reinforce"
+
+    def __init__(self, space: SearchSpace, seed: int = 0, settings: ReinforceSettings | None = None):
+        super().__init__(space, seed)
+        import keras  # TensorFlow is loaded only when this controller is used
+
+        self.settings = s = settings or ReinforceSettings()
+        self.steps = plan(space)
+        self.cells = [keras.layers.LSTMCell(s.hidden_size, name=f"lstm{k}") for k in range(s.lstm_layers)]
+        heads = sorted({step.head for step in self.steps if step.head != "anchor"})
+        sizes = {f"{d.kind}_{len(d.choices)}": len(d.choices) for d in space.decisions}
+        self.softmax = {h: keras.layers.Dense(sizes[h], name=f"softmax_{h}") for h in heads}
+        self.embed = {h: keras.layers.Embedding(sizes[h], s.hidden_size, name=f"embed_{h}") for h in heads}
+        self.go = keras.layers.Embedding(1, s.hidden_size, name="go")  # the first step's input
+        self.w_prev = keras.layers.Dense(s.hidden_size, use_bias=False, name="anchor_prev")
+        self.w_curr = keras.layers.Dense(s.hidden_size, use_bias=False, name="anchor_curr")
+        self.v = keras.layers.Dense(1, use_bias=False, name="anchor_v")
+        for cell in self.cells:
+            cell.build((None, s.hidden_size))
+        for layer in [*self.softmax.values(), self.w_prev, self.w_curr, self.v]:
+            layer.build((None, s.hidden_size))
+        for layer in [*self.embed.values(), self.go]:
+            layer.build((None,))
+        modules = [*self.cells, self.go, *self.softmax.values(), *self.embed.values(), self.w_prev, self.w_curr,
+                   self.v]
+        self.variables = [v for m in modules for v in m.trainable_variables]
+        init = np.random.default_rng([seed, 1])  # weights from the seed alone: runs are reproducible
+        for v in self.variables:
+            v.assign(init.uniform(-s.init_range, s.init_range, v.shape).astype("float32"))
+        self.optimizer = keras.optimizers.Adam(s.learning_rate)
+        self.optimizer.build(self.variables)
+        # The policy as two TensorFlow graphs, traced once: sampling one architecture, and scoring a batch.
+        import tensorflow as tf
+
+        d = len(space.decisions)
+        self._sample = tf.function(lambda u: self._policy(None, u, tf.ones((1, d)))[0],
+                                   input_signature=[tf.TensorSpec([d], tf.float32)])
+        self._score_graph = tf.function(lambda c, a: self._policy(c, None, a)[1:],
+                                        input_signature=[tf.TensorSpec([None, d], tf.int64),
+                                                         tf.TensorSpec([None, d], tf.float32)])
+        self.baseline: float | None = None
+        self.pending: list[tuple[list[int], float]] = []
+        self.log: list[dict[str, Any]] = []
+
+    # -- the policy ------------------------------------------------------------------------------
+
+    def _shape(self, logits):
+        import tensorflow as tf
+
+        s = self.settings
+        logits = logits / s.temperature
+        return s.tanh_constant * tf.tanh(logits) if s.tanh_constant else logits
+
+    def _policy(self, forced, uniforms, active):
+        """Runs the LSTM over the steps, in TensorFlow. With `forced` [B, D] it scores those choices
+        (teacher forcing); with `uniforms` [D] instead it samples one architecture (B = 1) by
+        inverse CDF. Returns the choices [B, D], their log-probabilities [B] and the policy's
+        entropy at them [B]; `active` [B, D] masks decisions that had no effect."""
+        import tensorflow as tf
+
+        batch = 1 if forced is None else tf.shape(forced)[0]
+        hidden = self.settings.hidden_size
+        states = [[tf.zeros((batch, hidden)), tf.zeros((batch, hidden))] for _ in self.cells]
+        x = self.go(tf.zeros((batch,), "int32"))
+        chosen, anchors, keys, logps, entropies = {}, [], [], [], []
+        for step in self.steps:
+            for k, cell in enumerate(self.cells):
+                x, states[k] = cell(x, states[k])
+            h = x
+            if step.head != "anchor":
+                (d,) = step.decisions
+                logp_all = tf.nn.log_softmax(self._shape(self.softmax[step.head](h)))
+                if forced is None:
+                    cdf = tf.cumsum(tf.exp(logp_all), -1)
+                    below = tf.reduce_sum(tf.cast(cdf < uniforms[d] * cdf[:, -1:], tf.int64), -1)
+                    chosen[d] = tf.minimum(below, logp_all.shape[-1] - 1)
+                else:
+                    chosen[d] = forced[:, d]
+                logps.append(tf.gather(logp_all, chosen[d], batch_dims=1) * active[:, d])
+                entropies.append(-tf.reduce_sum(tf.exp(logp_all) * logp_all, -1) * active[:, d])
+                x = self.embed[step.head](chosen[d])
+                continue
+            if keys:  # an anchor point with earlier layers to choose from
+                ds = list(step.decisions)
+                logits = self._shape(self.v(tf.tanh(tf.stack(keys, 1) + self.w_curr(h)[:, None]))[..., 0])
+                p = tf.sigmoid(logits)
+                if forced is None:
+                    picks = tf.cast(tf.gather(uniforms, ds)[None] < p, tf.float32)
+                else:
+                    picks = tf.cast(tf.gather(forced, ds, axis=1), tf.float32)
+                chosen.update({d: tf.cast(picks[:, j], tf.int64) for j, d in enumerate(ds)})
+                log_on, log_off = tf.math.log_sigmoid(logits), tf.math.log_sigmoid(-logits)
+                mask = tf.gather(active, ds, axis=1)
+                logps.append(tf.reduce_sum((picks * log_on + (1 - picks) * log_off) * mask, -1))
+                entropies.append(-tf.reduce_sum((p * log_on + (1 - p) * log_off) * mask, -1))
+                x = tf.einsum("bj,bjh->bh", picks, tf.stack(anchors, 1)) / (1 + tf.reduce_sum(picks, -1, keepdims=True))
+            anchors.append(h)
+            keys.append(self.w_prev(h))
+        choices = tf.stack([chosen[d] for d in range(len(self.space.decisions))], 1)
+        return choices, tf.add_n(logps), tf.add_n(entropies)
+
+    # -- ask and tell ----------------------------------------------------------------------------
+
+    def ask(self) -> Architecture:
+        uniforms = self.rng.random(len(self.space.decisions)).astype(np.float32)
+        return self.space.architecture(self._sample(uniforms).numpy()[0])
+
+    def _score(self, choices: np.ndarray):
+        """Log-probabilities and entropies of these architectures [B, D] under the current policy."""
+        active = np.array([self.space.active(c) for c in choices], np.float32)
+        return self._score_graph(np.asarray(choices, np.int64), active)
+
+    def probability(self, arch: Architecture) -> float:
+        """The probability that the current policy samples exactly this architecture."""
+        return float(np.exp(self._score(np.array([arch.choices]))[0].numpy()[0]))
+
+    def tell(self, arch: Architecture, reward: float) -> None:
+        self.pending.append((list(arch.choices), float(reward)))
+        if len(self.pending) >= self.settings.batch_size:
+            self._update()
+
+    def _update(self) -> None:
+        import tensorflow as tf
+
+        s = self.settings
+        choices = np.array([c for c, _ in self.pending], np.int64)
+        rewards = np.maximum(np.array([r for _, r in self.pending], np.float64), 0.0) ** s.reward_power
+        if self.baseline is None:
+            self.baseline = float(rewards.mean())
+        advantage = tf.constant(rewards - self.baseline, tf.float32)
+        with tf.GradientTape() as tape:
+            logp, entropy = self._score(choices)
+            loss = -tf.reduce_mean(advantage * logp) - s.entropy_weight * tf.reduce_mean(entropy)
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, self.variables), self.variables))
+        self.log.append({"update": len(self.log) + 1, "children": len(rewards), "mean_reward": float(rewards.mean()),
+                         "baseline": self.baseline, "entropy": float(tf.reduce_mean(entropy)), "loss": float(loss)})
+        self.baseline = s.baseline_decay * self.baseline + (1 - s.baseline_decay) * float(rewards.mean())
+        self.pending = []
+
+    def updates(self) -> list[dict[str, Any]]:
+        return list(self.log)
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "settings": dataclasses.asdict(self.settings),
+                "weights": [_encode(v.numpy()) for v in self.variables],
+                "optimizer": [_encode(v.numpy()) for v in self.optimizer.variables],
+                "baseline": self.baseline, "pending": self.pending, "log": self.log}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        super().load(state)
+        if state["settings"] != dataclasses.asdict(self.settings):
+            raise ValueError("the saved controller has other settings than this one")
+        for v, saved in zip(self.variables, state["weights"], strict=True):
+            v.assign(_decode(saved))
+        for v, saved in zip(self.optimizer.variables, state["optimizer"], strict=True):
+            v.assign(_decode(saved))
+        self.baseline = state["baseline"]
+        self.pending = [(list(c), float(r)) for c, r in state["pending"]]
+        self.log = [dict(entry) for entry in state["log"]]
+
+
+def _encode(array: np.ndarray) -> dict[str, Any]:
+    """An exact, compact JSON form of an array."""
+    array = np.ascontiguousarray(array)
+    return {"dtype": str(array.dtype), "shape": list(array.shape), "data": base64.b64encode(array.tobytes()).decode()}
+
+
+def _decode(data: Mapping[str, Any]) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(data["data"]), dtype=data["dtype"]).reshape(data["shape"])

@@ -1,0 +1,35 @@
+"""The settings of one search, as given on the command line and resolved before it starts.
+
+The resolved settings are printed at the start and written to the run's `config.json`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass
+class SearchConfig:
+    space: str = "cnn10"  # a built-in space's name or the path of a space file
+    budget: int = 200  # child models to train
+    data: str = "mnist5k"  # mnist5k, digits, an image folder, a .csv of path,label or an .npz
+    image_size: tuple[int, int] | None = None  # resize folder and CSV images to this (default 32x32)
+    color_mode: str = "rgb"  # rgb or grayscale, for folder and CSV images
+    controller: str = "reinforce"  # reinforce or random
+    workers: int | None = None  # concurrent trials; None: the cluster's CPUs / cpus_per_trial
+    cpus_per_trial: float = 1.0  # Ray CPUs per child; TensorFlow gets as many threads
+    gpus_per_trial: float = 0.0  # Ray GPUs per child
+    tpu: bool = False  # ask Ray for one TPU per child
+    address: str | None = None  # join this Ray cluster instead of starting a local one
+    epochs: int | None = None  # epochs per child; None: the space's search_epochs
+    final_epochs: int | None = None  # epochs for the winner's retraining; None: the space's final_epochs
+    name: str | None = None  # the run's directory name; None: <space>-<date>-<time>
+    runs_dir: str = "runs"  # where run directories go
+    seed: int = 0  # seeds the data split, the controller and every child
+    dashboard: bool = True  # start the Ray dashboard (local Ray only)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["image_size"] = list(self.image_size) if self.image_size else None
+        return data

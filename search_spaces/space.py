@@ -1,0 +1,420 @@
+"""Search spaces: named decisions with finite choices, plus the children's training recipe.
+
+A space is declared in a YAML file. Any setting written as a list is a *decision* the controller
+makes; a scalar is fixed. Settings under `layer:` repeat for every layer, so a ten-layer space is a
+few lines:
+
+    name: cnn10
+    family: conv                 # which builder reads the settings: linear, dense, conv, resnet
+    layers: 10
+    reduce_after: [0, 3]         # halve height and width after these layers
+    layer:
+      kernel_height: [1, 3, 5, 7]
+      kernel_width: [1, 3, 5, 7]
+      filters: [8, 16, 24, 32]
+      inputs: any                # every earlier layer may feed this one: skip connections
+    training: {learning_rate: 0.003, batch_size: 64, search_epochs: 4, final_epochs: 30}
+
+Use:
+    space = load_space("cnn10")                   # a built-in name, or a path to a .yaml file
+    arch = space.architecture([0, 3, 1, ...])     # validated, canonical, hashable
+    space.decode(arch)                            # {"layer0.kernel_height": 1, ...}
+    space.resolve(arch)                           # plain dict the builder turns into a model
+
+This module never imports TensorFlow: a space is data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
+
+
+class SpaceError(ValueError):
+    """A space file, or an architecture for a space, is invalid. The message names file and field."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting a space file may give."""
+
+    kind: str  # "int", "float", "bool" or "str"
+    default: Any
+    low: float | None = None  # inclusive lower bound for numbers
+    high: float | None = None  # exclusive upper bound for numbers
+    options: tuple[str, ...] = ()  # the allowed strings
+    decidable: bool = True  # may be given as a list of choices
+
+    def expected(self) -> str:
+        if self.kind == "str":
+            return "one of " + ", ".join(self.options)
+        if self.kind == "bool":
+            return "true or false"
+        noun = "an integer" if self.kind == "int" else "a number"
+        if self.low is not None and self.high is not None:
+            return f"{noun} >= {self.low} and < {self.high}"
+        if self.low is not None:
+            return f"{noun} >= {self.low}"
+        return noun
+
+    def check(self, value: Any) -> Any:
+        """Returns the value normalised, or raises ValueError saying what was expected."""
+        ok = True
+        if self.kind == "bool":
+            ok = isinstance(value, bool)
+        elif self.kind == "str":
+            ok = isinstance(value, str) and value in self.options
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            ok = False
+        elif self.kind == "int" and not float(value).is_integer():
+            ok = False
+        else:
+            value = int(value) if self.kind == "int" else float(value)
+            ok = (self.low is None or value >= self.low) and (self.high is None or value < self.high)
+        if not ok:
+            raise ValueError(f"got {value!r}, expected {self.expected()}")
+        return value
+
+
+ACTIVATIONS = ("relu", "elu", "gelu", "selu", "swish", "tanh")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+
+TRAINING = {
+    "optimizer": Setting("str", "adam", options=OPTIMIZERS),
+    "learning_rate": Setting("float", 1e-3, low=1e-7),
+    "schedule": Setting("str", "cosine", options=("constant", "cosine")),
+    "batch_size": Setting("int", 64, low=1),
+    "search_epochs": Setting("int", 3, low=1, decidable=False),
+    "final_epochs": Setting("int", 10, low=1, decidable=False),
+}
+
+# Keras preprocessing layers, active only while training (0 or false = off).
+AUGMENT = {
+    "flip": Setting("bool", False),
+    "rotation": Setting("float", 0.0, low=0, high=1),
+    "zoom": Setting("float", 0.0, low=0, high=1),
+    "translation": Setting("float", 0.0, low=0, high=1),
+    "contrast": Setting("float", 0.0, low=0, high=1),
+}
+
+HEAD = {"dropout": Setting("float", 0.0, low=0, high=1)}
+
+# Per family: settings made once (`top`) and settings repeated for every layer (`layer`).
+FAMILIES: dict[str, dict[str, dict[str, Setting]]] = {
+    "linear": {"top": {"l2": Setting("float", 0.0, low=0)}, "layer": {}},
+    "dense": {
+        "top": {"layers": Setting("int", 2, low=1)},
+        "layer": {
+            "units": Setting("int", 128, low=1),
+            "activation": Setting("str", "relu", options=ACTIVATIONS),
+            "dropout": Setting("float", 0.0, low=0, high=1),
+            "batch_norm": Setting("bool", False),
+        },
+    },
+    "conv": {
+        "top": {"layers": Setting("int", 6, low=1)},
+        "layer": {
+            "kernel_height": Setting("int", 3, low=1),
+            "kernel_width": Setting("int", 3, low=1),
+            "filters": Setting("int", 32, low=1),
+            "activation": Setting("str", "relu", options=ACTIVATIONS),
+            "batch_norm": Setting("bool", True),
+            "inputs": Setting("str", "previous", options=("previous", "any"), decidable=False),
+        },
+    },
+    "resnet": {
+        "top": {
+            "stem_filters": Setting("int", 16, low=1),
+            "stages": Setting("int", 3, low=1),
+            "blocks": Setting("int", 1, low=1),
+            "width": Setting("int", 16, low=1),
+            "block": Setting("str", "basic", options=("basic", "bottleneck")),
+            "kernel": Setting("int", 3, low=1),
+        },
+        "layer": {},
+    },
+}
+
+TOP_KEYS = ("name", "description", "family", "layer", "reduce_after", "training", "augment", "head",
+            "controller")
+GROUPS = {"training": TRAINING, "augment": AUGMENT, "head": HEAD}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One choice the controller makes."""
+
+    name: str  # unique in the space: "layers", "training.learning_rate", "layer3.filters", "layer3.input1"
+    kind: str  # what is decided, the same for every layer: "filters"; "input" for a skip connection
+    choices: tuple  # the values, in the file's order
+    layer: int | None = None  # the layer the decision belongs to
+    source: int | None = None  # for kind "input": the earlier layer that may feed `layer`
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One point of a space: a choice index per decision. Build it with `SearchSpace.architecture`,
+    which validates it and zeroes decisions that have no effect, so equal models compare equal."""
+
+    space: str
+    choices: tuple[int, ...]
+
+    @property
+    def key(self) -> str:
+        """A canonical hash: the same for the same space name and choices, on every machine."""
+        text = json.dumps([self.space, list(self.choices)], separators=(",", ":"))
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict:
+        return {"space": self.space, "choices": list(self.choices)}
+
+
+@dataclass
+class SearchSpace:
+    name: str
+    family: str
+    decisions: list[Decision]
+    fixed: dict[str, Any]  # every setting that is not a decision, by group: {"training": {...}, ...}
+    description: str = ""
+    source: str = ""  # the file it came from
+    text: str = ""  # the file's text, copied into run directories
+    controller: dict[str, Any] = field(default_factory=dict)  # settings for the controllers
+
+    # -- architectures ---------------------------------------------------------------------------
+
+    def architecture(self, choices: Sequence[int]) -> Architecture:
+        """Validates choice indices and returns the canonical architecture."""
+        choices = [int(c) for c in choices]
+        if len(choices) != len(self.decisions):
+            raise SpaceError(f"space {self.name}: got {len(choices)} choices, expected {len(self.decisions)}")
+        for d, c in zip(self.decisions, choices):
+            if not 0 <= c < len(d.choices):
+                raise SpaceError(f"space {self.name}: {d.name}: choice index {c} out of range 0..{len(d.choices) - 1}")
+        active = self.active(choices)
+        return Architecture(self.name, tuple(c if a else 0 for c, a in zip(choices, active)))
+
+    def from_json(self, data: Mapping) -> Architecture:
+        if data.get("space") != self.name:
+            raise SpaceError(f"architecture of space {data.get('space')!r} given to space {self.name!r}")
+        return self.architecture(data["choices"])
+
+    def active(self, choices: Sequence[int]) -> list[bool]:
+        """Which decisions matter: a layer beyond the chosen depth decides nothing."""
+        depth = self.depth(choices)
+        return [d.layer is None or d.layer < depth for d in self.decisions]
+
+    def depth(self, choices: Sequence[int]) -> int:
+        for d, c in zip(self.decisions, choices):
+            if d.name == "layers":
+                return int(d.choices[c])
+        return int(self.fixed.get("top", {}).get("layers", 0))
+
+    def decode(self, arch: Architecture) -> dict[str, Any]:
+        """The chosen value of every active decision, by decision name."""
+        active = self.active(arch.choices)
+        return {d.name: d.choices[c] for d, c, a in zip(self.decisions, arch.choices, active) if a}
+
+    def resolve(self, arch: Architecture) -> dict[str, Any]:
+        """The child's full specification as plain data: what `nas.builder` and `nas.trainer` read."""
+        values = self.decode(arch)
+        spec: dict[str, Any] = {"space": self.name, "family": self.family, **self.fixed["top"]}
+        spec.update({group: dict(self.fixed[group]) for group in GROUPS})
+        for d in self.decisions:
+            if d.layer is None:
+                group, _, key = d.name.rpartition(".")
+                (spec[group] if group else spec)[key] = values[d.name]
+        if FAMILIES[self.family]["layer"]:
+            spec["layers"] = [self._resolve_layer(i, values) for i in range(self.depth(arch.choices))]
+        if self.family == "conv":
+            spec["reduce_after"] = list(self.fixed.get("reduce_after", []))
+        return spec
+
+    def _resolve_layer(self, i: int, values: Mapping[str, Any]) -> dict[str, Any]:
+        layer = dict(self.fixed.get("layer", {}))
+        for key in FAMILIES[self.family]["layer"]:
+            if f"layer{i}.{key}" in values:
+                layer[key] = values[f"layer{i}.{key}"]
+        if self.family == "conv":
+            if layer["inputs"] == "any":
+                layer["inputs"] = [j for j in range(i) if values.get(f"layer{i}.input{j}")]
+            else:
+                layer["inputs"] = [i - 1] if i > 0 else []
+        return layer
+
+    # -- size and sampling -----------------------------------------------------------------------
+
+    def size(self) -> int:
+        """The number of distinct architectures (canonical ones: inactive layers do not count)."""
+        per_layer: dict[int, int] = {}
+        top = 1
+        for d in self.decisions:
+            if d.layer is None and d.name != "layers":
+                top *= len(d.choices)
+            elif d.layer is not None:
+                per_layer[d.layer] = per_layer.get(d.layer, 1) * len(d.choices)
+        depths = next((d.choices for d in self.decisions if d.name == "layers"), None)
+        depths = depths or (self.fixed.get("top", {}).get("layers", 0),)
+        return top * sum(math.prod(per_layer.get(i, 1) for i in range(n)) for n in depths)
+
+    def describe_size(self) -> str:
+        n = self.size()
+        return f"{n:,}" if n < 10**7 else f"{n:.2e}".replace("e+", "e")
+
+    def fingerprint(self) -> str:
+        text = json.dumps([self.name, self.family, [(d.name, list(d.choices)) for d in self.decisions],
+                           self.fixed], sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+BUILTIN_DIR = Path(__file__).resolve().parent
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """Loads a built-in space by name (`cnn10`) or a user's space file by path."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or path.exists() or "/" in text:
+        if not path.is_file():
+            raise SpaceError(f"{text}: space file not found")
+        return parse_space(path.read_text(), source=str(path), default_name=path.stem)
+    if text in builtin_names():
+        path = BUILTIN_DIR / f"{text}.yaml"
+        return parse_space(path.read_text(), source=f"{text}.yaml", default_name=text)
+    raise SpaceError(f"unknown space {text!r}; known spaces: {', '.join(builtin_names())} "
+                     f"(or give a path to a .yaml file)")
+
+
+def parse_space(text: str, source: str = "<space>", default_name: str = "space") -> SearchSpace:
+    """Parses and validates a space file's text; errors read `source: field: problem, expected ...`."""
+
+    def fail(where: str, problem: str) -> SpaceError:
+        return SpaceError(f"{source}: {where}: {problem}")
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "file"
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise fail(where, f"malformed YAML ({problem}), expected a mapping of settings") from None
+    if not isinstance(data, dict):
+        raise fail("file", f"got {type(data).__name__}, expected a mapping of settings such as family: conv")
+    family = data.get("family")
+    if family not in FAMILIES:
+        raise fail("family", f"got {family!r}, expected one of {', '.join(FAMILIES)}")
+    allowed = set(TOP_KEYS) | set(FAMILIES[family]["top"])
+    for key in data:
+        if key not in allowed:
+            raise fail(str(key), f"unknown setting for family {family}, expected one of {', '.join(sorted(allowed))}")
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        raise fail("name", f"got {name!r}, expected letters, digits, '-' or '_'")
+
+    decisions: list[Decision] = []
+    fixed: dict[str, dict[str, Any]] = {}
+
+    def read(group: str, key: str, setting: Setting, value: Any, where: str) -> Any:
+        """A fixed value, or a tuple of choices when the file gives a list."""
+        if isinstance(value, list):
+            if not setting.decidable:
+                raise fail(where, f"got a list, expected a single value ({setting.expected()})")
+            if not value:
+                raise fail(where, f"empty list of choices, expected at least one value ({setting.expected()})")
+            try:
+                choices = tuple(setting.check(v) for v in value)
+            except ValueError as e:
+                raise fail(where, str(e)) from None
+            if len(set(choices)) != len(choices):
+                raise fail(where, f"repeated choice in {value}, expected distinct values")
+            return choices
+        try:
+            return setting.check(value)
+        except ValueError as e:
+            raise fail(where, str(e)) from None
+
+    # Settings made once: family settings, then training, augmentation and head groups.
+    groups = {"top": (FAMILIES[family]["top"], data)}
+    for group, schema in GROUPS.items():
+        section = data.get(group, {}) or {}
+        if not isinstance(section, dict):
+            raise fail(group, f"got {section!r}, expected a mapping of settings")
+        groups[group] = (schema, section)
+    for group, (schema, section) in groups.items():
+        prefix = "" if group == "top" else group + "."
+        for key in section:
+            if group != "top" and key not in schema:
+                raise fail(f"{group}.{key}", f"unknown setting, expected one of {', '.join(schema)}")
+        fixed[group] = {}
+        for key, setting in schema.items():
+            value = read(group, key, setting, section.get(key, setting.default), prefix + key)
+            if isinstance(value, tuple):
+                decisions.append(Decision(prefix + key, key, value))
+            else:
+                fixed[group][key] = value
+
+    # Settings repeated for every layer.
+    layer_schema = FAMILIES[family]["layer"]
+    section = data.get("layer", {}) or {}
+    if not isinstance(section, dict):
+        raise fail("layer", f"got {section!r}, expected a mapping of per-layer settings")
+    if section and not layer_schema:
+        raise fail("layer", f"family {family} has no layers, expected no 'layer' section")
+    for key in section:
+        if key not in layer_schema:
+            raise fail(f"layer.{key}", f"unknown setting, expected one of {', '.join(layer_schema)}")
+    layer_values = {k: read("layer", k, s, section.get(k, s.default), f"layer.{k}") for k, s in layer_schema.items()}
+    fixed["layer"] = {k: v for k, v in layer_values.items() if not isinstance(v, tuple)}
+    if layer_schema:
+        depth_choice = next((d for d in decisions if d.name == "layers"), None)
+        max_depth = max(depth_choice.choices) if depth_choice else fixed["top"]["layers"]
+        for i in range(max_depth):
+            if layer_values.get("inputs") == "any":
+                decisions += [Decision(f"layer{i}.input{j}", "input", (False, True), layer=i, source=j) for j in range(i)]
+            decisions += [Decision(f"layer{i}.{k}", k, v, layer=i) for k, v in layer_values.items() if isinstance(v, tuple)]
+
+    if "reduce_after" in data:
+        if family != "conv":
+            raise fail("reduce_after", f"only the conv family reduces after layers, got it for family {family}")
+        reduce_after = data["reduce_after"]
+        max_depth = max(next((d.choices for d in decisions if d.name == "layers"), (fixed["top"].get("layers", 0),)))
+        if (not isinstance(reduce_after, list)
+                or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < max_depth for i in reduce_after)):
+            raise fail("reduce_after", f"got {reduce_after!r}, expected a list of layer indices from 0 to {max_depth - 1}")
+        fixed["reduce_after"] = sorted(set(reduce_after))
+
+    if not decisions:
+        raise fail("file", "declares no decision, expected at least one setting given as a list of choices")
+    controller = data.get("controller", {}) or {}
+    if not isinstance(controller, dict):
+        raise fail("controller", f"got {controller!r}, expected a mapping of controller settings")
+    description = data.get("description", "")
+    return SearchSpace(name=name, family=family, decisions=decisions, fixed=fixed,
+                       description=" ".join(str(description).split()), source=source, text=text,
+                       controller=controller)
+
+
+def iter_architectures(space: SearchSpace) -> Iterable[Architecture]:
+    """Every canonical architecture of a small space, once each (for tests and tabular benchmarks)."""
+    sizes = [len(d.choices) for d in space.decisions]
+    seen = set()
+    for flat in range(math.prod(sizes)):
+        choices = []
+        for n in reversed(sizes):
+            choices.append(flat % n)
+            flat //= n
+        arch = space.architecture(choices[::-1])
+        if arch not in seen:
+            seen.add(arch)
+            yield arch
