@@ -136,15 +136,16 @@ class ReinforceController(Controller):
     def _policy(self, forced, uniforms, active):
         """Runs the LSTM over the steps, in TensorFlow. With `forced` [B, D] it scores those choices
         (teacher forcing); with `uniforms` [D] instead it samples one architecture (B = 1) by
-        inverse CDF. Returns the choices [B, D], their log-probabilities [B] and the policy's
-        entropy at them [B]; `active` [B, D] masks decisions that had no effect."""
+        inverse CDF. Returns the choices [B, D], the log-probability of each choice given the
+        ones before it [B, D], and the policy's entropy along the way [B]; `active` [B, D] masks
+        decisions that had no effect."""
         import tensorflow as tf
 
         batch = 1 if forced is None else tf.shape(forced)[0]
         hidden = self.settings.hidden_size
         states = [[tf.zeros((batch, hidden)), tf.zeros((batch, hidden))] for _ in self.cells]
         x = self.go(tf.zeros((batch,), "int32"))
-        chosen, anchors, keys, logps, entropies = {}, [], [], [], []
+        chosen, logps, anchors, keys, entropies = {}, {}, [], [], []
         for step in self.steps:
             for k, cell in enumerate(self.cells):
                 x, states[k] = cell(x, states[k])
@@ -158,7 +159,7 @@ class ReinforceController(Controller):
                     chosen[d] = tf.minimum(below, logp_all.shape[-1] - 1)
                 else:
                     chosen[d] = forced[:, d]
-                logps.append(tf.gather(logp_all, chosen[d], batch_dims=1) * active[:, d])
+                logps[d] = tf.gather(logp_all, chosen[d], batch_dims=1) * active[:, d]
                 entropies.append(-tf.reduce_sum(tf.exp(logp_all) * logp_all, -1) * active[:, d])
                 x = self.embed[step.head](chosen[d])
                 continue
@@ -173,13 +174,15 @@ class ReinforceController(Controller):
                 chosen.update({d: tf.cast(picks[:, j], tf.int64) for j, d in enumerate(ds)})
                 log_on, log_off = tf.math.log_sigmoid(logits), tf.math.log_sigmoid(-logits)
                 mask = tf.gather(active, ds, axis=1)
-                logps.append(tf.reduce_sum((picks * log_on + (1 - picks) * log_off) * mask, -1))
+                terms = (picks * log_on + (1 - picks) * log_off) * mask
+                logps.update({d: terms[:, j] for j, d in enumerate(ds)})
                 entropies.append(-tf.reduce_sum((p * log_on + (1 - p) * log_off) * mask, -1))
                 x = tf.einsum("bj,bjh->bh", picks, tf.stack(anchors, 1)) / (1 + tf.reduce_sum(picks, -1, keepdims=True))
             anchors.append(h)
             keys.append(self.w_prev(h))
-        choices = tf.stack([chosen[d] for d in range(len(self.space.decisions))], 1)
-        return choices, tf.add_n(logps), tf.add_n(entropies)
+        order = range(len(self.space.decisions))
+        entropy = tf.add_n(entropies) if entropies else tf.zeros((batch,))
+        return tf.stack([chosen[d] for d in order], 1), tf.stack([logps[d] for d in order], 1), entropy
 
     # -- ask and tell ----------------------------------------------------------------------------
 
@@ -188,13 +191,15 @@ class ReinforceController(Controller):
         return self.space.architecture(self._sample(uniforms).numpy()[0])
 
     def _score(self, choices: np.ndarray):
-        """Log-probabilities and entropies of these architectures [B, D] under the current policy."""
+        """Per-decision log-probabilities [B, D] of these architectures [B, D] under the current
+        policy, and the policy's entropy along each [B]."""
         active = np.array([self.space.active(c) for c in choices], np.float32)
         return self._score_graph(np.asarray(choices, np.int64), active)
 
-    def probability(self, arch: Architecture) -> float:
-        """The probability that the current policy samples exactly this architecture."""
-        return float(np.exp(self._score(np.array([arch.choices]))[0].numpy()[0]))
+    def probabilities(self, arch: Architecture) -> np.ndarray:
+        """For each decision, the probability that the current policy makes this architecture's
+        choice, given the choices before it (inactive decisions: 1)."""
+        return np.exp(self._score(np.array([arch.choices]))[0].numpy()[0])
 
     def tell(self, arch: Architecture, reward: float) -> None:
         self.pending.append((list(arch.choices), float(reward)))
@@ -212,6 +217,7 @@ class ReinforceController(Controller):
         advantage = tf.constant(rewards - self.baseline, tf.float32)
         with tf.GradientTape() as tape:
             logp, entropy = self._score(choices)
+            logp = tf.reduce_sum(logp, -1)
             loss = -tf.reduce_mean(advantage * logp) - s.entropy_weight * tf.reduce_mean(entropy)
         self.optimizer.apply_gradients(zip(tape.gradient(loss, self.variables), self.variables))
         self.log.append({"update": len(self.log) + 1, "children": len(rewards), "mean_reward": float(rewards.mean()),
@@ -245,7 +251,7 @@ class ReinforceController(Controller):
 
 def _encode(array: np.ndarray) -> dict[str, Any]:
     """An exact, compact JSON form of an array."""
-    array = np.ascontiguousarray(array)
+    array = np.asarray(array)  # tobytes() writes C order, 0-d arrays included
     return {"dtype": str(array.dtype), "shape": list(array.shape), "data": base64.b64encode(array.tobytes()).decode()}
 
 

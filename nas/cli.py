@@ -9,13 +9,9 @@ stop exits with 3.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
-
-# TensorFlow's C++ start-up messages (CPU features, no CUDA device) are noise on a terminal.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from controllers import NAMES as CONTROLLERS
 from nas.config import SearchConfig

@@ -151,6 +151,9 @@ def _csv(path: Path) -> tuple[list[Path], list[str]]:
 
 def _decode_all(paths: list[Path], size: tuple[int, int], color_mode: str) -> np.ndarray:
     """Decodes and resizes every image with Keras's loader; a bad file is named in the error."""
+    from nas.quiet import import_tensorflow
+
+    import_tensorflow()
     from keras.utils import img_to_array, load_img
 
     images = np.empty((len(paths), *size, 1 if color_mode == "grayscale" else 3), np.uint8)

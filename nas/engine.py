@@ -17,6 +17,7 @@ from nas import progress
 from nas.config import SearchConfig
 from nas.data import load_data
 from nas.errors import InputError, SearchStopped
+from nas.quiet import import_tensorflow
 from nas.rundir import RunDir
 from nas.search import Search
 from search_spaces import load_space
@@ -35,6 +36,7 @@ def run_search(config: SearchConfig) -> dict[str, Any]:
     if rundir.path.exists():
         raise InputError(f"--name: run {rundir.path} already exists, expected a new name")
     data = load_data(config.data, config.image_size, config.color_mode, seed=config.seed)
+    import_tensorflow()  # the REINFORCE controller runs on TensorFlow in this process
     controller = make_controller(config.controller, space, seed=config.seed)
 
     from nas import tune  # Ray is imported only once the input is known to be good

@@ -1,0 +1,78 @@
+"""A whole search through real Ray Tune, real Keras and real files, as a user starts it."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+
+from nas.data import load_data
+
+SUMMARY_KEYS = {"space", "budget", "trials_completed", "trials_failed", "best", "test_accuracy", "wall_seconds",
+                "child_fit_seconds"}
+
+
+def test_search_cnn10_on_digits_through_ray(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "search", "--space", "cnn10", "--budget", "4", "--epochs", "1",
+         "--final-epochs", "1", "--data", "digits", "--no-dashboard", "--runs-dir", str(tmp_path), "--name", "e2e"],
+        capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = tmp_path / "e2e"
+    for name in ("config.json", "space.yaml", "trials.jsonl", "controller.json", "summary.json", "best/model.keras"):
+        assert (run / name).is_file(), name
+
+    trials = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    assert sorted(t["trial"] for t in trials) == [1, 2, 3, 4]
+    assert all(t["status"] == "completed" for t in trials)
+    assert len({t["hash"] for t in trials}) == 4  # four distinct architectures
+    assert all(0 <= t["reward"] <= 1 and t["metrics"]["epochs"] == 1 and t["values"] for t in trials)
+    assert len({t["pid"] for t in trials}) <= 2  # two workers, each reused for several children
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["trials_completed"] == 4 and summary["trials_failed"] == 0 and summary["budget"] == 4
+    best = max(trials, key=lambda t: (t["reward"], -t["trial"]))
+    assert summary["best"]["trial"] == best["trial"] and summary["best"]["val_accuracy"] == best["reward"]
+    assert summary["best"]["arch"] == best["arch"]
+    assert summary["test_accuracy"] > 0.5  # ten classes: chance is 0.1
+    assert summary["child_fit_seconds"] == sum(t["metrics"]["fit_seconds"] for t in trials)
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["space"] == "cnn10" and config["epochs"] == 1 and config["workers"] == 2
+    assert "trial" in result.stdout and "test accuracy" in result.stdout and "Top 4 architectures" in result.stdout
+
+    # The saved winner is the model that was tested: same accuracy on the held-out split.
+    import keras
+
+    model = keras.saving.load_model(run / "best" / "model.keras", safe_mode=True)
+    data = load_data("digits")
+    accuracy = float(np.mean(model.predict(data.x_test, verbose=0).argmax(1) == data.y_test))
+    assert abs(accuracy - summary["test_accuracy"]) < 1e-6
+
+
+def test_the_dashboard_url_is_printed_and_serves(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nas.cli", "search", "--space", "linear", "--budget", "2", "--epochs", "1",
+         "--final-epochs", "1", "--data", "digits", "--runs-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url, status, output = None, None, []
+    try:
+        for line in process.stdout:
+            output.append(line)
+            match = re.search(r"dashboard\s+(http://127\.0\.0\.1:\d+)", line)
+            if match:
+                url = match.group(1)
+                for _ in range(30):  # the dashboard may take a few seconds to answer
+                    try:
+                        status = urllib.request.urlopen(url, timeout=5).status
+                        break
+                    except OSError:
+                        time.sleep(1)
+        assert process.wait(timeout=600) == 0, "".join(output)
+    finally:
+        process.kill()
+    assert url and status == 200, "".join(output)

@@ -1,0 +1,97 @@
+"""The search's bookkeeping, driven by hand as Ray Tune's searcher tests drive a searcher."""
+
+import json
+
+import pytest
+
+from controllers.base import Controller
+from controllers.random_search import RandomController
+from nas.rundir import RunDir
+from nas.search import MAX_CONSECUTIVE_DUPLICATES, Search, SearchExhausted
+from search_spaces import parse_space
+
+SPACE = parse_space("family: dense\nlayers: 1\nlayer: {units: [8, 16, 32]}\n", source="small.yaml")
+
+
+class Scripted(Controller):
+    """Asks a fixed sequence of architectures and remembers what it was told."""
+
+    name = "scripted"
+
+    def __init__(self, space, choices):
+        super().__init__(space)
+        self.queue = [space.architecture([c]) for c in choices]
+        self.told = []
+
+    def ask(self):
+        return self.queue.pop(0)
+
+    def tell(self, arch, reward):
+        self.told.append((arch.choices[0], reward))
+
+
+def make_search(tmp_path, controller, budget=10):
+    rundir = RunDir(tmp_path / "run")
+    rundir.create()
+    return Search(SPACE, controller, rundir, budget), rundir
+
+
+def completed(accuracy):
+    return {"status": "completed", "val_accuracy": accuracy, "params": 10, "fit_seconds": 1.0, "seconds": 1.5}
+
+
+def test_trials_are_numbered_recorded_on_disk_and_told(tmp_path):
+    search, rundir = make_search(tmp_path, Scripted(SPACE, [0, 1]))
+    first, second = search.next_trial(), search.next_trial()
+    assert (first.number, second.number) == (1, 2)
+    assert first.spec["layers"][0]["units"] == 8
+    search.record(second, completed(0.9))  # finishing out of order is fine
+    search.record(first, {"status": "failed", "error": "ValueError: boom", "seconds": 0.1})
+    lines = [json.loads(line) for line in rundir.file("trials.jsonl").read_text().splitlines()]
+    assert [(r["trial"], r["status"], r["reward"]) for r in lines] == [(2, "completed", 0.9), (1, "failed", 0.0)]
+    assert lines[1]["error"] == "ValueError: boom" and lines[0]["values"] == {"layer0.units": 16}
+    assert lines[0]["hash"] == second.arch.key and lines[0]["metrics"]["params"] == 10
+    assert search.controller.told == [(1, 0.9), (0, 0.0)]  # the failure reward is the lowest
+    assert json.loads(rundir.file("controller.json").read_text())["controller"] == "scripted"
+    assert search.best()["trial"] == 2
+
+
+def test_a_finished_architecture_is_not_trained_twice(tmp_path):
+    controller = Scripted(SPACE, [0, 0, 0, 1])
+    search, _ = make_search(tmp_path, controller)
+    search.record(search.next_trial(), completed(0.8))
+    trial = search.next_trial()  # architecture 0 twice more: told its known reward, then 1 is new
+    assert trial.number == 2 and trial.arch.choices == (1,)
+    assert controller.told == [(0, 0.8), (0, 0.8), (0, 0.8)] and search.duplicates == 2
+
+
+def test_an_architecture_being_trained_means_not_now(tmp_path):
+    search, _ = make_search(tmp_path, Scripted(SPACE, [2, 2, 1]))
+    running = search.next_trial()
+    assert search.next_trial() is None  # 2 is running: nothing new to hand out yet
+    assert search.next_trial().arch.choices == (1,) and running.number == 1
+
+
+def test_budget_and_exhaustion_end_the_search(tmp_path):
+    search, _ = make_search(tmp_path, RandomController(SPACE, seed=0), budget=5)
+    seen = set()
+    with pytest.raises(SearchExhausted, match="already trained"):
+        while True:  # only 3 architectures exist: the controller ends up asking known ones
+            trial = search.next_trial()
+            assert trial.arch not in seen
+            seen.add(trial.arch)
+            search.record(trial, completed(0.5))
+    assert len(seen) == 3 and search.duplicates >= MAX_CONSECUTIVE_DUPLICATES
+    search, _ = make_search(tmp_path / "b", RandomController(SPACE, seed=0), budget=1)
+    search.next_trial()
+    with pytest.raises(SearchExhausted, match="budget of 1 trials is spent"):
+        search.next_trial()
+
+
+def test_a_torn_last_line_is_dropped(tmp_path):
+    rundir = RunDir(tmp_path / "run")
+    rundir.create()
+    rundir.append_trial({"trial": 1})
+    with open(rundir.file("trials.jsonl"), "a") as f:
+        f.write('{"trial": 2, "sta')
+    assert rundir.trials() == [{"trial": 1}]

@@ -1,0 +1,127 @@
+import json
+
+import pytest
+
+from search_spaces import SpaceError, builtin_names, iter_architectures, load_space, parse_space
+
+CONV = """
+name: tiny
+family: conv
+layers: 3
+reduce_after: [0]
+layer:
+  kernel_height: [1, 3]
+  filters: [4, 8]
+  inputs: any
+"""
+
+
+def test_builtin_spaces_and_their_sizes():
+    assert builtin_names() == ["cnn10", "dnn", "linear", "resnet"]
+    assert load_space("linear").size() == 3 * 4 * 2
+    assert load_space("resnet").size() == 2 * 2 * 3 * 2 * 2
+    # dnn: 1 to 3 layers of (4 widths x 3 dropouts), times 2 learning rates; shorter nets are not
+    # counted once per value of their unused layers.
+    assert load_space("dnn").size() == 2 * (12 + 12**2 + 12**3)
+
+
+def test_cnn10_follows_zoph_and_le():
+    space = load_space("cnn10")
+    layers = {d.layer for d in space.decisions}
+    assert layers == set(range(10))
+    for i in range(10):
+        mine = {d.kind: d for d in space.decisions if d.layer == i}
+        assert mine["kernel_height"].choices == (1, 3, 5, 7)
+        assert mine["kernel_width"].choices == (1, 3, 5, 7)
+        assert len(mine["filters"].choices) >= 2
+        inputs = sorted(d.source for d in space.decisions if d.layer == i and d.kind == "input")
+        assert inputs == list(range(i))  # any earlier layer may feed layer i
+    assert len(space.decisions) == 10 * 3 + 45
+
+
+def test_architecture_is_validated_canonical_and_serialisable():
+    space = load_space("dnn")
+    depth = next(i for i, d in enumerate(space.decisions) if d.name == "layers")
+    a = [0] * len(space.decisions)
+    b = [1] * len(space.decisions)
+    b[depth] = 0  # one layer: the second and third layers' choices do not matter ...
+    a[depth] = 0
+    a[next(i for i, d in enumerate(space.decisions) if d.name == "training.learning_rate")] = 1
+    a[next(i for i, d in enumerate(space.decisions) if d.name == "layer0.units")] = 1
+    a[next(i for i, d in enumerate(space.decisions) if d.name == "layer0.dropout")] = 1
+    arch_a, arch_b = space.architecture(a), space.architecture(b)
+    assert arch_a == arch_b and hash(arch_a) == hash(arch_b) and arch_a.key == arch_b.key  # ... so equal
+    assert space.from_json(json.loads(json.dumps(arch_a.to_json()))) == arch_a
+    assert space.decode(arch_a) == {"layers": 1, "training.learning_rate": 0.003, "layer0.units": 128,
+                                    "layer0.dropout": 0.25}
+    with pytest.raises(SpaceError, match="got 2 choices, expected 8"):
+        space.architecture([0, 0])
+    with pytest.raises(SpaceError, match=r"layers: choice index 3 out of range 0..2"):
+        space.architecture([3] + [0] * 7)
+    with pytest.raises(SpaceError, match="architecture of space 'cnn10' given to space 'dnn'"):
+        space.from_json({"space": "cnn10", "choices": a})
+
+
+def test_resolve_turns_skip_decisions_into_input_lists():
+    space = parse_space(CONV, source="tiny.yaml")
+    values = {d.name: i for i, d in enumerate(space.decisions)}
+    choices = [0] * len(space.decisions)
+    choices[values["layer2.input0"]] = 1
+    choices[values["layer2.kernel_height"]] = 1
+    spec = space.resolve(space.architecture(choices))
+    assert [layer["inputs"] for layer in spec["layers"]] == [[], [], [0]]
+    assert spec["layers"][2]["kernel_height"] == 3
+    assert spec["reduce_after"] == [0]
+    assert spec["training"]["optimizer"] == "adam"  # defaults fill what the file leaves out
+
+
+def test_every_architecture_of_a_small_space_once():
+    space = load_space("dnn")
+    archs = list(iter_architectures(space))
+    assert len(archs) == len(set(archs)) == space.size()
+
+
+def test_load_by_path(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(CONV)
+    space = load_space(str(path))
+    assert space.name == "tiny" and space.source == str(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("family: conv\nlayer: {filters: [8, 16}\n", r"bad.yaml: line 2: malformed YAML .*expected a mapping"),
+    ("- a\n- b\n", r"bad.yaml: file: got list, expected a mapping"),
+    ("family: transformer\n", r"bad.yaml: family: got 'transformer', expected one of linear, dense, conv, resnet"),
+    ("family: conv\nlayers: 3\nlayer: {kernel_height: [1, 3], opp: 2}\n",
+     r"bad.yaml: layer.opp: unknown setting, expected one of kernel_height"),
+    ("family: conv\nlayers: 3\nwidth: [1, 2]\n", r"bad.yaml: width: unknown setting for family conv"),
+    ("family: conv\nlayers: 3\nlayer: {filters: []}\n",
+     r"bad.yaml: layer.filters: empty list of choices, expected at least one value"),
+    ("family: conv\nlayers: 3\nlayer: {filters: [8, -1]}\n", r"bad.yaml: layer.filters: got -1, expected an integer >= 1"),
+    ("family: conv\nlayers: 3\nlayer: {filters: [8, 8]}\n", r"bad.yaml: layer.filters: repeated choice"),
+    ("family: conv\nlayers: 3\nlayer: {filters: [8], inputs: [any, previous]}\n",
+     r"bad.yaml: layer.inputs: got a list, expected a single value"),
+    ("family: conv\nlayers: 3\nlayer: {filters: [8], activation: [relu, softplus]}\n",
+     r"bad.yaml: layer.activation: got 'softplus', expected one of relu"),
+    ("family: conv\nlayers: 3\nreduce_after: [5]\nlayer: {filters: [8, 16]}\n",
+     r"bad.yaml: reduce_after: got \[5\], expected a list of layer indices from 0 to 2"),
+    ("family: conv\nlayers: 3\n", r"bad.yaml: file: declares no decision"),
+    ("family: dense\nlayers: [1, 2]\ntraining: {epochs: 3}\n",
+     r"bad.yaml: training.epochs: unknown setting, expected one of optimizer"),
+    ("family: dense\nlayers: [1, 2]\ntraining: {search_epochs: [1, 2]}\n",
+     r"bad.yaml: training.search_epochs: got a list, expected a single value"),
+    ("family: dense\nlayers: [1, 2]\ntraining: {learning_rate: fast}\n",
+     r"bad.yaml: training.learning_rate: got 'fast', expected a number"),
+    ("family: linear\nl2: [0, 0.1]\nlayer: {units: 4}\n", r"bad.yaml: layer: family linear has no layers"),
+    ("family: linear\nname: 'my space!'\nl2: [0, 0.1]\n", r"bad.yaml: name: got 'my space!'"),
+])
+def test_bad_space_files_name_file_field_and_expectation(text, message):
+    with pytest.raises(SpaceError, match=message):
+        parse_space(text, source="bad.yaml")
+
+
+def test_unknown_space_lists_the_known_ones():
+    with pytest.raises(SpaceError, match=r"unknown space 'cnn11'; known spaces: cnn10, dnn, linear, resnet"):
+        load_space("cnn11")
+    with pytest.raises(SpaceError, match=r"nope.yaml: space file not found"):
+        load_space("nope.yaml")

@@ -1,0 +1,40 @@
+import pytest
+
+from nas.data import load_data
+from nas.trainer import ChildFailed, train_child, train_final
+from search_spaces import load_space
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("digits")
+
+
+def dnn_spec(**training):
+    training = {"learning_rate": 0.01, **training}
+    space = load_space("dnn")
+    spec = space.resolve(space.architecture([0] * len(space.decisions)))  # one layer of 64 units
+    spec["training"].update(training)
+    return spec
+
+
+def test_a_child_learns_and_reports_its_metrics(digits):
+    metrics = train_child(dnn_spec(), digits.search_arrays(), input_shape=digits.input_shape, num_classes=10, epochs=3)
+    assert metrics["val_accuracy"] > 0.8  # chance is 0.1
+    assert metrics["val_accuracy"] == max(metrics["val_accuracy_per_epoch"])
+    assert metrics["epochs"] == 3 and len(metrics["val_accuracy_per_epoch"]) == 3
+    assert metrics["params"] == 64 * 64 + 64 + 64 * 10 + 10
+    assert 0 < metrics["fit_seconds"] < 60
+
+
+def test_a_diverging_child_fails_with_a_reason(digits):
+    spec = dnn_spec(optimizer="sgd", learning_rate=1e9, schedule="constant")
+    with pytest.raises(ChildFailed, match=r"training loss became nan in epoch 1"):
+        train_child(spec, digits.search_arrays(), input_shape=digits.input_shape, num_classes=10, epochs=3)
+
+
+def test_the_winner_is_retrained_on_train_and_validation_and_tested(digits):
+    model, metrics = train_final(dnn_spec(), digits.final_arrays(), input_shape=digits.input_shape, num_classes=10,
+                                 epochs=3)
+    assert metrics["test_accuracy"] > 0.8 and metrics["epochs"] == 3
+    assert model.input_shape == (None, 8, 8, 1) and model.output_shape == (None, 10)
