@@ -45,6 +45,10 @@ class Controller(abc.ABC):
             raise ValueError(f"state of controller {state.get('controller')!r} given to {self.name!r}")
         self.rng.bit_generator.state = state["rng"]
 
+    def settings_json(self) -> dict[str, Any]:
+        """The controller's resolved settings, for the run's config.json."""
+        return {}
+
     def updates(self) -> list[dict[str, Any]]:
         """One record per learning step (mean reward, baseline, entropy, loss) for monitoring."""
         return []

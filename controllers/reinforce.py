@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from controllers.base import Controller
-from search_spaces import Architecture, SearchSpace
+from search_spaces import Architecture, Decision, SearchSpace
 
 
 @dataclass
@@ -64,18 +64,23 @@ class Step:
     decisions: tuple[int, ...]  # indices into space.decisions; an anchor's are the layer's input decisions
 
 
+def _head(decision: Decision) -> str:
+    """Decisions of one kind and size share a softmax and an embedding, whatever their layer."""
+    return f"{decision.kind}_{len(decision.choices)}"
+
+
 def plan(space: SearchSpace) -> list[Step]:
     """The order in which the controller makes its decisions: the space's order, with one anchor
     step per layer (when the space has skip decisions) before that layer's own decisions."""
     anchors = any(d.kind == "input" for d in space.decisions)
-    steps = [Step(f"{d.kind}_{len(d.choices)}", (i,)) for i, d in enumerate(space.decisions) if d.layer is None]
+    steps = [Step(_head(d), (i,)) for i, d in enumerate(space.decisions) if d.layer is None]
     layers = sorted({d.layer for d in space.decisions if d.layer is not None})
     for layer in range(layers[-1] + 1 if layers else 0):
         mine = [(i, d) for i, d in enumerate(space.decisions) if d.layer == layer]
         if anchors:
             inputs = sorted((d.source, i) for i, d in mine if d.kind == "input")
             steps.append(Step("anchor", tuple(i for _, i in inputs)))
-        steps += [Step(f"{d.kind}_{len(d.choices)}", (i,)) for i, d in mine if d.kind != "input"]
+        steps += [Step(_head(d), (i,)) for i, d in mine if d.kind != "input"]
     return steps
 
 
@@ -90,7 +95,7 @@ class ReinforceController(Controller):
         self.steps = plan(space)
         self.cells = [keras.layers.LSTMCell(s.hidden_size, name=f"lstm{k}") for k in range(s.lstm_layers)]
         heads = sorted({step.head for step in self.steps if step.head != "anchor"})
-        sizes = {f"{d.kind}_{len(d.choices)}": len(d.choices) for d in space.decisions}
+        sizes = {_head(d): len(d.choices) for d in space.decisions}
         self.softmax = {h: keras.layers.Dense(sizes[h], name=f"softmax_{h}") for h in heads}
         self.embed = {h: keras.layers.Embedding(sizes[h], s.hidden_size, name=f"embed_{h}") for h in heads}
         self.go = keras.layers.Embedding(1, s.hidden_size, name="go")  # the first step's input
@@ -228,17 +233,20 @@ class ReinforceController(Controller):
     def updates(self) -> list[dict[str, Any]]:
         return list(self.log)
 
+    def settings_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.settings)
+
     # -- state -----------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        return {**super().state(), "settings": dataclasses.asdict(self.settings),
+        return {**super().state(), "settings": self.settings_json(),
                 "weights": [_encode(v.numpy()) for v in self.variables],
                 "optimizer": [_encode(v.numpy()) for v in self.optimizer.variables],
                 "baseline": self.baseline, "pending": self.pending, "log": self.log}
 
     def load(self, state: Mapping[str, Any]) -> None:
         super().load(state)
-        if state["settings"] != dataclasses.asdict(self.settings):
+        if state["settings"] != self.settings_json():
             raise ValueError("the saved controller has other settings than this one")
         for v, saved in zip(self.variables, state["weights"], strict=True):
             v.assign(_decode(saved))

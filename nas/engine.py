@@ -33,8 +33,7 @@ def run_search(config: SearchConfig) -> dict[str, Any]:
     if not all(c.isalnum() or c in "-_." for c in config.name) or config.name.startswith("."):
         raise InputError(f"--name: got {config.name!r}, expected letters, digits, '-', '_' or '.'")
     rundir = RunDir(Path(config.runs_dir) / config.name)
-    if rundir.path.exists():
-        raise InputError(f"--name: run {rundir.path} already exists, expected a new name")
+    rundir.check_new()
     data = load_data(config.data, config.image_size, config.color_mode, seed=config.seed)
     import_tensorflow()  # the REINFORCE controller runs on TensorFlow in this process
     controller = make_controller(config.controller, space, seed=config.seed)
@@ -47,32 +46,23 @@ def run_search(config: SearchConfig) -> dict[str, Any]:
         tune.check_resources(cluster, resources)
         config = replace(config, workers=config.workers or tune.default_workers(cluster, resources))
         rundir.create()
-        rundir.write_json("config.json", {**config.to_json(), "space_file": space.source, "data_summary": data.describe(),
-                                          "space_fingerprint": space.fingerprint()})
+        resolved = {**config.to_json(), "space_file": space.source, "space_fingerprint": space.fingerprint(),
+                    "space_size": space.describe_size(), "data_summary": data.describe(),
+                    "training": space.fixed["training"], "controller_settings": controller.settings_json(),
+                    "ray_resources": {k: v for k, v in cluster.resources.items() if k in ("CPU", "GPU", "TPU")},
+                    "dashboard_url": cluster.dashboard_url}
+        rundir.write_json("config.json", resolved)
         rundir.write_text("space.yaml", space.text)
-        _print_start(config, space, data, cluster, rundir)
+        progress.console.print(f"[bold]nas search[/bold] {rundir.path}")
+        progress.print_settings(resolved)
+        if cluster.dashboard_url:
+            progress.console.print(f"Ray dashboard: {cluster.dashboard_url}")
         # The winner's retraining gets the CPUs of all workers (and one trial's accelerators).
-        final_resources = tune.Resources(cpus=min(config.cpus_per_trial * config.workers, cluster.resources["CPU"]),
+        final_resources = tune.Resources(cpus=min(config.cpus_per_trial * config.workers, cluster.largest_node_cpus),
                                          gpus=resources.gpus, tpus=resources.tpus)
         return _search(config, space, data, controller, rundir, resources, final_resources)
     finally:
         tune.disconnect()
-
-
-def _print_start(config: SearchConfig, space, data, cluster, rundir: RunDir) -> None:
-    console = progress.console
-    console.print(f"[bold]nas search[/bold] {rundir.path}")
-    progress.print_settings({
-        "space": f"{space.name} ({space.source}): {len(space.decisions)} decisions, {space.describe_size()} architectures",
-        "data": data.describe(),
-        "controller": f"{config.controller} (seed {config.seed})",
-        "budget": f"{config.budget} children, {config.epochs} epochs each; winner retrained {config.final_epochs} epochs",
-        "workers": f"{config.workers} x ({config.cpus_per_trial:g} CPU, {config.gpus_per_trial:g} GPU"
-                   f"{', 1 TPU' if config.tpu else ''})",
-        "ray": f"{'cluster ' + config.address if config.address else 'local'}: "
-               + ", ".join(f"{v:g} {k}" for k, v in sorted(cluster.resources.items()) if k in ("CPU", "GPU", "TPU")),
-        "dashboard": cluster.dashboard_url or "off",
-    })
 
 
 def _search(config: SearchConfig, space, data, controller, rundir: RunDir, resources, final_resources) -> dict[str, Any]:

@@ -25,6 +25,8 @@ def duration(seconds: float) -> str:
 def print_settings(settings: dict[str, Any]) -> None:
     width = max(len(k) for k in settings)
     for key, value in settings.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
         console.print(f"  {key:<{width}}  {value}")
 
 

@@ -30,8 +30,13 @@ class RunDir:
     def name(self) -> str:
         return self.path.name
 
+    def check_new(self) -> None:
+        if self.path.exists():
+            raise InputError(f"--name: run {self.path} already exists, expected a new name")
+
     def create(self) -> None:
         """Creates the directory; refuses to reuse an existing run."""
+        self.check_new()
         parent = self.path.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -41,8 +46,8 @@ class RunDir:
             raise InputError(f"--runs-dir: {parent}: not writable, expected a directory you can write to")
         try:
             self.path.mkdir()
-        except FileExistsError:
-            raise InputError(f"--name: run {self.path} already exists, expected a new name") from None
+        except FileExistsError:  # created since check_new(): another search took the name
+            self.check_new()
 
     def file(self, name: str) -> Path:
         return self.path / name

@@ -20,6 +20,7 @@ from typing import Any
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # nas keeps its own records
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C stops nas, not just Tune's loop
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
@@ -48,6 +49,7 @@ class Resources:
 class Cluster:
     dashboard_url: str | None
     resources: dict[str, float]  # the whole cluster's, e.g. {"CPU": 2.0, "memory": ...}
+    largest_node_cpus: float  # a task cannot use more CPUs than one node has
     address: str | None
 
 
@@ -61,7 +63,9 @@ def connect(address: str | None, dashboard: bool, num_cpus: int | None = None) -
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"--address: cannot connect to a Ray cluster at {address!r}: {message}") from None
     url = getattr(context, "dashboard_url", None) or None
-    return Cluster(f"http://{url}" if url and not url.startswith("http") else url, ray.cluster_resources(), address)
+    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
+    return Cluster(f"http://{url}" if url and not url.startswith("http") else url, ray.cluster_resources(), largest,
+                   address)
 
 
 def disconnect() -> None:
@@ -80,12 +84,14 @@ def default_workers(cluster: Cluster, resources: Resources) -> int:
 
 
 def check_resources(cluster: Cluster, resources: Resources) -> None:
-    """A trial that asks for what the cluster does not have would wait forever: refuse it now."""
-    for flag, key, wanted in (("--cpus-per-trial", "CPU", resources.cpus), ("--gpus-per-trial", "GPU", resources.gpus),
-                              ("--tpu", "TPU", resources.tpus)):
-        have = cluster.resources.get(key, 0)
+    """A trial that asks for what no node has would wait forever: refuse it now."""
+    for flag, key, wanted, have in (
+            ("--cpus-per-trial", "CPU", resources.cpus, cluster.largest_node_cpus),
+            ("--gpus-per-trial", "GPU", resources.gpus, cluster.resources.get("GPU", 0)),
+            ("--tpu", "TPU", resources.tpus, cluster.resources.get("TPU", 0))):
         if wanted and have < wanted:
-            raise InputError(f"{flag}: a trial asks for {wanted:g} {key}, but the Ray cluster has {have:g}; "
+            where = "its largest node has" if key == "CPU" else "the Ray cluster has"
+            raise InputError(f"{flag}: a trial asks for {wanted:g} {key}, but {where} {have:g}; "
                              f"expected at most {have:g}")
 
 
@@ -127,6 +133,12 @@ def _arrays(holder: list) -> dict:
     return _WORKER_DATA[ref.hex()]
 
 
+def _setup(resources: Resources, input_shape, num_classes: int, epochs: int, seed: int) -> dict:
+    """What every child (or the final training) needs to know besides its spec and the data."""
+    return {"cpus": resources.cpus, "input_shape": list(input_shape), "num_classes": num_classes, "epochs": epochs,
+            "seed": seed}
+
+
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
@@ -152,8 +164,7 @@ def run_trials(search: Search, data_arrays: dict, *, input_shape, num_classes: i
                resources: Resources, workers: int, storage: str) -> None:
     """Runs the search's trials on Ray Tune until its budget is spent or its controller is exhausted."""
     data_ref = ray.put(data_arrays)
-    setup = {"cpus": resources.cpus, "input_shape": list(input_shape), "num_classes": num_classes, "epochs": epochs,
-             "seed": seed}
+    setup = _setup(resources, input_shape, num_classes, epochs, seed)
     trainable = tune.with_resources(tune.with_parameters(_child, data=[data_ref], setup=setup),
                                     tune.PlacementGroupFactory([resources.bundle()]))
     trainable.__name__ = "nas_child"
@@ -187,8 +198,7 @@ def train_final(spec: dict, final_arrays: dict, *, input_shape, num_classes: int
                 resources: Resources) -> tuple[bytes, dict]:
     """Retrains the winner on train + validation as one Ray task and tests it; returns the saved
     model's bytes (the run directory stays on the driver's machine) and its metrics."""
-    setup = {"cpus": resources.cpus, "input_shape": list(input_shape), "num_classes": num_classes, "epochs": epochs,
-             "seed": seed}
+    setup = _setup(resources, input_shape, num_classes, epochs, seed)
     task = ray.remote(_final).options(num_cpus=resources.cpus, num_gpus=resources.gpus,
                                       resources={"TPU": resources.tpus} if resources.tpus else None)
     return ray.get(task.remote(spec, [ray.put(final_arrays)], setup))

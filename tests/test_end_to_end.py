@@ -63,7 +63,7 @@ def test_the_dashboard_url_is_printed_and_serves(tmp_path):
     try:
         for line in process.stdout:
             output.append(line)
-            match = re.search(r"dashboard\s+(http://127\.0\.0\.1:\d+)", line)
+            match = re.search(r"Ray dashboard: (http://127\.0\.0\.1:\d+)", line)
             if match:
                 url = match.group(1)
                 for _ in range(30):  # the dashboard may take a few seconds to answer
