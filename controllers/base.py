@@ -54,16 +54,20 @@ class Controller(abc.ABC):
         return []
 
 
+# Settings of the `controller:` section that the search reads for every controller.
+SEARCH_SETTINGS = ("failure_reward",)
+
+
 def read_settings(cls: type, space: SearchSpace, overrides: Mapping[str, Any] | None = None):
     """Builds a controller's settings dataclass from the space file's `controller:` section and any
     overrides, checking names and types; errors name the space file and the field."""
-    given = {**space.controller, **(overrides or {})}
+    given = {k: v for k, v in {**space.controller, **(overrides or {})}.items() if k not in SEARCH_SETTINGS}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
     for key, value in given.items():
         if key not in fields:
             raise SpaceError(f"{space.source}: controller.{key}: unknown setting, expected one of "
-                             f"{', '.join(fields)}")
+                             f"{', '.join([*fields, *SEARCH_SETTINGS])}")
         default = fields[key].default
         kind = type(default)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):

@@ -224,7 +224,10 @@ class ReinforceController(Controller):
             logp, entropy = self._score(choices)
             logp = tf.reduce_sum(logp, -1)
             loss = -tf.reduce_mean(advantage * logp) - s.entropy_weight * tf.reduce_mean(entropy)
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, self.variables), self.variables))
+        # Variables a space does not use (anchors without skip decisions, the last choice's
+        # embedding) get no gradient: leave them out rather than have Keras warn about them.
+        grads = tape.gradient(loss, self.variables)
+        self.optimizer.apply_gradients([(g, v) for g, v in zip(grads, self.variables) if g is not None])
         self.log.append({"update": len(self.log) + 1, "children": len(rewards), "mean_reward": float(rewards.mean()),
                          "baseline": self.baseline, "entropy": float(tf.reduce_mean(entropy)), "loss": float(loss)})
         self.baseline = s.baseline_decay * self.baseline + (1 - s.baseline_decay) * float(rewards.mean())

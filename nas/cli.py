@@ -15,7 +15,7 @@ import click
 
 from controllers import NAMES as CONTROLLERS
 from nas.config import SearchConfig
-from nas.errors import USER_ERRORS, SearchStopped
+from nas.errors import USER_ERRORS, SearchInterrupted, SearchStopped
 
 
 class ImageSize(click.ParamType):
@@ -59,13 +59,26 @@ def main() -> None:
 @click.option("--final-epochs", type=click.IntRange(min=1), help="Epochs to retrain the winner [default: the space's].")
 @click.option("--name", help="Run name [default: <space>-<date>-<time>].")
 @click.option("--runs-dir", default="runs", show_default=True, help="Where run directories are written.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard.")
-def search(no_dashboard: bool, **options) -> None:
+@click.option("--max-failures", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Stop the search (exit code 3) after this many failed trials in a row.")
+@click.option("--trial-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Stop and fail a child that runs longer than this.")
+@click.option("--worker-memory-growth", type=click.IntRange(min=1), default=1024, show_default=True, metavar="MB",
+              help="Replace the worker processes once one has grown by this much (TensorFlow keeps every "
+                   "child's graphs).")
+@click.option("--resume", is_flag=True,
+              help="Continue the run --name where it stopped; its config.json gives every setting not passed.")
+@click.pass_context
+def search(ctx: click.Context, no_dashboard: bool, resume: bool, **options) -> None:
     """Search a space for the best child model, then retrain and test the winner."""
     from nas.engine import run_search
 
-    run_search(SearchConfig(dashboard=not no_dashboard, **options))
+    given = {name for name in [*options, "no_dashboard"]
+             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    given = {"dashboard" if name == "no_dashboard" else name for name in given}
+    run_search(SearchConfig(dashboard=not no_dashboard, **options), resume=resume, given=given - {"name", "runs_dir"})
 
 
 @main.command()
@@ -104,6 +117,8 @@ def run(argv: list[str] | None = None) -> int:
         return _fail(e.format_message(), e.exit_code)
     except USER_ERRORS as e:
         return _fail(str(e), 2)
+    except SearchInterrupted as e:
+        return _fail(str(e), e.exit_code)
     except SearchStopped as e:
         return _fail(f"search stopped: {e}", e.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):

@@ -5,8 +5,8 @@ The resolved settings are printed at the start and written to the run's `config.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
 
 
 @dataclass
@@ -28,8 +28,23 @@ class SearchConfig:
     runs_dir: str = "runs"  # where run directories go
     seed: int = 0  # seeds the data split, the controller and every child
     dashboard: bool = True  # start the Ray dashboard (local Ray only)
+    max_failures: int = 5  # consecutive failed trials that stop the search (exit code 3)
+    trial_timeout: float | None = None  # seconds a child may run before it is stopped and failed
+    worker_memory_growth: int = 1024  # MB a worker process may grow by before the workers are replaced
+
+    # What a resumed search may change: how it runs, not what it searches.
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("budget", "workers", "cpus_per_trial", "gpus_per_trial", "tpu", "address", "dashboard",
+                 "max_failures", "trial_timeout", "worker_memory_growth")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["image_size"] = list(self.image_size) if self.image_size else None
         return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "SearchConfig":
+        """The settings saved in a run's config.json (which holds more keys than these)."""
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        if values.get("image_size"):
+            values["image_size"] = tuple(values["image_size"])
+        return cls(**values)

@@ -14,12 +14,14 @@ validation only.
 from __future__ import annotations
 
 import csv
+import io
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from nas.errors import InputError
 
@@ -68,6 +70,8 @@ class Dataset:
 def load_data(source: str, image_size: Sequence[int] | None = None, color_mode: str = "rgb",
               seed: int = 0) -> Dataset:
     """Loads and validates a data source; raises InputError naming the file or value at fault."""
+    if not 0 <= seed < 2**32:  # what scikit-learn's and NumPy's generators accept
+        raise InputError(f"--seed: got {seed}, expected an integer from 0 to {2**32 - 1}")
     path = Path(source)
     if source in BUILTIN:
         if image_size is not None:
@@ -132,18 +136,30 @@ def _folder(root: Path) -> tuple[list[Path], list[str]]:
 
 
 def _csv(path: Path) -> tuple[list[Path], list[str]]:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # -sig: spreadsheets often start the file with a BOM
+    except UnicodeDecodeError as e:
+        raise InputError(f"--data: {path}: byte {e.start}: not UTF-8 text, expected a CSV of path,label rows") from None
     paths, labels = [], []
-    with path.open(newline="") as f:
-        for n, row in enumerate(csv.reader(f), start=1):
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        for n, row in enumerate(reader, start=1):
             if not row or (n == 1 and [c.strip().lower() for c in row] == ["path", "label"]):
                 continue
             if len(row) != 2 or not row[0].strip() or not row[1].strip():
                 raise InputError(f"--data: {path}: row {n}: got {row!r}, expected path,label")
-            file = (path.parent / row[0].strip())
+            name = row[0].strip()
+            file = path.parent / name
             if not file.is_file():
-                raise InputError(f"--data: {path}: row {n}: image file {row[0].strip()} not found")
+                if n == 1 and Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                    raise InputError(f"--data: {path}: row 1: got header {row!r}, expected the header path,label "
+                                     "or a first row naming an image file")
+                where = "an existing image file" if Path(name).is_absolute() else f"a path relative to {path.parent}"
+                raise InputError(f"--data: {path}: row {n}: image file {name} not found, expected {where}")
             paths.append(file)
             labels.append(row[1].strip())
+    except csv.Error as e:
+        raise InputError(f"--data: {path}: line {reader.line_num}: {e}, expected rows of path,label") from None
     if not paths:
         raise InputError(f"--data: {path}: no rows, expected lines of path,label")
     return paths, labels
@@ -151,12 +167,17 @@ def _csv(path: Path) -> tuple[list[Path], list[str]]:
 
 def _decode_all(paths: list[Path], size: tuple[int, int], color_mode: str) -> np.ndarray:
     """Decodes and resizes every image with Keras's loader; a bad file is named in the error."""
+    channels = 1 if color_mode == "grayscale" else 3
+    need, memory = len(paths) * size[0] * size[1] * channels, _physical_memory()
+    if memory and need > memory // 2:  # a typo such as --image-size 6400 must not take the machine down
+        raise InputError(f"--image-size: {len(paths)} images of {size[0]}x{size[1]}x{channels} would take "
+                         f"{need / 2**30:,.1f} GiB, expected at most half of this machine's {memory / 2**30:.0f} GiB")
     from nas.quiet import import_tensorflow
 
     import_tensorflow()
     from keras.utils import img_to_array, load_img
 
-    images = np.empty((len(paths), *size, 1 if color_mode == "grayscale" else 3), np.uint8)
+    images = np.empty((len(paths), *size, channels), np.uint8)
     for i, p in enumerate(paths):
         try:
             image = load_img(p, color_mode=color_mode, target_size=size, interpolation="bilinear")
@@ -167,12 +188,21 @@ def _decode_all(paths: list[Path], size: tuple[int, int], color_mode: str) -> np
     return images
 
 
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # not every platform reports it
+        return None
+
+
 def _npz(path: Path):
     try:
         arrays = np.load(path, allow_pickle=False)
         contents = {k: arrays[k] for k in arrays.files}
     except Exception as e:
-        raise InputError(f"--data: {path}: not a readable .npz file ({type(e).__name__})") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise InputError(f"--data: {path}: not a readable .npz file ({type(e).__name__}{': ' if reason else ''}"
+                         f"{reason}), expected one written by numpy.savez with arrays x and y") from None
     for key in ("x", "y"):
         if key not in contents:
             raise InputError(f"--data: {path}: no array {key!r}, expected arrays x (images) and y (labels)")
@@ -198,8 +228,11 @@ def _images(path: Path, key: str, x: np.ndarray) -> np.ndarray:
     if x.ndim != 4 or x.shape[-1] not in (1, 3, 4) or min(x.shape[1:3]) < 1:
         raise InputError(f"--data: {path}: {key} has shape {x.shape}, expected (N, height, width) or "
                          "(N, height, width, channels) with 1, 3 or 4 channels")
-    if not np.issubdtype(x.dtype, np.number):
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise InputError(f"--data: {path}: {key} has dtype {x.dtype}, expected numbers")
+    if len(x) == 0:
+        raise InputError(f"--data: {path}: {key} has shape {x.shape}, no images, expected at least {MIN_PER_CLASS} "
+                         "per class")
     x = x.astype(np.float64)
     if not np.isfinite(x).all() or x.min() < 0 or x.max() > 255:
         raise InputError(f"--data: {path}: {key} has values outside 0-255, expected raw pixel values")
@@ -222,19 +255,42 @@ def _encode(labels: Sequence[str]) -> tuple[list[str], np.ndarray]:
     return names, np.array([index[label] for label in labels], np.int32)
 
 
+def _smallest_splittable(classes: int, hold_out_test: bool) -> int:
+    """How many images a stratified 20 % test split (when held out here) and a 20 % validation split need,
+    rounded as scikit-learn rounds them: each part of each split must hold every class."""
+    def fits(n: int) -> bool:
+        held = math.ceil(0.2 * n)
+        return held >= classes and n - held >= classes
+
+    n = classes * MIN_PER_CLASS
+    while not (fits(n) and (not hold_out_test or fits(n - math.ceil(0.2 * n)))):
+        n += 1
+    return n
+
+
 def _split(name: str, x: np.ndarray, y: np.ndarray, names: list[str], test, seed: int,
            preprocessing: dict) -> Dataset:
+    from sklearn.model_selection import train_test_split  # here: 1.5 s a refused input need not wait
+
     if len(names) < 2:
-        raise InputError(f"--data: {name}: found only class {names[0]!r}, expected at least 2 classes")
+        found = f"only class {names[0]!r}" if names else "no labelled images"
+        raise InputError(f"--data: {name}: found {found}, expected at least 2 classes")
     counts = np.bincount(y, minlength=len(names))
     if counts.min() < MIN_PER_CLASS:
         small = names[int(counts.argmin())]
         raise InputError(f"--data: {name}: class {small!r} has {counts.min()} image(s), expected at least "
                          f"{MIN_PER_CLASS} per class")
-    if test is None:
-        test_size = 1000 if name == "mnist5k" else 0.2
-        x, x_test, y, y_test = train_test_split(x, y, test_size=test_size, random_state=seed, stratify=y)
-    else:
-        x_test, y_test = test
-    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+    images = len(y)
+    try:
+        if test is None:
+            test_size = 1000 if name == "mnist5k" else 0.2
+            x, x_test, y, y_test = train_test_split(x, y, test_size=test_size, random_state=seed, stratify=y)
+        else:
+            x_test, y_test = test
+        x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+    except ValueError:  # scikit-learn: a split would miss a class
+        needed = _smallest_splittable(len(names), hold_out_test=test is None)
+        raise InputError(f"--data: {name}: {images} images in {len(names)} classes are too few to give every class an "
+                         f"image in each of the stratified splits, expected at least {needed} images "
+                         f"({math.ceil(needed / len(names))} per class)") from None
     return Dataset(name, names, x_train, y_train, x_val, y_val, x_test, y_test, preprocessing)

@@ -2,42 +2,119 @@
 winner, test it once, and write the run directory.
 
     summary = run_search(SearchConfig(space="cnn10", budget=200))
+    summary = run_search(SearchConfig(name="cnn10-1", budget=300), resume=True, given={"budget"})
+
+A resumed search reads its settings from the run's config.json and its space from the run's copy
+of the space file; `given` names the settings the user passed, which may change only how the search
+runs (`SearchConfig.RESUMABLE`), not what it searches.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from controllers import make_controller
 from nas import progress
 from nas.config import SearchConfig
-from nas.data import load_data
-from nas.errors import InputError, SearchStopped
+from nas.data import Dataset, load_data
+from nas.errors import InputError, SearchInterrupted, SearchStopped
 from nas.quiet import import_tensorflow
 from nas.rundir import RunDir
 from nas.search import Search
-from search_spaces import load_space
+from search_spaces import SearchSpace, load_space, parse_space
 
 
-def run_search(config: SearchConfig) -> dict[str, Any]:
+def run_search(config: SearchConfig, resume: bool = False, given: Collection[str] = ()) -> dict[str, Any]:
     # Everything the user gave is checked before Ray starts or any file is written.
+    if resume:
+        rundir, config, space, saved = _resumed(config, given)
+    else:
+        rundir, config, space, saved = _new(config)
+    try:
+        if config.address:  # before the slow steps: Ray would retry an unreachable head for minutes
+            from nas import tune
+
+            tune.check_reachable(config.address)
+        data = load_data(config.data, config.image_size, config.color_mode, seed=config.seed)
+        fingerprint = data_fingerprint(data)
+        if saved and saved.get("data_fingerprint", fingerprint) != fingerprint:
+            raise InputError(f"--data: {config.data}: the images differ from those run {rundir.name!r} started "
+                             "with; expected the same data (or a new search)")
+        import_tensorflow()  # the REINFORCE controller runs on TensorFlow in this process
+        controller = make_controller(config.controller, space, seed=config.seed)
+        return _run(config, space, data, fingerprint, controller, rundir, saved)
+    finally:
+        rundir.unlock()
+
+
+def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]:
     space = load_space(config.space)
     training = space.fixed["training"]
     config = replace(config, epochs=config.epochs or training["search_epochs"],
                      final_epochs=config.final_epochs or training["final_epochs"],
                      name=config.name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}")
+    rundir = _rundir(config)
+    rundir.check_new()
+    return rundir, config, space, None
+
+
+def _resumed(config: SearchConfig, given: Collection[str]) -> tuple[RunDir, SearchConfig, SearchSpace, dict]:
+    if not config.name:
+        raise InputError("--resume: needs --name, the run to continue")
+    rundir = _rundir(config)
+    rundir.check_existing()
+    rundir.lock()
+    try:
+        saved = rundir.read_saved("config.json", required=("space", "data", "seed", "space_fingerprint"))
+        previous = SearchConfig.from_json(saved)
+        for key in given:
+            if key not in SearchConfig.RESUMABLE and getattr(config, key) != getattr(previous, key):
+                flag = "--" + key.replace("_", "-")
+                raise InputError(f"{flag}: run {rundir.name!r} was started with {getattr(previous, key)!r}, got "
+                                 f"{getattr(config, key)!r}; expected the same value or no {flag} (a resumed search "
+                                 f"may change only {', '.join('--' + k.replace('_', '-') for k in SearchConfig.RESUMABLE)})")
+        config = replace(previous, runs_dir=config.runs_dir, **{k: getattr(config, k) for k in given
+                                                                 if k in SearchConfig.RESUMABLE})
+        space_copy = rundir.file("space.yaml")
+        if not space_copy.is_file():
+            raise InputError(f"{space_copy}: missing; expected the run's copy of its space file")
+        space = parse_space(space_copy.read_text(errors="replace"), source=str(space_copy))
+        if space.fingerprint() != saved["space_fingerprint"]:
+            raise InputError(f"{rundir.file('space.yaml')}: changed since the search started; expected the "
+                             "run's own copy of its space file")
+        summary = rundir.file("summary.json")
+        if summary.exists() and rundir.read_json("summary.json").get("status") == "finished" \
+                and len(rundir.trials()) >= config.budget:
+            raise InputError(f"--resume: run {rundir.name!r} has finished its {config.budget} trials; expected an "
+                             "unfinished run, or a larger --budget to search further")
+    except BaseException:
+        rundir.unlock()
+        raise
+    return rundir, config, space, saved
+
+
+def _rundir(config: SearchConfig) -> RunDir:
     if not all(c.isalnum() or c in "-_." for c in config.name) or config.name.startswith("."):
         raise InputError(f"--name: got {config.name!r}, expected letters, digits, '-', '_' or '.'")
-    rundir = RunDir(Path(config.runs_dir) / config.name)
-    rundir.check_new()
-    data = load_data(config.data, config.image_size, config.color_mode, seed=config.seed)
-    import_tensorflow()  # the REINFORCE controller runs on TensorFlow in this process
-    controller = make_controller(config.controller, space, seed=config.seed)
+    return RunDir(Path(config.runs_dir) / config.name)
 
+
+def data_fingerprint(data: Dataset) -> str:
+    """Identifies the split a search saw, so that a resumed search can check it sees the same."""
+    digest = hashlib.sha1()
+    for array in (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test):
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: str, controller, rundir: RunDir,
+         saved: dict | None) -> dict[str, Any]:
     from nas import tune  # Ray is imported only once the input is known to be good
 
     resources = tune.Resources(cpus=config.cpus_per_trial, gpus=config.gpus_per_trial, tpus=1 if config.tpu else 0)
@@ -45,61 +122,101 @@ def run_search(config: SearchConfig) -> dict[str, Any]:
     try:
         tune.check_resources(cluster, resources)
         config = replace(config, workers=config.workers or tune.default_workers(cluster, resources))
-        rundir.create()
         resolved = {**config.to_json(), "space_file": space.source, "space_fingerprint": space.fingerprint(),
                     "space_size": space.describe_size(), "data_summary": data.describe(),
-                    "training": space.fixed["training"], "controller_settings": controller.settings_json(),
+                    "data_fingerprint": fingerprint, "training": space.fixed["training"],
+                    "controller_settings": controller.settings_json(),
                     "ray_resources": {k: v for k, v in cluster.resources.items() if k in ("CPU", "GPU", "TPU")},
                     "dashboard_url": cluster.dashboard_url}
-        rundir.write_json("config.json", resolved)
-        rundir.write_text("space.yaml", space.text)
-        progress.console.print(f"[bold]nas search[/bold] {rundir.path}")
+        if saved is None:
+            rundir.create({"config.json": rundir.json_text(resolved), "space.yaml": space.text})
+            rundir.lock()
+        else:
+            resolved.update(space_file=saved["space_file"], resumes=[*saved.get("resumes", []), {
+                "at": datetime.now().isoformat(timespec="seconds"),
+                "trials_finished": len(rundir.trials())}])
+            rundir.write_json("config.json", resolved)
+        progress.console.print(f"[bold]nas search[/bold] {rundir.path}{' (resumed)' if saved else ''}")
         progress.print_settings(resolved)
         if cluster.dashboard_url:
             progress.console.print(f"Ray dashboard: {cluster.dashboard_url}")
         # The winner's retraining gets the CPUs of all workers (and one trial's accelerators).
         final_resources = tune.Resources(cpus=min(config.cpus_per_trial * config.workers, cluster.largest_node_cpus),
                                          gpus=resources.gpus, tpus=resources.tpus)
-        return _search(config, space, data, controller, rundir, resources, final_resources)
+        return _search(config, space, data, controller, rundir, resources, final_resources, resume=saved is not None)
     finally:
         tune.disconnect()
 
 
-def _search(config: SearchConfig, space, data, controller, rundir: RunDir, resources, final_resources) -> dict[str, Any]:
+def _search(config: SearchConfig, space, data, controller, rundir: RunDir, resources, final_resources,
+            resume: bool) -> dict[str, Any]:
     from nas import tune
 
     printer = progress.TrialPrinter(config.budget)
-    search = Search(space, controller, rundir, config.budget, on_record=printer)
+    make = Search.resume if resume else Search
+    search = make(space, controller, rundir, config.budget, max_failures=config.max_failures, on_record=printer)
+    printer.resume(search.records)
+    if search.rerun:
+        progress.console.print(f"Resuming after {len(search.records)} finished trials; running again "
+                               f"{', '.join(str(t.number) for t in search.rerun)}, which the last run left unfinished")
+    elif resume:
+        progress.console.print(f"Resuming after {len(search.records)} finished trials")
     start = time.perf_counter()
-    tune.run_trials(search, data.search_arrays(), input_shape=data.input_shape, num_classes=data.num_classes,
-                    epochs=config.epochs, seed=config.seed, resources=resources, workers=config.workers,
-                    storage=str(rundir.path))
+    try:
+        if not search.finished:
+            tune.run_trials(search, data.search_arrays(), input_shape=data.input_shape, num_classes=data.num_classes,
+                            epochs=config.epochs, seed=config.seed, resources=resources, workers=config.workers,
+                            trial_timeout=config.trial_timeout, worker_memory_growth=config.worker_memory_growth,
+                            storage=str(rundir.path))
+    except KeyboardInterrupt:
+        _write_summary(rundir, config, search, time.perf_counter() - start, status="interrupted")
+        raise SearchInterrupted(f"interrupted after {len(search.records)} finished trials, which are kept in "
+                                f"{rundir.path}; continue with: {_resume_command(rundir)}") from None
     search_seconds = time.perf_counter() - start
-    fit_seconds = sum(r["metrics"]["fit_seconds"] for r in search.completed)
-    summary: dict[str, Any] = {
-        "space": space.name, "budget": config.budget, "controller": config.controller,
-        "trials_completed": len(search.completed), "trials_failed": len(search.failed),
-        "duplicates_skipped": search.duplicates, "best": None, "test_accuracy": None,
-        "workers": config.workers, "search_wall_seconds": search_seconds, "child_fit_seconds": fit_seconds,
-        "engine_overhead": 1 - fit_seconds / (config.workers * search_seconds),
-    }
+    if search.stopped:
+        _write_summary(rundir, config, search, search_seconds, status="stopped")
+        raise SearchStopped(f"{search.stopped}. What finished is in {rundir.path}; fix the cause, then continue "
+                            f"with: {_resume_command(rundir)}")
     best = search.best()
     if best is None:
-        summary.update(status="failed", wall_seconds=search_seconds)
-        rundir.write_json("summary.json", summary)
-        raise SearchStopped(f"no child trained successfully ({len(search.failed)} failed); see {rundir.file('trials.jsonl')}")
-    summary["best"] = {"trial": best["trial"], "arch": best["arch"], "values": best["values"],
-                       "val_accuracy": best["reward"]}
+        _write_summary(rundir, config, search, search_seconds, status="failed")
+        raise SearchStopped(f"no child trained successfully ({len(search.failed)} failed); "
+                            f"see {rundir.file('trials.jsonl')}")
     progress.console.print(f"Retraining trial {best['trial']} on train + validation for {config.final_epochs} epochs ...")
     model_bytes, final = tune.train_final(space.resolve(space.from_json(best["arch"])), data.final_arrays(),
                                           input_shape=data.input_shape, num_classes=data.num_classes,
                                           epochs=config.final_epochs, seed=config.seed, resources=final_resources)
     rundir.write_bytes("best/model.keras", model_bytes)
-    summary.update(status="finished", test_accuracy=final["test_accuracy"], final=final,
-                   wall_seconds=time.perf_counter() - start)
-    rundir.write_json("summary.json", summary)
+    summary = _write_summary(rundir, config, search, search_seconds, status="finished", final=final,
+                             wall_seconds=time.perf_counter() - start)
     progress.print_top(search.records, final["test_accuracy"])
     progress.console.print(f"search {progress.duration(search_seconds)} (engine overhead "
                            f"{summary['engine_overhead']:.1%}), final training {progress.duration(final['fit_seconds'])}; "
                            f"results in {rundir.path}")
+    return summary
+
+
+def _resume_command(rundir: RunDir) -> str:
+    return f"nas search --name {rundir.name} --runs-dir {rundir.path.parent} --resume"
+
+
+def _write_summary(rundir: RunDir, config: SearchConfig, search: Search, search_seconds: float, *, status: str,
+                   final: dict | None = None, wall_seconds: float | None = None) -> dict[str, Any]:
+    """The outcome. Counts and the best are the whole run's; seconds and the engine overhead are this
+    session's (a resumed search's earlier sessions are listed in config.json's `resumes`)."""
+    session = search.records[search.resumed_with:]
+    fit_seconds = sum(r["metrics"]["fit_seconds"] for r in session if r["status"] == "completed")
+    best = search.best()
+    summary = {
+        "space": search.space.name, "budget": config.budget, "controller": config.controller, "status": status,
+        "trials_completed": len(search.completed), "trials_failed": len(search.failed),
+        "duplicates_skipped": search.duplicates,
+        "best": best and {"trial": best["trial"], "arch": best["arch"], "values": best["values"],
+                          "val_accuracy": best["reward"]},
+        "test_accuracy": final and final["test_accuracy"], "final": final, "workers": config.workers,
+        "session_trials": len(session), "search_wall_seconds": search_seconds, "child_fit_seconds": fit_seconds,
+        "engine_overhead": 1 - fit_seconds / (config.workers * search_seconds) if session else None,
+        "wall_seconds": wall_seconds or search_seconds,
+    }
+    rundir.write_json("summary.json", summary)
     return summary

@@ -20,4 +20,10 @@ class SearchStopped(RuntimeError):
     exit_code = 3
 
 
+class SearchInterrupted(SearchStopped):
+    """Ctrl-C (SIGINT) stopped the search; what finished is on disk."""
+
+    exit_code = 130
+
+
 USER_ERRORS = (InputError, SpaceError)

@@ -39,18 +39,30 @@ class TrialPrinter:
         self.done = 0
         self.failed = 0
         self.best: dict[str, Any] | None = None
+        self.earlier = 0  # trials an earlier session of a resumed search finished
 
-    def __call__(self, record: dict[str, Any]) -> None:
+    def resume(self, records: list[dict[str, Any]]) -> None:
+        """Counts the trials of earlier sessions (the ETA uses this session's pace)."""
+        for record in records:
+            self._count(record)
+        self.earlier = self.done
+
+    def _count(self, record: dict[str, Any]) -> None:
         self.done += 1
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / self.done * (self.budget - self.done)
         if record["status"] == "completed":
             if self.best is None or record["reward"] > self.best["reward"]:
                 self.best = record
+        else:
+            self.failed += 1
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self._count(record)
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / (self.done - self.earlier) * max(0, self.budget - self.done)
+        if record["status"] == "completed":
             m = record["metrics"]
             what = f"val {m['val_accuracy']:.4f}  params {m['params']:>9,}  fit {m['fit_seconds']:5.1f}s"
         else:
-            self.failed += 1
             what = f"[red]failed[/red]: {record['error']}"
         best = f"best {self.best['reward']:.4f} (#{self.best['trial']})" if self.best else "best -"
         console.print(f"[{self.done:>{len(str(self.budget))}}/{self.budget}] trial {record['trial']:<4} {what} | "

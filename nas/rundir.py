@@ -1,21 +1,26 @@
 """A search's run directory, `runs/<name>/`, written so that a crash never leaves a torn file.
 
     config.json       every resolved setting
-    space.yaml        a copy of the space file
+    space.yaml        a copy of the space file (a resumed search uses this copy)
     trials.jsonl      one line per finished trial, appended and fsynced as each finishes
-    controller.json   the controller's state after its latest tell
-    summary.json      the outcome, written at the end
+    state.json        the controller's state and the trials running, after every ask and tell
+    summary.json      the outcome, written when the search ends or stops
     best/model.keras  the winner, retrained on train + validation
     tune/             Ray Tune's own experiment files
+    .lock             held (flock) by the process running the search
 
 JSON files are replaced atomically (write a temporary file, fsync, rename).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -32,28 +37,75 @@ class RunDir:
 
     def check_new(self) -> None:
         if self.path.exists():
-            raise InputError(f"--name: run {self.path} already exists, expected a new name")
+            raise InputError(f"--name: run {self.path} already exists, expected a new name "
+                             f"(or --resume to continue it)")
+        existing = next(p for p in self.path.parents if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise InputError(f"--runs-dir: {existing} is {'not a folder' if not existing.is_dir() else 'not writable'}; "
+                             f"expected a folder you can write to")
 
-    def create(self) -> None:
-        """Creates the directory; refuses to reuse an existing run."""
+    def check_existing(self) -> None:
+        if not self.file("config.json").is_file():
+            raise InputError(f"--resume: no run {self.name!r} in {self.path.parent} (no config.json there), "
+                             f"expected the name of an earlier search")
+
+    def lock(self) -> None:
+        """Takes the run for this process, or refuses naming the process that holds it. The lock is
+        an flock, so one held by a killed process is free again and simply taken over."""
+        self._lock_fd = os.open(self.file(".lock"), os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._lock_fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(self._lock_fd)
+            raise InputError(f"--name: run {self.name!r} is in use by {holder}; expected it to be free "
+                             f"(wait for that search or stop it)") from None
+        os.ftruncate(self._lock_fd, 0)
+        os.pwrite(self._lock_fd, f"process {os.getpid()} on {socket.gethostname()} since "
+                                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+
+    def unlock(self) -> None:
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            os.close(fd)  # releases the flock; the file stays (removing it would race a new holder)
+            self._lock_fd = None
+
+    def create(self, files: dict[str, str] | None = None) -> None:
+        """Creates the directory with its first files (config.json, say), all at once: it is built
+        under a temporary name and renamed, so a run directory never exists without them. Refuses
+        to reuse an existing run."""
         self.check_new()
         parent = self.path.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise InputError(f"--runs-dir: {parent}: cannot create it ({e.strerror})") from None
+            raise InputError(f"--runs-dir: {parent}: cannot create it ({e.strerror}); "
+                             "expected a folder you can write to") from None
         if not os.access(parent, os.W_OK):
             raise InputError(f"--runs-dir: {parent}: not writable, expected a directory you can write to")
+        staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{self.name}."))
         try:
-            self.path.mkdir()
-        except FileExistsError:  # created since check_new(): another search took the name
-            self.check_new()
+            staging.chmod(0o777 & ~_UMASK)
+            for name, text in (files or {}).items():
+                write_atomic(staging / name, text)
+            try:
+                os.rename(staging, self.path)  # fails if the name was taken since check_new()
+            except OSError:
+                self.check_new()
+                raise
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
     def file(self, name: str) -> Path:
         return self.path / name
 
+    @staticmethod
+    def json_text(data: Any) -> str:
+        return json.dumps(data, indent=2, default=str) + "\n"
+
     def write_json(self, name: str, data: Any) -> None:
-        write_atomic(self.file(name), json.dumps(data, indent=2, default=str) + "\n")
+        write_atomic(self.file(name), self.json_text(data))
 
     def write_text(self, name: str, text: str) -> None:
         write_atomic(self.file(name), text)
@@ -64,6 +116,21 @@ class RunDir:
     def read_json(self, name: str) -> Any:
         return json.loads(self.file(name).read_text())
 
+    def read_saved(self, name: str, required: Iterable[str] = ()) -> dict[str, Any]:
+        """A JSON object the run wrote, or an InputError naming the file and what is wrong with it."""
+        path = self.file(name)
+        try:
+            data = json.loads(path.read_text())
+        except OSError as e:
+            raise InputError(f"{path}: cannot read it ({e.strerror}); expected the run's {name}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            where = f"line {e.lineno}: " if isinstance(e, json.JSONDecodeError) else ""
+            raise InputError(f"{path}: {where}not valid JSON; expected the run's {name} as nas wrote it") from None
+        missing = [key for key in required if not isinstance(data, dict) or key not in data]
+        if missing:
+            raise InputError(f"{path}: no {', '.join(missing)}; expected the run's {name} as nas wrote it")
+        return data
+
     def append_trial(self, record: dict[str, Any]) -> None:
         """Appends one line and fsyncs it: a finished trial survives a crash of the driver."""
         with open(self.file("trials.jsonl"), "a") as f:
@@ -71,17 +138,23 @@ class RunDir:
             f.flush()
             os.fsync(f.fileno())
 
-    def trials(self) -> list[dict[str, Any]]:
-        """The finished trials; a last line torn by a crash is dropped."""
+    def trials(self, repair: bool = False) -> list[dict[str, Any]]:
+        """The finished trials. A last line torn by a crash is dropped, and with `repair` removed
+        from the file (so that the next append starts a line of its own)."""
         path = self.file("trials.jsonl")
         if not path.exists():
             return []
+        text = path.read_text()
+        lines = text.splitlines()
         records = []
-        for line in path.read_text().splitlines():
+        for number, line in enumerate(lines, 1):
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
-                break
+                if number < len(lines):
+                    raise InputError(f"{path}: line {number}: not a JSON record, expected one trial per line") from None
+        if repair and (len(records) < len(lines) or (text and not text.endswith("\n"))):
+            write_atomic(path, "".join(json.dumps(r, default=str) + "\n" for r in records))
         return records
 
 

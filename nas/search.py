@@ -1,9 +1,21 @@
 """The search's bookkeeping, without Ray: number trials, skip duplicates, record results, teach the
-controller, and keep the run directory current.
+controller, and keep the run directory current so that a search killed at any moment resumes with
+nothing lost or repeated.
 
-    search = Search(space, controller, rundir, budget=200)
+    search = Search(space, controller, rundir, budget=200)   # or Search.resume(...)
     trial = search.next_trial()            # None: nothing to run right now
     search.record(trial, {"status": "completed", "val_accuracy": 0.98, ...})
+
+What is on disk, and when (each step is one atomic write, in this order):
+
+    ask     -> state.json     the controller's state after the ask, and the trial among `running`
+    finish  -> trials.jsonl   the trial's line, appended and fsynced
+            -> state.json     the controller's state after the tell, the trial no longer running
+
+A crash between the two writes of a finish leaves a trial that is both finished and `running`:
+resuming tells the controller its reward again from the saved state, which is what the lost write
+held. Trials still `running` are run again under their numbers and architectures. So with a seed,
+a resumed search asks what an uninterrupted one would have asked, given the same results.
 
 The Ray Tune searcher in `nas.tune` is a thin adapter over this class, so its logic is tested by
 driving it by hand.
@@ -16,8 +28,9 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from controllers import Controller
+from nas.errors import InputError
 from nas.rundir import RunDir
-from search_spaces import Architecture, SearchSpace
+from search_spaces import Architecture, SearchSpace, SpaceError
 
 # Asks in a row that return architectures already trained before the space counts as exhausted (or
 # the controller as converged), as Keras Tuner's oracles do.
@@ -35,24 +48,91 @@ class Trial:
     spec: dict[str, Any]  # the resolved child, as the builder reads it
 
 
+def failure_reward_setting(space: SearchSpace) -> float | None:
+    """The space file's `controller.failure_reward`: a number, or None for "the lowest reward so far"."""
+    value = space.controller.get("failure_reward", "lowest")
+    if value == "lowest":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpaceError(f"{space.source}: controller.failure_reward: got {value!r}, expected a number or 'lowest'")
+    return float(value)
+
+
 class Search:
     def __init__(self, space: SearchSpace, controller: Controller, rundir: RunDir, budget: int,
-                 failure_reward: float = 0.0, on_record: Callable[[dict[str, Any]], None] | None = None):
+                 max_failures: int | None = None, on_record: Callable[[dict[str, Any]], None] | None = None):
         self.space = space
         self.controller = controller
         self.rundir = rundir
         self.budget = budget
-        self.failure_reward = failure_reward
+        self.max_failures = max_failures  # consecutive failed trials that stop the search
+        self.fixed_failure_reward = failure_reward_setting(space)
         self.on_record = on_record
         self.records: list[dict[str, Any]] = []
         self.rewards: dict[Architecture, float] = {}  # every finished architecture's reward
         self.running: dict[Architecture, Trial] = {}
+        self.rerun: list[Trial] = []  # trials a killed run had started: run again first, same numbers
         self.asked = 0  # trial numbers handed out
         self.duplicates = 0  # asks answered from a finished trial instead of training again
+        self.consecutive_failures = 0
+        self.stopped: str | None = None  # why the search stopped before its budget
+        self.resumed_with = 0  # records that earlier sessions of a resumed search finished
+
+    @classmethod
+    def resume(cls, space: SearchSpace, controller: Controller, rundir: RunDir, budget: int,
+               **kwargs) -> "Search":
+        """The search as a killed or stopped run left it (see the module's docstring)."""
+        search = cls(space, controller, rundir, budget, **kwargs)
+        records = rundir.trials(repair=True)
+        finished = {r["trial"]: r for r in records}
+        for r in records:
+            search._remember(r)
+        if not rundir.file("state.json").exists():  # killed before its first trial was asked
+            if records:
+                raise InputError(f"{rundir.file('state.json')}: missing, but {len(records)} trials finished; "
+                                 "expected the state file of the run")
+            return search
+        state = rundir.read_json("state.json")
+        controller.load(state["controller"])
+        search.asked, search.duplicates = state["asked"], state["duplicates"]
+        for entry in state["running"]:
+            arch = space.from_json(entry["arch"])
+            if entry["trial"] in finished:  # finished, but the tell's state write was lost
+                controller.tell(arch, finished[entry["trial"]]["reward"])
+            else:
+                search.rerun.append(Trial(entry["trial"], arch, space.resolve(arch)))
+        unknown = set(finished) - set(range(1, search.asked + 1))
+        if unknown:
+            raise InputError(f"{rundir.file('trials.jsonl')}: trials {sorted(unknown)} were never asked "
+                             f"according to state.json; expected the files of one run")
+        search.running = {t.arch: t for t in search.rerun}
+        search.resumed_with = len(records)
+        search._save()
+        return search
+
+    def _remember(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        self.rewards[self.space.from_json(record["arch"])] = record["reward"]
+        self.consecutive_failures = 0 if record["status"] == "completed" else self.consecutive_failures + 1
+
+    def _save(self) -> None:
+        self.rundir.write_json("state.json", {
+            "asked": self.asked, "duplicates": self.duplicates,
+            "running": [{"trial": t.number, "arch": t.arch.to_json()}
+                        for t in sorted(self.running.values(), key=lambda t: t.number)],
+            "controller": self.controller.state()})
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped is not None or (self.asked >= self.budget and not self.rerun)
 
     def next_trial(self) -> Trial | None:
         """The next architecture to train, or None for "not now" (the only new architectures the
         controller offers are being trained already). Raises SearchExhausted."""
+        if self.stopped:
+            raise SearchExhausted(self.stopped)
+        if self.rerun:
+            return self.rerun.pop(0)
         if self.asked >= self.budget:
             raise SearchExhausted(f"the budget of {self.budget} trials is spent")
         for _ in range(MAX_CONSECUTIVE_DUPLICATES):
@@ -60,22 +140,30 @@ class Search:
             if arch in self.rewards:  # trained already: its reward is known, so teach without training
                 self.duplicates += 1
                 self.controller.tell(arch, self.rewards[arch])
-                self.rundir.write_json("controller.json", self.controller.state())
+                self._save()
                 continue
             if arch in self.running:
+                self._save()  # the ask moved the controller on: a resumed search must not ask it again
                 return None
             self.asked += 1
             trial = Trial(self.asked, arch, self.space.resolve(arch))
             self.running[arch] = trial
+            self._save()
             return trial
         raise SearchExhausted(f"the controller asked {MAX_CONSECUTIVE_DUPLICATES} architectures in a row "
                               "that were already trained: it has converged or the space is exhausted")
 
+    def failure_reward(self) -> float:
+        if self.fixed_failure_reward is not None:
+            return self.fixed_failure_reward
+        return min((r["reward"] for r in self.completed), default=0.0)
+
     def record(self, trial: Trial, result: dict[str, Any]) -> dict[str, Any]:
         """Writes a finished trial to disk, then tells the controller and saves its state."""
-        self.running.pop(trial.arch, None)
+        if self.running.get(trial.arch) is not trial:
+            return {}  # not ours to record (already recorded, or from before a resume)
         completed = result.get("status") == "completed"
-        reward = float(result["val_accuracy"]) if completed else self.failure_reward
+        reward = float(result["val_accuracy"]) if completed else self.failure_reward()
         metrics = {k: v for k, v in result.items() if k not in ("status", "error", "traceback", "seconds", "node", "pid")}
         record = {
             "trial": trial.number,
@@ -93,10 +181,13 @@ class Search:
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         self.rundir.append_trial(record)
-        self.records.append(record)
-        self.rewards[trial.arch] = reward
+        self._remember(record)
+        del self.running[trial.arch]
         self.controller.tell(trial.arch, reward)
-        self.rundir.write_json("controller.json", self.controller.state())
+        self._save()
+        if self.max_failures and self.consecutive_failures >= self.max_failures:
+            self.stopped = (f"{self.consecutive_failures} trials failed in a row (--max-failures "
+                            f"{self.max_failures}); the last: {record['error']}")
         if self.on_record:
             self.on_record(record)
         return record
@@ -111,4 +202,3 @@ class Search:
 
     def best(self) -> dict[str, Any] | None:
         return max(self.completed, key=lambda r: (r["reward"], -r["trial"]), default=None)
-

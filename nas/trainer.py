@@ -22,6 +22,22 @@ class ChildFailed(RuntimeError):
     """A child could not be trained (its loss diverged, say); the trial is recorded as failed."""
 
 
+class TrialTimeout(ChildFailed):
+    pass
+
+
+def deadline(when: float, message: str):
+    """A Keras callback that stops training with TrialTimeout once `time.perf_counter()` passes `when`."""
+    import keras
+
+    class _Deadline(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if time.perf_counter() > when:
+                raise TrialTimeout(message)
+
+    return _Deadline()
+
+
 def configure_threads(cpus: int) -> None:
     """Gives TensorFlow as many threads as the trial has CPUs. Must run before TensorFlow's first op;
     a reused worker that already ran a trial with the same resources keeps its setting."""

@@ -13,9 +13,13 @@ object store once, then trains child after child.
 from __future__ import annotations
 
 import os
+import re
+import socket
+import threading
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # nas keeps its own records
@@ -28,6 +32,15 @@ from ray.tune.search import Searcher  # noqa: E402
 
 from nas.errors import InputError  # noqa: E402
 from nas.search import Search, SearchExhausted  # noqa: E402
+
+# TensorFlow keeps the graphs of every child a worker process trained (measured: 10 MB a linear
+# child, 70 MB a cnn10 child; referenced from TensorFlow's C++ side, so no garbage collection frees
+# them). Once a worker's memory has grown by --worker-memory-growth since its first child, the
+# workers are replaced.
+# A child past --trial-timeout stops at its next training step; one stuck outside training (in a
+# long graph build, say) has its worker process ended this many seconds later (at most the timeout).
+TIMEOUT_GRACE_SECONDS = 30
+TIMEOUT_EXIT_CODE = 75  # how the watchdog ends such a worker
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,8 @@ class Cluster:
 
 def connect(address: str | None, dashboard: bool, num_cpus: int | None = None) -> Cluster:
     """Starts a local Ray instance, or joins a running cluster at `address`."""
+    if address:
+        check_reachable(address)
     try:
         context = ray.init(address=address, num_cpus=None if address else num_cpus,
                            include_dashboard=dashboard if not address else None, dashboard_host="127.0.0.1",
@@ -66,6 +81,21 @@ def connect(address: str | None, dashboard: bool, num_cpus: int | None = None) -
     largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
     return Cluster(f"http://{url}" if url and not url.startswith("http") else url, ray.cluster_resources(), largest,
                    address)
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Ray retries an unreachable head for minutes; a plain TCP connection tells at once."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        if address in ("auto", "local"):
+            return
+        raise InputError(f"--address: got {address!r}, expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise InputError(f"--address: cannot reach a Ray cluster at {address!r} ({reason}); expected a running "
+                         f"Ray head there (`ray start --head` prints its address)") from None
 
 
 def disconnect() -> None:
@@ -98,10 +128,15 @@ def check_resources(cluster: Cluster, resources: Resources) -> None:
 class ControllerSearcher(Searcher):
     """Ray Tune's view of a `Search`: suggest = ask the controller; complete = record and tell."""
 
-    def __init__(self, search: Search):
+    def __init__(self, search: Search, trial_timeout: float | None = None, worker_memory_growth: float = 1024):
         super().__init__()
         self.search = search
-        self.trials = {}  # Ray's trial id -> our Trial
+        self.worker_memory_growth = worker_memory_growth
+        self.trial_timeout = trial_timeout
+        self.trials = {}  # Ray's trial id -> (our Trial, when it was suggested)
+        self.errors = ErrorFiles()
+        self.generation = 0  # trials of one generation share worker processes; the next gets new ones
+        self.first_rss: dict[int, float] = {}  # worker pid -> its memory after its first child
 
     def suggest(self, trial_id: str) -> dict | None:
         try:
@@ -110,16 +145,78 @@ class ControllerSearcher(Searcher):
             return Searcher.FINISHED
         if trial is None:
             return None
-        self.trials[trial_id] = trial
-        return {"trial": trial.number, "spec": trial.spec}
+        self.trials[trial_id] = (trial, time.monotonic())
+        return {"trial": trial.number, "spec": trial.spec, "generation": self.generation}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        trial = self.trials.pop(trial_id, None)
+        trial, started = self.trials.pop(trial_id, (None, 0))
         if trial is None:
             return
         if error or not result or "status" not in result:
-            result = {"status": "failed", "error": "the trial's worker died or Ray stopped it before it reported"}
+            seconds = time.monotonic() - started
+            if self.trial_timeout and seconds >= self.trial_timeout:
+                reason = f"TrialTimeout: ran past --trial-timeout {self.trial_timeout:g}s; its worker was stopped"
+            else:
+                reason = "WorkerDied: " + self.errors.reason(trial_id)
+            result = {"status": "failed", "error": reason, "seconds": seconds}
+        self._watch_memory(result)
         self.search.record(trial, result)
+
+    def _watch_memory(self, result: dict) -> None:
+        pid, rss = result.get("pid"), result.get("worker_rss_mb")
+        if pid is None or rss is None:
+            return
+        first = self.first_rss.setdefault(pid, rss)
+        if rss - first > self.worker_memory_growth:
+            self.generation += 1
+            self.first_rss.clear()
+
+
+class ErrorFiles(tune.Callback):
+    """Remembers where Tune writes each trial's error, for a one-line reason when a worker dies."""
+
+    def __init__(self):
+        self.paths: dict[str, Any] = {}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.paths[trial.trial_id] = trial
+
+    def __getstate__(self):  # as for the stopper: Tune may pickle its callbacks
+        return {"paths": {}}
+
+    def reason(self, trial_id: str) -> str:
+        trial = self.paths.pop(trial_id, None)
+        path = trial and trial.error_file
+        text = Path(path).read_text(errors="replace") if path and Path(path).exists() else ""
+        return worker_death_reason(text)
+
+
+def worker_death_reason(error_text: str) -> str:
+    """One line from Ray's report of a dead worker: its pid and exit detail, without the advice."""
+    pid = re.search(r"\bpid: (\d+)", error_text)
+    who = f"the worker process ({pid.group(1)})" if pid else "the worker process"
+    if "low on memory" in error_text:
+        return f"{who} was killed by Ray's memory monitor: the node ran low on memory"
+    if "Worker exit detail:" in error_text:
+        detail = error_text.split("Worker exit detail:", 1)[1].split("Some common causes")[0]
+        return f"{who} died: {' '.join(detail.split())[:200]}"
+    return f"{who} died or Ray stopped the trial before it reported"
+
+
+class StopWhenSearchStops(tune.Stopper):
+    """Ends Tune's loop when the search stops early (too many failures in a row)."""
+
+    def __init__(self, search: Search):
+        self.search = search
+
+    def __call__(self, trial_id, result):
+        return False
+
+    def stop_all(self):
+        return self.search is not None and self.search.stopped is not None
+
+    def __getstate__(self):  # Tune pickles its stopper into its experiment state; nas resumes its own way
+        return {"search": None}
 
 
 _WORKER_DATA: dict[str, Any] = {}  # per worker process: the arrays, fetched from the object store once
@@ -147,34 +244,71 @@ def _one_line(error: BaseException) -> str:
 def _child(config: dict, data: list, setup: dict) -> None:
     """The function trainable: trains one child and reports its metrics (or why it failed)."""
     start = time.perf_counter()
-    from nas import trainer
+    from nas import faults, trainer
 
     trainer.configure_threads(setup["cpus"])
+    timeout = setup.get("trial_timeout")
+    watchdog = None
+    if timeout:  # the last resort for a child that never reaches a training step again
+        watchdog = threading.Timer(timeout + min(timeout, TIMEOUT_GRACE_SECONDS), os._exit,
+                                   args=(TIMEOUT_EXIT_CODE,))
+        watchdog.daemon = True
+        watchdog.start()
     try:
+        callbacks = faults.inject(config["trial"])
+        if timeout:
+            callbacks.append(trainer.deadline(start + timeout, f"ran past --trial-timeout {timeout:g}s"))
         result = {"status": "completed", **trainer.train_child(
             config["spec"], _arrays(data), input_shape=setup["input_shape"], num_classes=setup["num_classes"],
-            epochs=setup["epochs"], seed=setup["seed"] + config["trial"])}
+            epochs=setup["epochs"], seed=setup["seed"] + config["trial"], callbacks=callbacks)}
     except Exception as e:  # a failing child is a result, not a crash of the search
         result = {"status": "failed", "error": _one_line(e), "traceback": traceback.format_exc()[-2000:]}
-    result.update(seconds=time.perf_counter() - start, node=ray.get_runtime_context().get_node_id(), pid=os.getpid())
+    finally:
+        if watchdog:
+            watchdog.cancel()
+    result.update(seconds=time.perf_counter() - start, node=ray.get_runtime_context().get_node_id(), pid=os.getpid(),
+                  worker_rss_mb=_rss_mb())
     tune.report(result)
 
 
+def _rss_mb() -> float | None:
+    """This process's resident memory, from /proc (None elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def run_trials(search: Search, data_arrays: dict, *, input_shape, num_classes: int, epochs: int, seed: int,
-               resources: Resources, workers: int, storage: str) -> None:
-    """Runs the search's trials on Ray Tune until its budget is spent or its controller is exhausted."""
+               resources: Resources, workers: int, storage: str, trial_timeout: float | None = None,
+               worker_memory_growth: float = 1024) -> None:
+    """Runs the search's trials on Ray Tune until its budget is spent, its controller is exhausted or
+    it stops (too many failures in a row)."""
     data_ref = ray.put(data_arrays)
-    setup = _setup(resources, input_shape, num_classes, epochs, seed)
-    trainable = tune.with_resources(tune.with_parameters(_child, data=[data_ref], setup=setup),
-                                    tune.PlacementGroupFactory([resources.bundle()]))
+    setup = {**_setup(resources, input_shape, num_classes, epochs, seed), "trial_timeout": trial_timeout}
+    bundle = resources.bundle()
+
+    def placement(config: dict) -> tune.PlacementGroupFactory:
+        # Tune reuses a worker only for a trial with an equal placement request. A single bundle is
+        # placed alike whatever the strategy, so alternating the strategy with the trial's
+        # generation retires each generation's workers.
+        return tune.PlacementGroupFactory([bundle], strategy=("PACK", "SPREAD")[config.get("generation", 0) % 2])
+
+    trainable = tune.with_resources(tune.with_parameters(_child, data=[data_ref], setup=setup), placement)
     trainable.__name__ = "nas_child"
+    searcher = ControllerSearcher(search, trial_timeout=trial_timeout, worker_memory_growth=worker_memory_growth)
+    # Trials to start: the budget's rest, plus those of a killed run that run again.
+    remaining = max(0, search.budget - search.asked) + len(search.rerun)
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=ControllerSearcher(search), num_samples=search.budget,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
                                     max_concurrent_trials=workers, reuse_actors=True,
                                     trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
-        run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+        run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=0, stop=StopWhenSearchStops(search),
+                                  callbacks=[searcher.errors], failure_config=tune.FailureConfig(max_failures=0)),
     )
     tuner.fit()
 

@@ -76,7 +76,8 @@ class Setting:
             ok = False
         else:
             value = int(value) if self.kind == "int" else float(value)
-            ok = (self.low is None or value >= self.low) and (self.high is None or value < self.high)
+            ok = (math.isfinite(value) and (self.low is None or value >= self.low)
+                  and (self.high is None or value < self.high))
         if not ok:
             raise ValueError(f"got {value!r}, expected {self.expected()}")
         return value
@@ -140,6 +141,8 @@ FAMILIES: dict[str, dict[str, dict[str, Setting]]] = {
         "layer": {},
     },
 }
+
+MAX_DECISIONS = 10_000  # cnn10 has 75; a typo such as `layers: 100000` would otherwise exhaust memory
 
 TOP_KEYS = ("name", "description", "family", "layer", "reduce_after", "training", "augment", "head",
             "controller")
@@ -288,7 +291,13 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     if path.suffix in (".yaml", ".yml") or path.exists() or "/" in text:
         if not path.is_file():
             raise SpaceError(f"{text}: space file not found")
-        return parse_space(path.read_text(), source=str(path), default_name=path.stem)
+        try:
+            content = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise SpaceError(f"{path}: byte {e.start}: not UTF-8 text, expected a YAML space file") from None
+        except OSError as e:
+            raise SpaceError(f"{path}: cannot read it ({e.strerror}), expected a readable YAML space file") from None
+        return parse_space(content, source=str(path), default_name=path.stem)
     if text in builtin_names():
         path = BUILTIN_DIR / f"{text}.yaml"
         return parse_space(path.read_text(), source=f"{text}.yaml", default_name=text)
@@ -303,17 +312,22 @@ def parse_space(text: str, source: str = "<space>", default_name: str = "space")
         return SpaceError(f"{source}: {where}: {problem}")
 
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as e:
+        raise fail(f"line {e.problem_mark.line + 1}", f"duplicate key {e.key!r} (first given on line "
+                   f"{e.first.line + 1}), expected each setting once") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "file"
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise fail(where, f"malformed YAML ({problem}), expected a mapping of settings") from None
     if not isinstance(data, dict):
-        raise fail("file", f"got {type(data).__name__}, expected a mapping of settings such as family: conv")
+        got = "an empty file" if data is None else type(data).__name__
+        raise fail("file", f"got {got}, expected a mapping of settings such as family: conv")
     family = data.get("family")
     if family not in FAMILIES:
-        raise fail("family", f"got {family!r}, expected one of {', '.join(FAMILIES)}")
+        got = "missing" if "family" not in data else f"got {family!r}"
+        raise fail("family", f"{got}, expected one of {', '.join(FAMILIES)}")
     allowed = set(TOP_KEYS) | set(FAMILIES[family]["top"])
     for key in data:
         if key not in allowed:
@@ -379,6 +393,12 @@ def parse_space(text: str, source: str = "<space>", default_name: str = "space")
     if layer_schema:
         depth_choice = next((d for d in decisions if d.name == "layers"), None)
         max_depth = max(depth_choice.choices) if depth_choice else fixed["top"]["layers"]
+        per_layer = sum(isinstance(v, tuple) for v in layer_values.values())
+        skips = max_depth * (max_depth - 1) // 2 if layer_values.get("inputs") == "any" else 0
+        count = len(decisions) + max_depth * per_layer + skips  # counted before they are made
+        if count > MAX_DECISIONS:
+            raise fail("layers", f"got {data.get('layers', max_depth)!r}: {max_depth} layers make {count:,} decisions, "
+                       f"expected at most {MAX_DECISIONS:,} (fewer layers, or inputs: previous)")
         for i in range(max_depth):
             if layer_values.get("inputs") == "any":
                 decisions += [Decision(f"layer{i}.input{j}", "input", (False, True), layer=i, source=j) for j in range(i)]
@@ -403,6 +423,30 @@ def parse_space(text: str, source: str = "<space>", default_name: str = "space")
     return SearchSpace(name=name, family=family, decisions=decisions, fixed=fixed,
                        description=" ".join(str(description).split()), source=source, text=text,
                        controller=controller)
+
+
+class _DuplicateKey(yaml.MarkedYAMLError):
+    def __init__(self, key: Any, first: yaml.Mark, mark: yaml.Mark):
+        super().__init__(problem=f"duplicate key {key!r}", problem_mark=mark)
+        self.key, self.first = key, first
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys without a word; a space file must give each setting once."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` may be overridden by the keys beside it
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in first:
+                    raise _DuplicateKey(key, first[key], key_node.start_mark)
+                first[key] = key_node.start_mark
+            except TypeError:  # an unhashable key: the base constructor says so
+                pass
+        return super().construct_mapping(node, deep=deep)
 
 
 def iter_architectures(space: SearchSpace) -> Iterable[Architecture]:

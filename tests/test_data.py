@@ -110,3 +110,10 @@ def test_bad_sources():
         from nas.data import _split
 
         _split("x", np.zeros((10, 2, 2, 1), np.uint8), np.zeros(10, np.int32), ["0"], None, 0, {})
+
+
+def test_csv_saved_by_a_spreadsheet_with_a_byte_order_mark(tmp_path):
+    write_images(tmp_path / "img", {"a": 6, "b": 6})
+    rows = ["path,label"] + [f"img/{c}/{i}.png,{c}" for c in "ab" for i in range(6)]
+    (tmp_path / "labels.csv").write_bytes("\n".join(rows).encode("utf-8-sig"))
+    assert load_data(str(tmp_path / "labels.csv"), image_size=(8, 8)).class_names == ["a", "b"]

@@ -21,8 +21,9 @@ def test_search_cnn10_on_digits_through_ray(tmp_path):
          "--final-epochs", "1", "--data", "digits", "--no-dashboard", "--runs-dir", str(tmp_path), "--name", "e2e"],
         capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == "", result.stderr  # no start-up noise from TensorFlow or Ray
     run = tmp_path / "e2e"
-    for name in ("config.json", "space.yaml", "trials.jsonl", "controller.json", "summary.json", "best/model.keras"):
+    for name in ("config.json", "space.yaml", "trials.jsonl", "state.json", "summary.json", "best/model.keras"):
         assert (run / name).is_file(), name
 
     trials = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
@@ -40,6 +41,7 @@ def test_search_cnn10_on_digits_through_ray(tmp_path):
     assert summary["best"]["arch"] == best["arch"]
     assert summary["test_accuracy"] > 0.5  # ten classes: chance is 0.1
     assert summary["child_fit_seconds"] == sum(t["metrics"]["fit_seconds"] for t in trials)
+    assert summary["status"] == "finished" and 0 <= summary["engine_overhead"] < 1
 
     config = json.loads((run / "config.json").read_text())
     assert config["space"] == "cnn10" and config["epochs"] == 1 and config["workers"] == 2

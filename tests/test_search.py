@@ -8,7 +8,7 @@ from controllers.base import Controller
 from controllers.random_search import RandomController
 from nas.rundir import RunDir
 from nas.search import MAX_CONSECUTIVE_DUPLICATES, Search, SearchExhausted
-from search_spaces import parse_space
+from search_spaces import SpaceError, parse_space
 
 SPACE = parse_space("family: dense\nlayers: 1\nlayer: {units: [8, 16, 32]}\n", source="small.yaml")
 
@@ -48,12 +48,40 @@ def test_trials_are_numbered_recorded_on_disk_and_told(tmp_path):
     search.record(second, completed(0.9))  # finishing out of order is fine
     search.record(first, {"status": "failed", "error": "ValueError: boom", "seconds": 0.1})
     lines = [json.loads(line) for line in rundir.file("trials.jsonl").read_text().splitlines()]
-    assert [(r["trial"], r["status"], r["reward"]) for r in lines] == [(2, "completed", 0.9), (1, "failed", 0.0)]
+    assert [(r["trial"], r["status"], r["reward"]) for r in lines] == [(2, "completed", 0.9), (1, "failed", 0.9)]
     assert lines[1]["error"] == "ValueError: boom" and lines[0]["values"] == {"layer0.units": 16}
     assert lines[0]["hash"] == second.arch.key and lines[0]["metrics"]["params"] == 10
-    assert search.controller.told == [(1, 0.9), (0, 0.0)]  # the failure reward is the lowest
-    assert json.loads(rundir.file("controller.json").read_text())["controller"] == "scripted"
+    assert search.controller.told == [(1, 0.9), (0, 0.9)]  # a failure earns the lowest reward so far
+    state = json.loads(rundir.file("state.json").read_text())
+    assert state["controller"]["controller"] == "scripted" and state["asked"] == 2 and state["running"] == []
     assert search.best()["trial"] == 2
+
+
+def test_the_space_file_can_set_the_failure_reward(tmp_path):
+    space = parse_space(SPACE.text + "controller: {failure_reward: -1}\n", source="small.yaml")
+    rundir = RunDir(tmp_path / "run")
+    rundir.create()
+    search = Search(space, Scripted(space, [0]), rundir, budget=3)
+    search.record(search.next_trial(), {"status": "failed", "error": "boom"})
+    assert search.controller.told == [(0, -1.0)]
+    bad = parse_space(SPACE.text + "controller: {failure_reward: worst}\n", source="small.yaml")
+    with pytest.raises(SpaceError, match="small.yaml: controller.failure_reward: got 'worst', expected a number"):
+        Search(bad, Scripted(bad, []), rundir, budget=3)
+
+
+def test_consecutive_failures_stop_the_search(tmp_path):
+    space = parse_space("family: dense\nlayers: 1\nlayer: {units: [8, 16, 32, 64]}\n", source="four.yaml")
+    rundir = RunDir(tmp_path / "run")
+    rundir.create()
+    search = Search(space, Scripted(space, [0, 1, 2, 3]), rundir, budget=10, max_failures=2)
+    search.record(search.next_trial(), {"status": "failed", "error": "one"})
+    search.record(search.next_trial(), completed(0.5))  # a success resets the count
+    search.record(search.next_trial(), {"status": "failed", "error": "two"})
+    assert search.stopped is None
+    search.record(search.next_trial(), {"status": "failed", "error": "three"})
+    assert search.stopped.startswith("2 trials failed in a row (--max-failures 2); the last: three")
+    with pytest.raises(SearchExhausted):
+        search.next_trial()
 
 
 def test_a_finished_architecture_is_not_trained_twice(tmp_path):
@@ -86,12 +114,3 @@ def test_budget_and_exhaustion_end_the_search(tmp_path):
     search.next_trial()
     with pytest.raises(SearchExhausted, match="budget of 1 trials is spent"):
         search.next_trial()
-
-
-def test_a_torn_last_line_is_dropped(tmp_path):
-    rundir = RunDir(tmp_path / "run")
-    rundir.create()
-    rundir.append_trial({"trial": 1})
-    with open(rundir.file("trials.jsonl"), "a") as f:
-        f.write('{"trial": 2, "sta')
-    assert rundir.trials() == [{"trial": 1}]

@@ -125,3 +125,13 @@ def test_unknown_space_lists_the_known_ones():
         load_space("cnn11")
     with pytest.raises(SpaceError, match=r"nope.yaml: space file not found"):
         load_space("nope.yaml")
+
+
+def test_duplicate_keys_are_refused_but_yaml_merge_keys_still_work():
+    with pytest.raises(SpaceError, match=r"bad.yaml: line 3: duplicate key 'filters' \(first given on line 3\)"):
+        parse_space("family: conv\nlayers: 3\nlayer: {filters: [8, 16], filters: [4]}\n", source="bad.yaml")
+    # A merge key's mapping followed by one of its keys is an override, not a duplicate.
+    space = parse_space("family: conv\nlayers: 3\nlayer:\n  <<: {filters: [4, 8], kernel_height: [1, 3]}\n"
+                        "  filters: [16, 32]\n", source="ok.yaml")
+    choices = {d.name: d.choices for d in space.decisions}
+    assert choices["layer0.filters"] == (16, 32) and choices["layer0.kernel_height"] == (1, 3)

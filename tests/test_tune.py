@@ -9,7 +9,8 @@ from controllers.random_search import RandomController
 from nas.errors import InputError
 from nas.rundir import RunDir
 from nas.search import Search
-from nas.tune import Cluster, ControllerSearcher, Resources, check_resources, default_workers
+from nas.tune import (Cluster, ControllerSearcher, Resources, check_resources, default_workers,
+                      worker_death_reason)
 from search_spaces import parse_space
 
 SPACE = parse_space("family: dense\nlayers: 1\nlayer: {units: [8, 16, 32]}\n")
@@ -26,7 +27,30 @@ def test_searcher_hands_out_configs_and_records_what_ray_reports(tmp_path):
     searcher.on_trial_complete("ray-a", None, error=True)  # the worker died before it reported
     records = [json.loads(line) for line in rundir.file("trials.jsonl").read_text().splitlines()]
     assert [(r["trial"], r["status"]) for r in records] == [(2, "completed"), (1, "failed")]
-    assert "worker died" in records[1]["error"]
+    assert records[1]["error"].startswith("WorkerDied: the worker process died")
+
+
+def test_workers_whose_memory_grew_past_the_limit_are_replaced(tmp_path):
+    rundir = RunDir(tmp_path / "run")
+    rundir.create()
+    searcher = ControllerSearcher(Search(SPACE, RandomController(SPACE, seed=0), rundir, budget=3),
+                                  worker_memory_growth=500)
+    first, second = searcher.suggest("a"), searcher.suggest("b")
+    assert first["generation"] == second["generation"] == 0
+    done = {"status": "completed", "val_accuracy": 0.5, "fit_seconds": 1.0, "pid": 7}
+    searcher.on_trial_complete("a", {**done, "worker_rss_mb": 900.0})
+    searcher.on_trial_complete("b", {**done, "worker_rss_mb": 1401.0})
+    assert searcher.suggest("c")["generation"] == 1  # a new placement request: Tune starts new workers
+
+
+def test_a_dead_workers_reason_is_read_from_rays_report():
+    report = ("Failure # 1\nThe actor died unexpectedly before finishing this task.\n\tclass_name: ImplicitFunc\n"
+              "\tpid: 24304\nThe actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR "
+              "Worker exit detail: Worker unexpectedly exits with a connection error code 2. End of file. Some "
+              "common causes include: (1) the process was killed by the OOM killer due to high memory usage")
+    assert worker_death_reason(report) == ("the worker process (24304) died: Worker unexpectedly exits with a "
+                                           "connection error code 2. End of file.")
+    assert worker_death_reason("") == "the worker process died or Ray stopped the trial before it reported"
 
 
 def cluster(**resources):

@@ -1,0 +1,160 @@
+"""The bad input corpus: every case in `bad_inputs/cases.yaml` runs the real `nas` command in a
+subprocess and must end with exit code 2 and one line, `nas: error: ...`, naming what is at fault,
+without a traceback and without creating or touching a run directory.
+
+A case is data (see the head of cases.yaml); this file only knows how to make its files and run it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+CORPUS = Path(__file__).parent / "bad_inputs"
+CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text())
+CASE_KEYS = {"id", "args", "expect", "files", "timeout", "xfail"}
+DEFAULT_TIMEOUT = 60
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # root writes anywhere: no permission errors
+
+
+# -- making a case's files -------------------------------------------------------------------------
+
+def _images(folder: Path, count: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.new("RGB", (8, 8), (i * 37 % 256, 40, 200)).save(folder / f"{i}.png")
+
+
+def _array(spec) -> np.ndarray:
+    if isinstance(spec, list):
+        return np.array(spec)
+    if "repeat" in spec:
+        return np.repeat(np.array(spec["repeat"]), spec["times"])
+    return np.full(spec["shape"], spec.get("value", 0))
+
+
+def _garbage(n: int) -> bytes:
+    return bytes(0x80 + i % 64 for i in range(n))  # continuation bytes: never valid UTF-8, never a format's magic
+
+
+def _unwritable_dir(path: Path) -> None:
+    if IS_ROOT:
+        path.write_text("a file where a folder would have to be\n")
+    else:
+        path.mkdir(parents=True)
+        path.chmod(0o500)
+
+
+GENERATORS = {
+    "space": lambda path, name: shutil.copyfile(CORPUS / "spaces" / name, path),
+    "images": lambda path, count: _images(path, count),
+    "corrupt_png": lambda path, n: path.write_bytes(b"\x89PNG\r\n\x1a\n" + _garbage(n)),
+    "garbage": lambda path, n: path.write_bytes(_garbage(n)),
+    "npz": lambda path, arrays: np.savez(path, **{k: _array(v) for k, v in arrays.items()}),
+    "empty_dir": lambda path, _: path.mkdir(parents=True, exist_ok=True),
+    "unwritable_dir": lambda path, _: _unwritable_dir(path),
+}
+
+
+def make_files(root: Path, files: dict) -> None:
+    for name, spec in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(spec, str):
+            path.write_text(spec)
+        else:
+            ((kind, value),) = spec.items()
+            GENERATORS[kind](path, value)
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every path under root with a digest of its content (or its kind); a run's lock file aside,
+    which `--resume` takes (and leaves, by design) before it reads the run."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        if path.name == ".lock":
+            continue
+        if path.is_file():
+            state[str(path.relative_to(root))] = hashlib.sha1(path.read_bytes()).hexdigest()
+        else:
+            state[str(path.relative_to(root))] = "dir" if path.is_dir() else "other"
+    return state
+
+
+# -- running a case ---------------------------------------------------------------------------------
+
+def nas(args: list[str], cwd: Path, timeout: float) -> tuple[int, str, str]:
+    """Runs `python -m nas.cli` in its own process group, so that a hang is ended with all it started."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # never join someone's cluster
+    process = subprocess.Popen([sys.executable, "-m", "nas.cli", *args], cwd=cwd, env=env, text=True,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        pytest.fail(f"no answer within {timeout:g} s; stderr ends:\n{err[-2000:]}")
+    return process.returncode, out, err
+
+
+def with_runs_dir(args: list[str]) -> list[str]:
+    if args[:1] == ["search"] and "--runs-dir" not in args:
+        return [*args, "--runs-dir", "runs"]
+    return list(args)
+
+
+def params():
+    for case in CASES:
+        marks = [pytest.mark.xfail(reason=case["xfail"], strict=True)] if "xfail" in case else []
+        yield pytest.param(case, id=case["id"], marks=marks)
+
+
+@pytest.mark.parametrize("case", params())
+def test_bad_input_is_refused_with_one_line(case, tmp_path):
+    make_files(tmp_path, case.get("files", {}))
+    before = snapshot(tmp_path)
+    try:
+        code, out, err = nas(with_runs_dir(case["args"]), tmp_path, case.get("timeout", DEFAULT_TIMEOUT))
+    finally:
+        for path in tmp_path.rglob("*"):  # let pytest clean up folders a case made unwritable
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
+    assert "Traceback" not in err + out, err
+    assert code == 2, f"exit code {code}; stderr:\n{err}"
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
+    assert lines[0].startswith("nas: error: "), lines[0]
+    expect = case["expect"] if isinstance(case["expect"], list) else [case["expect"]]
+    for fragment in expect:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    assert snapshot(tmp_path) == before, "a run directory (or another file) was created or changed"
+
+
+# -- the corpus itself -----------------------------------------------------------------------------
+
+def test_the_corpus_is_well_formed():
+    ids = [case["id"] for case in CASES]
+    assert len(ids) == len(set(ids)), "case ids must be unique"
+    used = set()
+    for case in CASES:
+        assert set(case) <= CASE_KEYS and {"id", "args", "expect"} <= set(case), case["id"]
+        assert all(isinstance(a, str) for a in case["args"]), f"{case['id']}: quote numbers in args"
+        for spec in case.get("files", {}).values():
+            if not isinstance(spec, str):
+                assert len(spec) == 1 and next(iter(spec)) in GENERATORS, f"{case['id']}: {spec}"
+                if "space" in spec:
+                    assert (CORPUS / "spaces" / spec["space"]).is_file(), spec
+                    used.add(spec["space"])
+    unused = {p.name for p in (CORPUS / "spaces").glob("*.yaml")} - used
+    assert not unused, f"space files no case uses: {sorted(unused)}"

@@ -1,0 +1,73 @@
+"""Children that fail for real inside Ray workers: an exception, a diverging loss, a worker process
+that dies, a child past --trial-timeout (slow, or hung). Each is recorded with its reason, the
+controller is told, and the search goes on; failures in a row stop it with exit code 3, and it
+resumes once the limit is raised."""
+
+import json
+import os
+import subprocess
+import sys
+
+FAST = ["--space", "linear", "--data", "digits", "--epochs", "1", "--final-epochs", "10", "--no-dashboard",
+        "--runs-dir", "runs"]
+
+
+def nas(*args, cwd, faults=None, timeout=900):
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "NAS_TEST_FAULTS")}
+    if faults:
+        env["NAS_TEST_FAULTS"] = faults
+    return subprocess.run([sys.executable, "-m", "nas.cli", "search", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def trials(run):
+    return [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+
+
+def test_each_kind_of_child_fault_is_recorded_and_the_search_goes_on(tmp_path):
+    result = nas(*FAST, "--name", "faults", "--budget", "7", "--controller", "random", "--trial-timeout", "20",
+                 "--max-failures", "10", cwd=tmp_path, faults="2:raise,3:nan,4:exit,5:slow,6:hang")
+    assert result.returncode == 0, result.stderr
+    in_order = trials(tmp_path / "runs" / "faults")
+    records = {r["trial"]: r for r in in_order}
+    assert sorted(records) == list(range(1, 8))
+    reasons = {n: r["error"] for n, r in records.items() if r["status"] == "failed"}
+    assert sorted(reasons) == [2, 3, 4, 5, 6], reasons
+    assert reasons[2].startswith("InjectedFault: fault injected into trial 2")
+    assert reasons[3].startswith("ChildFailed: training loss became nan")
+    assert reasons[4].startswith("WorkerDied: the worker process (") and "died: Worker unexpectedly exits" in reasons[4]
+    assert reasons[5] == "TrialTimeout: ran past --trial-timeout 20s"  # stopped at a training step
+    assert reasons[6].startswith("TrialTimeout: ran past --trial-timeout 20s; its worker was stopped")
+    for i, r in enumerate(in_order):  # a failure's reward: the lowest reward so far (0 before any)
+        if r["status"] == "failed":
+            assert r["reward"] == min((p["reward"] for p in in_order[:i] if p["status"] == "completed"), default=0)
+    summary = json.loads((tmp_path / "runs" / "faults" / "summary.json").read_text())
+    assert (summary["status"], summary["trials_completed"], summary["trials_failed"]) == ("finished", 2, 5)
+    assert summary["test_accuracy"] > 0.2  # above chance (0.1): the retrained winner was tested
+
+
+def test_failures_in_a_row_stop_the_search_and_it_resumes_with_a_higher_limit(tmp_path):
+    stopped = nas(*FAST, "--name", "run", "--budget", "4", "--workers", "1", "--max-failures", "2",
+                  cwd=tmp_path, faults="1:raise,2:raise")
+    assert stopped.returncode == 3, stopped.stderr
+    line, = stopped.stderr.strip().splitlines()
+    assert line.startswith("nas: error: search stopped: 2 trials failed in a row (--max-failures 2)")
+    assert "--resume" in line and "Traceback" not in stopped.stderr
+    run = tmp_path / "runs" / "run"
+    assert [(r["trial"], r["status"]) for r in trials(run)] == [(1, "failed"), (2, "failed")]
+    assert json.loads((run / "summary.json").read_text())["status"] == "stopped"
+
+    refused = nas("--name", "run", "--runs-dir", "runs", "--resume", "--space", "dnn", cwd=tmp_path)
+    assert refused.returncode == 2 and "--space: run 'run' was started with 'linear', got 'dnn'" in refused.stderr
+
+    resumed = nas("--name", "run", "--runs-dir", "runs", "--resume", "--max-failures", "5", "--no-dashboard",
+                  cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    records = trials(run)
+    assert [r["trial"] for r in records] == [1, 2, 3, 4]
+    assert [r["status"] for r in records[2:]] == ["completed", "completed"]
+    assert len({r["hash"] for r in records}) == 4
+    config = json.loads((run / "config.json").read_text())
+    assert config["max_failures"] == 5 and config["space"] == "linear" and len(config["resumes"]) == 1
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["status"], summary["trials_completed"], summary["trials_failed"]) == ("finished", 2, 2)

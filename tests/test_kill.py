@@ -1,0 +1,90 @@
+"""The driver of a real search is killed with SIGKILL at random moments and resumed each time: in
+the end exactly the budget's trials are finished, numbered 1..N, no architecture trained twice,
+and the summary agrees with trials.jsonl. (benchmarks/kill_resume.py repeats this many times.)"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ARGS = ["--space", "linear", "--data", "digits", "--epochs", "1", "--final-epochs", "10", "--no-dashboard",
+        "--runs-dir", "runs", "--name", "killed", "--seed", "0"]
+
+
+def start(cwd, *extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "NAS_TEST_FAULTS")}
+    return subprocess.Popen([sys.executable, "-m", "nas.cli", "search", *ARGS, *extra], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def finished(run):
+    path = run / "trials.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def kill_and_resume(cwd, budget, kills, rng, timeout=900):
+    """Runs a search to its end, killing its driver up to `kills` times (never before its run
+    directory exists: before that there is nothing to resume). Returns the run and the kills made."""
+    run = cwd / "runs" / "killed"
+    process = start(cwd, "--budget", str(budget))
+    made = 0
+    for _ in range(kills):
+        # A random moment: while Ray starts, or after a random number of further trials finish.
+        target = min(budget - 1, finished(run) + rng.randint(0, 2))
+        deadline = time.monotonic() + rng.uniform(2, 25)
+        while not (run / "config.json").exists() or finished(run) < target or time.monotonic() < deadline:
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+        if process.poll() is not None:
+            break
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        made += 1
+        process = start(cwd, "--resume")
+    _, stderr = process.communicate(timeout=timeout)
+    assert process.returncode == 0, stderr
+    return run, made
+
+
+@pytest.mark.parametrize("seed", [0])
+def test_a_search_killed_three_times_ends_with_every_trial_once(tmp_path, seed):
+    budget = 8
+    run, kills = kill_and_resume(tmp_path, budget, kills=3, rng=random.Random(seed))
+    assert kills == 3
+    records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    assert sorted(r["trial"] for r in records) == list(range(1, budget + 1))
+    assert all(r["status"] == "completed" for r in records)
+    assert len({r["hash"] for r in records}) == budget  # no architecture trained twice
+    summary = json.loads((run / "summary.json").read_text())
+    best = max(records, key=lambda r: (r["reward"], -r["trial"]))
+    assert summary["status"] == "finished" and summary["trials_completed"] == budget
+    assert summary["best"]["trial"] == best["trial"] and summary["best"]["val_accuracy"] == best["reward"]
+    assert summary["test_accuracy"] > 0.2  # above chance (0.1): the retrained winner was tested
+    assert len(json.loads((run / "config.json").read_text())["resumes"]) == 3
+
+
+def test_ctrl_c_stops_with_one_line_and_the_search_resumes(tmp_path):
+    run = tmp_path / "runs" / "killed"
+    process = start(tmp_path, "--budget", "6")
+    deadline = time.monotonic() + 600
+    while finished(run) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C: the whole process group
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    line, = stderr.strip().splitlines()
+    assert line.startswith("nas: error: interrupted after ") and line.endswith("--resume")
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+    done = finished(run)
+    resumed = start(tmp_path, "--resume")
+    _, stderr = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, stderr
+    records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    assert sorted(r["trial"] for r in records) == list(range(1, 7)) and done >= 2
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
