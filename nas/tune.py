@@ -162,6 +162,12 @@ class ControllerSearcher(Searcher):
         self._watch_memory(result)
         self.search.record(trial, result)
 
+    def __getstate__(self):
+        # Tune pickles its searcher into tuner.pkl for its own restore, which nas does not use (a
+        # resumed search is rebuilt from the run directory); the controller's TensorFlow graphs
+        # cannot be pickled.
+        return {**self.__dict__, "search": None, "errors": ErrorFiles()}
+
     def _watch_memory(self, result: dict) -> None:
         pid, rss = result.get("pid"), result.get("worker_rss_mb")
         if pid is None or rss is None:
