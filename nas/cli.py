@@ -9,6 +9,7 @@ stop exits with 3.
 
 from __future__ import annotations
 
+import math
 import sys
 
 import click
@@ -63,7 +64,8 @@ def main() -> None:
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard.")
 @click.option("--max-failures", type=click.IntRange(min=1), default=5, show_default=True,
               help="Stop the search (exit code 3) after this many failed trials in a row.")
-@click.option("--trial-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+@click.option("--trial-timeout", type=click.FloatRange(min=0, max=10**7, min_open=True), metavar="SECONDS",
+              callback=lambda ctx, param, value: _finite(value, ctx, param),
               help="Stop and fail a child that runs longer than this.")
 @click.option("--worker-memory-growth", type=click.IntRange(min=1), default=1024, show_default=True, metavar="MB",
               help="Replace the worker processes once one has grown by this much (TensorFlow keeps every "
@@ -105,6 +107,12 @@ def spaces(spaces: tuple[str, ...]) -> None:
                       f"{len(space.decisions)} decisions, {space.describe_size()} architectures")
         for d in space.decisions:
             console.print(f"  {d.name:<28} {', '.join(map(str, d.choices))}")
+
+
+def _finite(value: float | None, ctx, param) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"got {value}, expected a number of seconds", ctx, param)
+    return value
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ from nas.data import Dataset, load_data
 from nas.errors import InputError, SearchInterrupted, SearchStopped
 from nas.quiet import import_tensorflow
 from nas.rundir import RunDir
-from nas.search import Search
+from nas.search import Search, failure_reward_setting
 from search_spaces import SearchSpace, load_space, parse_space
 
 
@@ -54,6 +54,7 @@ def run_search(config: SearchConfig, resume: bool = False, given: Collection[str
 
 def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]:
     space = load_space(config.space)
+    failure_reward_setting(space)  # checked here, before anything starts
     training = space.fixed["training"]
     config = replace(config, epochs=config.epochs or training["search_epochs"],
                      final_epochs=config.final_epochs or training["final_epochs"],
@@ -183,16 +184,26 @@ def _search(config: SearchConfig, space, data, controller, rundir: RunDir, resou
         raise SearchStopped(f"no child trained successfully ({len(search.failed)} failed); "
                             f"see {rundir.file('trials.jsonl')}")
     progress.console.print(f"Retraining trial {best['trial']} on train + validation for {config.final_epochs} epochs ...")
-    model_bytes, final = tune.train_final(space.resolve(space.from_json(best["arch"])), data.final_arrays(),
-                                          input_shape=data.input_shape, num_classes=data.num_classes,
-                                          epochs=config.final_epochs, seed=config.seed, resources=final_resources)
+    try:
+        model_bytes, final = tune.train_final(space.resolve(space.from_json(best["arch"])), data.final_arrays(),
+                                              input_shape=data.input_shape, num_classes=data.num_classes,
+                                              epochs=config.final_epochs, seed=config.seed, resources=final_resources)
+    except KeyboardInterrupt:
+        _write_summary(rundir, config, search, search_seconds, status="interrupted")
+        raise SearchInterrupted(f"interrupted while retraining the winner; {_resume_command(rundir)} retrains "
+                                "it") from None
+    except RuntimeError as e:
+        _write_summary(rundir, config, search, search_seconds, status="stopped")
+        raise SearchStopped(f"retraining the winner (trial {best['trial']}) failed: {e}; "
+                            f"{_resume_command(rundir)} tries again") from None
     rundir.write_bytes("best/model.keras", model_bytes)
     summary = _write_summary(rundir, config, search, search_seconds, status="finished", final=final,
                              wall_seconds=time.perf_counter() - start)
     progress.print_top(search.records, final["test_accuracy"])
-    progress.console.print(f"search {progress.duration(search_seconds)} (engine overhead "
-                           f"{summary['engine_overhead']:.1%}), final training {progress.duration(final['fit_seconds'])}; "
-                           f"results in {rundir.path}")
+    overhead = summary["engine_overhead"]
+    progress.console.print(f"search {progress.duration(search_seconds)}"
+                           f"{f' (engine overhead {overhead:.1%})' if overhead is not None else ''}, final training "
+                           f"{progress.duration(final['fit_seconds'])}; results in {rundir.path}")
     return summary
 
 

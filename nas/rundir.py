@@ -58,6 +58,7 @@ class RunDir:
         except BlockingIOError:
             holder = os.pread(self._lock_fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(self._lock_fd)
+            self._lock_fd = None
             raise InputError(f"--name: run {self.name!r} is in use by {holder}; expected it to be free "
                              f"(wait for that search or stop it)") from None
         os.ftruncate(self._lock_fd, 0)
@@ -93,6 +94,7 @@ class RunDir:
             except OSError:
                 self.check_new()
                 raise
+            _fsync_dir(parent)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -176,6 +178,16 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Makes a rename in `path` durable (after a power cut too, on any file system)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def top_trials(records: Iterable[dict[str, Any]], n: int = 5) -> list[dict[str, Any]]:

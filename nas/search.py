@@ -23,6 +23,7 @@ driving it by hand.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -53,8 +54,9 @@ def failure_reward_setting(space: SearchSpace) -> float | None:
     value = space.controller.get("failure_reward", "lowest")
     if value == "lowest":
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpaceError(f"{space.source}: controller.failure_reward: got {value!r}, expected a number or 'lowest'")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SpaceError(f"{space.source}: controller.failure_reward: got {value!r}, expected a finite number "
+                         "or 'lowest'")
     return float(value)
 
 
@@ -72,6 +74,7 @@ class Search:
         self.rewards: dict[Architecture, float] = {}  # every finished architecture's reward
         self.running: dict[Architecture, Trial] = {}
         self.rerun: list[Trial] = []  # trials a killed run had started: run again first, same numbers
+        self.waiting: Architecture | None = None  # asked again while being trained: told once it finishes
         self.asked = 0  # trial numbers handed out
         self.duplicates = 0  # asks answered from a finished trial instead of training again
         self.consecutive_failures = 0
@@ -95,6 +98,7 @@ class Search:
         state = rundir.read_json("state.json")
         controller.load(state["controller"])
         search.asked, search.duplicates = state["asked"], state["duplicates"]
+        search.waiting = space.from_json(state["waiting"]) if state.get("waiting") else None
         for entry in state["running"]:
             arch = space.from_json(entry["arch"])
             if entry["trial"] in finished:  # finished, but the tell's state write was lost
@@ -118,6 +122,7 @@ class Search:
     def _save(self) -> None:
         self.rundir.write_json("state.json", {
             "asked": self.asked, "duplicates": self.duplicates,
+            "waiting": self.waiting.to_json() if self.waiting else None,
             "running": [{"trial": t.number, "arch": t.arch.to_json()}
                         for t in sorted(self.running.values(), key=lambda t: t.number)],
             "controller": self.controller.state()})
@@ -135,15 +140,19 @@ class Search:
             return self.rerun.pop(0)
         if self.asked >= self.budget:
             raise SearchExhausted(f"the budget of {self.budget} trials is spent")
+        if self.waiting is not None:
+            if self.waiting in self.running:
+                return None  # without asking again: what is asked must not depend on how often Ray polls
+            arch, self.waiting = self.waiting, None
+            self._tell_duplicate(arch)
         for _ in range(MAX_CONSECUTIVE_DUPLICATES):
             arch = self.controller.ask()
             if arch in self.rewards:  # trained already: its reward is known, so teach without training
-                self.duplicates += 1
-                self.controller.tell(arch, self.rewards[arch])
-                self._save()
+                self._tell_duplicate(arch)
                 continue
-            if arch in self.running:
-                self._save()  # the ask moved the controller on: a resumed search must not ask it again
+            if arch in self.running:  # being trained: wait for its reward, then teach it
+                self.waiting = arch
+                self._save()
                 return None
             self.asked += 1
             trial = Trial(self.asked, arch, self.space.resolve(arch))
@@ -152,6 +161,16 @@ class Search:
             return trial
         raise SearchExhausted(f"the controller asked {MAX_CONSECUTIVE_DUPLICATES} architectures in a row "
                               "that were already trained: it has converged or the space is exhausted")
+
+    def requeue(self, trial: Trial) -> None:
+        """A trial that never reached a worker runs again, first, under its number."""
+        if self.running.get(trial.arch) is trial:
+            self.rerun.insert(0, trial)
+
+    def _tell_duplicate(self, arch: Architecture) -> None:
+        self.duplicates += 1
+        self.controller.tell(arch, self.rewards[arch])
+        self._save()
 
     def failure_reward(self) -> float:
         if self.fixed_failure_reward is not None:

@@ -12,6 +12,7 @@ object store once, then trains child after child.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -25,6 +26,9 @@ from typing import Any
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # nas keeps its own records
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C stops nas, not just Tune's loop
+# A reused worker waits this long for the previous child's thread before Tune gives up on it (and
+# on the trial it was to run): Tune's 2 s is too short on a busy machine.
+os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "60")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
@@ -77,6 +81,8 @@ def connect(address: str | None, dashboard: bool, num_cpus: int | None = None) -
     except (ConnectionError, RuntimeError, ValueError) as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"--address: cannot connect to a Ray cluster at {address!r}: {message}") from None
+    # Tune logs a traceback for every trial whose worker died; nas records a one-line reason instead.
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     url = getattr(context, "dashboard_url", None) or None
     largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
     return Cluster(f"http://{url}" if url and not url.startswith("http") else url, ray.cluster_resources(), largest,
@@ -85,11 +91,14 @@ def connect(address: str | None, dashboard: bool, num_cpus: int | None = None) -
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
     """Ray retries an unreachable head for minutes; a plain TCP connection tells at once."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address.startswith("ray://"):
+        raise InputError(f"--address: got {address!r}, but Ray Client (ray://) runs Tune on the cluster, away from "
+                         "the run directory; expected the head's HOST:6379 (run nas on a node of the cluster)")
+    host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         if address in ("auto", "local"):
             return
-        raise InputError(f"--address: got {address!r}, expected HOST:PORT, ray://HOST:PORT or auto")
+        raise InputError(f"--address: got {address!r}, expected HOST:PORT or auto")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as e:
@@ -134,7 +143,7 @@ class ControllerSearcher(Searcher):
         self.worker_memory_growth = worker_memory_growth
         self.trial_timeout = trial_timeout
         self.trials = {}  # Ray's trial id -> (our Trial, when it was suggested)
-        self.errors = ErrorFiles()
+        self.started = StartedTrials()
         self.generation = 0  # trials of one generation share worker processes; the next gets new ones
         self.first_rss: dict[int, float] = {}  # worker pid -> its memory after its first child
 
@@ -149,24 +158,31 @@ class ControllerSearcher(Searcher):
         return {"trial": trial.number, "spec": trial.spec, "generation": self.generation}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        trial, started = self.trials.pop(trial_id, (None, 0))
+        trial, suggested = self.trials.pop(trial_id, (None, 0))
+        started = self.started.take(trial_id)
         if trial is None:
             return
-        if error or not result or "status" not in result:
-            seconds = time.monotonic() - started
-            if self.trial_timeout and seconds >= self.trial_timeout:
-                reason = f"TrialTimeout: ran past --trial-timeout {self.trial_timeout:g}s; its worker was stopped"
-            else:
-                reason = "WorkerDied: " + self.errors.reason(trial_id)
-            result = {"status": "failed", "error": reason, "seconds": seconds}
-        self._watch_memory(result)
-        self.search.record(trial, result)
+        try:
+            if error or not result or "status" not in result:
+                if started is None:  # its worker died before the child began (while idle, say): run it again
+                    self.search.requeue(trial)
+                    return
+                seconds = time.monotonic() - suggested
+                if self.trial_timeout and seconds >= self.trial_timeout:
+                    reason = f"TrialTimeout: ran past --trial-timeout {self.trial_timeout:g}s; its worker was stopped"
+                else:
+                    reason = "WorkerDied: " + worker_death_reason(_read(started.error_file))
+                result = {"status": "failed", "error": reason, "seconds": seconds}
+            self._watch_memory(result)
+            self.search.record(trial, result)
+        except Exception as e:  # Tune would log and swallow it, and the trial would hang in `running`
+            self.search.stopped = f"recording trial {trial.number} failed: {type(e).__name__}: {e}"
 
     def __getstate__(self):
         # Tune pickles its searcher into tuner.pkl for its own restore, which nas does not use (a
         # resumed search is rebuilt from the run directory); the controller's TensorFlow graphs
         # cannot be pickled.
-        return {**self.__dict__, "search": None, "errors": ErrorFiles()}
+        return {**self.__dict__, "search": None, "started": StartedTrials()}
 
     def _watch_memory(self, result: dict) -> None:
         pid, rss = result.get("pid"), result.get("worker_rss_mb")
@@ -178,23 +194,25 @@ class ControllerSearcher(Searcher):
             self.first_rss.clear()
 
 
-class ErrorFiles(tune.Callback):
-    """Remembers where Tune writes each trial's error, for a one-line reason when a worker dies."""
+class StartedTrials(tune.Callback):
+    """Tune's trials that reached a worker: whether an errored trial ever started, and where Tune
+    wrote its error (for a one-line reason when a worker dies)."""
 
     def __init__(self):
-        self.paths: dict[str, Any] = {}
+        self.started: dict[str, Any] = {}
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.paths[trial.trial_id] = trial
+        self.started[trial.trial_id] = trial
+
+    def take(self, trial_id: str):
+        return self.started.pop(trial_id, None)
 
     def __getstate__(self):  # as for the stopper: Tune may pickle its callbacks
-        return {"paths": {}}
+        return {"started": {}}
 
-    def reason(self, trial_id: str) -> str:
-        trial = self.paths.pop(trial_id, None)
-        path = trial and trial.error_file
-        text = Path(path).read_text(errors="replace") if path and Path(path).exists() else ""
-        return worker_death_reason(text)
+
+def _read(path: str | None) -> str:
+    return Path(path).read_text(errors="replace") if path and Path(path).exists() else ""
 
 
 def worker_death_reason(error_text: str) -> str:
@@ -306,15 +324,15 @@ def run_trials(search: Search, data_arrays: dict, *, input_shape, num_classes: i
     trainable = tune.with_resources(tune.with_parameters(_child, data=[data_ref], setup=setup), placement)
     trainable.__name__ = "nas_child"
     searcher = ControllerSearcher(search, trial_timeout=trial_timeout, worker_memory_growth=worker_memory_growth)
-    # Trials to start: the budget's rest, plus those of a killed run that run again.
-    remaining = max(0, search.budget - search.asked) + len(search.rerun)
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
+        # As many trials as the search hands out (-1): trials are run again after a resume or a
+        # worker's death, so Tune cannot count them; the searcher says when the budget is spent.
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
                                     max_concurrent_trials=workers, reuse_actors=True,
                                     trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
         run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=0, stop=StopWhenSearchStops(search),
-                                  callbacks=[searcher.errors], failure_config=tune.FailureConfig(max_failures=0)),
+                                  callbacks=[searcher.started], failure_config=tune.FailureConfig(max_failures=0)),
     )
     tuner.fit()
 
@@ -339,6 +357,10 @@ def train_final(spec: dict, final_arrays: dict, *, input_shape, num_classes: int
     """Retrains the winner on train + validation as one Ray task and tests it; returns the saved
     model's bytes (the run directory stays on the driver's machine) and its metrics."""
     setup = _setup(resources, input_shape, num_classes, epochs, seed)
-    task = ray.remote(_final).options(num_cpus=resources.cpus, num_gpus=resources.gpus,
+    task = ray.remote(_final).options(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0,
                                       resources={"TPU": resources.tpus} if resources.tpus else None)
-    return ray.get(task.remote(spec, [ray.put(final_arrays)], setup))
+    try:
+        return ray.get(task.remote(spec, [ray.put(final_arrays)], setup))
+    except ray.exceptions.RayError as e:  # the child's own error, or its worker's death, in one line
+        cause = getattr(e, "cause", None)
+        raise RuntimeError(_one_line(cause) if cause else worker_death_reason(str(e))) from None

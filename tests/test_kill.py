@@ -34,13 +34,14 @@ def kill_and_resume(cwd, budget, kills, rng, timeout=900):
     process = start(cwd, "--budget", str(budget))
     made = 0
     for _ in range(kills):
-        # A random moment: while Ray starts, or after a random number of further trials finish.
+        # A random moment: once 0-2 more trials have finished, within 3 s (while Ray starts, while
+        # children train, while the controller learns, while files are written).
         target = min(budget - 1, finished(run) + rng.randint(0, 2))
-        deadline = time.monotonic() + rng.uniform(2, 25)
-        while not (run / "config.json").exists() or finished(run) < target or time.monotonic() < deadline:
+        while not (run / "config.json").exists() or finished(run) < target:
             if process.poll() is not None:
                 break
-            time.sleep(0.1)
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0, 3))
         if process.poll() is not None:
             break
         os.kill(process.pid, signal.SIGKILL)
@@ -66,7 +67,8 @@ def test_a_search_killed_three_times_ends_with_every_trial_once(tmp_path, seed):
     assert summary["status"] == "finished" and summary["trials_completed"] == budget
     assert summary["best"]["trial"] == best["trial"] and summary["best"]["val_accuracy"] == best["reward"]
     assert summary["test_accuracy"] > 0.2  # above chance (0.1): the retrained winner was tested
-    assert len(json.loads((run / "config.json").read_text())["resumes"]) == 3
+    # Each resumed session notes itself in config.json once it runs; one killed before then does not.
+    assert 1 <= len(json.loads((run / "config.json").read_text())["resumes"]) <= kills
 
 
 def test_ctrl_c_stops_with_one_line_and_the_search_resumes(tmp_path):

@@ -65,7 +65,7 @@ def test_the_space_file_can_set_the_failure_reward(tmp_path):
     search.record(search.next_trial(), {"status": "failed", "error": "boom"})
     assert search.controller.told == [(0, -1.0)]
     bad = parse_space(SPACE.text + "controller: {failure_reward: worst}\n", source="small.yaml")
-    with pytest.raises(SpaceError, match="small.yaml: controller.failure_reward: got 'worst', expected a number"):
+    with pytest.raises(SpaceError, match="small.yaml: controller.failure_reward: got 'worst', expected a finite number"):
         Search(bad, Scripted(bad, []), rundir, budget=3)
 
 
@@ -93,11 +93,15 @@ def test_a_finished_architecture_is_not_trained_twice(tmp_path):
     assert controller.told == [(0, 0.8), (0, 0.8), (0, 0.8)] and search.duplicates == 2
 
 
-def test_an_architecture_being_trained_means_not_now(tmp_path):
-    search, _ = make_search(tmp_path, Scripted(SPACE, [2, 2, 1]))
+def test_an_architecture_being_trained_means_not_now_until_it_finishes(tmp_path):
+    controller = Scripted(SPACE, [2, 2, 1])
+    search, _ = make_search(tmp_path, controller)
     running = search.next_trial()
     assert search.next_trial() is None  # 2 is running: nothing new to hand out yet
+    assert search.next_trial() is None and len(controller.queue) == 1  # and Ray's polling asks nothing more
+    search.record(running, completed(0.6))
     assert search.next_trial().arch.choices == (1,) and running.number == 1
+    assert controller.told == [(2, 0.6), (2, 0.6)] and search.duplicates == 1  # the second ask is taught too
 
 
 def test_budget_and_exhaustion_end_the_search(tmp_path):

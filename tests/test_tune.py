@@ -1,6 +1,7 @@
 """The Ray Tune adapter, driven by hand without starting Ray (as Ray's own searcher tests do)."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from ray.tune.search import Searcher
@@ -24,10 +25,22 @@ def test_searcher_hands_out_configs_and_records_what_ray_reports(tmp_path):
     assert (a["trial"], b["trial"]) == (1, 2) and a["spec"]["family"] == "dense"
     assert searcher.suggest("ray-c") == Searcher.FINISHED  # the budget is spent
     searcher.on_trial_complete("ray-b", {"status": "completed", "val_accuracy": 0.7, "fit_seconds": 1.0})
+    searcher.started.on_trial_start(0, [], SimpleNamespace(trial_id="ray-a", error_file=None))
     searcher.on_trial_complete("ray-a", None, error=True)  # the worker died before it reported
     records = [json.loads(line) for line in rundir.file("trials.jsonl").read_text().splitlines()]
     assert [(r["trial"], r["status"]) for r in records] == [(2, "completed"), (1, "failed")]
     assert records[1]["error"].startswith("WorkerDied: the worker process died")
+
+
+def test_a_trial_whose_worker_died_before_it_started_runs_again(tmp_path):
+    rundir = RunDir(tmp_path / "run")
+    rundir.create()
+    searcher = ControllerSearcher(Search(SPACE, RandomController(SPACE, seed=0), rundir, budget=1))
+    first = searcher.suggest("ray-a")
+    searcher.on_trial_complete("ray-a", None, error=True)  # Tune failed to reset an idle worker for it
+    again = searcher.suggest("ray-b")
+    assert again["trial"] == first["trial"] and again["spec"] == first["spec"]
+    assert searcher.suggest("ray-c") == Searcher.FINISHED and not rundir.file("trials.jsonl").exists()
 
 
 def test_workers_whose_memory_grew_past_the_limit_are_replaced(tmp_path):
