@@ -35,6 +35,7 @@ from ray import tune  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
 from nas.errors import InputError  # noqa: E402
+from nas.quiet import stderr_silenced  # noqa: E402
 from nas.search import Search, SearchExhausted  # noqa: E402
 
 # TensorFlow keeps the graphs of every child a worker process trained (measured: 10 MB a linear
@@ -75,12 +76,16 @@ def connect(address: str | None, dashboard: bool, num_cpus: int | None = None) -
     if address:
         check_reachable(address)
     try:
-        context = ray.init(address=address, num_cpus=None if address else num_cpus,
-                           include_dashboard=dashboard if not address else None, dashboard_host="127.0.0.1",
-                           log_to_driver=False, logging_level="error", configure_logging=True)
+        with stderr_silenced():  # Ray's C++ side logs each failed attempt to connect
+            context = ray.init(address=address, num_cpus=None if address else num_cpus,
+                               include_dashboard=dashboard if not address else None, dashboard_host="127.0.0.1",
+                               log_to_driver=False, logging_level="error", configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"--address: cannot connect to a Ray cluster at {address!r}: {message}") from None
+        hint = ("; `ray start` turns token authentication on: run nas with RAY_AUTH_MODE=token (the token is read "
+                "from RAY_AUTH_TOKEN or ~/.ray/auth_token)" if address and os.environ.get("RAY_AUTH_MODE") != "token"
+                else "")
+        raise InputError(f"--address: cannot connect to a Ray cluster at {address!r}: {message}{hint}") from None
     # Tune logs a traceback for every trial whose worker died; nas records a one-line reason instead.
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     url = getattr(context, "dashboard_url", None) or None
