@@ -77,7 +77,9 @@ def connect(address: str | None, dashboard: bool, num_cpus: int | None = None) -
         check_reachable(address)
     try:
         with stderr_silenced():  # Ray's C++ side logs each failed attempt to connect
-            context = ray.init(address=address, num_cpus=None if address else num_cpus,
+            # Without --address, a Ray of our own ("local"): ray.init() alone would join whatever
+            # `ray start` left in /tmp/ray, and hang if that cluster has gone.
+            context = ray.init(address=address or "local", num_cpus=None if address else num_cpus,
                                include_dashboard=dashboard if not address else None, dashboard_host="127.0.0.1",
                                log_to_driver=False, logging_level="error", configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as e:
