@@ -5,7 +5,7 @@
 Each trial reports its worker's RSS (`worker_rss_mb` in trials.jsonl). TensorFlow keeps every
 child's graphs, so a worker grows with each child; nas replaces the workers once one has grown by
 --worker-memory-growth MB. This reports, per worker process, its memory after its first child and
-its largest growth, plus the seconds the search spent. Writes benchmarks/results/worker_memory.json.
+its largest growth, plus the seconds the search spent. Writes benchmarks/results/worker_memory_<limit>mb.json.
 About 4 minutes for 100 trials on 2 cores.
 """
 
@@ -53,7 +53,7 @@ def main() -> None:
               "worker_memory_growth_limit_mb": config["worker_memory_growth"], "seconds": round(seconds),
               "worker_processes": len(workers), "max_growth_mb": max(w["growth_mb"] for w in workers),
               "workers": workers}
-    out = Path(__file__).parent / "results" / "worker_memory.json"
+    out = Path(__file__).parent / "results" / f"worker_memory_{config['worker_memory_growth']}mb.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "workers"}, indent=2))
 
