@@ -89,7 +89,7 @@ def _resumed(config: SearchConfig, given: Collection[str]) -> tuple[RunDir, Sear
             raise InputError(f"{rundir.file('space.yaml')}: changed since the search started; expected the "
                              "run's own copy of its space file")
         summary = rundir.file("summary.json")
-        if summary.exists() and rundir.read_json("summary.json").get("status") == "finished" \
+        if summary.exists() and rundir.read_saved("summary.json").get("status") == "finished" \
                 and len(rundir.trials()) >= config.budget:
             raise InputError(f"--resume: run {rundir.name!r} has finished its {config.budget} trials; expected an "
                              "unfinished run, or a larger --budget to search further")

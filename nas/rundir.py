@@ -115,9 +115,6 @@ class RunDir:
     def write_bytes(self, name: str, data: bytes) -> None:
         write_atomic(self.file(name), data)
 
-    def read_json(self, name: str) -> Any:
-        return json.loads(self.file(name).read_text())
-
     def read_saved(self, name: str, required: Iterable[str] = ()) -> dict[str, Any]:
         """A JSON object the run wrote, or an InputError naming the file and what is wrong with it."""
         path = self.file(name)

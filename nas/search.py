@@ -95,7 +95,7 @@ class Search:
                 raise InputError(f"{rundir.file('state.json')}: missing, but {len(records)} trials finished; "
                                  "expected the state file of the run")
             return search
-        state = rundir.read_json("state.json")
+        state = rundir.read_saved("state.json", required=("asked", "duplicates", "running", "controller"))
         controller.load(state["controller"])
         search.asked, search.duplicates = state["asked"], state["duplicates"]
         search.waiting = space.from_json(state["waiting"]) if state.get("waiting") else None
