@@ -16,7 +16,7 @@ import click
 
 from controllers import NAMES as CONTROLLERS
 from nas.config import SearchConfig
-from nas.errors import USER_ERRORS, SearchInterrupted, SearchStopped
+from nas.errors import MAX_SEED, USER_ERRORS, SearchInterrupted, SearchStopped
 
 
 class ImageSize(click.ParamType):
@@ -60,7 +60,7 @@ def main() -> None:
 @click.option("--final-epochs", type=click.IntRange(min=1), help="Epochs to retrain the winner [default: the space's].")
 @click.option("--name", help="Run name [default: <space>-<date>-<time>].")
 @click.option("--runs-dir", default="runs", show_default=True, help="Where run directories are written.")
-@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard.")
 @click.option("--max-failures", type=click.IntRange(min=1), default=5, show_default=True,
               help="Stop the search (exit code 3) after this many failed trials in a row.")

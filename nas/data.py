@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from nas.errors import InputError
+from nas.errors import MAX_SEED, InputError
 
 BUILTIN = ("mnist5k", "digits")
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # those image_dataset_from_directory reads
@@ -70,8 +70,8 @@ class Dataset:
 def load_data(source: str, image_size: Sequence[int] | None = None, color_mode: str = "rgb",
               seed: int = 0) -> Dataset:
     """Loads and validates a data source; raises InputError naming the file or value at fault."""
-    if not 0 <= seed < 2**32:  # what scikit-learn's and NumPy's generators accept
-        raise InputError(f"--seed: got {seed}, expected an integer from 0 to {2**32 - 1}")
+    if not 0 <= seed <= MAX_SEED:
+        raise InputError(f"--seed: got {seed}, expected an integer from 0 to {MAX_SEED}")
     path = Path(source)
     if source in BUILTIN:
         if image_size is not None:

@@ -27,3 +27,7 @@ class SearchInterrupted(SearchStopped):
 
 
 USER_ERRORS = (InputError, SpaceError)
+
+# Seeds run from 0 to this: children are seeded with seed + trial number, which NumPy and
+# scikit-learn take up to 2**32 - 1.
+MAX_SEED = 2**31 - 1
