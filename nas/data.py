@@ -175,17 +175,29 @@ def _decode_all(paths: list[Path], size: tuple[int, int], color_mode: str) -> np
     from nas.quiet import import_tensorflow
 
     import_tensorflow()
-    from keras.utils import img_to_array, load_img
-
     images = np.empty((len(paths), *size, channels), np.uint8)
     for i, p in enumerate(paths):
         try:
-            image = load_img(p, color_mode=color_mode, target_size=size, interpolation="bilinear")
-        except Exception as e:  # PIL raises several types for unreadable files
-            raise InputError(f"--data: {p}: not a readable image ({type(e).__name__}), expected "
-                             f"{', '.join(IMAGE_EXTENSIONS)}") from None
-        images[i] = np.clip(np.round(img_to_array(image)), 0, 255)
+            images[i] = decode_image(p, size, color_mode)
+        except InputError as e:
+            raise InputError(f"--data: {e}") from None
     return images
+
+
+def decode_image(source: Path | io.BytesIO, size: Sequence[int], color_mode: str, name: str | None = None) -> np.ndarray:
+    """One image file (or its bytes) as training saw it: resized bilinearly to `size`, raw 0-255
+    pixels, shape (height, width, channels). Raises InputError naming `name` (or the path)."""
+    from nas.quiet import import_tensorflow
+
+    import_tensorflow()
+    from keras.utils import img_to_array, load_img
+
+    try:
+        image = load_img(source, color_mode=color_mode, target_size=tuple(size), interpolation="bilinear")
+    except Exception as e:  # PIL raises several types for unreadable files
+        raise InputError(f"{name or source}: not a readable image ({type(e).__name__}), expected "
+                         f"{', '.join(IMAGE_EXTENSIONS)}") from None
+    return np.clip(np.round(img_to_array(image)), 0, 255).astype(np.uint8)
 
 
 def _physical_memory() -> int | None:

@@ -1,4 +1,50 @@
 import os
 
+import pytest
+
 # Quiet TensorFlow's C++ start-up messages in test output; one thread per op keeps timings stable.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def train_digits_model_dir(out, classes=range(10), epochs=8, seed=0):
+    """A real model directory (as `nas export` writes) holding a small CNN trained on scikit-learn's
+    digits of the given classes: about 3 s on one core. Returns (path, dataset)."""
+    from nas.data import load_data
+    from nas.model_dir import write_model_dir
+    from nas.trainer import train_final
+    from search_spaces import load_space
+
+    data = load_data("digits", seed=seed)
+    if list(classes) != list(range(10)):
+        import numpy as np
+
+        keep = sorted(classes)
+        index = {c: i for i, c in enumerate(keep)}
+        for split in ("train", "val", "test"):
+            x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+            mask = np.isin(y, keep)
+            setattr(data, f"x_{split}", x[mask])
+            setattr(data, f"y_{split}", np.array([index[v] for v in y[mask]], np.int32))
+        data.class_names = [str(c) for c in keep]
+    space = load_space("cnn10")
+    spec = space.resolve(space.architecture([_chain_choice(d) for d in space.decisions]))
+    model, metrics = train_final(spec, data.final_arrays(), input_shape=data.input_shape,
+                                 num_classes=data.num_classes, epochs=epochs, seed=seed)
+    write_model_dir(out, model, data.class_names, {"source": "tests/conftest.py", "space": "cnn10",
+                                                   "metrics": metrics})
+    return out, data
+
+
+@pytest.fixture(scope="session")
+def digits_model_dir(tmp_path_factory):
+    """A model directory trained on all ten digits; read-only for the tests that share it."""
+    path, _ = train_digits_model_dir(tmp_path_factory.mktemp("digits_model") / "model")
+    return path
+
+
+def _chain_choice(decision) -> int:
+    """cnn10 as a plain chain of 3x3, 16-filter convolutions: each layer fed by the one before."""
+    layer, _, what = decision.name.partition(".")
+    if what.startswith("input"):
+        return decision.choices.index(int(what[5:]) == int(layer[5:]) - 1)
+    return decision.choices.index({"kernel_height": 3, "kernel_width": 3, "filters": 16}[what])

@@ -1,0 +1,141 @@
+"""A model directory: what `nas export` writes and `nas train`, `nas predict` and `nas serve` read.
+
+    MODEL_DIR/
+      model.keras        the Keras model: raw 0-255 pixels in, class probabilities out
+      model.weights.h5   its weights alone (for `python model.py --weights model.weights.h5`)
+      labels.json        the class names, in the order of the model's outputs
+      metadata.json      where it came from (run, trial, space, architecture, metrics) and
+                         `preprocessing`: how an image file becomes the model's input
+      model.py, saved_model/, model.tflite   written by `nas export` when asked for
+
+    out = write_model_dir("export/", model, class_names, metadata)
+    md = open_model_dir("export/")
+    images, errors = md.load_images(["cat.png", "notes.txt"])   # errors: [(path, message)]
+    probabilities = md.load_model().predict(images)
+
+Images are decoded exactly as the search decoded folder and CSV images: resized bilinearly to the
+model's input size, in the colour mode its channels imply, kept as raw pixels (the model rescales).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from nas.errors import InputError
+
+COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}  # channels -> keras.utils.load_img's color_mode
+REQUIRED = ("model.keras", "labels.json", "metadata.json")
+
+
+def preprocessing_for(input_shape: Sequence[int]) -> dict[str, Any]:
+    """The `preprocessing` entry of metadata.json for a model taking images of `input_shape` (H, W, C)."""
+    height, width, channels = (int(d) for d in input_shape)
+    return {"image_size": [height, width], "color_mode": COLOR_MODES[channels], "resize": "bilinear",
+            "pixels": "raw 0-255; the model rescales them itself"}
+
+
+@dataclass
+class ModelDir:
+    path: Path
+    class_names: list[str]
+    metadata: dict[str, Any]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.metadata["preprocessing"]["image_size"])
+
+    @property
+    def color_mode(self) -> str:
+        return self.metadata["preprocessing"]["color_mode"]
+
+    def load_model(self):
+        """The Keras model, loaded with safe_mode (no arbitrary code from the file runs)."""
+        from nas.quiet import import_tensorflow
+
+        import_tensorflow()
+        import keras
+
+        file = self.path / "model.keras"
+        try:
+            return keras.saving.load_model(file, safe_mode=True)
+        except Exception as e:
+            raise InputError(f"{file}: not a loadable Keras model ({type(e).__name__}), expected one written by "
+                             "nas export") from None
+
+    def load_image(self, source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+        """One image (a path or its bytes) as the model's input, shape (H, W, C) uint8."""
+        from nas.data import decode_image
+
+        if isinstance(source, (bytes, bytearray)):
+            return decode_image(io.BytesIO(source), self.image_size, self.color_mode, name=name or "image")
+        return decode_image(Path(source), self.image_size, self.color_mode, name=name)
+
+    def load_images(self, paths: Sequence[str | Path]) -> tuple[np.ndarray, list[tuple[Path, str]], list[Path]]:
+        """Decodes every readable image: (images, errors as (path, one-line message), paths decoded)."""
+        images, errors, decoded = [], [], []
+        for path in map(Path, paths):
+            try:
+                images.append(self.load_image(path))
+                decoded.append(path)
+            except InputError as e:
+                errors.append((path, str(e)))
+        h, w = self.image_size
+        channels = next(c for c, mode in COLOR_MODES.items() if mode == self.color_mode)
+        stacked = np.stack(images) if images else np.empty((0, h, w, channels), np.uint8)
+        return stacked, errors, decoded
+
+    def top_k(self, probabilities: np.ndarray, k: int = 3) -> list[list[dict[str, Any]]]:
+        """Per image, the k most probable classes as [{"label": name, "probability": p}], best first."""
+        k = min(k, len(self.class_names))
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        return [[{"label": self.class_names[i], "probability": float(row[i])} for i in idx]
+                for row, idx in zip(probabilities, order)]
+
+
+def open_model_dir(path: str | Path) -> ModelDir:
+    """Reads a model directory's labels and metadata; one-line InputError for anything missing or bad."""
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: no such model directory, expected one written by nas export")
+    for name in REQUIRED:
+        if not (path / name).is_file():
+            raise InputError(f"{path / name}: missing, expected a model directory written by nas export "
+                             f"({', '.join(REQUIRED)})")
+    labels = _read_json(path / "labels.json")
+    metadata = _read_json(path / "metadata.json")
+    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(n, str) for n in labels):
+        raise InputError(f"{path / 'labels.json'}: expected a list of at least 2 class names")
+    prep = metadata.get("preprocessing") if isinstance(metadata, dict) else None
+    if not isinstance(prep, dict) or prep.get("color_mode") not in COLOR_MODES.values() \
+            or not (isinstance(prep.get("image_size"), list) and len(prep["image_size"]) == 2):
+        raise InputError(f"{path / 'metadata.json'}: preprocessing: expected image_size [height, width] and "
+                         f"color_mode one of {', '.join(COLOR_MODES.values())}")
+    return ModelDir(path, labels, metadata)
+
+
+def write_model_dir(out: str | Path, model, class_names: Sequence[str], metadata: dict[str, Any]) -> Path:
+    """Writes model.keras, model.weights.h5, labels.json and metadata.json into `out` (created);
+    metadata gets `preprocessing` from the model's input shape unless it has one."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    metadata = {**metadata, "input_shape": [int(d) for d in model.input_shape[1:]], "classes": len(class_names)}
+    metadata.setdefault("preprocessing", preprocessing_for(model.input_shape[1:]))
+    model.save(out / "model.keras")
+    model.save_weights(out / "model.weights.h5")
+    (out / "labels.json").write_text(json.dumps(list(class_names), indent=1) + "\n")
+    (out / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n")
+    return out
+
+
+def _read_json(file: Path) -> Any:
+    try:
+        return json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{file}: not readable JSON ({type(e).__name__}), expected a file written by nas export") \
+            from None
