@@ -55,7 +55,8 @@ def main() -> None:
 @click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option("--gpus-per-trial", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option("--tpu", is_flag=True, help="Ask Ray for one TPU per trial.")
-@click.option("--address", help="Join the Ray cluster at this address instead of starting Ray locally.")
+@click.option("--address", help="Join the Ray cluster at this address (HOST:6379) instead of starting Ray locally; "
+                                "`local` starts a Ray of its own (on --resume: forgets the run's address).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per child [default: the space's search_epochs].")
 @click.option("--final-epochs", type=click.IntRange(min=1), help="Epochs to retrain the winner [default: the space's].")
 @click.option("--name", help="Run name [default: <space>-<date>-<time>].")

@@ -35,6 +35,8 @@ def run_search(config: SearchConfig, resume: bool = False, given: Collection[str
         rundir, config, space, saved = _resumed(config, given)
     else:
         rundir, config, space, saved = _new(config)
+    if config.address == "local":  # as no --address; given on resume, it drops the run's saved address
+        config = replace(config, address=None)
     try:
         if config.address:  # before the slow steps: Ray would retry an unreachable head for minutes
             from nas import tune
@@ -129,6 +131,10 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
                     "controller_settings": controller.settings_json(),
                     "ray_resources": {k: v for k, v in cluster.resources.items() if k in ("CPU", "GPU", "TPU")},
                     "dashboard_url": cluster.dashboard_url}
+        # A resumed search's files are checked (and a torn line repaired) before config.json notes the resume.
+        printer = progress.TrialPrinter(config.budget)
+        make = Search.resume if saved else Search
+        search = make(space, controller, rundir, config.budget, max_failures=config.max_failures, on_record=printer)
         if saved is None:
             rundir.create({"config.json": rundir.json_text(resolved), "space.yaml": space.text})
             rundir.lock()
@@ -144,18 +150,16 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
         # The winner's retraining gets the CPUs of all workers (and one trial's accelerators).
         final_resources = tune.Resources(cpus=min(config.cpus_per_trial * config.workers, cluster.largest_node_cpus),
                                          gpus=resources.gpus, tpus=resources.tpus)
-        return _search(config, space, data, controller, rundir, resources, final_resources, resume=saved is not None)
+        return _search(config, space, data, search, printer, rundir, resources, final_resources,
+                       resume=saved is not None)
     finally:
         tune.disconnect()
 
 
-def _search(config: SearchConfig, space, data, controller, rundir: RunDir, resources, final_resources,
-            resume: bool) -> dict[str, Any]:
+def _search(config: SearchConfig, space, data, search: Search, printer: progress.TrialPrinter, rundir: RunDir,
+            resources, final_resources, resume: bool) -> dict[str, Any]:
     from nas import tune
 
-    printer = progress.TrialPrinter(config.budget)
-    make = Search.resume if resume else Search
-    search = make(space, controller, rundir, config.budget, max_failures=config.max_failures, on_record=printer)
     printer.resume(search.records)
     if search.rerun:
         progress.console.print(f"Resuming after {len(search.records)} finished trials; running again "

@@ -79,6 +79,7 @@ class Search:
         self.duplicates = 0  # asks answered from a finished trial instead of training again
         self.consecutive_failures = 0
         self.stopped: str | None = None  # why the search stopped before its budget
+        self.interrupted = False  # Ctrl-C: start nothing more; what is running stays `running`
         self.resumed_with = 0  # records that earlier sessions of a resumed search finished
 
     @classmethod
@@ -96,7 +97,11 @@ class Search:
                                  "expected the state file of the run")
             return search
         state = rundir.read_saved("state.json", required=("asked", "duplicates", "running", "controller"))
-        controller.load(state["controller"])
+        try:
+            controller.load(state["controller"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{rundir.file('state.json')}: controller: cannot be loaded ({type(e).__name__}: "
+                             f"{e}); expected the state this run's controller saved") from None
         search.asked, search.duplicates = state["asked"], state["duplicates"]
         search.waiting = space.from_json(state["waiting"]) if state.get("waiting") else None
         for entry in state["running"]:
@@ -134,8 +139,8 @@ class Search:
     def next_trial(self) -> Trial | None:
         """The next architecture to train, or None for "not now" (the only new architectures the
         controller offers are being trained already). Raises SearchExhausted."""
-        if self.stopped:
-            raise SearchExhausted(self.stopped)
+        if self.stopped or self.interrupted:
+            raise SearchExhausted(self.stopped or "interrupted")
         if self.rerun:
             return self.rerun.pop(0)
         if self.asked >= self.budget:

@@ -15,17 +15,19 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import socket
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # nas keeps its own records
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C stops nas, not just Tune's loop
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # nas handles Ctrl-C itself: _stop_on_interrupt
 # A reused worker waits this long for the previous child's thread before Tune gives up on it (and
 # on the trial it was to run): Tune's 2 s is too short on a busy machine.
 os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "60")
@@ -46,6 +48,7 @@ from nas.search import Search, SearchExhausted  # noqa: E402
 # long graph build, say) has its worker process ended this many seconds later (at most the timeout).
 TIMEOUT_GRACE_SECONDS = 30
 TIMEOUT_EXIT_CODE = 75  # how the watchdog ends such a worker
+REPORT_BEFORE_EXIT_SECONDS = 10  # how long the watchdog waits for Tune to take its report
 
 
 @dataclass(frozen=True)
@@ -164,22 +167,37 @@ class ControllerSearcher(Searcher):
         self.trials[trial_id] = (trial, time.monotonic())
         return {"trial": trial.number, "spec": trial.spec, "generation": self.generation}
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # A child reports once, when it has finished: record it now, before Tune can stop its trial
+        # or its worker die, either of which would leave Tune's final result without it.
+        if "status" in result:
+            self._record(trial_id, result)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        trial, suggested = self.trials.pop(trial_id, (None, 0))
         started = self.started.take(trial_id)
+        if trial_id not in self.trials:
+            return  # recorded from its result already
+        if result and "status" in result:
+            return self._record(trial_id, result)
+        trial, suggested = self.trials[trial_id]
+        if self.search.interrupted or self.search.stopped or started is None:
+            # Ended unfinished by Ctrl-C or a stopped search (it stays `running`, so --resume runs it
+            # again), or its worker died before the child began (while idle, say): run it again now.
+            del self.trials[trial_id]
+            self.search.requeue(trial)
+            return
+        seconds = time.monotonic() - suggested
+        if self.trial_timeout and seconds >= self.trial_timeout:  # the watchdog could not report first
+            reason = f"TrialTimeout: ran past --trial-timeout {self.trial_timeout:g}s; its worker was stopped"
+        else:
+            reason = "WorkerDied: " + worker_death_reason(_read(started.error_file))
+        self._record(trial_id, {"status": "failed", "error": reason, "seconds": seconds})
+
+    def _record(self, trial_id: str, result: dict) -> None:
+        trial, _ = self.trials.pop(trial_id, (None, 0))
         if trial is None:
             return
         try:
-            if error or not result or "status" not in result:
-                if started is None:  # its worker died before the child began (while idle, say): run it again
-                    self.search.requeue(trial)
-                    return
-                seconds = time.monotonic() - suggested
-                if self.trial_timeout and seconds >= self.trial_timeout:
-                    reason = f"TrialTimeout: ran past --trial-timeout {self.trial_timeout:g}s; its worker was stopped"
-                else:
-                    reason = "WorkerDied: " + worker_death_reason(_read(started.error_file))
-                result = {"status": "failed", "error": reason, "seconds": seconds}
             self._watch_memory(result)
             self.search.record(trial, result)
         except Exception as e:  # Tune would log and swallow it, and the trial would hang in `running`
@@ -244,7 +262,7 @@ class StopWhenSearchStops(tune.Stopper):
         return False
 
     def stop_all(self):
-        return self.search is not None and self.search.stopped is not None
+        return self.search is not None and (self.search.stopped is not None or self.search.interrupted)
 
     def __getstate__(self):  # Tune pickles its stopper into its experiment state; nas resumes its own way
         return {"search": None}
@@ -281,8 +299,8 @@ def _child(config: dict, data: list, setup: dict) -> None:
     timeout = setup.get("trial_timeout")
     watchdog = None
     if timeout:  # the last resort for a child that never reaches a training step again
-        watchdog = threading.Timer(timeout + min(timeout, TIMEOUT_GRACE_SECONDS), os._exit,
-                                   args=(TIMEOUT_EXIT_CODE,))
+        watchdog = threading.Timer(timeout + min(timeout, TIMEOUT_GRACE_SECONDS), _end_hung_child,
+                                   args=(start, timeout))
         watchdog.daemon = True
         watchdog.start()
     try:
@@ -300,6 +318,17 @@ def _child(config: dict, data: list, setup: dict) -> None:
     result.update(seconds=time.perf_counter() - start, node=ray.get_runtime_context().get_node_id(), pid=os.getpid(),
                   worker_rss_mb=_rss_mb())
     tune.report(result)
+
+
+def _end_hung_child(start: float, timeout: float) -> None:
+    """The watchdog: reports the child as timed out (from this thread: the child's is stuck), then
+    ends the worker process, the only way to stop a thread that never returns to Python's checks."""
+    result = {"status": "failed", "error": f"TrialTimeout: ran past --trial-timeout {timeout:g}s; its worker "
+              "was stopped", "seconds": time.perf_counter() - start, "pid": os.getpid()}
+    reporter = threading.Thread(target=tune.report, args=(result,), daemon=True)
+    reporter.start()
+    reporter.join(REPORT_BEFORE_EXIT_SECONDS)
+    os._exit(TIMEOUT_EXIT_CODE)
 
 
 def _rss_mb() -> float | None:
@@ -341,7 +370,34 @@ def run_trials(search: Search, data_arrays: dict, *, input_shape, num_classes: i
         run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=0, stop=StopWhenSearchStops(search),
                                   callbacks=[searcher.started], failure_config=tune.FailureConfig(max_failures=0)),
     )
-    tuner.fit()
+    with _stop_on_interrupt(search):
+        tuner.fit()
+    if search.interrupted:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def _stop_on_interrupt(search: Search):
+    """The first Ctrl-C (SIGINT) or SIGTERM marks the search interrupted: Tune ends its loop at its
+    next step, and the trials it ends unfinished stay `running` for --resume. A second Ctrl-C raises
+    KeyboardInterrupt at once. (Python's own KeyboardInterrupt can land inside one of Ray's
+    callbacks, where it is swallowed, and the search runs on.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def interrupt(signum, frame):
+        search.interrupted = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    for signum in previous:
+        signal.signal(signum, interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _final(spec: dict, data: list, setup: dict) -> tuple[bytes, dict]:

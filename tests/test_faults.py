@@ -39,6 +39,7 @@ def test_each_kind_of_child_fault_is_recorded_and_the_search_goes_on(tmp_path):
     assert reasons[4].startswith("WorkerDied: the worker process (") and "died: Worker unexpectedly exits" in reasons[4]
     assert reasons[5] == "TrialTimeout: ran past --trial-timeout 20s"  # stopped at a training step
     assert reasons[6].startswith("TrialTimeout: ran past --trial-timeout 20s; its worker was stopped")
+    assert records[6]["pid"] is not None  # reported by the watchdog itself before it ended the worker
     for i, r in enumerate(in_order):  # a failure's reward: the lowest reward so far (0 before any)
         if r["status"] == "failed":
             assert r["reward"] == min((p["reward"] for p in in_order[:i] if p["status"] == "completed"), default=0)
@@ -61,8 +62,14 @@ def test_failures_in_a_row_stop_the_search_and_it_resumes_with_a_higher_limit(tm
     refused = nas("--name", "run", "--runs-dir", "runs", "--resume", "--space", "dnn", cwd=tmp_path)
     assert refused.returncode == 2 and "--space: run 'run' was started with 'linear', got 'dnn'" in refused.stderr
 
+    # As if the run had been started on a Ray cluster that has gone since: `--address local` forgets it.
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "address": "127.0.0.1:1"}))
+    gone = nas("--name", "run", "--runs-dir", "runs", "--resume", cwd=tmp_path)
+    assert gone.returncode == 2 and "--address: cannot reach a Ray cluster at '127.0.0.1:1'" in gone.stderr
+
     resumed = nas("--name", "run", "--runs-dir", "runs", "--resume", "--max-failures", "5", "--no-dashboard",
-                  cwd=tmp_path)
+                  "--address", "local", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     records = trials(run)
     assert [r["trial"] for r in records] == [1, 2, 3, 4]
@@ -70,5 +77,6 @@ def test_failures_in_a_row_stop_the_search_and_it_resumes_with_a_higher_limit(tm
     assert len({r["hash"] for r in records}) == 4
     config = json.loads((run / "config.json").read_text())
     assert config["max_failures"] == 5 and config["space"] == "linear" and len(config["resumes"]) == 1
+    assert config["address"] is None
     summary = json.loads((run / "summary.json").read_text())
     assert (summary["status"], summary["trials_completed"], summary["trials_failed"]) == ("finished", 2, 2)

@@ -70,3 +70,39 @@ def test_a_search_killed_three_times_ends_with_every_trial_once(tmp_path, seed):
     # Each resumed session notes itself in config.json once it runs; one killed before then does not.
     assert 1 <= len(json.loads((run / "config.json").read_text())["resumes"]) <= kills
 
+
+
+def test_ctrl_c_stops_a_running_search_at_once_and_it_resumes(tmp_path):
+    """Ctrl-C lands while trial 3 trains (slowly: 5 s a step) and must not wait for it: the search
+    ends with one line and exit 130, trial 3 stays `running`, and --resume trains it under its number."""
+    run = tmp_path / "runs" / "killed"
+    env = {**os.environ, "NAS_TEST_FAULTS": "3:slow"}
+    env.pop("RAY_ADDRESS", None)
+    process = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", *ARGS, "--budget", "5", "--workers", "1"],
+                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 600
+    while finished(run) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # trial 3 is training
+    os.kill(process.pid, signal.SIGINT)  # as `kill -INT` sends it
+    sent = time.monotonic()
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr
+    assert time.monotonic() - sent < 60  # trial 3 would take minutes to finish
+    line, = stderr.strip().splitlines()
+    assert line.startswith("nas: error: interrupted after 2 finished trials") and line.endswith("--resume")
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+    assert [t["trial"] for t in json.loads((run / "state.json").read_text())["running"]] == [3]
+
+    resumed = start(tmp_path, "--resume")
+    _, stderr = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, stderr
+    records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    assert [r["trial"] for r in records] == [1, 2, 3, 4, 5]
+    assert all(r["status"] == "completed" for r in records)
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
