@@ -71,6 +71,16 @@ def main() -> None:
 @click.option("--worker-memory-growth", type=click.IntRange(min=1), default=1024, show_default=True, metavar="MB",
               help="Replace the worker processes once one has grown by this much (TensorFlow keeps every "
                    "child's graphs).")
+@click.option("--objective", type=click.Choice(["accuracy", "accuracy-params", "accuracy-latency"]),
+              default="accuracy", show_default=True,
+              help="The reward: validation accuracy, or accuracy x (cost / target) ^ w as in MnasNet.")
+@click.option("--target-params", type=click.IntRange(min=1), metavar="N", help="The parameter count accuracy-params aims at.")
+@click.option("--target-latency-ms", type=click.FloatRange(min=0, min_open=True), metavar="MS",
+              callback=lambda ctx, param, value: _finite(value, ctx, param),
+              help="Milliseconds per image (batch of 1, on a worker) accuracy-latency aims at.")
+@click.option("--objective-weight", type=click.FloatRange(max=0), default=-0.07, show_default=True, metavar="W",
+              callback=lambda ctx, param, value: _finite(value, ctx, param),
+              help="w in accuracy x (cost / target) ^ w.")
 @click.option("--resume", is_flag=True,
               help="Continue the run --name where it stopped; its config.json gives every setting not passed.")
 @click.pass_context

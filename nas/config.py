@@ -31,6 +31,10 @@ class SearchConfig:
     max_failures: int = 5  # consecutive failed trials that stop the search (exit code 3)
     trial_timeout: float | None = None  # seconds a child may run before it is stopped and failed
     worker_memory_growth: int = 1024  # MB a worker process may grow by before the workers are replaced
+    objective: str = "accuracy"  # accuracy, accuracy-params or accuracy-latency (nas.objective)
+    target_params: int | None = None  # the parameter count accuracy-params aims at
+    target_latency_ms: float | None = None  # the ms per image (batch of 1) accuracy-latency aims at
+    objective_weight: float = -0.07  # w in accuracy x (cost / target) ^ w (MnasNet)
 
     # What a resumed search may change: how it runs, not what it searches.
     RESUMABLE: ClassVar[tuple[str, ...]] = ("budget", "workers", "cpus_per_trial", "gpus_per_trial", "tpu", "address", "dashboard",

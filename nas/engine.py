@@ -23,6 +23,7 @@ from nas import progress
 from nas.config import SearchConfig
 from nas.data import Dataset, load_data
 from nas.errors import InputError, SearchInterrupted, SearchStopped
+from nas.objective import Objective
 from nas.quiet import import_tensorflow
 from nas.rundir import RunDir
 from nas.search import Search, failure_reward_setting
@@ -37,6 +38,8 @@ def run_search(config: SearchConfig, resume: bool = False, given: Collection[str
         rundir, config, space, saved = _new(config)
     if config.address == "local":  # as no --address; given on resume, it drops the run's saved address
         config = replace(config, address=None)
+    objective = Objective.parse(config.objective, config.target_params, config.target_latency_ms,
+                                config.objective_weight)
     try:
         if config.address:  # before the slow steps: Ray would retry an unreachable head for minutes
             from nas import tune
@@ -49,7 +52,7 @@ def run_search(config: SearchConfig, resume: bool = False, given: Collection[str
                              "with; expected the same data (or a new search)")
         import_tensorflow()  # the REINFORCE controller runs on TensorFlow in this process
         controller = make_controller(config.controller, space, seed=config.seed)
-        return _run(config, space, data, fingerprint, controller, rundir, saved)
+        return _run(config, space, data, fingerprint, controller, objective, rundir, saved)
     finally:
         rundir.unlock()
 
@@ -116,8 +119,8 @@ def data_fingerprint(data: Dataset) -> str:
     return digest.hexdigest()[:16]
 
 
-def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: str, controller, rundir: RunDir,
-         saved: dict | None) -> dict[str, Any]:
+def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: str, controller,
+         objective: Objective, rundir: RunDir, saved: dict | None) -> dict[str, Any]:
     from nas import tune  # Ray is imported only once the input is known to be good
 
     resources = tune.Resources(cpus=config.cpus_per_trial, gpus=config.gpus_per_trial, tpus=1 if config.tpu else 0)
@@ -128,13 +131,14 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
         resolved = {**config.to_json(), "space_file": space.source, "space_fingerprint": space.fingerprint(),
                     "space_size": space.describe_size(), "data_summary": data.describe(),
                     "data_fingerprint": fingerprint, "training": space.fixed["training"],
-                    "controller_settings": controller.settings_json(),
+                    "controller_settings": controller.settings_json(), "reward": objective.describe(),
                     "ray_resources": {k: v for k, v in cluster.resources.items() if k in ("CPU", "GPU", "TPU")},
                     "dashboard_url": cluster.dashboard_url}
         # A resumed search's files are checked (and a torn line repaired) before config.json notes the resume.
         printer = progress.TrialPrinter(config.budget)
         make = Search.resume if saved else Search
-        search = make(space, controller, rundir, config.budget, max_failures=config.max_failures, on_record=printer)
+        search = make(space, controller, rundir, config.budget, max_failures=config.max_failures, on_record=printer,
+                      objective=objective)
         if saved is None:
             rundir.create({"config.json": rundir.json_text(resolved), "space.yaml": space.text})
             rundir.lock()
@@ -227,7 +231,8 @@ def _write_summary(rundir: RunDir, config: SearchConfig, search: Search, search_
         "trials_completed": len(search.completed), "trials_failed": len(search.failed),
         "duplicates_skipped": search.duplicates,
         "best": best and {"trial": best["trial"], "arch": best["arch"], "values": best["values"],
-                          "val_accuracy": best["reward"]},
+                          "val_accuracy": best["metrics"]["val_accuracy"], "reward": best["reward"],
+                          "params": best["metrics"]["params"], "latency_ms": best["metrics"].get("latency_ms")},
         "test_accuracy": final and final["test_accuracy"], "final": final, "workers": config.workers,
         "session_trials": len(session), "search_wall_seconds": search_seconds, "child_fit_seconds": fit_seconds,
         "engine_overhead": 1 - fit_seconds / (config.workers * search_seconds) if session else None,

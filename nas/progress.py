@@ -71,11 +71,14 @@ class TrialPrinter:
 
 def print_top(records: list[dict[str, Any]], test_accuracy: float | None, n: int = 5) -> None:
     completed = top_trials(records, n)
+    # The reward is the validation accuracy unless the objective weighs in a cost (nas.objective).
+    shaped = any(r["reward"] != r["metrics"]["val_accuracy"] for r in completed)
     table = Table(title=f"Top {len(completed)} architectures", title_justify="left")
-    for column in ("trial", "val acc", "params", "fit s", "architecture"):
+    for column in ("trial", *(["reward"] if shaped else []), "val acc", "params", "fit s", "architecture"):
         table.add_column(column, justify="right" if column != "architecture" else "left")
     for r in completed:
-        table.add_row(str(r["trial"]), f"{r['reward']:.4f}", f"{r['metrics']['params']:,}",
+        reward = [f"{r['reward']:.4f}"] if shaped else []
+        table.add_row(str(r["trial"]), *reward, f"{r['metrics']['val_accuracy']:.4f}", f"{r['metrics']['params']:,}",
                       f"{r['metrics']['fit_seconds']:.1f}", describe(r["values"]))
     console.print(table)
     if test_accuracy is not None:

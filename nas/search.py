@@ -29,7 +29,9 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from controllers import Controller
+from controllers.base import ControllerExhausted
 from nas.errors import InputError
+from nas.objective import Objective
 from nas.rundir import RunDir
 from search_spaces import Architecture, SearchSpace, SpaceError
 
@@ -62,8 +64,10 @@ def failure_reward_setting(space: SearchSpace) -> float | None:
 
 class Search:
     def __init__(self, space: SearchSpace, controller: Controller, rundir: RunDir, budget: int,
-                 max_failures: int | None = None, on_record: Callable[[dict[str, Any]], None] | None = None):
+                 max_failures: int | None = None, on_record: Callable[[dict[str, Any]], None] | None = None,
+                 objective: Objective = Objective()):
         self.space = space
+        self.objective = objective
         self.controller = controller
         self.rundir = rundir
         self.budget = budget
@@ -151,7 +155,10 @@ class Search:
             arch, self.waiting = self.waiting, None
             self._tell_duplicate(arch)
         for _ in range(MAX_CONSECUTIVE_DUPLICATES):
-            arch = self.controller.ask()
+            try:
+                arch = self.controller.ask()
+            except ControllerExhausted as e:  # e.g. a Keras Tuner oracle that has tried everything
+                raise SearchExhausted(str(e)) from None
             if arch in self.rewards:  # trained already: its reward is known, so teach without training
                 self._tell_duplicate(arch)
                 continue
@@ -187,7 +194,7 @@ class Search:
         if self.running.get(trial.arch) is not trial:
             return {}  # not ours to record (already recorded, or from before a resume)
         completed = result.get("status") == "completed"
-        reward = float(result["val_accuracy"]) if completed else self.failure_reward()
+        reward = self.objective.reward(result) if completed else self.failure_reward()
         metrics = {k: v for k, v in result.items() if k not in ("status", "error", "traceback", "seconds", "node", "pid")}
         record = {
             "trial": trial.number,

@@ -16,6 +16,7 @@ import numpy as np
 
 # Zoph & Le reward a child with its best validation accuracy over its last 5 epochs.
 REWARD_EPOCHS = 5
+LATENCY_CALLS = 20  # batch-of-1 predictions timed per child (MnasNet-style latency)
 
 
 class ChildFailed(RuntimeError):
@@ -104,9 +105,23 @@ def train_child(spec: dict[str, Any], arrays: dict[str, np.ndarray], *, input_sh
         "val_loss": float(history["val_loss"][-1]),
         "train_accuracy": float(history["accuracy"][-1]),
         "params": int(model.count_params()),
+        "latency_ms": latency_ms(model, arrays["x_val"][:1]),
         "epochs": len(val),
         "fit_seconds": seconds,
     }
+
+
+def latency_ms(model, image: np.ndarray, calls: int = LATENCY_CALLS) -> float:
+    """Milliseconds to classify one image on this worker: the median of `calls` batch-of-1 calls
+    after a few warm-up calls (the first traces the prediction graph)."""
+    for _ in range(3):
+        model.predict_on_batch(image)
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        model.predict_on_batch(image)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
 
 
 def train_final(spec: dict[str, Any], arrays: dict[str, np.ndarray], *, input_shape: Sequence[int],

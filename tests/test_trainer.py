@@ -25,6 +25,7 @@ def test_a_child_learns_and_reports_its_metrics(digits):
     assert metrics["epochs"] == 3 and len(metrics["val_accuracy_per_epoch"]) == 3
     assert metrics["params"] == 64 * 64 + 64 + 64 * 10 + 10
     assert 0 < metrics["fit_seconds"] < 60
+    assert 0 < metrics["latency_ms"] < 1000  # one image, batch of 1, on this process
 
 
 def test_a_diverging_child_fails_with_a_reason(digits):
