@@ -10,12 +10,13 @@ from typing import Any, Mapping
 from controllers.base import Controller
 from search_spaces import SearchSpace
 
-NAMES = ("reinforce", "random")
+NAMES = ("reinforce", "random", "evolution", "kt-random", "kt-bayesian", "kt-hyperband")
 
 
 def make_controller(name: str, space: SearchSpace, seed: int = 0,
-                    overrides: Mapping[str, Any] | None = None) -> Controller:
-    """A controller by name, with settings from the space file's `controller:` section (REINFORCE)."""
+                    overrides: Mapping[str, Any] | None = None, budget: int | None = None) -> Controller:
+    """A controller by name, with settings from the space file's `controller:` section (REINFORCE,
+    evolution). `budget`, the children the search will train, scales evolution's population."""
     from controllers.base import read_settings
 
     if name == "random":
@@ -23,9 +24,19 @@ def make_controller(name: str, space: SearchSpace, seed: int = 0,
 
         return RandomController(space, seed)
     if name == "reinforce":
+        from controllers.evolution import EvolutionSettings
         from controllers.reinforce import ReinforceController, ReinforceSettings
 
-        return ReinforceController(space, seed, read_settings(ReinforceSettings, space, overrides))
+        return ReinforceController(space, seed, read_settings(ReinforceSettings, space, overrides,
+                                                              shared_with=(EvolutionSettings,)))
+    if name == "evolution":
+        from controllers.evolution import EvolutionController, evolution_settings
+
+        return EvolutionController(space, seed, evolution_settings(space, overrides, budget))
+    if name in ("kt-random", "kt-bayesian", "kt-hyperband"):  # Keras Tuner's oracles
+        from controllers.keras_tuner import make_keras_tuner_controller
+
+        return make_keras_tuner_controller(name, space, seed, overrides)
     raise ValueError(f"unknown controller {name!r}, expected one of {', '.join(NAMES)}")
 
 

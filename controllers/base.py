@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from search_spaces import Architecture, SearchSpace, SpaceError
+
+
+class ControllerExhausted(Exception):
+    """Raised by `ask`: the controller has no new architecture to offer (Keras Tuner's oracles say
+    so once their sampler keeps drawing configurations already tried). The search stops asking."""
 
 
 class Controller(abc.ABC):
@@ -30,7 +35,8 @@ class Controller(abc.ABC):
 
     @abc.abstractmethod
     def ask(self) -> Architecture:
-        """The next architecture to try. It may repeat one already asked; the caller de-duplicates."""
+        """The next architecture to try. It may repeat one already asked; the caller de-duplicates.
+        Raises ControllerExhausted when there is nothing new left to try."""
 
     @abc.abstractmethod
     def tell(self, arch: Architecture, reward: float) -> None:
@@ -58,16 +64,21 @@ class Controller(abc.ABC):
 SEARCH_SETTINGS = ("failure_reward",)
 
 
-def read_settings(cls: type, space: SearchSpace, overrides: Mapping[str, Any] | None = None):
+def read_settings(cls: type, space: SearchSpace, overrides: Mapping[str, Any] | None = None,
+                  shared_with: Sequence[type] = ()):
     """Builds a controller's settings dataclass from the space file's `controller:` section and any
-    overrides, checking names and types; errors name the space file and the field."""
-    given = {k: v for k, v in {**space.controller, **(overrides or {})}.items() if k not in SEARCH_SETTINGS}
+    overrides, checking names and types; errors name the space file and the field. The section's
+    settings of the controllers in `shared_with` (their settings classes) are skipped: one section
+    serves REINFORCE and evolution alike."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    others = {f.name for other in shared_with for f in dataclasses.fields(other)} - set(fields)
+    section = {k: v for k, v in space.controller.items() if k not in others}
+    given = {k: v for k, v in {**section, **(overrides or {})}.items() if k not in SEARCH_SETTINGS}
     values = {}
     for key, value in given.items():
         if key not in fields:
             raise SpaceError(f"{space.source}: controller.{key}: unknown setting, expected one of "
-                             f"{', '.join([*fields, *SEARCH_SETTINGS])}")
+                             f"{', '.join([*fields, *SEARCH_SETTINGS, *sorted(others)])}")
         default = fields[key].default
         kind = type(default)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):

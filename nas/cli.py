@@ -2,6 +2,9 @@
 
     nas search --space cnn10 --budget 200
     nas spaces
+    nas export runs/cnn10-1 --format python,keras,savedmodel,tflite
+    nas train runs/cnn10-1/export --data more_photos/            # writes runs/cnn10-1/export/v2/
+    nas runs; nas show cnn10-1; nas report cnn10-1               # the run list, one run, its report.html
 
 Bad input ends with one line on stderr (`nas: error: ...`) and exit code 2; a search that had to
 stop exits with 3.
@@ -63,6 +66,7 @@ def main() -> None:
 @click.option("--runs-dir", default="runs", show_default=True, help="Where run directories are written.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard.")
+@click.option("--verbose", is_flag=True, help="Show Ray Tune's status table and the workers' own logs.")
 @click.option("--max-failures", type=click.IntRange(min=1), default=5, show_default=True,
               help="Stop the search (exit code 3) after this many failed trials in a row.")
 @click.option("--trial-timeout", type=click.FloatRange(min=0, max=10**7, min_open=True), metavar="SECONDS",
@@ -120,6 +124,139 @@ def spaces(spaces: tuple[str, ...]) -> None:
             console.print(f"  {d.name:<28} {', '.join(map(str, d.choices))}")
 
 
+@main.command()
+@click.argument("run")
+@click.option("--trial", type=click.IntRange(min=1), help="The trial to export [default: the run's best].")
+@click.option("--format", "formats", default="python,keras", show_default=True, metavar="LIST",
+              help="Comma-separated: python (model.py), keras (model.keras, weights, labels, metadata; always "
+                   "written), savedmodel (saved_model/), tflite (model.tflite).")
+@click.option("--out", help="A new or empty folder [default: RUN/export, or RUN/export-trial-N].")
+@click.option("--runs-dir", default="runs", show_default=True, help="Where to look for RUN given as a name.")
+def export(run: str, trial: int | None, formats: str, out: str | None, runs_dir: str) -> None:
+    """Export a run's best model (or trial N's) as a model directory: model.py, Keras, SavedModel, TFLite.
+
+    RUN is a run directory or a run's name under --runs-dir. A trial other than the best is retrained
+    (on train + validation, as the search retrains its winner) from the run's data."""
+    from nas.export import export_run
+
+    export_run(run, trial=trial, formats=formats, out=out, runs_dir=runs_dir)
+
+
+@main.command()
+@click.argument("model_dir")
+@click.argument("inputs", nargs=-1, required=True, metavar="IMAGE_OR_FOLDER...")
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Labels per image.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON document on stdout: [{image, labels: [{label, probability}]}].")
+def predict(model_dir: str, inputs: tuple[str, ...], top_k: int, as_json: bool) -> None:
+    """Label images (files, or folders walked for image files) with a model directory from `nas export`.
+
+    An input that cannot be read gets one error line on stderr, the others are still labelled, and
+    the exit code is 2."""
+    import json
+
+    from nas.predict import Predictor, image_files
+
+    predictor = Predictor(model_dir)
+    files, errors = image_files(inputs)
+    for _, message in errors:
+        _fail(message, 2)
+    results = []
+    for result in predictor.label_files(files, k=top_k):
+        if "error" in result:
+            _fail(result["error"], 2)
+            errors.append(result)
+        elif as_json:
+            results.append(result)
+        else:
+            labels = "  ".join(f"{x['label']} {x['probability']:.1%}" for x in result["labels"])
+            click.echo(f"{result['image']}  {labels}")
+    if as_json:
+        click.echo(json.dumps(results, indent=1))
+    if errors:
+        raise click.exceptions.Exit(2)
+
+
+@main.command()
+@click.argument("model_dir")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Copies of the model, one CPU each, spread over the Ray cluster.")
+@click.option("--address", help="Join the Ray cluster at this address (HOST:6379) instead of starting Ray locally.")
+def serve(model_dir: str, host: str, port: int, replicas: int, address: str | None) -> None:
+    """Serve a model directory from `nas export` over HTTP on Ray Serve, until Ctrl-C.
+
+    POST an image (the raw body, or files in a multipart form) to /predict?top_k=3 for its labels as
+    JSON; GET /health tells that the replicas are up."""
+    from nas.serve import serve_model
+
+    serve_model(model_dir, host=host, port=port, replicas=replicas, address=address)
+
+
+@main.command()
+@click.argument("model_dir")
+@click.option("--data", required=True,
+              help="As for nas search: digits, mnist5k, a folder with a sub-folder per class, a CSV of path,label, "
+                   "or an .npz of x, y; folders and CSVs are decoded with the model's image size and colour mode.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Epochs in all. With --new-labels: 30 % (at least 1) train the new head with the body frozen, "
+                   "the rest fine-tune (all train the head with --freeze-base).")
+@click.option("--new-labels", is_flag=True,
+              help="Transfer learning: keep the trained body, replace the head with one for the data's labels.")
+@click.option("--freeze-base", is_flag=True, help="With --new-labels: train the new head only, no fine-tuning.")
+@click.option("--learning-rate", type=float,
+              help="Learning rate (cosine decay within each phase) [default: a tenth of the model's own when "
+                   "training further; the model's own for a new head]. Fine-tuning uses 0.3x the head's.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Seeds the data's split and the training.")
+def train(model_dir: str, data: str, epochs: int, new_labels: bool, freeze_base: bool,
+          learning_rate: float | None, seed: int) -> None:
+    """Train a model directory further on new images, or transfer it to new labels (--new-labels).
+
+    Writes a new version beside MODEL_DIR and never overwrites: the exported directory is version 1,
+    the first `nas train out/` writes out/v2/, the next out/v3/ (given out/v2 too). The data's test
+    split is held out; test accuracy is printed before and after (after each phase with --new-labels).
+    Without --new-labels, the data's labels must be among the model's (labels.json); a subset is fine."""
+    from nas.retrain import retrain
+
+    retrain(model_dir, data, epochs=epochs, new_labels=new_labels, freeze_base=freeze_base,
+            learning_rate=learning_rate, seed=seed, log=click.echo)
+
+
+@main.command()
+@click.argument("run")
+@click.option("--runs-dir", default="runs", show_default=True, help="Where to look for RUN given as a name.")
+def report(run: str, runs_dir: str) -> None:
+    """Write RUN/report.html (plots also in RUN/report/): rewards, controller, accuracy against size,
+    the top 10 architectures, the winner's layers, its test accuracy and the settings.
+
+    RUN is a run directory or a run's name under --runs-dir; it may be finished, interrupted or running."""
+    from nas.report import write_report
+
+    click.echo(f"report: {write_report(run, runs_dir=runs_dir)}")
+
+
+@main.command()
+@click.option("--runs-dir", default="runs", show_default=True, help="The folder holding the runs.")
+def runs(runs_dir: str) -> None:
+    """List the runs: space, trials done / budget, failed, best validation and test accuracy, status
+    (running, finished, interrupted, stopped, failed, killed, damaged), start time."""
+    from nas.runs import print_runs
+
+    print_runs(runs_dir)
+
+
+@main.command()
+@click.argument("run")
+@click.option("--runs-dir", default="runs", show_default=True, help="Where to look for RUN given as a name.")
+def show(run: str, runs_dir: str) -> None:
+    """Print a run's summary and its top 5 architectures."""
+    from nas.runs import show_run
+
+    show_run(run, runs_dir=runs_dir)
+
+
 def _finite(value: float | None, ctx, param) -> float | None:
     if value is not None and not math.isfinite(value):
         raise click.BadParameter(f"got {value}, expected a number of seconds", ctx, param)
@@ -129,7 +266,8 @@ def _finite(value: float | None, ctx, param) -> float | None:
 def run(argv: list[str] | None = None) -> int:
     """The console script: runs a command and turns errors into one line and an exit code."""
     try:
-        main.main(args=argv, prog_name="nas", standalone_mode=False)
+        # Without standalone mode, click returns (not raises) the code of a `ctx.exit(code)`.
+        code = main.main(args=argv, prog_name="nas", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.ClickException as e:
@@ -142,7 +280,7 @@ def run(argv: list[str] | None = None) -> int:
         return _fail(f"search stopped: {e}", e.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
         return _fail("interrupted; finished trials are kept in the run directory", 130)
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def _fail(message: str, code: int) -> int:

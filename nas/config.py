@@ -16,7 +16,7 @@ class SearchConfig:
     data: str = "mnist5k"  # mnist5k, digits, an image folder, a .csv of path,label or an .npz
     image_size: tuple[int, int] | None = None  # resize folder and CSV images to this (default 32x32)
     color_mode: str = "rgb"  # rgb or grayscale, for folder and CSV images
-    controller: str = "reinforce"  # reinforce or random
+    controller: str = "reinforce"  # a name in controllers.NAMES: reinforce, random, evolution, kt-...
     workers: int | None = None  # concurrent trials; None: the cluster's CPUs / cpus_per_trial
     cpus_per_trial: float = 1.0  # Ray CPUs per child; TensorFlow gets as many threads
     gpus_per_trial: float = 0.0  # Ray GPUs per child
@@ -31,6 +31,7 @@ class SearchConfig:
     max_failures: int = 5  # consecutive failed trials that stop the search (exit code 3)
     trial_timeout: float | None = None  # seconds a child may run before it is stopped and failed
     worker_memory_growth: int = 1024  # MB a worker process may grow by before the workers are replaced
+    verbose: bool = False  # show Ray Tune's status table and the workers' own logs
     objective: str = "accuracy"  # accuracy, accuracy-params or accuracy-latency (nas.objective)
     target_params: int | None = None  # the parameter count accuracy-params aims at
     target_latency_ms: float | None = None  # the ms per image (batch of 1) accuracy-latency aims at
@@ -38,7 +39,7 @@ class SearchConfig:
 
     # What a resumed search may change: how it runs, not what it searches.
     RESUMABLE: ClassVar[tuple[str, ...]] = ("budget", "workers", "cpus_per_trial", "gpus_per_trial", "tpu", "address", "dashboard",
-                 "max_failures", "trial_timeout", "worker_memory_growth")
+                 "max_failures", "trial_timeout", "worker_memory_growth", "verbose")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -27,6 +27,7 @@ from nas.objective import Objective
 from nas.quiet import import_tensorflow
 from nas.rundir import RunDir
 from nas.search import Search, failure_reward_setting
+from nas.tensorboard import TensorBoardLog
 from search_spaces import SearchSpace, load_space, parse_space
 
 
@@ -51,7 +52,7 @@ def run_search(config: SearchConfig, resume: bool = False, given: Collection[str
             raise InputError(f"--data: {config.data}: the images differ from those run {rundir.name!r} started "
                              "with; expected the same data (or a new search)")
         import_tensorflow()  # the REINFORCE controller runs on TensorFlow in this process
-        controller = make_controller(config.controller, space, seed=config.seed)
+        controller = make_controller(config.controller, space, seed=config.seed, budget=config.budget)
         return _run(config, space, data, fingerprint, controller, objective, rundir, saved)
     finally:
         rundir.unlock()
@@ -124,7 +125,7 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
     from nas import tune  # Ray is imported only once the input is known to be good
 
     resources = tune.Resources(cpus=config.cpus_per_trial, gpus=config.gpus_per_trial, tpus=1 if config.tpu else 0)
-    cluster = tune.connect(config.address, config.dashboard)
+    cluster = tune.connect(config.address, config.dashboard, verbose=config.verbose)
     try:
         tune.check_resources(cluster, resources)
         config = replace(config, workers=config.workers or tune.default_workers(cluster, resources))
@@ -133,9 +134,9 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
                     "data_fingerprint": fingerprint, "training": space.fixed["training"],
                     "controller_settings": controller.settings_json(), "reward": objective.describe(),
                     "ray_resources": {k: v for k, v in cluster.resources.items() if k in ("CPU", "GPU", "TPU")},
-                    "dashboard_url": cluster.dashboard_url}
+                    "dashboard_url": cluster.dashboard_url, "started": datetime.now().isoformat(timespec="seconds")}
         # A resumed search's files are checked (and a torn line repaired) before config.json notes the resume.
-        printer = progress.TrialPrinter(config.budget)
+        printer = progress.TrialPrinter(config.budget, running=lambda: len(search.running))
         make = Search.resume if saved else Search
         search = make(space, controller, rundir, config.budget, max_failures=config.max_failures, on_record=printer,
                       objective=objective)
@@ -143,10 +144,12 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
             rundir.create({"config.json": rundir.json_text(resolved), "space.yaml": space.text})
             rundir.lock()
         else:
-            resolved.update(space_file=saved["space_file"], resumes=[*saved.get("resumes", []), {
+            resolved.update(space_file=saved["space_file"], started=saved.get("started"), resumes=[*saved.get("resumes", []), {
                 "at": datetime.now().isoformat(timespec="seconds"),
                 "trials_finished": len(rundir.trials())}])
             rundir.write_json("config.json", resolved)
+        tensorboard = TensorBoardLog(rundir.file("tensorboard"), space, controller)
+        search.on_record = _monitor(printer, tensorboard)
         progress.console.print(f"[bold]nas search[/bold] {rundir.path}{' (resumed)' if saved else ''}")
         progress.print_settings(resolved)
         if cluster.dashboard_url:
@@ -154,14 +157,25 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
         # The winner's retraining gets the CPUs of all workers (and one trial's accelerators).
         final_resources = tune.Resources(cpus=min(config.cpus_per_trial * config.workers, cluster.largest_node_cpus),
                                          gpus=resources.gpus, tpus=resources.tpus)
-        return _search(config, space, data, search, printer, rundir, resources, final_resources,
+        return _search(config, space, data, search, printer, tensorboard, rundir, resources, final_resources,
                        resume=saved is not None)
     finally:
         tune.disconnect()
 
 
-def _search(config: SearchConfig, space, data, search: Search, printer: progress.TrialPrinter, rundir: RunDir,
-            resources, final_resources, resume: bool) -> dict[str, Any]:
+def _monitor(printer: progress.TrialPrinter, tensorboard: TensorBoardLog):
+    """What happens as each trial is recorded: its line on the console, its TensorBoard log."""
+    def on_record(record: dict[str, Any]) -> None:
+        printer(record)
+        try:
+            tensorboard.finished(record)
+        except Exception as e:  # monitoring must never stop a search
+            progress.console.print(f"[yellow]TensorBoard log of trial {record['trial']} failed: {e}[/yellow]")
+    return on_record
+
+
+def _search(config: SearchConfig, space, data, search: Search, printer: progress.TrialPrinter,
+            tensorboard: TensorBoardLog, rundir: RunDir, resources, final_resources, resume: bool) -> dict[str, Any]:
     from nas import tune
 
     printer.resume(search.records)
@@ -173,14 +187,19 @@ def _search(config: SearchConfig, space, data, search: Search, printer: progress
     start = time.perf_counter()
     try:
         if not search.finished:
-            tune.run_trials(search, data.search_arrays(), input_shape=data.input_shape, num_classes=data.num_classes,
-                            epochs=config.epochs, seed=config.seed, resources=resources, workers=config.workers,
-                            trial_timeout=config.trial_timeout, worker_memory_growth=config.worker_memory_growth,
-                            storage=str(rundir.path))
+            with printer.live():
+                tune.run_trials(search, data.search_arrays(), input_shape=data.input_shape,
+                                num_classes=data.num_classes, epochs=config.epochs, seed=config.seed,
+                                resources=resources, workers=config.workers,
+                                trial_timeout=config.trial_timeout,
+                                worker_memory_growth=config.worker_memory_growth, storage=str(rundir.path),
+                                on_epoch=tensorboard.epoch, verbose=config.verbose)
     except KeyboardInterrupt:
         _write_summary(rundir, config, search, time.perf_counter() - start, status="interrupted")
         raise SearchInterrupted(f"interrupted after {len(search.records)} finished trials, which are kept in "
                                 f"{rundir.path}; continue with: {_resume_command(rundir)}") from None
+    finally:
+        tensorboard.close()
     search_seconds = time.perf_counter() - start
     if search.stopped:
         _write_summary(rundir, config, search, search_seconds, status="stopped")
@@ -239,4 +258,19 @@ def _write_summary(rundir: RunDir, config: SearchConfig, search: Search, search_
         "wall_seconds": wall_seconds or search_seconds,
     }
     rundir.write_json("summary.json", summary)
+    _write_report(rundir, status)
     return summary
+
+
+def _write_report(rundir: RunDir, status: str) -> None:
+    """RUN/report.html (nas.report), with the search's status (its lock, still held, would read as
+    running). A report that cannot be written costs a warning, never the search."""
+    from rich.markup import escape
+
+    try:
+        from nas.report import write_report
+
+        progress.console.print(f"Report: {escape(str(write_report(rundir.path, status=status)))}")
+    except Exception as e:  # noqa: BLE001 - the search's results are on disk whatever goes wrong here
+        reason = escape(f"{type(e).__name__}: {e}")
+        progress.console.print(f"[yellow]warning[/yellow]: {rundir.file('report.html')} not written: {reason}")

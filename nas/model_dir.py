@@ -7,11 +7,14 @@
       metadata.json      where it came from (run, trial, space, architecture, metrics) and
                          `preprocessing`: how an image file becomes the model's input
       model.py, saved_model/, model.tflite   written by `nas export` when asked for
+      v2/, v3/, ...      later versions written by `nas train`, each a model directory (version 1
+                         is MODEL_DIR itself); metadata.json has `version` and `parent`
 
     out = write_model_dir("export/", model, class_names, metadata)
     md = open_model_dir("export/")
     images, errors = md.load_images(["cat.png", "notes.txt"])   # errors: [(path, message)]
     probabilities = md.load_model().predict(images)
+    path, n = write_version("export/", model, class_names, metadata)  # export/v2/, then v3/ ... (nas train)
 
 Images are decoded exactly as the search decoded folder and CSV images: resized bilinearly to the
 model's input size, in the colour mode its channels imply, kept as raw pixels (the model rescales).
@@ -21,6 +24,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,9 +35,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from nas.errors import InputError
+from nas.rundir import fsync_path
 
 COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}  # channels -> keras.utils.load_img's color_mode
 REQUIRED = ("model.keras", "labels.json", "metadata.json")
+VERSION_NAME = re.compile(r"v([0-9]+)")  # `nas train` writes versions 2, 3, ... as MODEL_DIR/v2/, v3/, ...
 
 
 def preprocessing_for(input_shape: Sequence[int]) -> dict[str, Any]:
@@ -131,6 +140,67 @@ def write_model_dir(out: str | Path, model, class_names: Sequence[str], metadata
     (out / "labels.json").write_text(json.dumps(list(class_names), indent=1) + "\n")
     (out / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n")
     return out
+
+
+def version_of(path: str | Path) -> tuple[Path, int]:
+    """(the exported directory, the version number) of a model directory: `out/` is version 1 of
+    `out/`, and `out/vN/` (a `vN` folder inside a model directory) is version N of `out/`."""
+    path = Path(path)
+    match = VERSION_NAME.fullmatch(path.name)
+    if match and all((path.parent / name).is_file() for name in REQUIRED):
+        return path.parent, int(match[1])
+    return path, 1
+
+
+def versions(root: str | Path) -> list[int]:
+    """The version numbers of an exported directory, in order: 1 (the directory itself), then each `vN/`."""
+    root = Path(root)
+    found = [int(m[1]) for p in root.iterdir() if (m := VERSION_NAME.fullmatch(p.name))]  # a file too: taken
+    return [1, *sorted(found)]
+
+
+def write_version(root: str | Path, model, class_names: Sequence[str], metadata: dict[str, Any]) -> tuple[Path, int]:
+    """Writes a model directory as the next free version `root/vN/` and returns (its path, N).
+
+    Never overwrites, and never leaves a half-written version that looks complete: everything is
+    written and fsynced under a hidden temporary name (`.incomplete-*`, removed on an error; a killed
+    process may leave one behind, which nothing reads) and renamed to `vN` when complete. The
+    rename fails rather than replace a version another process wrote meanwhile; the next N is tried.
+    metadata.json gets `version: N`."""
+    root = Path(root)
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise InputError(f"{root}: cannot write a new version here, expected a model directory you can write to")
+    temporary = root / f".incomplete-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        temporary.mkdir()  # not mkdtemp: a version is as readable as the umask makes its parent, not private
+        version = max(versions(root)) + 1
+        write_model_dir(temporary, model, class_names, {**metadata, "version": version})
+        while True:
+            _fsync_tree(temporary)
+            try:
+                os.rename(temporary, root / f"v{version}")
+                break
+            except OSError:
+                if not (root / f"v{version}").exists():
+                    raise
+                version = max(versions(root)) + 1  # another process took this number meanwhile
+                file = temporary / "metadata.json"
+                file.write_text(json.dumps({**json.loads(file.read_text()), "version": version}, indent=1) + "\n")
+        fsync_path(root)
+    except OSError as e:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise InputError(f"{root}: could not write a new version ({e.strerror or type(e).__name__}), expected a "
+                         "model directory you can write to") from None
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return root / f"v{version}", version
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*"), reverse=True):  # files before the folders holding them
+        fsync_path(path)
+    fsync_path(folder)
 
 
 def _read_json(file: Path) -> Any:

@@ -1,12 +1,17 @@
-"""What a search prints: its settings, one line per finished trial, and the final table."""
+"""What a search prints: its settings, one line per finished trial (with a live status line in a
+terminal), and the final table."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Callable
 
 from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
+from rich.text import Text
 
 from nas.rundir import top_trials
 
@@ -31,15 +36,39 @@ def print_settings(settings: dict[str, Any]) -> None:
 
 
 class TrialPrinter:
-    """One line per finished trial: what it scored, the best so far, time spent and left."""
+    """One line per finished trial: what it scored, the best so far, time spent and left. In a
+    terminal, a live status line below them too: a bar of trials done / budget, running, failed,
+    best so far, elapsed time and ETA."""
 
-    def __init__(self, budget: int):
+    def __init__(self, budget: int, running: Callable[[], int] | None = None):
         self.budget = budget
+        self.running = running  # how many trials run now (asked at each refresh)
         self.start = time.perf_counter()
         self.done = 0
         self.failed = 0
         self.best: dict[str, Any] | None = None
         self.earlier = 0  # trials an earlier session of a resumed search finished
+        self.bar: Progress | None = None
+        self.task = None
+
+    @contextmanager
+    def live(self):
+        """Shows the live status line while the search runs (only where stdout is a terminal)."""
+        if not console.is_terminal:
+            yield
+            return
+        self.bar = Progress(SpinnerColumn(), TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
+                            _StatusColumn(self), TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("eta"),
+                            TimeRemainingColumn(), console=console, transient=True)
+        self.task = self.bar.add_task("search", total=self.budget, completed=self.done)
+        with self.bar:
+            yield
+        self.bar = None
+
+    def status(self) -> str:
+        running = f"running {self.running()}  " if self.running else ""
+        best = f"best {self.best['reward']:.4f} (#{self.best['trial']})" if self.best else "best -"
+        return f"{running}failed {self.failed}  {best}"
 
     def resume(self, records: list[dict[str, Any]]) -> None:
         """Counts the trials of earlier sessions (the ETA uses this session's pace)."""
@@ -67,6 +96,17 @@ class TrialPrinter:
         best = f"best {self.best['reward']:.4f} (#{self.best['trial']})" if self.best else "best -"
         console.print(f"[{self.done:>{len(str(self.budget))}}/{self.budget}] trial {record['trial']:<4} {what} | "
                       f"{best}  failed {self.failed}  elapsed {duration(elapsed)}  eta {duration(eta)}")
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done)
+
+
+class _StatusColumn(ProgressColumn):
+    def __init__(self, printer: TrialPrinter):
+        super().__init__()
+        self.printer = printer
+
+    def render(self, task) -> Text:
+        return Text(self.printer.status())
 
 
 def print_top(records: list[dict[str, Any]], test_accuracy: float | None, n: int = 5) -> None:

@@ -94,7 +94,7 @@ class RunDir:
             except OSError:
                 self.check_new()
                 raise
-            _fsync_dir(parent)
+            fsync_path(parent)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -175,11 +175,11 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
-def _fsync_dir(path: Path) -> None:
-    """Makes a rename in `path` durable (after a power cut too, on any file system)."""
+def fsync_path(path: Path) -> None:
+    """Flushes a file, or a folder (which makes a rename in it durable, after a power cut too)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -39,6 +39,18 @@ def deadline(when: float, message: str):
     return _Deadline()
 
 
+def epoch_reporter(report):
+    """A Keras callback that calls `report({"epoch": n, "loss": ..., "val_accuracy": ...})` after
+    every epoch (Ray Tune's per-epoch results: the dashboard's curves, TensorBoard, early stopping)."""
+    import keras
+
+    class _EpochReporter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            report({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+
+    return _EpochReporter()
+
+
 def configure_threads(cpus: int) -> None:
     """Gives TensorFlow as many threads as the trial has CPUs. Must run before TensorFlow's first op;
     a reused worker that already ran a trial with the same resources keeps its setting."""
@@ -92,13 +104,18 @@ def _fit(spec, x, y, *, input_shape, num_classes, epochs, seed, validation=None,
 
 
 def train_child(spec: dict[str, Any], arrays: dict[str, np.ndarray], *, input_shape: Sequence[int],
-                num_classes: int, epochs: int, seed: int = 0, callbacks: Sequence = ()) -> dict[str, Any]:
-    """Trains one child on the training split and returns its validation metrics."""
+                num_classes: int, epochs: int, seed: int = 0, callbacks: Sequence = (),
+                test: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """Trains one child on the training split and returns its validation metrics; given `test`
+    images and labels (tabular benchmarks), also the same trained model's `test_accuracy`."""
     model, history, seconds = _fit(spec, arrays["x_train"], arrays["y_train"], input_shape=input_shape,
                                    num_classes=num_classes, epochs=epochs, seed=seed,
                                    validation=(arrays["x_val"], arrays["y_val"]), callbacks=callbacks)
     val = [float(v) for v in history["val_accuracy"]]
-    return {
+    extra = {}
+    if test is not None:
+        extra["test_accuracy"] = float(model.evaluate(test[0], test[1], batch_size=256, verbose=0)[1])
+    return {**extra,
         "val_accuracy": max(val[-REWARD_EPOCHS:]),
         "val_accuracy_last": val[-1],
         "val_accuracy_per_epoch": val,

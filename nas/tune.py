@@ -36,7 +36,7 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
-from nas.errors import InputError  # noqa: E402
+from nas.errors import InputError, SearchStopped  # noqa: E402
 from nas.quiet import stderr_silenced  # noqa: E402
 from nas.search import Search, SearchExhausted  # noqa: E402
 
@@ -74,7 +74,7 @@ class Cluster:
     address: str | None
 
 
-def connect(address: str | None, dashboard: bool, num_cpus: int | None = None) -> Cluster:
+def connect(address: str | None, dashboard: bool, num_cpus: int | None = None, verbose: bool = False) -> Cluster:
     """Starts a local Ray instance, or joins a running cluster at `address`."""
     if address:
         check_reachable(address)
@@ -84,9 +84,13 @@ def connect(address: str | None, dashboard: bool, num_cpus: int | None = None) -
             # `ray start` left in /tmp/ray, and hang if that cluster has gone.
             context = ray.init(address=address or "local", num_cpus=None if address else num_cpus,
                                include_dashboard=dashboard if not address else None, dashboard_host="127.0.0.1",
-                               log_to_driver=False, logging_level="error", configure_logging=True)
-    except (ConnectionError, RuntimeError, ValueError) as e:
+                               log_to_driver=verbose, logging_level="info" if verbose else "error",
+                               configure_logging=True)
+    except Exception as e:  # Ray raises plain Exception too (a node that timed out during start-up)
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not address:
+            raise SearchStopped(f"could not start Ray on this machine: {message} (an overloaded machine can "
+                                "cause this: try again)") from None
         hint = ("; `ray start` turns token authentication on: run nas with RAY_AUTH_MODE=token (the token is read "
                 "from RAY_AUTH_TOKEN or ~/.ray/auth_token)" if address and os.environ.get("RAY_AUTH_MODE") != "token"
                 else "")
@@ -147,9 +151,11 @@ def check_resources(cluster: Cluster, resources: Resources) -> None:
 class ControllerSearcher(Searcher):
     """Ray Tune's view of a `Search`: suggest = ask the controller; complete = record and tell."""
 
-    def __init__(self, search: Search, trial_timeout: float | None = None, worker_memory_growth: float = 1024):
+    def __init__(self, search: Search, trial_timeout: float | None = None, worker_memory_growth: float = 1024,
+                 on_epoch=None):
         super().__init__()
         self.search = search
+        self.on_epoch = on_epoch  # called with (Trial, result) for each epoch a child reports
         self.worker_memory_growth = worker_memory_growth
         self.trial_timeout = trial_timeout
         self.trials = {}  # Ray's trial id -> (our Trial, when it was suggested)
@@ -168,10 +174,16 @@ class ControllerSearcher(Searcher):
         return {"trial": trial.number, "spec": trial.spec, "generation": self.generation}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        # A child reports once, when it has finished: record it now, before Tune can stop its trial
-        # or its worker die, either of which would leave Tune's final result without it.
+        # A child reports after each epoch, and once more with its status when it has finished:
+        # record that now, before Tune can stop its trial or its worker die, either of which would
+        # leave Tune's final result without it.
         if "status" in result:
             self._record(trial_id, result)
+        elif self.on_epoch and trial_id in self.trials and "epoch" in result:
+            try:
+                self.on_epoch(self.trials[trial_id][0], result)
+            except Exception as e:  # monitoring must not stop a search
+                logging.getLogger("nas").warning("per-epoch monitoring failed: %s", e)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         started = self.started.take(trial_id)
@@ -207,7 +219,7 @@ class ControllerSearcher(Searcher):
         # Tune pickles its searcher into tuner.pkl for its own restore, which nas does not use (a
         # resumed search is rebuilt from the run directory); the controller's TensorFlow graphs
         # cannot be pickled.
-        return {**self.__dict__, "search": None, "started": StartedTrials()}
+        return {**self.__dict__, "search": None, "started": StartedTrials(), "on_epoch": None}
 
     def _watch_memory(self, result: dict) -> None:
         pid, rss = result.get("pid"), result.get("worker_rss_mb")
@@ -304,7 +316,7 @@ def _child(config: dict, data: list, setup: dict) -> None:
         watchdog.daemon = True
         watchdog.start()
     try:
-        callbacks = faults.inject(config["trial"])
+        callbacks = [*faults.inject(config["trial"]), trainer.epoch_reporter(tune.report)]
         if timeout:
             callbacks.append(trainer.deadline(start + timeout, f"ran past --trial-timeout {timeout:g}s"))
         result = {"status": "completed", **trainer.train_child(
@@ -344,7 +356,7 @@ def _rss_mb() -> float | None:
 
 def run_trials(search: Search, data_arrays: dict, *, input_shape, num_classes: int, epochs: int, seed: int,
                resources: Resources, workers: int, storage: str, trial_timeout: float | None = None,
-               worker_memory_growth: float = 1024) -> None:
+               worker_memory_growth: float = 1024, on_epoch=None, verbose: bool = False) -> None:
     """Runs the search's trials on Ray Tune until its budget is spent, its controller is exhausted or
     it stops (too many failures in a row)."""
     data_ref = ray.put(data_arrays)
@@ -359,7 +371,8 @@ def run_trials(search: Search, data_arrays: dict, *, input_shape, num_classes: i
 
     trainable = tune.with_resources(tune.with_parameters(_child, data=[data_ref], setup=setup), placement)
     trainable.__name__ = "nas_child"
-    searcher = ControllerSearcher(search, trial_timeout=trial_timeout, worker_memory_growth=worker_memory_growth)
+    searcher = ControllerSearcher(search, trial_timeout=trial_timeout, worker_memory_growth=worker_memory_growth,
+                                  on_epoch=on_epoch)
     tuner = tune.Tuner(
         trainable,
         # As many trials as the search hands out (-1): trials are run again after a resume or a
@@ -367,7 +380,7 @@ def run_trials(search: Search, data_arrays: dict, *, input_shape, num_classes: i
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
                                     max_concurrent_trials=workers, reuse_actors=True,
                                     trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
-        run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=0, stop=StopWhenSearchStops(search),
+        run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=1 if verbose else 0, stop=StopWhenSearchStops(search),
                                   callbacks=[searcher.started], failure_config=tune.FailureConfig(max_failures=0)),
     )
     with _stop_on_interrupt(search):

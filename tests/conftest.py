@@ -6,15 +6,16 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def train_digits_model_dir(out, classes=range(10), epochs=8, seed=0):
+def train_digits_model_dir(out, classes=range(10), epochs=8, seed=0, data="digits"):
     """A real model directory (as `nas export` writes) holding a small CNN trained on scikit-learn's
-    digits of the given classes: about 3 s on one core. Returns (path, dataset)."""
+    digits of the given classes: about 3 s on one core. Returns (path, dataset). `data` may name
+    other images of digits (an .npz of x, y, say) to train on instead."""
     from nas.data import load_data
     from nas.model_dir import write_model_dir
     from nas.trainer import train_final
     from search_spaces import load_space
 
-    data = load_data("digits", seed=seed)
+    data = load_data(data, seed=seed)
     if list(classes) != list(range(10)):
         import numpy as np
 

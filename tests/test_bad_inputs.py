@@ -63,10 +63,11 @@ GENERATORS = {
     "npz": lambda path, arrays: np.savez(path, **{k: _array(v) for k, v in arrays.items()}),
     "empty_dir": lambda path, _: path.mkdir(parents=True, exist_ok=True),
     "unwritable_dir": lambda path, _: _unwritable_dir(path),
+    "model_dir": lambda path, source: shutil.copytree(source, path),  # source: a fixture's model directory
 }
 
 
-def make_files(root: Path, files: dict) -> None:
+def make_files(root: Path, files: dict, request=None) -> None:
     for name, spec in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +75,8 @@ def make_files(root: Path, files: dict) -> None:
             path.write_text(spec)
         else:
             ((kind, value),) = spec.items()
+            if kind == "model_dir":  # a real trained model directory, from a session fixture of conftest.py
+                value = request.getfixturevalue(f"{value}_model_dir")
             GENERATORS[kind](path, value)
 
 
@@ -121,8 +124,8 @@ def params():
 
 
 @pytest.mark.parametrize("case", params())
-def test_bad_input_is_refused_with_one_line(case, tmp_path):
-    make_files(tmp_path, case.get("files", {}))
+def test_bad_input_is_refused_with_one_line(case, tmp_path, request):
+    make_files(tmp_path, case.get("files", {}), request)
     before = snapshot(tmp_path)
     try:
         code, out, err = nas(with_runs_dir(case["args"]), tmp_path, case.get("timeout", DEFAULT_TIMEOUT))

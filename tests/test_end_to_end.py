@@ -47,6 +47,14 @@ def test_search_cnn10_on_digits_through_ray(tmp_path):
     assert config["space"] == "cnn10" and config["epochs"] == 1 and config["workers"] == 2
     assert "trial" in result.stdout and "test accuracy" in result.stdout and "Top 4 architectures" in result.stdout
 
+    # Every child reported each epoch through Ray Tune; the driver logged it for TensorBoard.
+    from test_tensorboard import events, scalars
+
+    for t in trials:
+        folder = events(run / "tensorboard" / f"trial_{t['trial']:04d}")
+        (step, value), = scalars(folder, "epoch_val_accuracy")
+        assert step == 1 and abs(value - t["metrics"]["val_accuracy"]) < 1e-6
+
     # The saved winner is the model that was tested: same accuracy on the held-out split.
     import keras
 

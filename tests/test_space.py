@@ -17,9 +17,10 @@ layer:
 
 
 def test_builtin_spaces_and_their_sizes():
-    assert builtin_names() == ["cnn10", "dnn", "linear", "resnet"]
+    assert builtin_names() == ["bench_cnn", "cnn10", "dnn", "linear", "resnet"]
     assert load_space("linear").size() == 3 * 4 * 2
     assert load_space("resnet").size() == 2 * 2 * 3 * 2 * 2
+    assert load_space("bench_cnn").size() == 3 * (4 + 4**2 + 4**3)  # 3 learning rates x 1-3 layers
     # dnn: 1 to 3 layers of (4 widths x 3 dropouts), times 2 learning rates; shorter nets are not
     # counted once per value of their unused layers.
     assert load_space("dnn").size() == 2 * (12 + 12**2 + 12**3)
@@ -121,7 +122,7 @@ def test_bad_space_files_name_file_field_and_expectation(text, message):
 
 
 def test_unknown_space_lists_the_known_ones():
-    with pytest.raises(SpaceError, match=r"unknown space 'cnn11'; known spaces: cnn10, dnn, linear, resnet"):
+    with pytest.raises(SpaceError, match=r"unknown space 'cnn11'; known spaces: bench_cnn, cnn10, dnn, linear, resnet"):
         load_space("cnn11")
     with pytest.raises(SpaceError, match=r"nope.yaml: space file not found"):
         load_space("nope.yaml")

@@ -1,0 +1,321 @@
+"""Writes a child model as plain Keras code: a `model.py` that builds exactly what `nas.builder` builds
+(same layers, names, order and shapes, so the exported `model.weights.h5` loads into it) without
+importing nas.
+
+    source = model_source(space.resolve(arch), input_shape=(28, 28, 1), class_names=["0", ..., "9"],
+                          about={"run": "cnn10-1", "trial": 7, "val_accuracy": 0.981, "test_accuracy": 0.978})
+    Path("model.py").write_text(source)
+
+    python model.py                              # prints the model's summary
+    python model.py --weights model.weights.h5   # loads the exported weights, then prints it
+
+Every value that came from a user (class names, run and space names, any spec value) is written as a
+Python literal with `repr()`, so the generated code never runs user text. The code reads like a
+keras-io example: `x = layers.Conv2D(...)(x)` lines, a layer output that later layers take kept in a
+named variable, and block helpers only for the families that use blocks.
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+from typing import Any, Callable, Sequence
+
+from nas.builder import BN_MOMENTUM
+
+INDENT = "    "
+
+
+def literal(value: Any) -> str:
+    """`value` as Python source: `repr()`, with double quotes for a plain string (as black writes it).
+
+    Only a string of letters, digits and `_ .,:+-` gets double quotes, so no quote, backslash or line
+    break of the value can end the literal early; every other string is `repr()` unchanged."""
+    if isinstance(value, str):
+        return f'"{value}"' if re.fullmatch(r"[A-Za-z0-9_ .,:+-]*", value) else repr(value)
+    if isinstance(value, (list, tuple)):
+        items = ", ".join(literal(v) for v in value)
+        if isinstance(value, list):
+            return f"[{items}]"
+        return f"({items},)" if len(value) == 1 else f"({items})"
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, numbers.Integral):  # NumPy's too, whose repr is np.int64(3)
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return repr(float(value))
+    raise TypeError(f"no literal for {type(value).__name__}")
+
+
+def model_source(spec: dict[str, Any], input_shape: Sequence[int], class_names: Sequence[str],
+                 about: dict[str, Any] | None = None) -> str:
+    """The text of `model.py` for a resolved child spec (`SearchSpace.resolve`).
+
+    `about` may give `run`, `trial`, `val_accuracy`, `test_accuracy`, `nas_version` and `date` for the
+    header comment."""
+    family = spec["family"]
+    if family not in BODIES:
+        raise ValueError(f"family {family!r}: no code generator, expected one of {', '.join(BODIES)}")
+    body = Code()
+    uses_bn = BODIES[family](body, spec)
+    head = Code()
+    dropout = spec.get("head", {}).get("dropout", 0.0)
+    if dropout:
+        head.line(f'x = layers.Dropout({literal(float(dropout))}, name="head_dropout")(x)')
+    l2 = spec.get("l2", 0.0)
+    regularizer = f", kernel_regularizer=keras.regularizers.L2({literal(float(l2))})" if l2 else ""
+    head.line(f'outputs = layers.Dense(num_classes, activation="softmax", name="predictions"{regularizer})(x)')
+    head.line(f"return keras.Model(inputs, outputs, name={literal(str(spec['space']) + '_child')})")
+
+    shape = tuple(int(d) for d in input_shape)
+    parts = [_header(spec, about or {}),
+             '"""A child model found by nas, as plain Keras: build_model() returns it untrained."""',
+             "", "import argparse", "", "import keras", "from keras import layers", "",
+             f"CLASS_NAMES = {_class_names(class_names)}  # in the order of the model's outputs"]
+    if uses_bn:
+        parts += ["# Keras's default momentum of 0.99 suits long training; nas trains children briefly.",
+                  f"BN_MOMENTUM = {literal(float(BN_MOMENTUM))}"]
+    parts += ["", ""]
+    helpers = HELPERS.get(family, lambda spec: [])(spec)
+    for helper in helpers:
+        parts += [helper.rstrip("\n"), "", ""]
+    parts += [f"def build_model(input_shape={literal(shape)}, num_classes={len(class_names)}):",
+              f'{INDENT}"""Images of input_shape (height, width, channels) as raw 0-255 pixels in, class '
+              'probabilities out."""',
+              f'{INDENT}inputs = keras.Input(shape=input_shape, name="image")',
+              f'{INDENT}x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)']
+    augment = _augmentation(spec.get("augment", {}))
+    if augment:
+        parts.append(f"{INDENT}# Augmentation: active only while training, the identity at inference.")
+        parts += [INDENT + line for line in augment]
+    parts += body.indented() + head.indented()
+    parts += ["", "", 'if __name__ == "__main__":',
+              f'{INDENT}parser = argparse.ArgumentParser(description="Builds the model and prints its summary.")',
+              f'{INDENT}parser.add_argument("--weights", help="weights to load, such as model.weights.h5")',
+              f"{INDENT}args = parser.parse_args()",
+              f"{INDENT}model = build_model()",
+              f"{INDENT}if args.weights:",
+              f"{INDENT * 2}model.load_weights(args.weights)",
+              f'{INDENT * 2}print(f"Loaded weights from {{args.weights}}")',
+              f"{INDENT}model.summary()", ""]
+    return "\n".join(parts)
+
+
+class Code:
+    """Lines of a function body, one indentation level deep."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def line(self, text: str = "") -> None:
+        self.lines.append(text)
+
+    def indented(self) -> list[str]:
+        return [INDENT + line if line else "" for line in self.lines]
+
+
+def _header(spec: dict[str, Any], about: dict[str, Any]) -> str:
+    """Comment lines naming where the model came from. Names are literals (`repr()`), so a quote or a
+    line break in one cannot end the comment."""
+    def number(key: str) -> str:
+        value = about.get(key)
+        return f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "unknown"
+
+    made = ", ".join(_plain(str(about[k])) for k in ("nas_version", "date") if about.get(k))
+    trial = about.get("trial")
+    return "\n".join([
+        f"# Generated by nas export{f' ({made})' if made else ''} from run {literal(str(about.get('run', '')))}, "
+        f"trial {int(trial) if isinstance(trial, int) else 'unknown'}:",
+        f"# validation accuracy {number('val_accuracy')}, test accuracy {number('test_accuracy')}; "
+        f"space {literal(str(spec['space']))} (family {_plain(str(spec['family']))}).",
+        "# Plain Keras 3: nas is not needed to build, train or load it."])
+
+
+def _plain(text: str) -> str:
+    """A version, date or family name as it is, unless it holds anything else: then a literal."""
+    return text if re.fullmatch(r"[A-Za-z0-9_.:+-]+", text) else literal(text)
+
+
+def _class_names(names: Sequence[str]) -> str:
+    one_line = literal([str(n) for n in names])
+    if len(one_line) <= 90:
+        return one_line
+    return "[\n" + "".join(f"{INDENT}{literal(str(n))},\n" for n in names) + "]"
+
+
+def _augmentation(augment: dict[str, Any]) -> list[str]:
+    """The lines of `nas.builder.augmentation`, in its order."""
+    lines = []
+    if augment.get("flip"):
+        lines.append('x = layers.RandomFlip("horizontal", name="aug_flip")(x)')
+    if augment.get("rotation"):
+        lines.append(f'x = layers.RandomRotation({literal(float(augment["rotation"]))}, fill_mode="constant", '
+                     'name="aug_rotation")(x)')
+    if augment.get("zoom"):
+        lines.append(f'x = layers.RandomZoom({literal(float(augment["zoom"]))}, fill_mode="constant", '
+                     'name="aug_zoom")(x)')
+    if augment.get("translation"):
+        t = literal(float(augment["translation"]))
+        lines.append(f'x = layers.RandomTranslation({t}, {t}, fill_mode="constant", name="aug_translation")(x)')
+    if augment.get("contrast"):
+        lines.append(f'x = layers.RandomContrast({literal(float(augment["contrast"]))}, value_range=(0, 1), '
+                     'name="aug_contrast")(x)')
+    return lines
+
+
+# -- bodies: each writes `x = ...` lines ending with the features the classifier takes; returns
+# whether the code uses batch normalisation (and so the BN_MOMENTUM constant) -------------------------
+
+def _activation(activation: str, prefix: str) -> str:
+    name = f"{prefix}_{activation}"
+    return f"x = layers.Activation({literal(activation)}, name={literal(name)})(x)"
+
+
+def _listing(noun: str, numbers: Sequence[int]) -> str:
+    """`layer 3`, `layers 0 and 3`, `layers 0, 2 and 5`."""
+    if len(numbers) == 1:
+        return f"{noun} {numbers[0]}"
+    return f"{noun}s {', '.join(map(str, numbers[:-1]))} and {numbers[-1]}"
+
+
+def _linear(code: Code, spec: dict[str, Any]) -> bool:
+    code.line('x = layers.Flatten(name="flatten")(x)')
+    return False
+
+
+def _dense(code: Code, spec: dict[str, Any]) -> bool:
+    code.line('x = layers.Flatten(name="flatten")(x)')
+    for i, layer in enumerate(spec["layers"]):
+        bias = ", use_bias=False" if layer["batch_norm"] else ""
+        code.line(f'x = layers.Dense({int(layer["units"])}{bias}, name="layer{i}_dense")(x)')
+        if layer["batch_norm"]:
+            code.line(f'x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="layer{i}_bn")(x)')
+        code.line(_activation(layer["activation"], f"layer{i}"))
+        if layer["dropout"]:
+            code.line(f'x = layers.Dropout({literal(float(layer["dropout"]))}, name="layer{i}_dropout")(x)')
+    return any(layer["batch_norm"] for layer in spec["layers"])
+
+
+def _conv(code: Code, spec: dict[str, Any]) -> bool:
+    """Mirrors `nas.builder.conv_body`. At the start of layer i, `x` holds layer i-1's output; an
+    output that a later layer (other than the next) or the classifier takes is kept as `layer{i}`,
+    and the image as `image` when a layer other than the first takes it."""
+    layers_ = spec["layers"]
+    n = len(layers_)
+    reduce_after = set(spec.get("reduce_after", []))
+    stages, stage = [], 0
+    for i in range(n):
+        stages.append(stage)
+        stage += i in reduce_after
+    fed = {j for layer in layers_ for j in layer["inputs"]}
+    ends = [i for i in range(n) if i not in fed]
+    # Outputs a layer other than the next one takes, or the classifier (the last layer's stays in x).
+    kept = {j for i, layer in enumerate(layers_) for j in layer["inputs"] if j != i - 1}
+    kept |= {i for i in ends if i != n - 1}
+
+    def pool(ref: str, times: int, name: str) -> str:
+        return ref if times <= 0 else f'layers.MaxPooling2D({2**times}, padding="same", name="{name}")({ref})'
+
+    if any(not layer["inputs"] for layer in layers_[1:]):
+        code.line("image = x  # layers with no input take the image")
+    for i, layer in enumerate(layers_):
+        code.line()
+        inputs = layer["inputs"]
+        if len(inputs) > 1:
+            code.line(f"# Layer {i} takes {_listing('layer', inputs)}, concatenated and projected to its width.")
+        else:
+            code.line(f"# Layer {i} takes {_listing('layer', inputs) if inputs else 'the image'}.")
+        sources = [pool("x" if j == i - 1 else f"layer{j}", stages[i] - stages[j], f"layer{i}_pool{j}")
+                   for j in inputs]
+        if len(sources) > 1:
+            code.line(f'x = layers.Concatenate(name="layer{i}_concat")([')
+            for source in sources:
+                code.line(f"{INDENT}{source},")
+            code.line("])")
+            code.line(f'x = layers.Conv2D({int(layer["filters"])}, 1, use_bias=False, name="layer{i}_project")(x)')
+            h = "x"
+        else:
+            h = sources[0] if sources else pool("x" if i == 0 else "image", stages[i], f"layer{i}_pool_image")
+            if h.startswith("layers."):  # pooled to this layer's resolution: a line of its own
+                code.line(f"x = {h}")
+                h = "x"
+        kernel = (int(layer["kernel_height"]), int(layer["kernel_width"]))
+        bias = ", use_bias=False" if layer["batch_norm"] else ""
+        code.line(f'x = layers.Conv2D({int(layer["filters"])}, {literal(kernel)}, padding="same"{bias}, '
+                  f'name="layer{i}_conv")({h})')
+        if layer["batch_norm"]:
+            code.line(f'x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="layer{i}_bn")(x)')
+        code.line(_activation(layer["activation"], f"layer{i}"))
+        if i in kept:
+            takers = [k for k, later in enumerate(layers_) if i in later["inputs"] and k != i + 1]
+            takers = ([_listing("layer", takers)] if takers else []) + (["the classifier"] if i in ends else [])
+            code.line(f"layer{i} = x  # for {' and '.join(takers)}")
+    code.line()
+    if len(ends) == 1:
+        code.line(f'x = layers.GlobalAveragePooling2D(name="layer{ends[0]}_gap")(x)')
+    else:
+        code.line("# Layers that feed no later layer all feed the classifier.")
+        code.line('x = layers.Concatenate(name="ends_concat")([')
+        for i in ends:
+            ref = "x" if i == n - 1 else f"layer{i}"
+            code.line(f'{INDENT}layers.GlobalAveragePooling2D(name="layer{i}_gap")({ref}),')
+        code.line("])")
+    return any(layer["batch_norm"] for layer in layers_)
+
+
+def _resnet(code: Code, spec: dict[str, Any]) -> bool:
+    k = int(spec["kernel"])
+    code.line(f'x = layers.Conv2D({int(spec["stem_filters"])}, {k}, padding="same", use_bias=False, '
+              'name="stem_conv")(x)')
+    code.line('x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)')
+    code.line('x = layers.Activation("relu", name="stem_relu")(x)')
+    block = "basic_block" if spec["block"] == "basic" else "bottleneck_block"
+    for s in range(int(spec["stages"])):
+        for b in range(int(spec["blocks"])):
+            strides = 2 if s > 0 and b == 0 else 1
+            code.line(f'x = {block}(x, {int(spec["width"]) * 2**s}, {k}, strides={strides}, '
+                      f'name="stage{s}_block{b}")')
+    code.line('x = layers.GlobalAveragePooling2D(name="gap")(x)')
+    return True
+
+
+CONV_BN = '''\
+def conv_bn(x, filters, kernel_size, strides, name, relu):
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
+'''
+
+SHORTCUT = '''\
+def shortcut(x, filters, strides, name):
+    """Identity where shapes match; otherwise a strided 1x1 projection (He et al.'s option B)."""
+    if strides == 1 and x.shape[-1] == filters:
+        return x
+    return conv_bn(x, filters, 1, strides, f"{name}_shortcut", relu=False)
+'''
+
+BASIC_BLOCK = '''\
+def basic_block(x, filters, kernel_size, strides, name):
+    residual = shortcut(x, filters, strides, name)
+    x = conv_bn(x, filters, kernel_size, strides, f"{name}_conv1", relu=True)
+    x = conv_bn(x, filters, kernel_size, 1, f"{name}_conv2", relu=False)
+    x = layers.Add(name=f"{name}_add")([residual, x])
+    return layers.Activation("relu", name=f"{name}_out")(x)
+'''
+
+BOTTLENECK_BLOCK = '''\
+def bottleneck_block(x, filters, kernel_size, strides, name):
+    residual = shortcut(x, filters, strides, name)
+    inner = max(filters // 4, 4)
+    x = conv_bn(x, inner, 1, 1, f"{name}_reduce", relu=True)
+    x = conv_bn(x, inner, kernel_size, strides, f"{name}_conv", relu=True)
+    x = conv_bn(x, filters, 1, 1, f"{name}_expand", relu=False)
+    x = layers.Add(name=f"{name}_add")([residual, x])
+    return layers.Activation("relu", name=f"{name}_out")(x)
+'''
+
+BODIES: dict[str, Callable[[Code, dict], bool]] = {"linear": _linear, "dense": _dense, "conv": _conv,
+                                                     "resnet": _resnet}
+HELPERS: dict[str, Callable[[dict], list[str]]] = {
+    "resnet": lambda spec: [CONV_BN, SHORTCUT, BASIC_BLOCK if spec["block"] == "basic" else BOTTLENECK_BLOCK],
+}

@@ -1,0 +1,308 @@
+"""`nas export`: a run's winner, or any of its completed trials, as a model directory (`nas.model_dir`).
+
+    out = export_run("runs/cnn10-20250101-120000")              # the best trial -> RUN/export/
+    out = export_run("cnn10-1", trial=3, formats="python,keras,savedmodel,tflite", out="trial3/")
+
+What is written (`keras` is always: every other format derives from it):
+
+    python       model.py: plain Keras code building the model (`nas.codegen`), no nas needed
+    keras        model.keras, model.weights.h5, labels.json, metadata.json (`write_model_dir`)
+    savedmodel   saved_model/: `model.export()`, for TensorFlow Serving and tf.saved_model.load
+    tflite       model.tflite: LiteRT (TensorFlow Lite), converted by `model.export(format="litert")`
+
+The best trial's model is the run's `best/model.keras`, the winner retrained on train + validation.
+Another trial (or the best one of a run that stopped before retraining it) is retrained here as the
+engine retrains a winner: `nas.trainer.train_final` on the run's data, reloaded from config.json and
+checked against the run's data fingerprint. Every input is checked before anything is trained or
+written; the files are written into a hidden folder beside --out and renamed into place when all
+are complete, so a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata as package_metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+
+from nas.errors import InputError
+from nas.rundir import RunDir
+from nas.runs import find_run
+from search_spaces import Architecture, SearchSpace, parse_space
+
+FORMATS = ("python", "keras", "savedmodel", "tflite")
+DEFAULT_FORMATS = "python,keras"
+
+
+@dataclass
+class ExportPlan:
+    """Everything `nas export` checked before it loads TensorFlow: the run, the trial and where to write."""
+
+    run: str  # the run as the user named it (a path or a name under --runs-dir), for messages
+    rundir: RunDir
+    config: dict[str, Any]
+    space: SearchSpace
+    record: dict[str, Any]  # the trial's line of trials.jsonl
+    arch: Architecture
+    best_trial: int
+    out: Path
+    formats: list[str]
+
+    @property
+    def trial(self) -> int:
+        return int(self.record["trial"])
+
+    @property
+    def is_best(self) -> bool:
+        return self.trial == self.best_trial
+
+    @property
+    def val_accuracy(self) -> float:
+        """The trial's validation accuracy (its reward, unless the search weighed in a cost)."""
+        return float(self.record.get("metrics", {}).get("val_accuracy", self.record["reward"]))
+
+
+def parse_formats(text: str) -> list[str]:
+    """`python,tflite` -> ["python", "keras", "tflite"] (keras always, in FORMATS order); InputError else."""
+    given = [f.strip().lower() for f in text.split(",") if f.strip()]
+    for name in given:
+        if name not in FORMATS:
+            raise InputError(f"--format: got {name!r}, expected a comma-separated list of {', '.join(FORMATS)}")
+    if not given:
+        raise InputError(f"--format: got {text!r}, expected a comma-separated list of {', '.join(FORMATS)}")
+    return [f for f in FORMATS if f in given or f == "keras"]
+
+
+def plan_export(run: str, trial: int | None = None, formats: str = DEFAULT_FORMATS, out: str | Path | None = None,
+                runs_dir: str | Path = "runs") -> ExportPlan:
+    """Checks the request against the run directory (no TensorFlow); one-line InputError for bad input."""
+    chosen = parse_formats(formats)
+    rundir = find_run(run, runs_dir)
+    config = rundir.read_saved("config.json", required=("space", "data", "seed", "final_epochs"))
+    space_file = rundir.file("space.yaml")
+    if not space_file.is_file():
+        raise InputError(f"{space_file}: missing; expected the run's copy of its space file")
+    space = parse_space(space_file.read_text(errors="replace"), source=str(space_file))
+    if config.get("space_fingerprint") not in (None, space.fingerprint()):
+        raise InputError(f"{space_file}: changed since the search started; expected the run's own copy of its "
+                         "space file")
+    records = rundir.trials()
+    completed = [r for r in records if r.get("status") == "completed"]
+    if not completed:
+        raise InputError(f"{run}: no completed trial to export, expected a run with at least one completed trial")
+    best = _best_trial(rundir, completed)
+    number = best if trial is None else trial
+    record = next((r for r in records if r.get("trial") == number), None)
+    if record is None:
+        raise InputError(f"--trial: got {number}, expected a completed trial of run {rundir.name!r} "
+                         f"({_numbers(completed)}; the best is {best})")
+    if record.get("status") != "completed":
+        raise InputError(f"--trial: trial {number} of run {rundir.name!r} failed ({record.get('error')}), expected "
+                         f"a completed trial ({_numbers(completed)}; the best is {best})")
+    arch = space.from_json(record["arch"])
+    if out is None:
+        out = rundir.path / ("export" if number == best else f"export-trial-{number}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "is not a folder" if not out.is_dir() else "exists and is not empty"
+        raise InputError(f"--out: {out} {what}, expected a new or empty folder (or another --out)")
+    return ExportPlan(run, rundir, config, space, record, arch, best, out, chosen)
+
+
+def export_run(run: str, trial: int | None = None, formats: str = DEFAULT_FORMATS, out: str | Path | None = None,
+               runs_dir: str | Path = "runs") -> Path:
+    """Exports a trial of a run (default: the best) into `out` (default: RUN/export or RUN/export-trial-N)."""
+    plan = plan_export(run, trial, formats, out, runs_dir)
+    from nas.quiet import import_tensorflow
+
+    import_tensorflow()
+    data = _load_run_data(plan)
+    model, metrics, how = _model(plan, data)
+    about = _metadata(plan, data, metrics, how)
+    _write(plan, model, data.class_names, about)
+    _report(plan, metrics)
+    return plan.out
+
+
+# -- the run and its trial ----------------------------------------------------------------------------
+
+def _best_trial(rundir: RunDir, completed: list[dict[str, Any]]) -> int:
+    """summary.json's best, or (a run that stopped before writing it) the best completed trial."""
+    numbers = {r["trial"] for r in completed}
+    if rundir.file("summary.json").is_file():
+        best = rundir.read_saved("summary.json").get("best")
+        if isinstance(best, dict) and best.get("trial") in numbers:
+            return int(best["trial"])
+    return int(max(completed, key=lambda r: (r["reward"], -r["trial"]))["trial"])
+
+
+def _numbers(records: list[dict[str, Any]]) -> str:
+    numbers = sorted(r["trial"] for r in records)
+    shown = ", ".join(map(str, numbers[:10])) + (f" ... {numbers[-1]}" if len(numbers) > 10 else "")
+    return f"completed: {shown}"
+
+
+def _load_run_data(plan: ExportPlan):
+    """The run's data, reloaded and split as the search split it; InputError if it is gone."""
+    from nas.data import load_data
+
+    config = plan.config
+    try:
+        return load_data(config["data"], config.get("image_size"), config.get("color_mode", "rgb"),
+                         seed=config["seed"])
+    except InputError as e:
+        raise InputError(f"{plan.rundir.file('config.json')}: data: cannot reload the run's data "
+                         f"{config['data']!r} ({e}); expected it where the search read it (export needs its class "
+                         "names)") from None
+
+
+# -- the model ----------------------------------------------------------------------------------------
+
+def _model(plan: ExportPlan, data) -> tuple[Any, dict[str, Any], str]:
+    """(the Keras model, its metrics, how it was made)."""
+    import numpy as np
+
+    saved = plan.rundir.file("best/model.keras")
+    if plan.is_best and saved.is_file():
+        model = _load(saved)
+        outputs = int(model.output_shape[-1])
+        if outputs != data.num_classes or tuple(model.input_shape[1:]) != data.input_shape:
+            raise InputError(f"{saved}: takes {tuple(model.input_shape[1:])} and gives {outputs} classes, but the "
+                             f"run's data {plan.config['data']!r} now has {data.input_shape} images of "
+                             f"{data.num_classes} classes; expected the data the search used")
+        probabilities = model.predict(data.x_test, batch_size=256, verbose=0)
+        accuracy = float(np.mean(probabilities.argmax(axis=1) == data.y_test))
+        how = "the search's winner, retrained on train + validation by nas search (best/model.keras)"
+        return model, {"test_accuracy": accuracy, "params": int(model.count_params())}, how
+
+    from nas.engine import data_fingerprint
+    from nas.trainer import train_final
+
+    saved_fingerprint = plan.config.get("data_fingerprint")
+    if saved_fingerprint is not None and data_fingerprint(data) != saved_fingerprint:
+        raise InputError(f"{plan.rundir.file('config.json')}: data_fingerprint: the run's data "
+                         f"{plan.config['data']!r} has changed since the search; expected the same images to "
+                         f"retrain trial {plan.trial}")
+    why = "" if not plan.is_best else " (the run has no best/model.keras)"
+    epochs = int(plan.config["final_epochs"])
+    click.echo(f"Retraining trial {plan.trial}{why} on train + validation for {epochs} epochs, as the search "
+               "retrains its winner ...")
+    spec = plan.space.resolve(plan.arch)
+    model, metrics = train_final(spec, data.final_arrays(), input_shape=data.input_shape,
+                                 num_classes=data.num_classes, epochs=epochs, seed=int(plan.config["seed"]))
+    click.echo(f"Trial {plan.trial} retrained: test accuracy {metrics['test_accuracy']:.4f}")
+    how = f"retrained by nas export on train + validation for {epochs} epochs (seed {plan.config['seed']})"
+    return model, metrics, how
+
+
+def _load(path: Path):
+    import keras
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as e:
+        raise InputError(f"{path}: not a loadable Keras model ({type(e).__name__}), expected the model nas "
+                         "search saved") from None
+
+
+def _metadata(plan: ExportPlan, data, metrics: dict[str, Any], how: str) -> dict[str, Any]:
+    from nas.model_dir import preprocessing_for
+
+    spec = plan.space.resolve(plan.arch)
+    config = plan.config
+    return {
+        "source": "nas export",
+        "run": {"name": plan.rundir.name, "path": str(plan.rundir.path)},
+        "trial": plan.trial,
+        "best_trial": plan.best_trial,
+        "model": how,
+        "space": {"name": plan.space.name, "family": plan.space.family, "file": config.get("space_file"),
+                  "fingerprint": plan.space.fingerprint()},
+        "architecture": {"choices": list(plan.arch.choices), "hash": plan.arch.key,
+                         "values": plan.space.decode(plan.arch)},
+        "spec": spec,
+        "metrics": {"val_accuracy": plan.val_accuracy, "reward": float(plan.record["reward"]),
+                    "test_accuracy": float(metrics["test_accuracy"]), "test_images": int(len(data.y_test)),
+                    "params": int(metrics["params"])},
+        "training": {**spec["training"], "epochs": int(config["final_epochs"]), "seed": int(config["seed"])},
+        "data": {"source": config["data"], "image_size": config.get("image_size"),
+                 "color_mode": config.get("color_mode", "rgb"), "seed": int(config["seed"]),
+                 "summary": data.describe(), "fingerprint": config.get("data_fingerprint")},
+        "preprocessing": preprocessing_for(data.input_shape),
+        "formats": plan.formats,
+        "nas_version": _version(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _version() -> str:
+    try:
+        return package_metadata.version("nas")
+    except package_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# -- writing --------------------------------------------------------------------------------------------
+
+def _write(plan: ExportPlan, model, class_names: Sequence[str], about: dict[str, Any]) -> None:
+    """Writes every format into a hidden folder beside --out, then renames it to --out."""
+    from nas.model_dir import write_model_dir
+
+    out = plan.out
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.incomplete-"))
+    except OSError as e:
+        raise InputError(f"--out: {out}: cannot create it ({e.strerror}), expected a folder you can write to") \
+            from None
+    try:
+        staging.chmod(0o777 & ~_umask())
+        write_model_dir(staging, model, class_names, about)
+        if "python" in plan.formats:
+            from nas.codegen import model_source
+
+            source = model_source(about["spec"], model.input_shape[1:], class_names, {
+                "run": about["run"]["name"], "trial": plan.trial, "val_accuracy": about["metrics"]["val_accuracy"],
+                "test_accuracy": about["metrics"]["test_accuracy"], "nas_version": about["nas_version"],
+                "date": about["date"]})
+            (staging / "model.py").write_text(source)
+        from nas.quiet import stderr_silenced
+
+        with stderr_silenced():  # the converters log MLIR passes and SavedModel writes from C++
+            if "savedmodel" in plan.formats:
+                model.export(str(staging / "saved_model"), verbose=False)
+            if "tflite" in plan.formats:
+                model.export(str(staging / "model.tflite"), format="litert", verbose=False)
+        if out.is_dir():
+            out.rmdir()  # empty (checked); the rename needs the name free
+        os.rename(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _report(plan: ExportPlan, metrics: dict[str, Any]) -> None:
+    which = "the best" if plan.is_best else f"the best is {plan.best_trial}"
+    click.echo(f"Exported trial {plan.trial} of run {plan.rundir.name} ({which}; validation accuracy "
+               f"{plan.val_accuracy:.4f}, test accuracy {metrics['test_accuracy']:.4f}) to {plan.out}")
+    for path in sorted(plan.out.iterdir()):
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+        click.echo(f"  {path.name + ('/' if path.is_dir() else ''):<20} {_size(size):>10}")
+
+
+def _size(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
+    return f"{n / 1e3:.1f} kB" if n < 1e6 else f"{n / 1e6:.1f} MB"

@@ -1,0 +1,180 @@
+"""`nas serve` as a user runs it: the real command in a subprocess with its own local Ray and Ray
+Serve, on a free localhost port, answering real HTTP requests with a real digits model directory;
+its answers must equal `nas predict --json` on the same files."""
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from PIL import Image
+
+START_TIMEOUT = 180  # Ray, Serve and two replicas that import TensorFlow, on a busy 2-core machine
+STOP_TIMEOUT = 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def end_session(process: subprocess.Popen) -> None:
+    """Kills what the test started: the command's process group (Ray's GCS and raylet are in it)
+    and every process of its session (Ray's workers have process groups of their own)."""
+    for pid in [process.pid, *session_members(process.pid)]:
+        try:
+            os.killpg(pid, signal.SIGKILL) if pid == process.pid else os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    process.wait(timeout=30)
+
+
+def session_members(sid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid:  # fields after the command: state, ppid, pgrp, session, ...
+                members.append(int(entry))
+    return members
+
+
+@pytest.fixture(scope="module")
+def digit_files(tmp_path_factory):
+    """60 digits of the test split as PNG files, and a text file posing as a PNG."""
+    from nas.data import load_data
+
+    data = load_data("digits", seed=0)
+    folder = tmp_path_factory.mktemp("serve_images")
+    paths = []
+    for i in range(60):
+        paths.append(folder / f"{i:03d}_{data.y_test[i]}.png")
+        Image.fromarray(data.x_test[i, :, :, 0]).save(paths[-1])
+    (folder / "bad.png").write_text("not an image\n")
+    return folder, paths
+
+
+def test_serve_answers_like_predict_refuses_bad_images_and_stops_cleanly(digits_model_dir, digit_files, tmp_path):
+    folder, paths = digit_files
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # never join someone's cluster
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        server = subprocess.Popen([sys.executable, "-m", "nas.cli", "serve", str(digits_model_dir), "--port", str(port),
+                                   "--replicas", "2"], stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+                                  start_new_session=True)
+    started = time.monotonic()
+    try:
+        # What `nas predict` says about the same files, computed while the server starts.
+        predicted = subprocess.run([sys.executable, "-m", "nas.cli", "predict", str(digits_model_dir), str(folder),
+                                    "--json"], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert predicted.returncode == 2 and "bad.png" in predicted.stderr  # the bad file, named
+        expected = {os.path.basename(a["image"]): a["labels"] for a in json.loads(predicted.stdout)}
+        assert len(expected) == len(paths)
+        print(f"nas predict done {time.monotonic() - started:.1f} s after start")
+
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            assert server.poll() is None, f"nas serve exited with {server.returncode}: {read(tmp_path / 'err')}"
+            if f"{url}/predict" in read(tmp_path / "out"):  # printed once Serve reports the replicas up
+                try:
+                    health = requests.get(f"{url}/health", timeout=5)
+                    if health.status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+            assert time.monotonic() < deadline, f"not ready within {START_TIMEOUT} s: {read(tmp_path / 'err')}"
+            time.sleep(0.5)
+        assert health.json()["classes"] == [str(d) for d in range(10)]
+        print(f"ready {time.monotonic() - started:.1f} s after start")
+        replicas = {requests.get(f"{url}/health", timeout=5).json()["replica"] for _ in range(20)}
+        assert len(replicas) == 2, replicas  # --replicas 2: both answer
+        # A second server on the same port is refused at once, before it starts Ray.
+        second = subprocess.Popen([sys.executable, "-m", "nas.cli", "serve", str(digits_model_dir),
+                                   "--port", str(port)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+
+        with requests.Session() as http:
+            # A good image as the raw body, and three as a multipart upload (one request, one model call).
+            answer = http.post(f"{url}/predict", data=paths[0].read_bytes(), timeout=30)
+            assert answer.status_code == 200, answer.text
+            assert_same(answer.json()["predictions"][0]["labels"], expected[paths[0].name])
+            files = [("file", (p.name, p.read_bytes(), "image/png")) for p in paths[1:4]]
+            answer = http.post(f"{url}/", files=files, params={"top_k": 2}, timeout=30)
+            assert answer.status_code == 200, answer.text
+            predictions = answer.json()["predictions"]
+            assert [p["image"] for p in predictions] == [p.name for p in paths[1:4]]
+            for p in predictions:
+                assert_same(p["labels"], expected[p["image"]][:2])
+
+            # Not an image: 400 with a one-line JSON error naming it; the server goes on.
+            bad = http.post(f"{url}/predict", data=(folder / "bad.png").read_bytes(), timeout=30)
+            assert bad.status_code == 400 and "request body: not a readable image" in bad.json()["error"]
+            bad = http.post(f"{url}/predict", files=[("file", ("bad.png", b"not an image", "image/png"))], timeout=30)
+            assert bad.status_code == 400 and bad.json()["error"].startswith("bad.png: not a readable image")
+            assert http.post(f"{url}/predict", params={"top_k": 0}, data=b"x", timeout=30).status_code == 400
+
+            # 50 requests in a row.
+            seconds = []
+            for path in paths[10:60]:
+                start = time.perf_counter()
+                answer = http.post(f"{url}/predict", data=path.read_bytes(), timeout=30)
+                seconds.append(time.perf_counter() - start)
+                assert answer.status_code == 200, answer.text
+                assert_same(answer.json()["predictions"][0]["labels"], expected[path.name])
+            print(f"50 requests in a row: median {statistics.median(seconds) * 1000:.1f} ms, "
+                  f"max {max(seconds) * 1000:.1f} ms, total {sum(seconds):.2f} s")
+
+        # 40 at once: batched together into model calls, each answer still the one for its image.
+        def post(path):
+            return path, requests.post(f"{url}/predict", data=path.read_bytes(), timeout=60)
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=40) as pool:
+            answers = list(pool.map(post, paths[20:60]))
+        print(f"40 requests at once: {time.perf_counter() - start:.2f} s")
+        for path, answer in answers:
+            assert answer.status_code == 200, answer.text
+            assert_same(answer.json()["predictions"][0]["labels"], expected[path.name])
+
+        _, second_err = second.communicate(timeout=120)
+        assert second.returncode == 2, second_err
+        assert second_err == f"nas: error: --port: cannot listen on 127.0.0.1:{port} (Address already in use), " \
+                             "expected a free port of an address of this machine\n"
+
+        server.send_signal(signal.SIGINT)
+        start = time.perf_counter()
+        assert server.wait(timeout=STOP_TIMEOUT) == 0, read(tmp_path / "err")
+        print(f"stopped {time.perf_counter() - start:.1f} s after SIGINT")
+        assert not port_open(port)
+        assert read(tmp_path / "err") == ""  # no traceback, and none of Ray's or Serve's chatter
+    finally:
+        end_session(server)
+        if "second" in locals():
+            end_session(second)
+
+
+def assert_same(labels: list[dict], expected: list[dict]) -> None:
+    assert [x["label"] for x in labels] == [x["label"] for x in expected]
+    assert [x["probability"] for x in labels] == pytest.approx([x["probability"] for x in expected], abs=1e-6)
+
+
+def read(path) -> str:
+    return path.read_text()
