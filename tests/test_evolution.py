@@ -10,6 +10,7 @@ from controllers.base import read_settings
 from controllers.evolution import EvolutionController, EvolutionSettings
 from controllers.reinforce import ReinforceSettings
 from search_spaces import SpaceError, parse_space
+from test_controllers import run
 
 # Depth is a decision, so mutations must respect which decisions are active.
 TOY = """
@@ -23,15 +24,6 @@ controller: {learning_rate: 0.02}   # REINFORCE's: evolution skips it
 """
 
 
-def drive(controller, n, reward):
-    archs = []
-    for _ in range(n):
-        arch = controller.ask()
-        controller.tell(arch, reward(arch))
-        archs.append(arch)
-    return archs
-
-
 def peaked(arch):
     """Higher the closer every choice is to the last one: one best architecture, a smooth slope."""
     return float(np.mean(arch.choices)) / 3
@@ -39,9 +31,9 @@ def peaked(arch):
 
 def test_same_seed_same_architectures():
     space = parse_space(TOY)
-    a = drive(make_controller("evolution", space, seed=3, budget=60), 60, peaked)
-    b = drive(make_controller("evolution", space, seed=3, budget=60), 60, peaked)
-    c = drive(make_controller("evolution", space, seed=4, budget=60), 60, peaked)
+    a = run(make_controller("evolution", space, seed=3, budget=60), 60, peaked)
+    b = run(make_controller("evolution", space, seed=3, budget=60), 60, peaked)
+    c = run(make_controller("evolution", space, seed=4, budget=60), 60, peaked)
     assert a == b and a != c
 
 
@@ -67,7 +59,7 @@ def test_population_and_sample_scale_with_the_budget_unless_the_space_file_sets_
 def test_state_round_trip_mid_run_continues_exactly():
     space = parse_space(TOY)
     uninterrupted = make_controller("evolution", space, seed=1, budget=40)  # P=10, S=2
-    drive(uninterrupted, 25, peaked)
+    run(uninterrupted, 25, peaked)
     pending = [uninterrupted.ask() for _ in range(3)]  # asked, not yet told: several children training
     saved = json.loads(json.dumps(uninterrupted.state()))  # through JSON, as on disk
     resumed = make_controller("evolution", space, seed=99, budget=400)  # another budget: the saved sizes win
@@ -76,7 +68,7 @@ def test_state_round_trip_mid_run_continues_exactly():
     for c in (resumed, uninterrupted):
         for arch in reversed(pending):  # told in any order
             c.tell(arch, peaked(arch))
-    assert drive(resumed, 30, peaked) == drive(uninterrupted, 30, peaked)
+    assert run(resumed, 30, peaked) == run(uninterrupted, 30, peaked)
     assert json.dumps(resumed.state()) == json.dumps(uninterrupted.state())
     with pytest.raises(ValueError, match="state of controller 'random' given to 'evolution'"):
         resumed.load(make_controller("random", space).state())
@@ -141,7 +133,7 @@ def test_evolution_beats_random_search_on_a_synthetic_reward():
     space = parse_space(TOY)
     best = {}
     for name in ("random", "evolution"):
-        best[name] = np.mean([max(map(peaked, drive(make_controller(name, space, seed=s, budget=300), 300, peaked)))
+        best[name] = np.mean([max(map(peaked, run(make_controller(name, space, seed=s, budget=300), 300, peaked)))
                               for s in range(5)])
     assert best["evolution"] > best["random"] + 0.05 and best["evolution"] > 0.9, best
 
