@@ -307,20 +307,24 @@ def _child(config: dict, data: list, setup: dict) -> None:
     start = time.perf_counter()
     from nas import faults, trainer
 
-    trainer.configure_threads(setup["cpus"])
+    trainer.configure_threads(setup["cpus"])  # imports TensorFlow in a fresh worker
+    arrays = _arrays(data)
+    # --trial-timeout times the child, not a fresh worker's start-up (TensorFlow's import, the data
+    # fetch), which takes tens of seconds on a loaded machine.
+    began = time.perf_counter()
     timeout = setup.get("trial_timeout")
     watchdog = None
     if timeout:  # the last resort for a child that never reaches a training step again
         watchdog = threading.Timer(timeout + min(timeout, TIMEOUT_GRACE_SECONDS), _end_hung_child,
-                                   args=(start, timeout))
+                                   args=(began, timeout))
         watchdog.daemon = True
         watchdog.start()
     try:
         callbacks = [*faults.inject(config["trial"]), trainer.epoch_reporter(tune.report)]
         if timeout:
-            callbacks.append(trainer.deadline(start + timeout, f"ran past --trial-timeout {timeout:g}s"))
+            callbacks.append(trainer.deadline(began + timeout, f"ran past --trial-timeout {timeout:g}s"))
         result = {"status": "completed", **trainer.train_child(
-            config["spec"], _arrays(data), input_shape=setup["input_shape"], num_classes=setup["num_classes"],
+            config["spec"], arrays, input_shape=setup["input_shape"], num_classes=setup["num_classes"],
             epochs=setup["epochs"], seed=setup["seed"] + config["trial"], callbacks=callbacks)}
     except Exception as e:  # a failing child is a result, not a crash of the search
         result = {"status": "failed", "error": _one_line(e), "traceback": traceback.format_exc()[-2000:]}
