@@ -45,6 +45,25 @@ def main() -> None:
     """nas: neural architecture search for image classification on Ray Tune."""
 
 
+def _objective_options(command):
+    """--objective and its targets, for nas search and nas bench run."""
+    for option in reversed([
+        click.option("--objective", type=click.Choice(["accuracy", "accuracy-params", "accuracy-latency"]),
+                     default="accuracy", show_default=True,
+                     help="The reward: validation accuracy, or accuracy x (cost / target) ^ w as in MnasNet."),
+        click.option("--target-params", type=click.IntRange(min=1), metavar="N",
+                     help="The parameter count accuracy-params aims at."),
+        click.option("--target-latency-ms", type=click.FloatRange(min=0, min_open=True), metavar="MS",
+                     callback=lambda ctx, param, value: _finite(value, ctx, param),
+                     help="Milliseconds per image (batch of 1, on a worker) accuracy-latency aims at."),
+        click.option("--objective-weight", type=click.FloatRange(max=0), default=-0.07, show_default=True,
+                     metavar="W", callback=lambda ctx, param, value: _finite(value, ctx, param),
+                     help="w in accuracy x (cost / target) ^ w."),
+    ]):
+        command = option(command)
+    return command
+
+
 @main.command()
 @click.option("--space", default="cnn10", show_default=True, help="A built-in space (see `nas spaces`) or a space file.")
 @click.option("--budget", type=click.IntRange(min=1), default=200, show_default=True, help="Child models to train.")
@@ -75,16 +94,7 @@ def main() -> None:
 @click.option("--worker-memory-growth", type=click.IntRange(min=1), default=1024, show_default=True, metavar="MB",
               help="Replace the worker processes once one has grown by this much (TensorFlow keeps every "
                    "child's graphs).")
-@click.option("--objective", type=click.Choice(["accuracy", "accuracy-params", "accuracy-latency"]),
-              default="accuracy", show_default=True,
-              help="The reward: validation accuracy, or accuracy x (cost / target) ^ w as in MnasNet.")
-@click.option("--target-params", type=click.IntRange(min=1), metavar="N", help="The parameter count accuracy-params aims at.")
-@click.option("--target-latency-ms", type=click.FloatRange(min=0, min_open=True), metavar="MS",
-              callback=lambda ctx, param, value: _finite(value, ctx, param),
-              help="Milliseconds per image (batch of 1, on a worker) accuracy-latency aims at.")
-@click.option("--objective-weight", type=click.FloatRange(max=0), default=-0.07, show_default=True, metavar="W",
-              callback=lambda ctx, param, value: _finite(value, ctx, param),
-              help="w in accuracy x (cost / target) ^ w.")
+@_objective_options
 @click.option("--resume", is_flag=True,
               help="Continue the run --name where it stopped; its config.json gives every setting not passed.")
 @click.pass_context
@@ -255,6 +265,84 @@ def show(run: str, runs_dir: str) -> None:
     from nas.runs import show_run
 
     show_run(run, runs_dir=runs_dir)
+
+
+@main.group()
+def bench() -> None:
+    """Tabular benchmarks: train every architecture of a small space, then replay controllers in seconds."""
+
+
+@bench.command("build")
+@click.option("--space", required=True, help="A built-in space (such as bench_cnn) or a space file; at most a few "
+                                              "thousand architectures.")
+@click.option("--data", default="digits", show_default=True, help="As for nas search; split with seed 0.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Trainings of each architecture, seeded 0..N-1.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs per child [default: the space's search_epochs].")
+@click.option("--out", required=True, help="The table to write, NAME.json.gz (progress goes to NAME.progress.jsonl).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes training at once, one TensorFlow thread each.")
+def bench_build(space: str, data: str, seeds: int, epochs: int | None, out: str, workers: int) -> None:
+    """Train every architecture of SPACE once per seed and write a table of their accuracies.
+
+    Each finished child is appended to the progress file at once, so a killed build continues where it
+    stopped when run again with the same arguments."""
+    from nas.bench import build_table
+    from search_spaces import load_space
+
+    loaded = load_space(space)
+    build_table(loaded, out, data=data, seeds=seeds, epochs=epochs or loaded.fixed["training"]["search_epochs"],
+                workers=workers, log=click.echo)
+
+
+@bench.command("run")
+@click.option("--table", required=True, help="A table's name (under benchmarks/tables/) or its path.")
+@click.option("--controllers", default="random,reinforce,evolution", show_default=True, metavar="LIST",
+              help=f"Comma-separated, from: {', '.join(CONTROLLERS)}.")
+@click.option("--seeds", type=click.IntRange(min=1), default=20, show_default=True, help="Runs per controller.")
+@click.option("--budget", type=click.IntRange(min=1), default=100, show_default=True, help="Trials per run.")
+@click.option("--json", "json_path", metavar="FILE", help="Write the results as JSON.")
+@click.option("--plot", metavar="FILE", help="Write a PNG of mean best-so-far test accuracy against trials.")
+@click.option("--space", help="A space file with the table's decisions whose controller: section configures the "
+                              "controllers [default: the table's copy of its space].")
+@_objective_options
+def bench_run(table: str, controllers: str, seeds: int, budget: int, json_path: str | None,
+              plot: str | None, space: str | None, objective: str, target_params: int | None,
+              target_latency_ms: float | None, objective_weight: float) -> None:
+    """Replay controllers against a table: rewards are looked up, nothing is trained.
+
+    Prints per controller the median and IQR of the trials needed to first train a top-1 % architecture
+    (by mean test accuracy) and the mean best test accuracy at budgets 25, 50 and 100."""
+    import json
+    from pathlib import Path
+
+    from nas.bench import format_results, load_table, plot_curves, replay, with_space
+    from nas.errors import InputError
+    from nas.objective import Objective
+    from search_spaces import load_space
+
+    reward = Objective.parse(objective, target_params, target_latency_ms, objective_weight)
+
+    names = [n.strip() for n in controllers.split(",") if n.strip()]
+    for name in names or [controllers]:
+        if name not in CONTROLLERS:
+            raise InputError(f"--controllers: got {name!r}, expected a comma-separated list from {', '.join(CONTROLLERS)}")
+    for flag, path in (("--json", json_path), ("--plot", plot)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise InputError(f"{flag}: {path}: its folder does not exist, expected a file in an existing folder")
+    loaded = load_table(table)
+    if space:
+        loaded = with_space(loaded, load_space(space))
+    click.echo(loaded.describe())
+    click.echo(f"Replaying {', '.join(names)}: {seeds} runs of {budget} trials each")
+    results = replay(loaded, names, seeds=seeds, budget=budget, log=click.echo, objective=reward)
+    click.echo(format_results(results))
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=1) + "\n")
+        click.echo(f"wrote {json_path}")
+    if plot:
+        plot_curves(results, plot)
+        click.echo(f"wrote {plot}")
 
 
 def _finite(value: float | None, ctx, param) -> float | None:

@@ -11,8 +11,8 @@ from nas.builder import build_model  # noqa: E402
 SHAPES = [(8, 8, 1), (28, 28, 1)]
 
 
-def architectures(name, n=200):
-    """200 random architectures, or every one of a smaller space."""
+def architectures(name, n=80):
+    """80 random architectures, or every one of a smaller space."""
     space = load_space(name)
     if space.size() <= n:
         return space, list(iter_architectures(space))
@@ -25,7 +25,7 @@ def test_every_builtin_space_builds_and_runs_on_8x8_and_28x28(name):
     space, archs = architectures(name)
     x = {shape: np.random.default_rng(0).integers(0, 256, (2, *shape)).astype("uint8") for shape in SHAPES}
     for i, arch in enumerate(archs):
-        shape = SHAPES[i % 2] if len(archs) >= 200 else None
+        shape = SHAPES[i % 2] if len(archs) >= 80 else None
         if i % 50 == 0:
             keras.backend.clear_session()  # slow (it collects garbage): not after every model
         for s in [shape] if shape else SHAPES:

@@ -41,7 +41,7 @@ def test_population_and_sample_scale_with_the_budget_unless_the_space_file_sets_
     space = parse_space(TOY)
     sizes = {budget: (c.settings.population, c.settings.sample) for budget in (None, 20, 100, 200, 1000)
              for c in [make_controller("evolution", space, budget=budget)]}
-    assert sizes == {None: (100, 25), 20: (10, 2), 100: (25, 6), 200: (50, 12), 1000: (100, 25)}
+    assert sizes == {None: (100, 25), 20: (10, 5), 100: (10, 5), 200: (20, 10), 1000: (100, 50)}
     fixed = parse_space(TOY.replace("{learning_rate: 0.02}", "{population: 8, sample: 3}"))
     assert make_controller("evolution", fixed, budget=1000).settings == EvolutionSettings(8, 3)
     bad = parse_space(TOY.replace("{learning_rate: 0.02}", "{population: 8, sample: 9}"), source="toy.yaml")
@@ -58,13 +58,13 @@ def test_population_and_sample_scale_with_the_budget_unless_the_space_file_sets_
 
 def test_state_round_trip_mid_run_continues_exactly():
     space = parse_space(TOY)
-    uninterrupted = make_controller("evolution", space, seed=1, budget=40)  # P=10, S=2
+    uninterrupted = make_controller("evolution", space, seed=1, budget=40)  # P=10, S=5
     run(uninterrupted, 25, peaked)
     pending = [uninterrupted.ask() for _ in range(3)]  # asked, not yet told: several children training
     saved = json.loads(json.dumps(uninterrupted.state()))  # through JSON, as on disk
     resumed = make_controller("evolution", space, seed=99, budget=400)  # another budget: the saved sizes win
     resumed.load(saved)
-    assert resumed.settings == uninterrupted.settings == EvolutionSettings(10, 2)
+    assert resumed.settings == uninterrupted.settings == EvolutionSettings(10, 5)
     for c in (resumed, uninterrupted):
         for arch in reversed(pending):  # told in any order
             c.tell(arch, peaked(arch))
