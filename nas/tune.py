@@ -305,10 +305,23 @@ def _one_line(error: BaseException) -> str:
 def _child(config: dict, data: list, setup: dict) -> None:
     """The function trainable: trains one child and reports its metrics (or why it failed)."""
     start = time.perf_counter()
+    from nas import trainer
+
+    try:
+        trainer.configure_threads(setup["cpus"])  # imports TensorFlow in a fresh worker
+        arrays = _arrays(data)
+    except Exception as e:  # the worker could not set the child up: a failed child, named as such
+        result = _failure(e, "the worker could not set the child up: ")
+    else:
+        result = _train(config, arrays, setup)
+    result.update(seconds=time.perf_counter() - start, node=ray.get_runtime_context().get_node_id(), pid=os.getpid(),
+                  worker_rss_mb=_rss_mb())
+    tune.report(result)
+
+
+def _train(config: dict, arrays: dict, setup: dict) -> dict:
     from nas import faults, trainer
 
-    trainer.configure_threads(setup["cpus"])  # imports TensorFlow in a fresh worker
-    arrays = _arrays(data)
     # --trial-timeout times the child, not a fresh worker's start-up (TensorFlow's import, the data
     # fetch), which takes tens of seconds on a loaded machine.
     began = time.perf_counter()
@@ -323,17 +336,18 @@ def _child(config: dict, data: list, setup: dict) -> None:
         callbacks = [*faults.inject(config["trial"]), trainer.epoch_reporter(tune.report)]
         if timeout:
             callbacks.append(trainer.deadline(began + timeout, f"ran past --trial-timeout {timeout:g}s"))
-        result = {"status": "completed", **trainer.train_child(
+        return {"status": "completed", **trainer.train_child(
             config["spec"], arrays, input_shape=setup["input_shape"], num_classes=setup["num_classes"],
             epochs=setup["epochs"], seed=setup["seed"] + config["trial"], callbacks=callbacks)}
     except Exception as e:  # a failing child is a result, not a crash of the search
-        result = {"status": "failed", "error": _one_line(e), "traceback": traceback.format_exc()[-2000:]}
+        return _failure(e)
     finally:
         if watchdog:
             watchdog.cancel()
-    result.update(seconds=time.perf_counter() - start, node=ray.get_runtime_context().get_node_id(), pid=os.getpid(),
-                  worker_rss_mb=_rss_mb())
-    tune.report(result)
+
+
+def _failure(error: Exception, prefix: str = "") -> dict:
+    return {"status": "failed", "error": prefix + _one_line(error), "traceback": traceback.format_exc()[-2000:]}
 
 
 def _end_hung_child(start: float, timeout: float) -> None:
