@@ -163,12 +163,15 @@ class ControllerOracle(kt.Oracle):
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
         saved = state["nas"]
-        self.controller = None
+        current, self.controller = self.controller, None
         if saved["controller"] is not None:
             if self.given_space is None:
                 self.space_hyperparameters = saved["space_hyperparameters"]
                 self.space = space_from_hyperparameters(kt.HyperParameters.from_config(self.space_hyperparameters))
-            self._start()
+            if current is not None and current.space.fingerprint() == self.space.fingerprint():
+                self.controller = current  # loaded below: REINFORCE's graphs are not traced again
+            else:
+                self._start()
             self.controller.load(saved["controller"])
         self.asked = {tid: self.space.from_json(a) for tid, a in saved["asked"].items()}
         self.rewards = dict(saved["rewards"])

@@ -5,6 +5,21 @@ import pytest
 # Quiet TensorFlow's C++ start-up messages in test output; one thread per op keeps timings stable.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# Modules whose Ray heads may take the dashboard's port 8265 (a search with its dashboard on, a
+# `ray start --head`): they run one after another, in one pytest-xdist worker.
+DASHBOARD_PORT_MODULES = {"test_end_to_end", "test_cluster", "test_serve"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Groups the tests for pytest-xdist (`-n 2 --dist loadgroup`, the suite's default): a module's
+    tests share a worker (and so its module fixtures, such as a finished search), and the modules
+    that may want port 8265 share one. Most tests wait on Ray and process start-up, so two workers
+    on two cores take about half the time of one."""
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        item.add_marker(pytest.mark.xdist_group("dashboard-port" if module in DASHBOARD_PORT_MODULES else module))
+
 
 def train_digits_model_dir(out, classes=range(10), epochs=8, seed=0, data="digits"):
     """A real model directory (as `nas export` writes) holding a small CNN trained on scikit-learn's
