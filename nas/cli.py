@@ -302,7 +302,8 @@ def bench_build(space: str, data: str, seeds: int, epochs: int | None, out: str,
 @click.option("--seeds", type=click.IntRange(min=1), default=20, show_default=True, help="Runs per controller.")
 @click.option("--budget", type=click.IntRange(min=1), default=100, show_default=True, help="Trials per run.")
 @click.option("--json", "json_path", metavar="FILE", help="Write the results as JSON.")
-@click.option("--plot", metavar="FILE", help="Write a PNG of mean best-so-far test accuracy against trials.")
+@click.option("--plot", metavar="FILE", help="Write a PNG of the mean regret (the table's best test accuracy minus the "
+                                          "best-so-far's) against trials.")
 @click.option("--space", help="A space file with the table's decisions whose controller: section configures the "
                               "controllers [default: the table's copy of its space].")
 @_objective_options
