@@ -35,6 +35,7 @@ import numpy as np
 
 from nas.errors import InputError
 from nas.objective import Objective
+from nas.rundir import append_json_line, write_atomic
 from search_spaces import Architecture, SearchSpace, SpaceError, iter_architectures, parse_space
 
 if TYPE_CHECKING:
@@ -85,17 +86,17 @@ def build_table(space: SearchSpace, out: str | Path, *, data: str = "digits", se
         f"{len(archs) * seeds - len(todo)} done already, {len(todo)} to train with {workers} process(es)")
     out.parent.mkdir(parents=True, exist_ok=True)
     if not progress.exists() or progress.stat().st_size == 0:
-        _append(progress, header)
+        append_json_line(progress, header)
     start = time.perf_counter()
     tasks = [(i, list(archs[i].choices), space.resolve(archs[i]), seed) for i, seed in todo]
     for n, record in enumerate(_train_all(tasks, data, epochs, workers), start=1):
-        _append(progress, record)
+        append_json_line(progress, record)
         done.setdefault(index[tuple(record["choices"])], []).append(record)
         if n % 10 == 0 or n == len(tasks):
             rate = (time.perf_counter() - start) / n
             log(f"  {n}/{len(tasks)} trained, {rate:.1f} s each, about {rate * (len(tasks) - n) / 60:.0f} min left")
     table = _compile(space, archs, done, header, seeds)
-    _write_gz(out, table)
+    write_atomic(out, gzip.compress(json.dumps(table, separators=(",", ":")).encode(), mtime=0))
     log(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB); the progress file {progress} may be deleted")
     return table
 
@@ -127,13 +128,6 @@ def _read_progress(path: Path, header: Mapping[str, Any]) -> dict[int, list[dict
     for r in records[1:]:
         done.setdefault(r["index"], []).append(r)
     return done
-
-
-def _append(path: Path, record: Mapping[str, Any]) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(record, separators=(",", ":")) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _train_all(tasks: list[tuple], data: str, epochs: int, workers: int) -> Iterable[dict[str, Any]]:
@@ -208,13 +202,6 @@ def _compile(space: SearchSpace, archs: list[Architecture], done: Mapping[int, l
             "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
                         "python": platform.python_version(), "tensorflow": version("tensorflow")},
             "architectures": rows}
-
-
-def _write_gz(path: Path, table: Mapping[str, Any]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with gzip.open(temporary, "wt") as f:  # gzip's header holds a time stamp: fine, the table holds a date
-        json.dump(table, f, separators=(",", ":"))
-    os.replace(temporary, path)
 
 
 # -- reading a table -------------------------------------------------------------------------------

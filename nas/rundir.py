@@ -132,10 +132,7 @@ class RunDir:
 
     def append_trial(self, record: dict[str, Any]) -> None:
         """Appends one line and fsyncs it: a finished trial survives a crash of the driver."""
-        with open(self.file("trials.jsonl"), "a") as f:
-            f.write(json.dumps(record, default=str) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_json_line(self.file("trials.jsonl"), record)
 
     def trials(self, repair: bool = False) -> list[dict[str, Any]]:
         """The finished trials. A last line torn by a crash is dropped, and with `repair` removed
@@ -176,6 +173,14 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_path(path.parent)
+
+
+def append_json_line(path: Path, record: Any) -> None:
+    """Appends `record` as one line of JSON and fsyncs it: it survives a crash of this process."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def fsync_path(path: Path) -> None:
