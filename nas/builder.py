@@ -33,8 +33,12 @@ def build_model(spec: dict[str, Any], input_shape: tuple[int, ...], num_classes:
     return keras.Model(inputs, outputs, name=f"{spec['space']}_child")
 
 
-def augmentation(x, augment: dict[str, Any]):
-    """Keras preprocessing layers; they are identity functions at inference."""
+def augmentation(x, augment: dict[str, Any], value_range: tuple[float, float] = (0, 1)):
+    """Keras preprocessing layers; they are identity functions at inference.
+
+    `crop` pads the image with `crop` zero pixels on every side and takes a random crop of its
+    size: the same as a random shift of up to `crop` whole pixels with zero fill, which is how it is
+    built (Keras's RandomCrop would resize the padded image at inference instead of passing it on)."""
     if augment.get("flip"):
         x = layers.RandomFlip("horizontal", name="aug_flip")(x)
     if augment.get("rotation"):
@@ -44,9 +48,38 @@ def augmentation(x, augment: dict[str, Any]):
     if augment.get("translation"):
         t = augment["translation"]
         x = layers.RandomTranslation(t, t, fill_mode="constant", name="aug_translation")(x)
+    if augment.get("crop"):
+        height, width = x.shape[1], x.shape[2]
+        x = layers.RandomTranslation(augment["crop"] / height, augment["crop"] / width, fill_mode="constant",
+                                     interpolation="nearest", name="aug_crop")(x)
     if augment.get("contrast"):
-        x = layers.RandomContrast(augment["contrast"], value_range=(0, 1), name="aug_contrast")(x)
+        x = layers.RandomContrast(augment["contrast"], value_range=value_range, name="aug_contrast")(x)
+    if augment.get("brightness"):
+        x = layers.RandomBrightness(augment["brightness"], value_range=value_range, name="aug_brightness")(x)
     return x
+
+
+def bn_placement(batch_norm: bool | str) -> str:
+    """A layer's `batch_norm` setting as a placement: none, before_activation or after_activation."""
+    if isinstance(batch_norm, bool):
+        return "before_activation" if batch_norm else "none"
+    return batch_norm
+
+
+def _normalise_and_activate(h, layer: dict[str, Any], name: str):
+    """The activation, with batch normalisation before or after it as the layer says."""
+    placement = bn_placement(layer["batch_norm"])
+    if placement == "before_activation":
+        h = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(h)
+    h = layers.Activation(layer["activation"], name=f"{name}_{layer['activation']}")(h)
+    if placement == "after_activation":
+        h = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(h)
+    return h
+
+
+def _use_bias(layer: dict[str, Any]) -> bool:
+    """Batch normalisation right after a layer subtracts the mean, and with it any bias."""
+    return bn_placement(layer["batch_norm"]) != "before_activation"
 
 
 def linear_body(x, spec):
@@ -56,10 +89,8 @@ def linear_body(x, spec):
 def dense_body(x, spec):
     x = layers.Flatten(name="flatten")(x)
     for i, layer in enumerate(spec["layers"]):
-        x = layers.Dense(layer["units"], use_bias=not layer["batch_norm"], name=f"layer{i}_dense")(x)
-        if layer["batch_norm"]:
-            x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"layer{i}_bn")(x)
-        x = layers.Activation(layer["activation"], name=f"layer{i}_{layer['activation']}")(x)
+        x = layers.Dense(layer["units"], use_bias=_use_bias(layer), name=f"layer{i}_dense")(x)
+        x = _normalise_and_activate(x, layer, f"layer{i}")
         if layer["dropout"]:
             x = layers.Dropout(layer["dropout"], name=f"layer{i}_dropout")(x)
     return x
@@ -84,10 +115,8 @@ def conv_body(x, spec):
             h = layers.Concatenate(name=f"layer{i}_concat")(sources)
             h = layers.Conv2D(layer["filters"], 1, use_bias=False, name=f"layer{i}_project")(h)
         h = layers.Conv2D(layer["filters"], (layer["kernel_height"], layer["kernel_width"]), padding="same",
-                          use_bias=not layer["batch_norm"], name=f"layer{i}_conv")(h)
-        if layer["batch_norm"]:
-            h = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"layer{i}_bn")(h)
-        h = layers.Activation(layer["activation"], name=f"layer{i}_{layer['activation']}")(h)
+                          use_bias=_use_bias(layer), name=f"layer{i}_conv")(h)
+        h = _normalise_and_activate(h, layer, f"layer{i}")
         outputs.append(h)
         stages.append(stage)
         stage += i in reduce_after

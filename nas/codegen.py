@@ -21,7 +21,7 @@ import numbers
 import re
 from typing import Any, Callable, Sequence
 
-from nas.builder import BN_MOMENTUM
+from nas.builder import BN_MOMENTUM, bn_placement
 
 INDENT = "    "
 
@@ -143,7 +143,7 @@ def _class_names(names: Sequence[str]) -> str:
     return "[\n" + "".join(f"{INDENT}{literal(str(n))},\n" for n in names) + "]"
 
 
-def _augmentation(augment: dict[str, Any]) -> list[str]:
+def _augmentation(augment: dict[str, Any], value_range: str = "(0, 1)") -> list[str]:
     """The lines of `nas.builder.augmentation`, in its order."""
     lines = []
     if augment.get("flip"):
@@ -157,9 +157,17 @@ def _augmentation(augment: dict[str, Any]) -> list[str]:
     if augment.get("translation"):
         t = literal(float(augment["translation"]))
         lines.append(f'x = layers.RandomTranslation({t}, {t}, fill_mode="constant", name="aug_translation")(x)')
+    if augment.get("crop"):
+        crop = int(augment["crop"])
+        lines.append(f"# Pad {crop} pixels and crop at random: a random shift of up to {crop} whole pixels.")
+        lines.append(f"x = layers.RandomTranslation({crop} / input_shape[0], {crop} / input_shape[1], "
+                     'fill_mode="constant", interpolation="nearest", name="aug_crop")(x)')
     if augment.get("contrast"):
-        lines.append(f'x = layers.RandomContrast({literal(float(augment["contrast"]))}, value_range=(0, 1), '
+        lines.append(f'x = layers.RandomContrast({literal(float(augment["contrast"]))}, value_range={value_range}, '
                      'name="aug_contrast")(x)')
+    if augment.get("brightness"):
+        lines.append(f'x = layers.RandomBrightness({literal(float(augment["brightness"]))}, '
+                     f'value_range={value_range}, name="aug_brightness")(x)')
     return lines
 
 
@@ -169,6 +177,21 @@ def _augmentation(augment: dict[str, Any]) -> list[str]:
 def _activation(activation: str, prefix: str) -> str:
     name = f"{prefix}_{activation}"
     return f"x = layers.Activation({literal(activation)}, name={literal(name)})(x)"
+
+
+def _normalise_and_activate(code: Code, layer: dict[str, Any], prefix: str) -> None:
+    """Mirrors `nas.builder._normalise_and_activate`."""
+    placement = bn_placement(layer["batch_norm"])
+    bn = f'x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="{prefix}_bn")(x)'
+    if placement == "before_activation":
+        code.line(bn)
+    code.line(_activation(layer["activation"], prefix))
+    if placement == "after_activation":
+        code.line(bn)
+
+
+def _uses_bn(layers_: Sequence[dict[str, Any]]) -> bool:
+    return any(bn_placement(layer["batch_norm"]) != "none" for layer in layers_)
 
 
 def _listing(noun: str, numbers: Sequence[int]) -> str:
@@ -186,14 +209,12 @@ def _linear(code: Code, spec: dict[str, Any]) -> bool:
 def _dense(code: Code, spec: dict[str, Any]) -> bool:
     code.line('x = layers.Flatten(name="flatten")(x)')
     for i, layer in enumerate(spec["layers"]):
-        bias = ", use_bias=False" if layer["batch_norm"] else ""
+        bias = ", use_bias=False" if bn_placement(layer["batch_norm"]) == "before_activation" else ""
         code.line(f'x = layers.Dense({int(layer["units"])}{bias}, name="layer{i}_dense")(x)')
-        if layer["batch_norm"]:
-            code.line(f'x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="layer{i}_bn")(x)')
-        code.line(_activation(layer["activation"], f"layer{i}"))
+        _normalise_and_activate(code, layer, f"layer{i}")
         if layer["dropout"]:
             code.line(f'x = layers.Dropout({literal(float(layer["dropout"]))}, name="layer{i}_dropout")(x)')
-    return any(layer["batch_norm"] for layer in spec["layers"])
+    return _uses_bn(spec["layers"])
 
 
 def _conv(code: Code, spec: dict[str, Any]) -> bool:
@@ -240,12 +261,10 @@ def _conv(code: Code, spec: dict[str, Any]) -> bool:
                 code.line(f"x = {h}")
                 h = "x"
         kernel = (int(layer["kernel_height"]), int(layer["kernel_width"]))
-        bias = ", use_bias=False" if layer["batch_norm"] else ""
+        bias = ", use_bias=False" if bn_placement(layer["batch_norm"]) == "before_activation" else ""
         code.line(f'x = layers.Conv2D({int(layer["filters"])}, {literal(kernel)}, padding="same"{bias}, '
                   f'name="layer{i}_conv")({h})')
-        if layer["batch_norm"]:
-            code.line(f'x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="layer{i}_bn")(x)')
-        code.line(_activation(layer["activation"], f"layer{i}"))
+        _normalise_and_activate(code, layer, f"layer{i}")
         if i in kept:
             takers = [k for k, later in enumerate(layers_) if i in later["inputs"] and k != i + 1]
             takers = ([_listing("layer", takers)] if takers else []) + (["the classifier"] if i in ends else [])
@@ -260,7 +279,7 @@ def _conv(code: Code, spec: dict[str, Any]) -> bool:
             ref = "x" if i == n - 1 else f"layer{i}"
             code.line(f'{INDENT}layers.GlobalAveragePooling2D(name="layer{i}_gap")({ref}),')
         code.line("])")
-    return any(layer["batch_norm"] for layer in layers_)
+    return _uses_bn(layers_)
 
 
 def _resnet(code: Code, spec: dict[str, Any]) -> bool:

@@ -48,14 +48,14 @@ class Setting:
     default: Any
     low: float | None = None  # inclusive lower bound for numbers
     high: float | None = None  # exclusive upper bound for numbers
-    options: tuple[str, ...] = ()  # the allowed strings
+    options: tuple[str, ...] = ()  # the allowed strings (for a bool: strings allowed besides true and false)
     decidable: bool = True  # may be given as a list of choices
 
     def expected(self) -> str:
         if self.kind == "str":
             return "one of " + ", ".join(self.options)
         if self.kind == "bool":
-            return "true or false"
+            return "true or false" + (f" or one of {', '.join(self.options)}" if self.options else "")
         noun = "an integer" if self.kind == "int" else "a number"
         if self.low is not None and self.high is not None:
             return f"{noun} >= {self.low} and < {self.high}"
@@ -67,7 +67,7 @@ class Setting:
         """Returns the value normalised, or raises ValueError saying what was expected."""
         ok = True
         if self.kind == "bool":
-            ok = isinstance(value, bool)
+            ok = isinstance(value, bool) or (isinstance(value, str) and value in self.options)
         elif self.kind == "str":
             ok = isinstance(value, str) and value in self.options
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -102,7 +102,20 @@ AUGMENT = {
     "zoom": Setting("float", 0.0, low=0, high=1),
     "translation": Setting("float", 0.0, low=0, high=1),
     "contrast": Setting("float", 0.0, low=0, high=1),
+    "brightness": Setting("float", 0.0, low=0, high=1),
+    "crop": Setting("int", 0, low=0),  # pixels of zero padding around a random crop of the image's size
 }
+
+AUGMENT_ADDED_LATER = ("brightness", "crop")
+
+# `augment: standard` in a space file: every augmentation as a decision, off among the choices,
+# so the search finds out which ones help (a horizontal flip does not, on digits).
+STANDARD_AUGMENT = {"flip": [False, True], "rotation": [0.0, 0.05, 0.1], "zoom": [0.0, 0.1],
+                    "translation": [0.0, 0.1], "contrast": [0.0, 0.2], "brightness": [0.0, 0.2], "crop": [0, 2, 4]}
+
+# Where a layer's batch normalisation goes: true (the same as before_activation, Ioffe & Szegedy's
+# placement), false (none), or after_activation. Read by `nas.builder.bn_placement`.
+BN_PLACEMENTS = ("none", "before_activation", "after_activation")
 
 HEAD = {"dropout": Setting("float", 0.0, low=0, high=1)}
 
@@ -115,7 +128,7 @@ FAMILIES: dict[str, dict[str, dict[str, Setting]]] = {
             "units": Setting("int", 128, low=1),
             "activation": Setting("str", "relu", options=ACTIVATIONS),
             "dropout": Setting("float", 0.0, low=0, high=1),
-            "batch_norm": Setting("bool", False),
+            "batch_norm": Setting("bool", False, options=BN_PLACEMENTS),
         },
     },
     "conv": {
@@ -125,7 +138,7 @@ FAMILIES: dict[str, dict[str, dict[str, Setting]]] = {
             "kernel_width": Setting("int", 3, low=1),
             "filters": Setting("int", 32, low=1),
             "activation": Setting("str", "relu", options=ACTIVATIONS),
-            "batch_norm": Setting("bool", True),
+            "batch_norm": Setting("bool", True, options=BN_PLACEMENTS),
             "inputs": Setting("str", "previous", options=("previous", "any"), decidable=False),
         },
     },
@@ -270,8 +283,12 @@ class SearchSpace:
         return f"{n:,}" if n < 10**7 else f"{n:.2e}".replace("e+", "e")
 
     def fingerprint(self) -> str:
+        # The augmentations added to the schema later count only when on, so that the runs and
+        # benchmark tables made before them keep their fingerprints.
+        fixed = {**self.fixed, "augment": {k: v for k, v in self.fixed.get("augment", {}).items()
+                                           if v or k not in AUGMENT_ADDED_LATER}}
         text = json.dumps([self.name, self.family, [(d.name, list(d.choices)) for d in self.decisions],
-                           self.fixed], sort_keys=True, default=str)
+                           fixed], sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -362,8 +379,11 @@ def parse_space(text: str, source: str = "<space>", default_name: str = "space")
     groups = {"top": (FAMILIES[family]["top"], data)}
     for group, schema in GROUPS.items():
         section = data.get(group, {}) or {}
+        if group == "augment" and section == "standard":
+            section = STANDARD_AUGMENT
         if not isinstance(section, dict):
-            raise fail(group, f"got {section!r}, expected a mapping of settings")
+            also = " or standard" if group == "augment" else ""
+            raise fail(group, f"got {section!r}, expected a mapping of settings{also}")
         groups[group] = (schema, section)
     for group, (schema, section) in groups.items():
         prefix = "" if group == "top" else group + "."

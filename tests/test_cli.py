@@ -34,7 +34,7 @@ def test_spaces_lists_the_builtin_spaces_with_their_sizes(tmp_path):
 
 def test_unknown_space(tmp_path):
     result = nas("search", "--space", "cnn11", "--runs-dir", "runs", cwd=tmp_path)
-    assert_one_line_error(result, "unknown space 'cnn11'", "known spaces: bench_cnn, cnn10, dnn, linear, resnet",
+    assert_one_line_error(result, "unknown space 'cnn11'", "known spaces: bench_cnn, cnn10, cnn10_aug, dnn, linear, resnet",
                           runs=tmp_path / "runs")
 
 

@@ -41,11 +41,12 @@ SEARCH = [*NAS, "search", "--controller", "random", "--epochs", "1", "--workers"
 RAY_BUSY = "could not start Ray"  # nas search's message when Ray's start times out on an overloaded machine
 EXTRA_SPACES = {  # what the built-in spaces leave out: augmentation, batch norm in dense layers, head dropout,
     # plain conv chains without batch norm
-    "extras": "name: extras\nfamily: dense\nlayers: [1, 2]\nlayer: {units: [16, 32], batch_norm: [true, false], "
-              "activation: [relu, gelu], dropout: [0.0, 0.2]}\naugment: {flip: true, rotation: 0.1, zoom: 0.1, "
-              "translation: 0.1, contrast: 0.1}\nhead: {dropout: 0.3}\n",
+    "extras": "name: extras\nfamily: dense\nlayers: [1, 2]\nlayer: {units: [16, 32], batch_norm: [true, false, "
+              "after_activation], activation: [relu, gelu], dropout: [0.0, 0.2]}\naugment: {flip: true, rotation: 0.1, "
+              "zoom: 0.1, translation: 0.1, contrast: 0.1, brightness: 0.2, crop: 2}\nhead: {dropout: 0.3}\n",
     "chain": "name: chain\nfamily: conv\nlayers: [2, 3]\nreduce_after: [0]\nlayer: {kernel_height: [1, 3], "
-             "kernel_width: 3, filters: [4, 8], inputs: previous, batch_norm: [true, false], "
+             "kernel_width: 3, filters: [4, 8], inputs: previous, batch_norm: [none, before_activation, "
+             "after_activation], "
              "activation: [relu, tanh]}\n",
 }
 
@@ -200,7 +201,7 @@ def test_model_py_builds_what_the_builder_builds(name):
     space = parse_space(EXTRA_SPACES[name], source=name) if name in EXTRA_SPACES else load_space(name)
     rng = random.Random(name)
     input_shape = (12, 10, 3) if name != "cnn10" else (8, 8, 1)
-    for _ in range(2):
+    for _ in range(3):
         spec = space.resolve(space.architecture([rng.randrange(len(d.choices)) for d in space.decisions]))
         source = model_source(spec, input_shape, ["a", "b", "c"], {"run": "r", "trial": 1, "val_accuracy": 0.5})
         tree = ast.parse(source)

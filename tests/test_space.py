@@ -17,7 +17,7 @@ layer:
 
 
 def test_builtin_spaces_and_their_sizes():
-    assert builtin_names() == ["bench_cnn", "cnn10", "dnn", "linear", "resnet"]
+    assert builtin_names() == ["bench_cnn", "cnn10", "cnn10_aug", "dnn", "linear", "resnet"]
     assert load_space("linear").size() == 3 * 4 * 2
     assert load_space("resnet").size() == 2 * 2 * 3 * 2 * 2
     assert load_space("bench_cnn").size() == 3 * (4 + 4**2 + 4**3)  # 3 learning rates x 1-3 layers
@@ -37,7 +37,19 @@ def test_cnn10_follows_zoph_and_le():
         assert len(mine["filters"].choices) >= 2
         inputs = sorted(d.source for d in space.decisions if d.layer == i and d.kind == "input")
         assert inputs == list(range(i))  # any earlier layer may feed layer i
-    assert len(space.decisions) == 10 * 3 + 45
+        assert mine["batch_norm"].choices == ("before_activation", "after_activation", "none")
+    assert len(space.decisions) == 10 * 4 + 45
+
+
+def test_the_standard_augment_group_makes_each_augmentation_a_decision_that_may_be_off():
+    space = load_space("cnn10_aug")
+    augment = {d.name: d.choices for d in space.decisions if d.name.startswith("augment.")}
+    assert set(augment) == {f"augment.{k}" for k in ("flip", "rotation", "zoom", "translation", "contrast",
+                                                     "brightness", "crop")}
+    assert all(choices[0] in (0, False) for choices in augment.values())
+    cnn10 = load_space("cnn10")
+    assert [d.name for d in space.decisions if not d.name.startswith("augment.")] == [d.name for d in cnn10.decisions]
+    assert space.size() == cnn10.size() * 2 * 3 * 2 * 2 * 2 * 2 * 3
 
 
 def test_architecture_is_validated_canonical_and_serialisable():
@@ -107,6 +119,12 @@ def test_load_by_path(tmp_path):
     ("family: conv\nlayers: 3\nreduce_after: [5]\nlayer: {filters: [8, 16]}\n",
      r"bad.yaml: reduce_after: got \[5\], expected a list of layer indices from 0 to 2"),
     ("family: conv\nlayers: 3\n", r"bad.yaml: file: declares no decision"),
+    ("family: conv\nlayers: 3\nlayer: {filters: [8], batch_norm: [true, after_conv]}\n",
+     r"bad.yaml: layer.batch_norm: got 'after_conv', expected true or false or one of none, before_activation, "
+     r"after_activation"),
+    ("family: dense\nlayers: [1, 2]\naugment: strong\n",
+     r"bad.yaml: augment: got 'strong', expected a mapping of settings or standard"),
+    ("family: dense\nlayers: [1, 2]\naugment: {crop: [0, 1.5]}\n", r"bad.yaml: augment.crop: got 1.5, expected an integer"),
     ("family: dense\nlayers: [1, 2]\ntraining: {epochs: 3}\n",
      r"bad.yaml: training.epochs: unknown setting, expected one of optimizer"),
     ("family: dense\nlayers: [1, 2]\ntraining: {search_epochs: [1, 2]}\n",
@@ -122,7 +140,7 @@ def test_bad_space_files_name_file_field_and_expectation(text, message):
 
 
 def test_unknown_space_lists_the_known_ones():
-    with pytest.raises(SpaceError, match=r"unknown space 'cnn11'; known spaces: bench_cnn, cnn10, dnn, linear, resnet"):
+    with pytest.raises(SpaceError, match=r"unknown space 'cnn11'; known spaces: bench_cnn, cnn10, cnn10_aug, dnn, linear, resnet"):
         load_space("cnn11")
     with pytest.raises(SpaceError, match=r"nope.yaml: space file not found"):
         load_space("nope.yaml")
