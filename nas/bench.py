@@ -73,7 +73,7 @@ def build_table(space: SearchSpace, out: str | Path, *, data: str = "digits", se
                          f"{MAX_ARCHITECTURES:,} for a table that trains every one")
     from nas.data import load_data
 
-    dataset = load_data(data, seed=SPLIT_SEED)  # checked here, before any worker starts
+    dataset = load_data(data, seed=SPLIT_SEED, stream=False)  # checked here, before any worker starts
     header = {"format": FORMAT, "space_fingerprint": space.fingerprint(), "data": data, "epochs": epochs,
               "split_seed": SPLIT_SEED}
     progress = progress_path(out)
@@ -161,7 +161,7 @@ def _worker_start(data: str) -> None:
 
     import_tensorflow()
     configure_threads(1)
-    _DATA = load_data(data, seed=SPLIT_SEED)
+    _DATA = load_data(data, seed=SPLIT_SEED, stream=False)
 
 
 def _train_one(task: tuple) -> dict[str, Any]:

@@ -21,14 +21,20 @@ BN_MOMENTUM = 0.9
 
 def build_model(spec: dict[str, Any], input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    x = augmentation(x, spec.get("augment", {}))
-    x = BODIES[spec["family"]](x, spec)
+    if spec["family"] == "transfer":  # the base rescales the raw pixels itself
+        x = augmentation(inputs, spec.get("augment", {}), value_range=(0, 255))
+        x = transfer_body(x, spec)
+    else:
+        x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+        x = augmentation(x, spec.get("augment", {}))
+        x = BODIES[spec["family"]](x, spec)
     dropout = spec.get("head", {}).get("dropout", 0.0)
     if dropout:
         x = layers.Dropout(dropout, name="head_dropout")(x)
     l2 = spec.get("l2", 0.0)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions",
+    # The softmax in float32 whatever the dtype policy: in bfloat16 or float16 it loses the small
+    # probabilities (the course's rule for TPUs).
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32",
                            kernel_regularizer=keras.regularizers.L2(l2) if l2 else None)(x)
     return keras.Model(inputs, outputs, name=f"{spec['space']}_child")
 
@@ -174,6 +180,21 @@ def _conv_bn(x, filters: int, kernel: int, strides: int, name: str, relu: bool):
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=name)(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
+
+
+def transfer_body(x, spec):
+    """The provided base's body (`nas.transfer`), its first `freeze` of weighted layers frozen, then
+    a new hidden layer of `units` when that is not 0."""
+    from nas import transfer
+
+    body = transfer.features(transfer.base_model())
+    transfer.freeze(body, spec["freeze"])
+    x = body(x)
+    if len(x.shape) > 2:
+        x = layers.GlobalAveragePooling2D(name="base_gap")(x)
+    if spec["units"]:
+        x = layers.Dense(spec["units"], activation="relu", name="head_dense")(x)
+    return x
 
 
 BODIES: dict[str, Callable] = {"linear": linear_body, "dense": dense_body, "conv": conv_body, "resnet": resnet_body}

@@ -1,6 +1,7 @@
 """The `nas` command.
 
     nas search --space cnn10 --budget 200
+    nas data prepare photos/ --out photos-64/ --image-size 64; nas search --data photos-64/
     nas spaces
     nas export runs/cnn10-1 --format python,keras,savedmodel,tflite
     nas train runs/cnn10-1/export --data more_photos/            # writes runs/cnn10-1/export/v2/
@@ -73,10 +74,15 @@ def _objective_options(command):
 @click.option("--color-mode", type=click.Choice(["rgb", "grayscale"]), default="rgb", show_default=True,
               help="Channels of folder and CSV images.")
 @click.option("--controller", type=click.Choice(CONTROLLERS), default="reinforce", show_default=True)
+@click.option("--base", metavar="PATH", help="For a transfer space: the trained model (.keras) its children build on.")
 @click.option("--workers", type=click.IntRange(min=1), help="Concurrent trials [default: CPUs / cpus-per-trial].")
 @click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option("--gpus-per-trial", type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option("--tpu", is_flag=True, help="Ask Ray for one TPU per trial.")
+@click.option("--tpu", is_flag=False, flag_value="local", metavar="[NAME]",
+              help="Train each child on a TPU (TPUStrategy, bfloat16), asking Ray for one TPU per trial; NAME is "
+                   "the TPU's name or address for TPUClusterResolver [default: local, a TPU VM host].")
+@click.option("--mixed-precision", type=click.Choice(["off", "float16", "bfloat16"]),
+              help="Keras mixed precision for the children [default: bfloat16 with --tpu, else off].")
 @click.option("--address", help="Join the Ray cluster at this address (HOST:6379) instead of starting Ray locally; "
                                 "`local` starts a Ray of its own (on --resume: forgets the run's address).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per child [default: the space's search_epochs].")
@@ -95,6 +101,12 @@ def _objective_options(command):
               help="Replace the worker processes once one has grown by this much (TensorFlow keeps every "
                    "child's graphs).")
 @_objective_options
+@click.option("--scheduler", type=click.Choice(["fifo", "asha"]), default="fifo", show_default=True,
+              help="asha: Ray Tune's ASHAScheduler stops children whose validation accuracy trails at a rung.")
+@click.option("--grace-period", type=click.IntRange(min=1), default=1, show_default=True, metavar="EPOCHS",
+              help="ASHA: epochs every child trains before it may be stopped.")
+@click.option("--reduction-factor", type=click.IntRange(min=2), default=3, show_default=True, metavar="N",
+              help="ASHA: 1 in N children goes on at each rung.")
 @click.option("--resume", is_flag=True,
               help="Continue the run --name where it stopped; its config.json gives every setting not passed.")
 @click.pass_context
@@ -265,6 +277,43 @@ def show(run: str, runs_dir: str) -> None:
     from nas.runs import show_run
 
     show_run(run, runs_dir=runs_dir)
+
+
+@main.group("data")
+def data_group() -> None:
+    """Image data prepared once into TFRecord files, which nas search reads fast or streams."""
+
+
+@data_group.command("prepare")
+@click.argument("source")
+@click.option("--out", required=True, help="A new (or empty) folder for the shards and dataset.json.")
+@click.option("--image-size", type=ImageSize(), help="Resize the images to SIZE (default 32).")
+@click.option("--shards", type=click.IntRange(min=1), help="Files per split [default: about 100 MB each].")
+@click.option("--color-mode", type=click.Choice(["rgb", "grayscale"]), default="rgb", show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Seeds the split, made here once for every search on the output.")
+def data_prepare(source: str, out: str, image_size: tuple[int, int] | None, shards: int | None, color_mode: str,
+                 seed: int) -> None:
+    """Decode SOURCE (a folder with a sub-folder per class, or a CSV of path,label) once into sharded
+    TFRecord files in --out, split into train, validation and test as nas search splits a folder.
+
+    `nas search --data OUT` then reads the images from the files, and streams them (tf.data, on the
+    workers) when they would not fit in memory. An unreadable image is named on stderr, skipped and
+    listed in OUT/dataset.json."""
+    from nas.records import SPLITS, prepare
+
+    info = prepare(source, out, image_size=image_size, shards=shards, color_mode=color_mode, seed=seed, log=click.echo)
+    h, w = info["image_size"]
+    click.echo(f"{len(info['class_names'])} classes ({', '.join(info['class_names'][:10])}"
+               f"{', ...' if len(info['class_names']) > 10 else ''}), {h}x{w}x{info['channels']} images")
+    for split in SPLITS:
+        about = info["splits"][split]
+        counts = ", ".join(f"{name} {n}" for name, n in list(about["class_counts"].items())[:10])
+        click.echo(f"  {split:<10} {about['count']:>7} images in {len(about['files'])} file(s): {counts}"
+                   f"{', ...' if len(about['class_counts']) > 10 else ''}")
+    if info["skipped"]:
+        click.echo(f"  skipped {len(info['skipped'])} unreadable image(s), listed in dataset.json")
+    click.echo(f"wrote {out}")
 
 
 @main.group()

@@ -68,10 +68,14 @@ def model_source(spec: dict[str, Any], input_shape: Sequence[int], class_names: 
     head.line(f"return keras.Model(inputs, outputs, name={literal(str(spec['space']) + '_child')})")
 
     shape = tuple(int(d) for d in input_shape)
+    transfer = family == "transfer"
     parts = [_header(spec, about or {}),
              '"""A child model found by nas, as plain Keras: build_model() returns it untrained."""',
-             "", "import argparse", "", "import keras", "from keras import layers", "",
-             f"CLASS_NAMES = {_class_names(class_names)}  # in the order of the model's outputs"]
+             "", "import argparse", *(["import os"] if transfer else []), "", "import keras", "from keras import layers",
+             "", f"CLASS_NAMES = {_class_names(class_names)}  # in the order of the model's outputs"]
+    if transfer:
+        parts += ["# The trained model this one was built on, beside this file.",
+                  'BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "base.keras")']
     if uses_bn:
         parts += ["# Keras's default momentum of 0.99 suits long training; nas trains children briefly.",
                   f"BN_MOMENTUM = {literal(float(BN_MOMENTUM))}"]
@@ -79,12 +83,14 @@ def model_source(spec: dict[str, Any], input_shape: Sequence[int], class_names: 
     helpers = HELPERS.get(family, lambda spec: [])(spec)
     for helper in helpers:
         parts += [helper.rstrip("\n"), "", ""]
-    parts += [f"def build_model(input_shape={literal(shape)}, num_classes={len(class_names)}):",
+    parts += [f"def build_model(input_shape={literal(shape)}, num_classes={len(class_names)}"
+              f"{', base_path=BASE' if transfer else ''}):",
               f'{INDENT}"""Images of input_shape (height, width, channels) as raw 0-255 pixels in, class '
               'probabilities out."""',
               f'{INDENT}inputs = keras.Input(shape=input_shape, name="image")',
+              f'{INDENT}x = inputs  # the base rescales the pixels itself' if transfer else
               f'{INDENT}x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)']
-    augment = _augmentation(spec.get("augment", {}))
+    augment = _augmentation(spec.get("augment", {}), "(0, 255)" if transfer else "(0, 1)")
     if augment:
         parts.append(f"{INDENT}# Augmentation: active only while training, the identity at inference.")
         parts += [INDENT + line for line in augment]
@@ -333,8 +339,34 @@ def bottleneck_block(x, filters, kernel_size, strides, name):
     return layers.Activation("relu", name=f"{name}_out")(x)
 '''
 
+def _transfer(code: Code, spec: dict[str, Any]) -> bool:
+    """Mirrors `nas.builder.transfer_body`."""
+    code.line("body = features(keras.saving.load_model(base_path, compile=False))")
+    code.line(f"# The first {spec['freeze']:.0%} of the base's layers with weights keep their trained weights.")
+    code.line("weighted = [layer for layer in body.layers if layer.weights]")
+    code.line(f"for layer in weighted[:round({literal(float(spec['freeze']))} * len(weighted))]:")
+    code.line(f"{INDENT}layer.trainable = False")
+    code.line("x = body(x)")
+    code.line("if len(x.shape) > 2:")
+    code.line(f'{INDENT}x = layers.GlobalAveragePooling2D(name="base_gap")(x)')
+    if spec["units"]:
+        code.line(f'x = layers.Dense({int(spec["units"])}, activation="relu", name="head_dense")(x)')
+    return False
+
+
+FEATURES = '''\
+def features(base):
+    """The base without its classifier: from its input to what fed its last Dense layer (skipping
+    the Dropout layers just before that)."""
+    kept = list(base.layers[:-1])
+    while isinstance(kept[-1], layers.Dropout):
+        kept.pop()
+    return keras.Model(base.inputs, kept[-1].output, name="base")
+'''
+
 BODIES: dict[str, Callable[[Code, dict], bool]] = {"linear": _linear, "dense": _dense, "conv": _conv,
-                                                     "resnet": _resnet}
+                                                     "resnet": _resnet, "transfer": _transfer}
 HELPERS: dict[str, Callable[[dict], list[str]]] = {
+    "transfer": lambda spec: [FEATURES],
     "resnet": lambda spec: [CONV_BN, SHORTCUT, BASIC_BLOCK if spec["block"] == "basic" else BOTTLENECK_BLOCK],
 }

@@ -17,10 +17,12 @@ class SearchConfig:
     image_size: tuple[int, int] | None = None  # resize folder and CSV images to this (default 32x32)
     color_mode: str = "rgb"  # rgb or grayscale, for folder and CSV images
     controller: str = "reinforce"  # a name in controllers.NAMES: reinforce, random, evolution, kt-...
+    base: str | None = None  # a transfer space's trained model (.keras); the run keeps a copy, base.keras
     workers: int | None = None  # concurrent trials; None: the cluster's CPUs / cpus_per_trial
     cpus_per_trial: float = 1.0  # Ray CPUs per child; TensorFlow gets as many threads
     gpus_per_trial: float = 0.0  # Ray GPUs per child
-    tpu: bool = False  # ask Ray for one TPU per child
+    tpu: str | None = None  # train each child on a TPU: TPUClusterResolver's name, "local" on a TPU VM host
+    mixed_precision: str | None = None  # off, float16 or bfloat16; None: bfloat16 on a TPU, else off
     address: str | None = None  # join this Ray cluster instead of starting a local one
     epochs: int | None = None  # epochs per child; None: the space's search_epochs
     final_epochs: int | None = None  # epochs for the winner's retraining; None: the space's final_epochs
@@ -32,13 +34,16 @@ class SearchConfig:
     trial_timeout: float | None = None  # seconds a child may run before it is stopped and failed
     worker_memory_growth: int = 1024  # MB a worker process may grow by before the workers are replaced
     verbose: bool = False  # show Ray Tune's status table and the workers' own logs
+    scheduler: str = "fifo"  # fifo: every child trains all its epochs; asha: poor children stop early
+    grace_period: int = 1  # ASHA: epochs every child trains before it may be stopped
+    reduction_factor: int = 3  # ASHA: 1 in this many children goes on at each rung
     objective: str = "accuracy"  # accuracy, accuracy-params or accuracy-latency (nas.objective)
     target_params: int | None = None  # the parameter count accuracy-params aims at
     target_latency_ms: float | None = None  # the ms per image (batch of 1) accuracy-latency aims at
     objective_weight: float = -0.07  # w in accuracy x (cost / target) ^ w (MnasNet)
 
     # What a resumed search may change: how it runs, not what it searches.
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("budget", "workers", "cpus_per_trial", "gpus_per_trial", "tpu", "address", "dashboard",
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("budget", "workers", "cpus_per_trial", "gpus_per_trial", "tpu", "mixed_precision", "address", "dashboard",
                  "max_failures", "trial_timeout", "worker_memory_growth", "verbose")
 
     def to_json(self) -> dict[str, Any]:
@@ -50,6 +55,8 @@ class SearchConfig:
     def from_json(cls, data: dict[str, Any]) -> "SearchConfig":
         """The settings saved in a run's config.json (which holds more keys than these)."""
         values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        if isinstance(values.get("tpu"), bool):  # runs from before --tpu took a name
+            values["tpu"] = "local" if values["tpu"] else None
         if values.get("image_size"):
             values["image_size"] = tuple(values["image_size"])
         return cls(**values)

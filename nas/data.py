@@ -4,6 +4,7 @@
     data = load_data("photos/")              # one sub-folder per class
     data = load_data("labels.csv")           # rows of path,label (paths relative to the CSV)
     data = load_data("arrays.npz")           # x, y and optionally x_test, y_test
+    data = load_data("photos-32/")           # a directory `nas data prepare` wrote (nas.records)
 
 Images are kept as uint8 arrays of shape (N, H, W, C) holding raw pixel values 0-255; the models
 rescale them themselves, so exported models take the same raw pixels. The test split is held out
@@ -19,11 +20,14 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from nas.errors import MAX_SEED, InputError
+
+if TYPE_CHECKING:
+    from nas.records import StreamingDataset
 
 BUILTIN = ("mnist5k", "digits")
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # those image_dataset_from_directory reads
@@ -42,6 +46,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     preprocessing: dict[str, Any] = field(default_factory=dict)  # how raw files became these arrays
+    fingerprint: str | None = None  # the data's identity when known without hashing pixels (a prepared directory)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -68,8 +73,13 @@ class Dataset:
 
 
 def load_data(source: str, image_size: Sequence[int] | None = None, color_mode: str = "rgb",
-              seed: int = 0) -> Dataset:
-    """Loads and validates a data source; raises InputError naming the file or value at fault."""
+              seed: int = 0, stream: bool | None = None) -> Dataset | StreamingDataset:
+    """Loads and validates a data source; raises InputError naming the file or value at fault.
+
+    A prepared directory (nas.records) was split, sized and coloured when it was prepared: `seed`
+    and `color_mode` do not apply to it. It is read into memory unless `stream` is True, or None
+    (the default) and it would take over a quarter of the memory or NAS_STREAM_RECORDS=1 is set:
+    then a `nas.records.StreamingDataset` stands for it, whose splits tf.data reads on demand."""
     if not 0 <= seed <= MAX_SEED:
         raise InputError(f"--seed: got {seed}, expected an integer from 0 to {MAX_SEED}")
     path = Path(source)
@@ -82,6 +92,10 @@ def load_data(source: str, image_size: Sequence[int] | None = None, color_mode: 
                          "a folder of class sub-folders, a .csv or an .npz file")
     else:
         size = _image_size(image_size)
+        if path.is_dir() and (path / "dataset.json").is_file():  # before the class sub-folders: it has none
+            from nas import records
+
+            return records.load(path, source, image_size=None if image_size is None else size, stream=stream)
         if path.suffix.lower() == ".npz":
             x, y, names, test = _npz(path)
         elif path.is_dir() or path.suffix.lower() == ".csv":
@@ -187,16 +201,21 @@ def _decode_all(paths: list[Path], size: tuple[int, int], color_mode: str) -> np
 def decode_image(source: Path | io.BytesIO, size: Sequence[int], color_mode: str, name: str | None = None) -> np.ndarray:
     """One image file (or its bytes) as training saw it: resized bilinearly to `size`, raw 0-255
     pixels, shape (height, width, channels). Raises InputError naming `name` (or the path)."""
+    try:
+        return read_pixels(source, size, color_mode)
+    except Exception as e:  # PIL raises several types for unreadable files
+        raise InputError(f"{name or source}: not a readable image ({type(e).__name__}), expected "
+                         f"{', '.join(IMAGE_EXTENSIONS)}") from None
+
+
+def read_pixels(source: Path | io.BytesIO, size: Sequence[int], color_mode: str) -> np.ndarray:
+    """decode_image's pixels; an unreadable file raises PIL's own exception."""
     from nas.quiet import import_tensorflow
 
     import_tensorflow()
     from keras.utils import img_to_array, load_img
 
-    try:
-        image = load_img(source, color_mode=color_mode, target_size=tuple(size), interpolation="bilinear")
-    except Exception as e:  # PIL raises several types for unreadable files
-        raise InputError(f"{name or source}: not a readable image ({type(e).__name__}), expected "
-                         f"{', '.join(IMAGE_EXTENSIONS)}") from None
+    image = load_img(source, color_mode=color_mode, target_size=tuple(size), interpolation="bilinear")
     return np.clip(np.round(img_to_array(image)), 0, 255).astype(np.uint8)
 
 
@@ -282,6 +301,17 @@ def _smallest_splittable(classes: int, hold_out_test: bool) -> int:
 
 def _split(name: str, x: np.ndarray, y: np.ndarray, names: list[str], test, seed: int,
            preprocessing: dict) -> Dataset:
+    test_size = 1000 if name == "mnist5k" else 0.2
+    train, val, held = split_indices(name, y, names, seed, hold_out_test=test is None, test_size=test_size)
+    x_test, y_test = (x[held], y[held]) if test is None else test
+    return Dataset(name, names, x[train], y[train], x[val], y[val], x_test, y_test, preprocessing)
+
+
+def split_indices(name: str, y: np.ndarray, names: list[str], seed: int, hold_out_test: bool = True,
+                  test_size: float | int = 0.2) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Indices of the train, validation and (when `hold_out_test`) test images: the test split is
+    held out first (stratified, seeded), the rest splits 80/20. Splitting indices picks the images
+    that splitting the images themselves would (scikit-learn draws from the labels and the seed)."""
     from sklearn.model_selection import train_test_split  # here: 1.5 s a refused input need not wait
 
     if len(names) < 2:
@@ -293,16 +323,14 @@ def _split(name: str, x: np.ndarray, y: np.ndarray, names: list[str], test, seed
         raise InputError(f"--data: {name}: class {small!r} has {counts.min()} image(s), expected at least "
                          f"{MIN_PER_CLASS} per class")
     images = len(y)
+    index, test = np.arange(images), None
     try:
-        if test is None:
-            test_size = 1000 if name == "mnist5k" else 0.2
-            x, x_test, y, y_test = train_test_split(x, y, test_size=test_size, random_state=seed, stratify=y)
-        else:
-            x_test, y_test = test
-        x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+        if hold_out_test:
+            index, test, y, _ = train_test_split(index, y, test_size=test_size, random_state=seed, stratify=y)
+        train, val = train_test_split(index, test_size=0.2, random_state=seed, stratify=y)
     except ValueError:  # scikit-learn: a split would miss a class
-        needed = _smallest_splittable(len(names), hold_out_test=test is None)
+        needed = _smallest_splittable(len(names), hold_out_test=hold_out_test)
         raise InputError(f"--data: {name}: {images} images in {len(names)} classes are too few to give every class an "
                          f"image in each of the stratified splits, expected at least {needed} images "
                          f"({math.ceil(needed / len(names))} per class)") from None
-    return Dataset(name, names, x_train, y_train, x_val, y_val, x_test, y_test, preprocessing)
+    return train, val, test

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Collection
 
 from controllers import make_controller
-from nas import progress
+from nas import accelerators, progress
 from nas.config import SearchConfig
 from nas.data import Dataset, load_data
 from nas.errors import InputError, SearchInterrupted, SearchStopped
@@ -29,6 +29,9 @@ from nas.rundir import RunDir
 from nas.search import Search, failure_reward_setting
 from nas.tensorboard import TensorBoardLog
 from search_spaces import SearchSpace, load_space, parse_space
+
+
+BASE_FILE = "base.keras"  # a transfer search's copy of its --base model, in the run directory
 
 
 def run_search(config: SearchConfig, resume: bool = False, given: Collection[str] = ()) -> dict[str, Any]:
@@ -41,6 +44,8 @@ def run_search(config: SearchConfig, resume: bool = False, given: Collection[str
         config = replace(config, address=None)
     objective = Objective.parse(config.objective, config.target_params, config.target_latency_ms,
                                 config.objective_weight)
+    plan = accelerators.choose(config.gpus_per_trial, config.tpu, config.mixed_precision)
+    _check_scheduler(config)
     try:
         if config.address:  # before the slow steps: Ray would retry an unreachable head for minutes
             from nas import tune
@@ -52,8 +57,9 @@ def run_search(config: SearchConfig, resume: bool = False, given: Collection[str
             raise InputError(f"--data: {config.data}: the images differ from those run {rundir.name!r} started "
                              "with; expected the same data (or a new search)")
         import_tensorflow()  # the REINFORCE controller runs on TensorFlow in this process
+        base = _base(config, space, data, rundir, saved)
         controller = make_controller(config.controller, space, seed=config.seed, budget=config.budget)
-        return _run(config, space, data, fingerprint, controller, objective, rundir, saved)
+        return _run(config, space, data, fingerprint, controller, objective, rundir, saved, base, plan)
     finally:
         rundir.unlock()
 
@@ -65,9 +71,39 @@ def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]
     config = replace(config, epochs=config.epochs or training["search_epochs"],
                      final_epochs=config.final_epochs or training["final_epochs"],
                      name=config.name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}")
+    if (space.family == "transfer") != bool(config.base):
+        raise InputError(f"--base: space {space.name!r} is a transfer space, expected --base PATH, a trained .keras "
+                         "model its children build on" if space.family == "transfer" else
+                         f"--base: given for space {space.name!r} of family {space.family}, expected a transfer space")
     rundir = _rundir(config)
     rundir.check_new()
     return rundir, config, space, None
+
+
+def _check_scheduler(config: SearchConfig) -> None:
+    if config.scheduler != "asha":
+        return
+    if config.grace_period >= config.epochs:
+        raise InputError(f"--grace-period: got {config.grace_period}, expected fewer than the {config.epochs} epochs "
+                         "a child trains (--epochs), or ASHA could stop no child")
+    if config.objective == "accuracy-latency":
+        raise InputError("--scheduler: asha stops children before their latency is measured, expected --objective "
+                         "accuracy or accuracy-params with it")
+
+
+def _base(config: SearchConfig, space: SearchSpace, data: Dataset, rundir: RunDir, saved: dict | None) -> bytes | None:
+    """A transfer space's base model: the file --base names, checked against the data; on resume,
+    the run's own copy (base.keras), which the first session wrote with config.json."""
+    if space.family != "transfer":
+        return None
+    from nas import transfer
+
+    if saved is None:
+        return transfer.read_base(config.base, data.input_shape)
+    copy = rundir.file(BASE_FILE)
+    if not copy.is_file():
+        raise InputError(f"{copy}: missing; expected the run's copy of its --base model")
+    return transfer.read_base(copy, data.input_shape)
 
 
 def _resumed(config: SearchConfig, given: Collection[str]) -> tuple[RunDir, SearchConfig, SearchSpace, dict]:
@@ -113,6 +149,8 @@ def _rundir(config: SearchConfig) -> RunDir:
 
 def data_fingerprint(data: Dataset) -> str:
     """Identifies the split a search saw, so that a resumed search can check it sees the same."""
+    if data.fingerprint:  # a prepared directory (nas.records), in memory or streamed: its shards' checksums
+        return data.fingerprint
     digest = hashlib.sha1()
     for array in (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test):
         digest.update(str(array.shape).encode())
@@ -121,7 +159,8 @@ def data_fingerprint(data: Dataset) -> str:
 
 
 def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: str, controller,
-         objective: Objective, rundir: RunDir, saved: dict | None) -> dict[str, Any]:
+         objective: Objective, rundir: RunDir, saved: dict | None, base: bytes | None,
+         plan: accelerators.Plan) -> dict[str, Any]:
     from nas import tune  # Ray is imported only once the input is known to be good
 
     resources = tune.Resources(cpus=config.cpus_per_trial, gpus=config.gpus_per_trial, tpus=1 if config.tpu else 0)
@@ -133,6 +172,7 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
                     "space_size": space.describe_size(), "data_summary": data.describe(),
                     "data_fingerprint": fingerprint, "training": space.fixed["training"],
                     "controller_settings": controller.settings_json(), "reward": objective.describe(),
+                    "accelerator": plan.to_json(),
                     "ray_resources": {k: v for k, v in cluster.resources.items() if k in ("CPU", "GPU", "TPU")},
                     "dashboard_url": cluster.dashboard_url, "started": datetime.now().isoformat(timespec="seconds")}
         # A resumed search's files are checked (and a torn line repaired) before config.json notes the resume.
@@ -141,7 +181,8 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
         search = make(space, controller, rundir, config.budget, max_failures=config.max_failures, on_record=printer,
                       objective=objective)
         if saved is None:
-            rundir.create({"config.json": rundir.json_text(resolved), "space.yaml": space.text})
+            rundir.create({"config.json": rundir.json_text(resolved), "space.yaml": space.text,
+                           **({BASE_FILE: base} if base else {})})
             rundir.lock()
         else:
             resolved.update(space_file=saved["space_file"], started=saved.get("started"), resumes=[*saved.get("resumes", []), {
@@ -158,7 +199,7 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
         final_resources = tune.Resources(cpus=min(config.cpus_per_trial * config.workers, cluster.largest_node_cpus),
                                          gpus=resources.gpus, tpus=resources.tpus)
         return _search(config, space, data, search, printer, tensorboard, rundir, resources, final_resources,
-                       resume=saved is not None)
+                       resume=saved is not None, base=base, plan=plan)
     finally:
         tune.disconnect()
 
@@ -175,7 +216,8 @@ def _monitor(printer: progress.TrialPrinter, tensorboard: TensorBoardLog):
 
 
 def _search(config: SearchConfig, space, data, search: Search, printer: progress.TrialPrinter,
-            tensorboard: TensorBoardLog, rundir: RunDir, resources, final_resources, resume: bool) -> dict[str, Any]:
+            tensorboard: TensorBoardLog, rundir: RunDir, resources, final_resources, resume: bool,
+            base: bytes | None, plan: accelerators.Plan) -> dict[str, Any]:
     from nas import tune
 
     printer.resume(search.records)
@@ -193,7 +235,9 @@ def _search(config: SearchConfig, space, data, search: Search, printer: progress
                                 resources=resources, workers=config.workers,
                                 trial_timeout=config.trial_timeout,
                                 worker_memory_growth=config.worker_memory_growth, storage=str(rundir.path),
-                                on_epoch=tensorboard.epoch, verbose=config.verbose)
+                                on_epoch=tensorboard.epoch, verbose=config.verbose, base=base, plan=plan,
+                                asha={"grace_period": config.grace_period, "reduction_factor": config.reduction_factor}
+                                if config.scheduler == "asha" else None)
     except KeyboardInterrupt:
         _write_summary(rundir, config, search, time.perf_counter() - start, status="interrupted")
         raise SearchInterrupted(f"interrupted after {len(search.records)} finished trials, which are kept in "
@@ -214,7 +258,8 @@ def _search(config: SearchConfig, space, data, search: Search, printer: progress
     try:
         model_bytes, final = tune.train_final(space.resolve(space.from_json(best["arch"])), data.final_arrays(),
                                               input_shape=data.input_shape, num_classes=data.num_classes,
-                                              epochs=config.final_epochs, seed=config.seed, resources=final_resources)
+                                              epochs=config.final_epochs, seed=config.seed, resources=final_resources,
+                                              base=base, plan=plan)
     except KeyboardInterrupt:
         _write_summary(rundir, config, search, search_seconds, status="interrupted")
         raise SearchInterrupted(f"interrupted while retraining the winner; {_resume_command(rundir)} retrains "
@@ -243,11 +288,12 @@ def _write_summary(rundir: RunDir, config: SearchConfig, search: Search, search_
     """The outcome. Counts and the best are the whole run's; seconds and the engine overhead are this
     session's (a resumed search's earlier sessions are listed in config.json's `resumes`)."""
     session = search.records[search.resumed_with:]
-    fit_seconds = sum(r["metrics"]["fit_seconds"] for r in session if r["status"] == "completed")
+    fit_seconds = sum(r["metrics"].get("fit_seconds") or 0.0 for r in session if r["status"] != "failed")
     best = search.best()
     summary = {
         "space": search.space.name, "budget": config.budget, "controller": config.controller, "status": status,
-        "trials_completed": len(search.completed), "trials_failed": len(search.failed),
+        "trials_completed": len(search.completed), "trials_stopped_early": len(search.stopped_early),
+        "trials_failed": len(search.failed),
         "duplicates_skipped": search.duplicates,
         "best": best and {"trial": best["trial"], "arch": best["arch"], "values": best["values"],
                           "val_accuracy": best["metrics"]["val_accuracy"], "reward": best["reward"],

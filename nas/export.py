@@ -103,7 +103,8 @@ def plan_export(run: str, trial: int | None = None, formats: str = DEFAULT_FORMA
         raise InputError(f"--trial: got {number}, expected a completed trial of run {rundir.name!r} "
                          f"({_numbers(completed)}; the best is {best})")
     if record.get("status") != "completed":
-        raise InputError(f"--trial: trial {number} of run {rundir.name!r} failed ({record.get('error')}), expected "
+        why = "stopped early" if record.get("status") == "stopped" else f"failed ({record.get('error')})"
+        raise InputError(f"--trial: trial {number} of run {rundir.name!r} {why}, expected "
                          f"a completed trial ({_numbers(completed)}; the best is {best})")
     arch = space.from_json(record["arch"])
     if out is None:
@@ -155,7 +156,7 @@ def _load_run_data(plan: ExportPlan):
     config = plan.config
     try:
         return load_data(config["data"], config.get("image_size"), config.get("color_mode", "rgb"),
-                         seed=config["seed"])
+                         seed=config["seed"], stream=False)
     except InputError as e:
         raise InputError(f"{plan.rundir.file('config.json')}: data: cannot reload the run's data "
                          f"{config['data']!r} ({e}); expected it where the search read it (export needs its class "
@@ -194,11 +195,25 @@ def _model(plan: ExportPlan, data) -> tuple[Any, dict[str, Any], str]:
     click.echo(f"Retraining trial {plan.trial}{why} on train + validation for {epochs} epochs, as the search "
                "retrains its winner ...")
     spec = plan.space.resolve(plan.arch)
+    if spec["family"] == "transfer":
+        from nas import transfer
+
+        transfer.provide(_base_file(plan).read_bytes())
     model, metrics = train_final(spec, data.final_arrays(), input_shape=data.input_shape,
                                  num_classes=data.num_classes, epochs=epochs, seed=int(plan.config["seed"]))
     click.echo(f"Trial {plan.trial} retrained: test accuracy {metrics['test_accuracy']:.4f}")
     how = f"retrained by nas export on train + validation for {epochs} epochs (seed {plan.config['seed']})"
     return model, metrics, how
+
+
+def _base_file(plan: ExportPlan) -> Path:
+    """A transfer run's copy of its base model."""
+    from nas.engine import BASE_FILE
+
+    path = plan.rundir.file(BASE_FILE)
+    if not path.is_file():
+        raise InputError(f"{path}: missing; expected the run's copy of its --base model")
+    return path
 
 
 def _load(path: Path):
@@ -272,6 +287,8 @@ def _write(plan: ExportPlan, model, class_names: Sequence[str], about: dict[str,
                 "test_accuracy": about["metrics"]["test_accuracy"], "nas_version": about["nas_version"],
                 "date": about["date"]})
             (staging / "model.py").write_text(source)
+            if about["spec"]["family"] == "transfer":  # model.py builds on it
+                shutil.copyfile(_base_file(plan), staging / "base.keras")
         from nas.quiet import stderr_silenced
 
         with stderr_silenced():  # the converters log MLIR passes and SavedModel writes from C++

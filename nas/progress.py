@@ -81,7 +81,7 @@ class TrialPrinter:
         if record["status"] == "completed":
             if self.best is None or record["reward"] > self.best["reward"]:
                 self.best = record
-        else:
+        elif record["status"] == "failed":
             self.failed += 1
 
     def __call__(self, record: dict[str, Any]) -> None:
@@ -91,6 +91,9 @@ class TrialPrinter:
         if record["status"] == "completed":
             m = record["metrics"]
             what = f"val {m['val_accuracy']:.4f}  params {m['params']:>9,}  fit {m['fit_seconds']:5.1f}s"
+        elif record["status"] == "stopped":
+            m = record["metrics"]
+            what = f"val {m['val_accuracy']:.4f}  [yellow]stopped early[/yellow] after {m['epochs']} epoch(s)"
         else:
             what = f"[red]failed[/red]: {record['error']}"
         best = f"best {self.best['reward']:.4f} (#{self.best['trial']})" if self.best else "best -"

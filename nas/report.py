@@ -103,6 +103,10 @@ def rewards_png(data: Run) -> bytes | None:
     ordered = sorted(data.trials, key=lambda r: r["trial"])
     done = [r for r in ordered if r["status"] == "completed"]
     failed = [r for r in ordered if r["status"] == "failed"]
+    stopped = [r for r in ordered if r["status"] == "stopped"]
+    if stopped:
+        ax.scatter([r["trial"] for r in stopped], [r["reward"] for r in stopped], s=22, color="#999999", zorder=3,
+                   label=f"stopped early ({len(stopped)}; at their last epoch)")
     if done:
         ax.scatter([r["trial"] for r in done], [r["reward"] for r in done], s=22, color=BLUE, zorder=3,
                    label="completed")
@@ -383,6 +387,8 @@ def render_html(data: Run, pngs: dict[str, bytes]) -> str:
     cards = [("status", f'<span class="status-{_e(data.status)}">{_e(data.status)}</span>'),
              ("trials", f"{len(data.trials)} / {_e(data.config['budget'])}"),
              ("failed", str(len(data.failed))),
+             *([("stopped early", str(sum(r["status"] == "stopped" for r in data.trials)))]
+               if any(r["status"] == "stopped" for r in data.trials) else []),
              ("best val accuracy", _num(best["metrics"]["val_accuracy"]) if best else "-"),
              ("best trial", f"#{best['trial']}" if best else "-"),
              ("test accuracy", _num(test) if test is not None else "-")]

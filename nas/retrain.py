@@ -189,11 +189,12 @@ def retrain(model_dir: str | Path, data: str, *, epochs: int | None = None, new_
 
 def load_for_model(md: ModelDir, source: str, seed: int = 0) -> Dataset:
     """Loads `source` as the model's input: folders and CSVs with its image size and colour mode;
-    .npz files and built-in data as they are, refused when their image shape is not the model's."""
+    .npz files, built-in data and prepared directories (nas.records) as they are, refused when their
+    image shape is not the model's."""
     channels = next(c for c, mode in COLOR_MODES.items() if mode == md.color_mode)
     expected = (*md.image_size, channels)
-    if source in BUILTIN or Path(source).suffix.lower() == ".npz":
-        data = load_data(source, seed=seed)
+    if source in BUILTIN or Path(source).suffix.lower() == ".npz" or (Path(source) / "dataset.json").is_file():
+        data = load_data(source, seed=seed, stream=False)
     else:
         if md.color_mode not in ("rgb", "grayscale") and Path(source).exists():
             raise InputError(f"--data: {source}: the model in {md.path} takes {md.color_mode} images, which nas "

@@ -168,8 +168,8 @@ def _record_problem(r: Any) -> str | None:
         return f"got {type(r).__name__}, not a JSON object"
     if not _is_int(r.get("trial")):
         return f"trial: got {r.get('trial')!r}, expected an integer"
-    if r.get("status") not in ("completed", "failed"):
-        return f"status: got {r.get('status')!r}, expected 'completed' or 'failed'"
+    if r.get("status") not in ("completed", "stopped", "failed"):
+        return f"status: got {r.get('status')!r}, expected 'completed', 'stopped' or 'failed'"
     if not _is_number(r.get("reward")):
         return f"reward: got {r.get('reward')!r}, expected a number"
     if not isinstance(r.get("values"), dict):

@@ -126,7 +126,7 @@ class Search:
     def _remember(self, record: dict[str, Any]) -> None:
         self.records.append(record)
         self.rewards[self.space.from_json(record["arch"])] = record["reward"]
-        self.consecutive_failures = 0 if record["status"] == "completed" else self.consecutive_failures + 1
+        self.consecutive_failures = 0 if record["status"] != "failed" else self.consecutive_failures + 1
 
     def _save(self) -> None:
         self.rundir.write_json("state.json", {
@@ -193,19 +193,21 @@ class Search:
         """Writes a finished trial to disk, then tells the controller and saves its state."""
         if self.running.get(trial.arch) is not trial:
             return {}  # not ours to record (already recorded, or from before a resume)
-        completed = result.get("status") == "completed"
-        reward = self.objective.reward(result) if completed else self.failure_reward()
+        # A child stopped early (ASHA) has a reward, from its last epoch's validation accuracy.
+        status = result.get("status") if result.get("status") in ("completed", "stopped") else "failed"
+        rewarded = status != "failed"
+        reward = self.objective.reward(result) if rewarded else self.failure_reward()
         metrics = {k: v for k, v in result.items() if k not in ("status", "error", "traceback", "seconds", "node", "pid")}
         record = {
             "trial": trial.number,
-            "status": "completed" if completed else "failed",
+            "status": status,
             "arch": trial.arch.to_json(),
             "hash": trial.arch.key,
             "values": self.space.decode(trial.arch),
             "reward": reward,
-            "metrics": metrics if completed else {},
-            "error": None if completed else result.get("error") or "unknown error",
-            "traceback": None if completed else result.get("traceback"),
+            "metrics": metrics if rewarded else {},
+            "error": None if rewarded else result.get("error") or "unknown error",
+            "traceback": None if rewarded else result.get("traceback"),
             "seconds": result.get("seconds"),
             "node": result.get("node"),
             "pid": result.get("pid"),
@@ -226,6 +228,10 @@ class Search:
     @property
     def completed(self) -> list[dict[str, Any]]:
         return [r for r in self.records if r["status"] == "completed"]
+
+    @property
+    def stopped_early(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["status"] == "stopped"]
 
     @property
     def failed(self) -> list[dict[str, Any]]:

@@ -3,6 +3,8 @@
     metrics = train_child(spec, data.search_arrays(), input_shape=(28, 28, 1), num_classes=10, epochs=4)
     model, metrics = train_final(spec, data.final_arrays(), input_shape=..., num_classes=..., epochs=30)
 
+The splits are arrays (x_train, y_train, ...), or for a prepared directory streamed from its
+TFRecord files (nas.records) `Stream`s under "train", "val" and "test", which tf.data reads here.
 No search logic and no Ray here: the caller decides where this runs.
 """
 
@@ -13,6 +15,8 @@ import time
 from typing import Any, Sequence
 
 import numpy as np
+
+from nas import accelerators
 
 # Zoph & Le reward a child with its best validation accuracy over its last 5 epochs.
 REWARD_EPOCHS = 5
@@ -40,13 +44,18 @@ def deadline(when: float, message: str):
 
 
 def epoch_reporter(report):
-    """A Keras callback that calls `report({"epoch": n, "loss": ..., "val_accuracy": ...})` after
-    every epoch (Ray Tune's per-epoch results: the dashboard's curves, TensorBoard, early stopping)."""
+    """A Keras callback that calls `report({"epoch": n, "loss": ..., "val_accuracy": ..., "params": ...,
+    "fit_seconds": ...})` after every epoch (Ray Tune's per-epoch results: the dashboard's curves,
+    TensorBoard, early stopping, which records a stopped child from its last report)."""
     import keras
 
     class _EpochReporter(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.start = time.perf_counter()
+
         def on_epoch_end(self, epoch, logs=None):
-            report({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+            report({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
+                    "params": int(self.model.count_params()), "fit_seconds": time.perf_counter() - self.start})
 
     return _EpochReporter()
 
@@ -77,8 +86,11 @@ def make_optimizer(training: dict[str, Any], total_steps: int):
             "rmsprop": keras.optimizers.RMSprop}[name](lr)
 
 
-def _fit(spec, x, y, *, input_shape, num_classes, epochs, seed, validation=None, callbacks: Sequence = ()):
-    """Builds and fits a fresh model; returns it with its history and the seconds spent in `fit`."""
+def _fit(spec, x, y, *, input_shape, num_classes, epochs, seed, validation=None, callbacks: Sequence = (),
+         plan: accelerators.Plan = accelerators.CPU):
+    """Builds and fits a fresh model under the plan's strategy and dtype policy; returns it with its
+    history and the seconds spent in `fit`. `x`, `y` are arrays, or `x` is a `Stream` and `y` None
+    (and `validation` likewise)."""
     import keras
 
     from nas.builder import build_model
@@ -89,28 +101,42 @@ def _fit(spec, x, y, *, input_shape, num_classes, epochs, seed, validation=None,
     keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(seed)
     training = spec["training"]
-    model = build_model(spec, input_shape, num_classes)
-    steps = math.ceil(len(y) / training["batch_size"]) * epochs
-    model.compile(optimizer=make_optimizer(training, steps), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    start = time.perf_counter()
-    history = model.fit(x, y, batch_size=training["batch_size"], epochs=epochs, validation_data=validation,
-                        verbose=0, callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks])
-    seconds = time.perf_counter() - start
+    with accelerators.training_scope(plan) as strategy:
+        model = build_model(spec, input_shape, num_classes)
+        batch = accelerators.batch_size(training["batch_size"], plan, strategy.num_replicas_in_sync)
+        steps = math.ceil(len(x if y is None else y) / batch) * epochs
+        model.compile(optimizer=make_optimizer(training, steps), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"], steps_per_execution=plan.steps_per_execution)
+        start = time.perf_counter()
+        if y is None:  # streamed: tf.data reads the batches from the shards, shuffled with the child's seed
+            history = model.fit(x.dataset(batch, shuffle=True, seed=seed), epochs=epochs, shuffle=False,
+                                validation_data=validation[0].dataset(batch) if validation else None,
+                                verbose=0, callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks])
+        else:
+            history = model.fit(x, y, batch_size=batch, epochs=epochs, validation_data=validation,
+                                verbose=0, callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks])
+        seconds = time.perf_counter() - start
     losses = history.history.get("loss", [])
     if not losses or not all(math.isfinite(v) for v in losses):
         raise ChildFailed(f"training loss became {losses[-1] if losses else 'undefined'} in epoch {len(losses)}")
     return model, history.history, seconds
 
 
-def train_child(spec: dict[str, Any], arrays: dict[str, np.ndarray], *, input_shape: Sequence[int],
+def _split(arrays: dict[str, Any], name: str) -> tuple[Any, Any]:
+    """(x, y) arrays of a split ("train", "val", "test"), or (its Stream, None) when streamed."""
+    return (arrays[name], None) if name in arrays else (arrays[f"x_{name}"], arrays[f"y_{name}"])
+
+
+def train_child(spec: dict[str, Any], arrays: dict[str, Any], *, input_shape: Sequence[int],
                 num_classes: int, epochs: int, seed: int = 0, callbacks: Sequence = (),
-                test: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+                test: tuple[np.ndarray, np.ndarray] | None = None,
+                plan: accelerators.Plan = accelerators.CPU) -> dict[str, Any]:
     """Trains one child on the training split and returns its validation metrics; given `test`
     images and labels (tabular benchmarks), also the same trained model's `test_accuracy`."""
-    model, history, seconds = _fit(spec, arrays["x_train"], arrays["y_train"], input_shape=input_shape,
+    x_val, y_val = _split(arrays, "val")
+    model, history, seconds = _fit(spec, *_split(arrays, "train"), input_shape=input_shape,
                                    num_classes=num_classes, epochs=epochs, seed=seed,
-                                   validation=(arrays["x_val"], arrays["y_val"]), callbacks=callbacks)
+                                   validation=(x_val, y_val), callbacks=callbacks, plan=plan)
     val = [float(v) for v in history["val_accuracy"]]
     extra = {}
     if test is not None:
@@ -122,7 +148,7 @@ def train_child(spec: dict[str, Any], arrays: dict[str, np.ndarray], *, input_sh
         "val_loss": float(history["val_loss"][-1]),
         "train_accuracy": float(history["accuracy"][-1]),
         "params": int(model.count_params()),
-        "latency_ms": latency_ms(model, arrays["x_val"][:1]),
+        "latency_ms": latency_ms(model, x_val[:1] if y_val is not None else x_val.head(1)),
         "epochs": len(val),
         "fit_seconds": seconds,
     }
@@ -141,12 +167,24 @@ def latency_ms(model, image: np.ndarray, calls: int = LATENCY_CALLS) -> float:
     return float(np.median(times) * 1000)
 
 
-def train_final(spec: dict[str, Any], arrays: dict[str, np.ndarray], *, input_shape: Sequence[int],
-                num_classes: int, epochs: int, seed: int = 0):
-    """Retrains an architecture from scratch on train + validation and tests it once."""
-    model, history, seconds = _fit(spec, arrays["x_train"], arrays["y_train"], input_shape=input_shape,
-                                   num_classes=num_classes, epochs=epochs, seed=seed)
-    loss, accuracy = model.evaluate(arrays["x_test"], arrays["y_test"], batch_size=256, verbose=0)
+def train_final(spec: dict[str, Any], arrays: dict[str, Any], *, input_shape: Sequence[int],
+                num_classes: int, epochs: int, seed: int = 0, plan: accelerators.Plan = accelerators.CPU):
+    """Retrains an architecture from scratch on train + validation and tests it once. The model
+    returned (and tested) is float32 whatever precision it trained in, as exports must be."""
+    from nas.builder import build_model
+
+    model, history, seconds = _fit(spec, *_split(arrays, "train"), input_shape=input_shape,
+                                   num_classes=num_classes, epochs=epochs, seed=seed, plan=plan)
+    trained = model
+    model = accelerators.float32_copy(trained, lambda: build_model(spec, input_shape, num_classes))
+    if model is not trained:  # compiled as the original (nas train compiles its own anyway)
+        model.compile(optimizer=make_optimizer(spec["training"], 1), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    x_test, y_test = _split(arrays, "test")
+    if y_test is None:
+        loss, accuracy = model.evaluate(x_test.dataset(256), verbose=0)
+    else:
+        loss, accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
     metrics = {"test_accuracy": float(accuracy), "test_loss": float(loss), "train_accuracy":
                float(history["accuracy"][-1]), "params": int(model.count_params()), "epochs": epochs,
                "fit_seconds": seconds}

@@ -7,7 +7,9 @@
 A `ControllerSearcher` (a `ray.tune.search.Searcher`) asks the search's controller for each trial
 and records each finished one before the next is asked for. Children run in a function trainable;
 Tune reuses its actors, so each worker process imports TensorFlow and fetches the data from the
-object store once, then trains child after child.
+object store once, then trains child after child. A prepared directory too large for memory
+(nas.records) travels as its shards' paths instead (`Stream`s), and each child reads them with
+tf.data on its worker: on a cluster the directory must be on a disk every node reads at that path.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
+from nas import accelerators  # noqa: E402
 from nas.errors import InputError, SearchStopped  # noqa: E402
 from nas.quiet import stderr_silenced  # noqa: E402
 from nas.search import Search, SearchExhausted  # noqa: E402
@@ -152,9 +155,10 @@ class ControllerSearcher(Searcher):
     """Ray Tune's view of a `Search`: suggest = ask the controller; complete = record and tell."""
 
     def __init__(self, search: Search, trial_timeout: float | None = None, worker_memory_growth: float = 1024,
-                 on_epoch=None):
+                 on_epoch=None, early_stopping: bool = False):
         super().__init__()
         self.search = search
+        self.early_stopping = early_stopping  # a scheduler (ASHA) may stop children after any epoch
         self.on_epoch = on_epoch  # called with (Trial, result) for each epoch a child reports
         self.worker_memory_growth = worker_memory_growth
         self.trial_timeout = trial_timeout
@@ -199,6 +203,12 @@ class ControllerSearcher(Searcher):
             self.search.requeue(trial)
             return
         seconds = time.monotonic() - suggested
+        if self.early_stopping and not error and result and "epoch" in result:  # the scheduler stopped it
+            return self._record(trial_id, {
+                "status": "stopped", "val_accuracy": result["val_accuracy"], "val_accuracy_last": result["val_accuracy"],
+                "epochs": result["epoch"], "params": result.get("params"), "fit_seconds": result.get("fit_seconds", 0.0),
+                "val_loss": result.get("val_loss"), "train_accuracy": result.get("accuracy"), "seconds": seconds,
+                "node": result.get("node"), "pid": result.get("pid")})
         if self.trial_timeout and seconds >= self.trial_timeout:  # the watchdog could not report first
             reason = f"TrialTimeout: ran past --trial-timeout {self.trial_timeout:g}s; its worker was stopped"
         else:
@@ -280,7 +290,7 @@ class StopWhenSearchStops(tune.Stopper):
         return {"search": None}
 
 
-_WORKER_DATA: dict[str, Any] = {}  # per worker process: the arrays, fetched from the object store once
+_WORKER_DATA: dict[str, Any] = {}  # per worker process: the arrays (or Streams), fetched from the object store once
 
 
 def _arrays(holder: list) -> dict:
@@ -291,10 +301,13 @@ def _arrays(holder: list) -> dict:
     return _WORKER_DATA[ref.hex()]
 
 
-def _setup(resources: Resources, input_shape, num_classes: int, epochs: int, seed: int) -> dict:
-    """What every child (or the final training) needs to know besides its spec and the data."""
+def _setup(resources: Resources, input_shape, num_classes: int, epochs: int, seed: int,
+           base: bytes | None = None, plan: accelerators.Plan = accelerators.CPU) -> dict:
+    """What every child (or the final training) needs to know besides its spec and the data; `base`
+    is a transfer space's base model (nas.transfer), which travels with it through the object store,
+    and `plan` how it trains on its trial's accelerators (nas.accelerators)."""
     return {"cpus": resources.cpus, "input_shape": list(input_shape), "num_classes": num_classes, "epochs": epochs,
-            "seed": seed}
+            "seed": seed, "base": base, "plan": plan}
 
 
 def _one_line(error: BaseException) -> str:
@@ -305,11 +318,12 @@ def _one_line(error: BaseException) -> str:
 def _child(config: dict, data: list, setup: dict) -> None:
     """The function trainable: trains one child and reports its metrics (or why it failed)."""
     start = time.perf_counter()
-    from nas import trainer
+    from nas import trainer, transfer
 
     try:
         trainer.configure_threads(setup["cpus"])  # imports TensorFlow in a fresh worker
         arrays = _arrays(data)
+        transfer.provide(setup.get("base"))
     except Exception as e:  # the worker could not set the child up: a failed child, named as such
         result = _failure(e, "the worker could not set the child up: ")
     else:
@@ -333,12 +347,13 @@ def _train(config: dict, arrays: dict, setup: dict) -> dict:
         watchdog.daemon = True
         watchdog.start()
     try:
-        callbacks = [*faults.inject(config["trial"]), trainer.epoch_reporter(tune.report)]
+        where = {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+        callbacks = [*faults.inject(config["trial"]), trainer.epoch_reporter(lambda r: tune.report({**r, **where}))]
         if timeout:
             callbacks.append(trainer.deadline(began + timeout, f"ran past --trial-timeout {timeout:g}s"))
         return {"status": "completed", **trainer.train_child(
             config["spec"], arrays, input_shape=setup["input_shape"], num_classes=setup["num_classes"],
-            epochs=setup["epochs"], seed=setup["seed"] + config["trial"], callbacks=callbacks)}
+            epochs=setup["epochs"], seed=setup["seed"] + config["trial"], callbacks=callbacks, plan=setup["plan"])}
     except Exception as e:  # a failing child is a result, not a crash of the search
         return _failure(e)
     finally:
@@ -374,11 +389,14 @@ def _rss_mb() -> float | None:
 
 def run_trials(search: Search, data_arrays: dict, *, input_shape, num_classes: int, epochs: int, seed: int,
                resources: Resources, workers: int, storage: str, trial_timeout: float | None = None,
-               worker_memory_growth: float = 1024, on_epoch=None, verbose: bool = False) -> None:
+               worker_memory_growth: float = 1024, on_epoch=None, verbose: bool = False,
+               base: bytes | None = None, plan: accelerators.Plan = accelerators.CPU,
+               asha: dict | None = None) -> None:
     """Runs the search's trials on Ray Tune until its budget is spent, its controller is exhausted or
-    it stops (too many failures in a row)."""
+    it stops (too many failures in a row). `asha` ({"grace_period": epochs, "reduction_factor": n})
+    lets Ray Tune's ASHAScheduler stop children whose validation accuracy trails at a rung."""
     data_ref = ray.put(data_arrays)
-    setup = {**_setup(resources, input_shape, num_classes, epochs, seed), "trial_timeout": trial_timeout}
+    setup = {**_setup(resources, input_shape, num_classes, epochs, seed, base, plan), "trial_timeout": trial_timeout}
     bundle = resources.bundle()
 
     def placement(config: dict) -> tune.PlacementGroupFactory:
@@ -390,13 +408,21 @@ def run_trials(search: Search, data_arrays: dict, *, input_shape, num_classes: i
     trainable = tune.with_resources(tune.with_parameters(_child, data=[data_ref], setup=setup), placement)
     trainable.__name__ = "nas_child"
     searcher = ControllerSearcher(search, trial_timeout=trial_timeout, worker_memory_growth=worker_memory_growth,
-                                  on_epoch=on_epoch)
+                                  on_epoch=on_epoch, early_stopping=asha is not None)
+    scheduler = None
+    if asha:
+        from ray.tune.schedulers import ASHAScheduler
+
+        # stop_last_trials=False: a child that reaches its last epoch finishes and reports in full.
+        scheduler = ASHAScheduler(time_attr="epoch", metric="val_accuracy", mode="max", max_t=epochs,
+                                  grace_period=asha["grace_period"], reduction_factor=asha["reduction_factor"],
+                                  stop_last_trials=False)
     tuner = tune.Tuner(
         trainable,
         # As many trials as the search hands out (-1): trials are run again after a resume or a
         # worker's death, so Tune cannot count them; the searcher says when the budget is spent.
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
-                                    max_concurrent_trials=workers, reuse_actors=True,
+                                    max_concurrent_trials=workers, reuse_actors=True, scheduler=scheduler,
                                     trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
         run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=1 if verbose else 0, stop=StopWhenSearchStops(search),
                                   callbacks=[searcher.started], failure_config=tune.FailureConfig(max_failures=0)),
@@ -435,11 +461,13 @@ def _final(spec: dict, data: list, setup: dict) -> tuple[bytes, dict]:
     import tempfile
     from pathlib import Path
 
-    from nas import trainer
+    from nas import trainer, transfer
 
     trainer.configure_threads(setup["cpus"])
+    transfer.provide(setup.get("base"))
     model, metrics = trainer.train_final(spec, _arrays(data), input_shape=setup["input_shape"],
-                                         num_classes=setup["num_classes"], epochs=setup["epochs"], seed=setup["seed"])
+                                         num_classes=setup["num_classes"], epochs=setup["epochs"], seed=setup["seed"],
+                                         plan=setup["plan"])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"
         model.save(path)
@@ -447,10 +475,11 @@ def _final(spec: dict, data: list, setup: dict) -> tuple[bytes, dict]:
 
 
 def train_final(spec: dict, final_arrays: dict, *, input_shape, num_classes: int, epochs: int, seed: int,
-                resources: Resources) -> tuple[bytes, dict]:
+                resources: Resources, base: bytes | None = None,
+                plan: accelerators.Plan = accelerators.CPU) -> tuple[bytes, dict]:
     """Retrains the winner on train + validation as one Ray task and tests it; returns the saved
     model's bytes (the run directory stays on the driver's machine) and its metrics."""
-    setup = _setup(resources, input_shape, num_classes, epochs, seed)
+    setup = _setup(resources, input_shape, num_classes, epochs, seed, base, plan)
     task = ray.remote(_final).options(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0,
                                       resources={"TPU": resources.tpus} if resources.tpus else None)
     try:

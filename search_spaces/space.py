@@ -48,6 +48,7 @@ class Setting:
     default: Any
     low: float | None = None  # inclusive lower bound for numbers
     high: float | None = None  # exclusive upper bound for numbers
+    high_inclusive: bool = False  # the upper bound is allowed
     options: tuple[str, ...] = ()  # the allowed strings (for a bool: strings allowed besides true and false)
     decidable: bool = True  # may be given as a list of choices
 
@@ -58,7 +59,7 @@ class Setting:
             return "true or false" + (f" or one of {', '.join(self.options)}" if self.options else "")
         noun = "an integer" if self.kind == "int" else "a number"
         if self.low is not None and self.high is not None:
-            return f"{noun} >= {self.low} and < {self.high}"
+            return f"{noun} >= {self.low} and {'<=' if self.high_inclusive else '<'} {self.high}"
         if self.low is not None:
             return f"{noun} >= {self.low}"
         return noun
@@ -77,7 +78,7 @@ class Setting:
         else:
             value = int(value) if self.kind == "int" else float(value)
             ok = (math.isfinite(value) and (self.low is None or value >= self.low)
-                  and (self.high is None or value < self.high))
+                  and (self.high is None or value < self.high or (self.high_inclusive and value == self.high)))
         if not ok:
             raise ValueError(f"got {value!r}, expected {self.expected()}")
         return value
@@ -150,6 +151,13 @@ FAMILIES: dict[str, dict[str, dict[str, Setting]]] = {
             "width": Setting("int", 16, low=1),
             "block": Setting("str", "basic", options=("basic", "bottleneck")),
             "kernel": Setting("int", 3, low=1),
+        },
+        "layer": {},
+    },
+    "transfer": {  # the body is a trained model's (--base PATH, nas.transfer); these decide how it is reused
+        "top": {
+            "freeze": Setting("float", 1.0, low=0, high=1, high_inclusive=True),  # of its weighted layers, from the input
+            "units": Setting("int", 0, low=0),  # a new hidden layer before the classifier; 0: none
         },
         "layer": {},
     },

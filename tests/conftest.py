@@ -63,4 +63,5 @@ def _chain_choice(decision) -> int:
     layer, _, what = decision.name.partition(".")
     if what.startswith("input"):
         return decision.choices.index(int(what[5:]) == int(layer[5:]) - 1)
-    return decision.choices.index({"kernel_height": 3, "kernel_width": 3, "filters": 16}[what])
+    return decision.choices.index({"kernel_height": 3, "kernel_width": 3, "filters": 16,
+                                   "batch_norm": "before_activation"}[what])

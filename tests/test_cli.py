@@ -26,7 +26,7 @@ def assert_one_line_error(result, *fragments, runs=None):
 def test_spaces_lists_the_builtin_spaces_with_their_sizes(tmp_path):
     result = nas("spaces", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for name, size in [("cnn10", "4.06e31"), ("dnn", "3,768"), ("linear", "24"), ("resnet", "48")]:
+    for name, size in [("cnn10", "2.40e36"), ("dnn", "3,768"), ("linear", "24"), ("resnet", "48")]:
         assert name in result.stdout and size in result.stdout
     detail = nas("spaces", "linear", cwd=tmp_path)
     assert "training.learning_rate" in detail.stdout and "0.0003, 0.001, 0.003, 0.01" in detail.stdout
@@ -34,7 +34,7 @@ def test_spaces_lists_the_builtin_spaces_with_their_sizes(tmp_path):
 
 def test_unknown_space(tmp_path):
     result = nas("search", "--space", "cnn11", "--runs-dir", "runs", cwd=tmp_path)
-    assert_one_line_error(result, "unknown space 'cnn11'", "known spaces: bench_cnn, cnn10, cnn10_aug, dnn, linear, resnet",
+    assert_one_line_error(result, "unknown space 'cnn11'", "known spaces: bench_cnn, cnn10, cnn10_aug, dnn, linear, resnet, transfer",
                           runs=tmp_path / "runs")
 
 

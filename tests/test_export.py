@@ -189,7 +189,7 @@ def layer_table(model) -> list[tuple]:
 
 # -- the generator against the builder (runs while the searches start) ------------------------------
 
-SPACES = [*builtin_names(), *EXTRA_SPACES]  # linear, dnn, cnn10, resnet, ...
+SPACES = [*(n for n in builtin_names() if n != "transfer"), *EXTRA_SPACES]  # transfer: tests/test_transfer.py
 
 
 @pytest.mark.usefixtures("runs")

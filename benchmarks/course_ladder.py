@@ -1,0 +1,136 @@
+"""The course's ladder on mnist5k: its hand-written models (linear, DNN, DNN with dropout, CNN) beside
+the winners of short nas searches of the linear, dnn, cnn10, cnn10_aug and resnet spaces.
+
+    python benchmarks/course_ladder.py [--budget 12] [--epochs 2] [--final-epochs 15] [--seeds 1]
+
+Every model sees the same split (load_data("mnist5k", seed=S): 3,200 train, 800 validation, 1,000
+test), is trained for --final-epochs on train + validation and tested once. The searches run
+through the `nas search` command (random controller: a short search's winner should not depend on a
+controller's learning). Writes benchmarks/results/course_ladder.json and the "Course ladder"
+section of benchmarks/RESULTS.md. About 15-20 minutes with the defaults on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_md import command_line, write_section  # noqa: E402
+
+SPACES = ["linear", "dnn", "cnn10", "cnn10_aug", "resnet"]
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def course_models():
+    """The course's MNIST models (its `linear`, `dnn`, `dnn_dropout` and `cnn` functions), in Keras 3."""
+    import keras
+    from keras import layers
+
+    def start():
+        inputs = keras.Input((28, 28, 1))
+        return inputs, layers.Rescaling(1 / 255)(inputs)
+
+    def linear():
+        inputs, x = start()
+        return keras.Model(inputs, layers.Dense(10, activation="softmax")(layers.Flatten()(x)))
+
+    def dnn(dropout=0.0):
+        inputs, x = start()
+        x = layers.Flatten()(x)
+        for units in (300, 100, 30):
+            x = layers.Dense(units, activation="relu")(x)
+        if dropout:
+            x = layers.Dropout(dropout)(x)
+        return keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
+
+    def cnn():
+        inputs, x = start()
+        x = layers.Conv2D(10, 3, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.Conv2D(20, 3, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.Flatten()(x)
+        x = layers.Dense(300, activation="relu")(x)
+        x = layers.Dropout(0.25)(x)
+        return keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
+
+    return {"course linear": linear, "course dnn": dnn, "course dnn + dropout": lambda: dnn(0.25),
+            "course cnn": cnn}
+
+
+def train_course_model(build, data, epochs: int, seed: int) -> dict:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    arrays = data.final_arrays()
+    model = build()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    start = time.perf_counter()
+    model.fit(arrays["x_train"], arrays["y_train"], batch_size=32, epochs=epochs, verbose=0)
+    seconds = time.perf_counter() - start
+    accuracy = model.evaluate(arrays["x_test"], arrays["y_test"], batch_size=256, verbose=0)[1]
+    return {"test_accuracy": float(accuracy), "params": int(model.count_params()), "seconds": seconds}
+
+
+def search(space: str, args, seed: int, runs: Path) -> dict:
+    name = f"{space}-{seed}"
+    command = [sys.executable, "-m", "nas.cli", "search", "--space", space, "--data", "mnist5k", "--controller",
+               "random", "--budget", str(args.budget), "--epochs", str(args.epochs), "--final-epochs",
+               str(args.final_epochs), "--seed", str(seed), "--no-dashboard", "--runs-dir", str(runs), "--name", name]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    summary = json.loads((runs / name / "summary.json").read_text())
+    return {"test_accuracy": summary["test_accuracy"], "params": summary["final"]["params"],
+            "seconds": time.perf_counter() - start, "best_val_accuracy": summary["best"]["val_accuracy"],
+            "winner": summary["best"]["values"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=int, default=12, help="children per search")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per child")
+    parser.add_argument("--final-epochs", type=int, default=15, help="epochs of every final model")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--spaces", default=",".join(SPACES))
+    args = parser.parse_args()
+
+    from nas.data import load_data
+
+    rows: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(args.seeds):
+            data = load_data("mnist5k", seed=seed)
+            for name, build in course_models().items():
+                rows.setdefault(name, []).append(train_course_model(build, data, args.final_epochs, seed))
+                print(name, seed, rows[name][-1], flush=True)
+            for space in args.spaces.split(","):
+                rows.setdefault(f"nas {space}", []).append(search(space, args, seed, Path(tmp)))
+                print(space, seed, rows[f"nas {space}"][-1], flush=True)
+
+    result = {"settings": vars(args), "rows": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "course_ladder.json").write_text(json.dumps(result, indent=1))
+    lines = ["| model | test accuracy (mean of seeds) | parameters | seconds (search + final training) |",
+             "|---|---|---|---|"]
+    for name, runs in rows.items():
+        accuracy = statistics.mean(r["test_accuracy"] for r in runs)
+        lines.append(f"| {name} | {accuracy:.4f} | {int(statistics.median(r['params'] for r in runs)):,} | "
+                     f"{statistics.mean(r['seconds'] for r in runs):.0f} |")
+    body = (f"mnist5k (3,200 train, 800 validation, 1,000 test), {args.seeds} seed(s). Searches: random controller, "
+            f"budget {args.budget}, {args.epochs} epochs per child; every final model {args.final_epochs} epochs on "
+            "train + validation, tested once.\n\n" + "\n".join(lines))
+    write_section("Course ladder", command_line(), body)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""--scheduler asha: Ray Tune's ASHAScheduler stops poor children early; the search records them."""
+
+import json
+import subprocess
+import sys
+
+
+def test_asha_stops_trailing_children_and_the_controller_learns_from_their_last_epoch(tmp_path):
+    args = [sys.executable, "-m", "nas.cli", "search", "--space", "linear", "--data", "digits", "--controller",
+            "random", "--budget", "8", "--epochs", "3", "--final-epochs", "2", "--workers", "2", "--scheduler", "asha",
+            "--grace-period", "1", "--reduction-factor", "2", "--no-dashboard", "--runs-dir", "runs", "--name", "a"]
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "runs" / "a"
+    trials = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    assert sorted(t["trial"] for t in trials) == list(range(1, 9))
+    stopped = [t for t in trials if t["status"] == "stopped"]
+    completed = [t for t in trials if t["status"] == "completed"]
+    assert stopped and completed and len(stopped) + len(completed) == 8, [t["status"] for t in trials]
+    for t in stopped:  # stopped at a rung (epoch 1 or 2), rewarded with that epoch's validation accuracy
+        assert t["metrics"]["epochs"] in (1, 2) and t["reward"] == t["metrics"]["val_accuracy"] > 0
+        assert t["metrics"]["params"] > 0 and t["metrics"]["fit_seconds"] > 0
+    assert all(t["metrics"]["epochs"] == 3 for t in completed)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["trials_stopped_early"] == len(stopped) and summary["trials_completed"] == len(completed)
+    assert summary["best"]["trial"] in {t["trial"] for t in completed}
+    assert "stopped early after" in done.stdout
+
+
+def test_a_grace_period_asha_cannot_use_is_refused(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "nas.cli", "search", "--space", "linear", "--data", "digits",
+                           "--epochs", "2", "--scheduler", "asha", "--grace-period", "2", "--runs-dir", "runs"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--grace-period: got 2, expected fewer than the 2 epochs" in done.stderr
+    assert not (tmp_path / "runs").exists()
