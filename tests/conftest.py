@@ -10,7 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 DASHBOARD_PORT_MODULES = {"test_end_to_end", "test_cluster", "test_serve"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+@pytest.hookimpl(wrapper=True)  # around xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
     """Groups the tests for pytest-xdist (`-n 2 --dist loadgroup`, the suite's default): a module's
     tests share a worker (and so its module fixtures, such as a finished search), and the modules
@@ -19,6 +19,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.module.__name__.rpartition(".")[2]
         item.add_marker(pytest.mark.xdist_group("dashboard-port" if module in DASHBOARD_PORT_MODULES else module))
+    return (yield)
 
 
 def train_digits_model_dir(out, classes=range(10), epochs=8, seed=0, data="digits"):

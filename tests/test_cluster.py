@@ -1,17 +1,23 @@
-"""`--address`: a search joins a Ray cluster that `ray start --head` started, as on a real cluster."""
+"""`--address`: a search on a real two-node Ray cluster (`ray start --head` plus a second
+`ray start --address` node with its own temp dir, both on this machine), as on a real cluster;
+then the worker node is killed mid-search."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 RAY = str(Path(sys.executable).parent / "ray")
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "NAS_TEST_FAULTS")}
 
 
 def free_port():
@@ -20,46 +26,129 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def head(tmp_path):
-    """A Ray head of its own, ended with its process group: `ray stop` would end every Ray on the machine."""
+def start(args: list[str], env: dict) -> subprocess.Popen:
+    """A `ray start --block` of its own process group: ended with it, as `ray stop` would end every
+    Ray on the machine."""
+    return subprocess.Popen([RAY, "start", "--block", "--num-cpus", "1", "--disable-usage-stats", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def end(process: subprocess.Popen, grace: float = 10) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)  # a head takes 30 s and more to end gracefully; it holds nothing we keep
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def node_ids(address: str) -> list[str]:
+    script = (f"import ray; ray.init(address={address!r}, log_to_driver=False); "
+              "print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**CLEAN_ENV, "RAY_AUTH_MODE": "token"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head of 1 CPU and a worker node of 1 CPU; yields (address, head's node id, worker node's
+    node id, the worker node's process). The worker node joins with Ray's token, as `ray start
+    --head` turns token authentication on."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    process = subprocess.Popen([RAY, "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
-                                "--include-dashboard", "false", "--disable-usage-stats"],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    head = start(["--head", "--port", str(port), "--include-dashboard", "false"], CLEAN_ENV)
+    worker = None
     try:
         for _ in range(600):  # until the head accepts connections
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                assert process.poll() is None, "ray start failed"
+                assert head.poll() is None, "ray start --head failed"
                 time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
+        (head_node,) = node_ids(address)
+        # A short path: Ray's Unix sockets live under it, and a socket path may hold at most 107 bytes.
+        temp_dir = tempfile.mkdtemp(prefix="nas-node-", dir="/tmp")
+        worker = start(["--address", address, "--temp-dir", temp_dir], {**CLEAN_ENV, "RAY_AUTH_MODE": "token"})
+        for _ in range(120):
+            nodes = node_ids(address)
+            if len(nodes) == 2:
+                break
+            assert worker.poll() is None, "ray start --address failed"
+            time.sleep(1)
+        (worker_node,) = set(nodes) - {head_node}
+        yield address, head_node, worker_node, worker
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)  # a head takes 30 s and more to end gracefully; it holds nothing we keep
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        if worker:
+            end(worker)
+        end(head)
+        if worker:
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_a_search_joins_a_running_cluster(tmp_path, head):
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "NAS_TEST_FAULTS")}
-    args = [sys.executable, "-m", "nas.cli", "search", "--address", head, "--space", "dnn", "--budget", "3",
-            "--epochs", "1", "--final-epochs", "3", "--data", "digits", "--runs-dir", "runs"]
-    refused = subprocess.run([*args, "--name", "a"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                             env={**env, "RAY_AUTH_MODE": "disabled"})
+def search(address: str, cwd: Path, name: str, *extra: str, auth: str = "token", **run) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "nas.cli", "search", "--address", address, "--data", "digits", "--runs-dir", "runs",
+            "--name", name, *extra]
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env={**CLEAN_ENV, "RAY_AUTH_MODE": auth}, **run)
+
+
+def trials(run: Path) -> list[dict]:
+    path = run / "trials.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_search_spreads_its_trials_over_both_nodes_of_a_cluster(tmp_path, cluster):
+    address, head_node, worker_node, _ = cluster
+    refused = search(address, tmp_path, "a", "--space", "dnn", "--budget", "3", auth="disabled")
     assert refused.returncode == 2 and "run nas with RAY_AUTH_MODE=token" in refused.stderr  # the head wants a token
     assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs" / "a").exists()
 
-    joined = subprocess.run([*args, "--name", "b"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                            env={**env, "RAY_AUTH_MODE": "token"})
-    assert joined.returncode == 0, joined.stderr
-    config = json.loads((tmp_path / "runs" / "b" / "config.json").read_text())
-    assert config["address"] == head and config["workers"] == 2 and config["ray_resources"] == {"CPU": 2.0}
-    trials = [json.loads(line) for line in (tmp_path / "runs" / "b" / "trials.jsonl").read_text().splitlines()]
-    assert [t["status"] for t in trials] == ["completed"] * 3
-    assert json.loads((tmp_path / "runs" / "b" / "summary.json").read_text())["test_accuracy"] > 0.2
+    joined = search(address, tmp_path, "b", "--space", "dnn", "--budget", "4", "--epochs", "1", "--final-epochs", "3")
+    assert joined.returncode == 0, joined.stderr[-3000:]
+    run = tmp_path / "runs" / "b"
+    config = json.loads((run / "config.json").read_text())
+    assert config["address"] == address and config["workers"] == 2 and config["ray_resources"] == {"CPU": 2.0}
+    records = trials(run)
+    assert [t["status"] for t in records] == ["completed"] * 4
+    assert {t["node"] for t in records} == {head_node, worker_node}  # each trial's node is in trials.jsonl
+    assert json.loads((run / "summary.json").read_text())["test_accuracy"] > 0.2
+
+
+def test_losing_a_node_mid_search_loses_no_finished_trial(tmp_path, cluster):
+    """The worker node is killed (SIGKILL to its processes) once it has finished a trial; the search
+    goes on on the head: the trials the node was running are run again or recorded as failed, the
+    finished ones stay, and the budget's trials are all there, numbered 1..N."""
+    address, head_node, worker_node, worker = cluster
+    budget = 6
+    run = tmp_path / "runs" / "k"
+    killed_after: list[int] = []
+
+    def kill_the_node_once_it_has_finished_a_trial():
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline:
+            done = trials(run) if run.exists() else []
+            if any(t.get("node") == worker_node for t in done):
+                killed_after.append(len(done))
+                os.killpg(worker.pid, signal.SIGKILL)
+                return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_the_node_once_it_has_finished_a_trial, daemon=True)
+    killer.start()
+    done = search(address, tmp_path, "k", "--space", "dnn", "--budget", str(budget), "--epochs", "3",
+                  "--final-epochs", "2", "--max-failures", "3")
+    killer.join(timeout=5)
+    assert killed_after, "the worker node finished no trial"
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = trials(run)
+    assert sorted(t["trial"] for t in records) == list(range(1, budget + 1))
+    assert len({t["hash"] for t in records}) == budget  # no architecture trained twice
+    assert all(t["status"] == "completed" or "WorkerDied" in t["error"] for t in records), records
+    after = [t for t in records[killed_after[0]:] if t["status"] == "completed"]
+    assert after and all(t["node"] == head_node for t in after)  # the rest ran on the node that is left
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"

@@ -126,3 +126,22 @@ def test_a_transfer_search_from_digits_0_to_4_learns_5_to_9_and_exports_model_py
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     difference, names = rebuilt.stdout.strip().split(" ", 1)
     assert float(difference) < 1e-5 and names == str(["5", "6", "7", "8", "9"])
+
+
+def test_transfer_children_build_on_28x28_bases_too(tmp_path):
+    """A base of the user's own (a Sequential model, untrained here) for 28x28 images; every
+    architecture of the space builds on it and classifies."""
+    from search_spaces import iter_architectures
+
+    base = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Rescaling(1 / 255),
+                             keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.MaxPooling2D(),
+                             keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.Dropout(0.1),
+                             keras.layers.Dense(3, activation="softmax")])
+    base.save(tmp_path / "base28.keras")
+    transfer.provide(transfer.read_base(tmp_path / "base28.keras", (28, 28, 1)))
+    space = load_space("transfer")
+    x = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1)).astype("uint8")
+    for arch in list(iter_architectures(space))[::12]:
+        model = build_model(space.resolve(arch), (28, 28, 1), 4)
+        assert "base_gap" in {layer.name for layer in model.layers}  # the base's features are feature maps
+        np.testing.assert_allclose(model(x, training=False).numpy().sum(axis=1), 1.0, rtol=1e-5)
