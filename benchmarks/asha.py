@@ -13,30 +13,23 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import command_line, write_section  # noqa: E402
+from results_md import command_line, nas_search, read_summary, table, write_section  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def search(args, seed: int, runs: Path, asha: bool) -> dict:
-    name = f"{'asha' if asha else 'fifo'}-{seed}"
-    command = [sys.executable, "-m", "nas.cli", "search", "--space", args.space, "--data", args.data, "--controller",
-               "random", "--budget", str(args.budget), "--epochs", str(args.epochs), "--final-epochs",
-               str(args.final_epochs), "--seed", str(seed), "--no-dashboard", "--runs-dir", str(runs), "--name", name,
-               *(["--scheduler", "asha", "--grace-period", "1", "--reduction-factor", "3"] if asha else [])]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    summary = json.loads((runs / name / "summary.json").read_text())
-    return {"wall_seconds": time.perf_counter() - start, "search_seconds": summary["search_wall_seconds"],
+    run, seconds = nas_search(
+        runs, f"{'asha' if asha else 'fifo'}-{seed}", "--space", args.space, "--data", args.data, "--controller",
+        "random", "--budget", str(args.budget), "--epochs", str(args.epochs), "--final-epochs", str(args.final_epochs),
+        "--seed", str(seed), *(["--scheduler", "asha", "--grace-period", "1", "--reduction-factor", "3"] if asha else []))
+    summary = read_summary(run)
+    return {"wall_seconds": seconds, "search_seconds": summary["search_wall_seconds"],
             "test_accuracy": summary["test_accuracy"], "best_val_accuracy": summary["best"]["val_accuracy"],
             "stopped_early": summary.get("trials_stopped_early", 0), "completed": summary["trials_completed"],
             "child_fit_seconds": summary["child_fit_seconds"]}
@@ -65,16 +58,15 @@ def main() -> None:
         return statistics.mean(r[key] for r in rows[kind])
 
     saved = 1 - mean("asha", "search_seconds") / mean("fifo", "search_seconds")
-    lines = ["| scheduler | search wall (s) | children stopped early | best val accuracy | winner's test accuracy |",
-             "|---|---|---|---|---|"]
-    for kind in rows:
-        lines.append(f"| {kind} | {mean(kind, 'search_seconds'):.0f} | {mean(kind, 'stopped_early'):.1f} | "
-                     f"{mean(kind, 'best_val_accuracy'):.4f} | {mean(kind, 'test_accuracy'):.4f} |")
+    figures = table(["scheduler", "search wall (s)", "children stopped early", "best val accuracy",
+                     "winner's test accuracy"],
+                    [[kind, f"{mean(kind, 'search_seconds'):.0f}", f"{mean(kind, 'stopped_early'):.1f}",
+                      f"{mean(kind, 'best_val_accuracy'):.4f}", f"{mean(kind, 'test_accuracy'):.4f}"] for kind in rows])
     body = (f"{args.space} on {args.data}, random controller, budget {args.budget}, {args.epochs} epochs per child, "
             f"final training {args.final_epochs} epochs, {args.seeds} seed(s); ASHA grace period 1 epoch, reduction "
-            f"factor 3.\n\n" + "\n".join(lines) + f"\n\nSearch wall time saved by ASHA: **{saved:.0%}**.")
+            f"factor 3.\n\n" + figures + f"\n\nSearch wall time saved by ASHA: **{saved:.0%}**.")
     write_section("ASHA", command_line(), body)
-    print("\n".join(lines), f"\nsaved {saved:.0%}")
+    print(figures, f"\nsaved {saved:.0%}")
 
 
 if __name__ == "__main__":

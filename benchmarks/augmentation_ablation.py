@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import command_line, write_section  # noqa: E402
+from results_md import command_line, table, write_section  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -49,14 +49,13 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "augmentation_ablation.json").write_text(json.dumps({"settings": vars(args), "augment": augment,
                                                                     "rows": rows}, indent=1))
-    lines = ["| | test accuracy, mean | min - max |", "|---|---|---|"]
-    for name, accuracies in rows.items():
-        lines.append(f"| {name} | {statistics.mean(accuracies):.4f} | {min(accuracies):.4f} - {max(accuracies):.4f} |")
+    figures = table(["", "test accuracy, mean", "min - max"],
+                    [[name, f"{statistics.mean(a):.4f}", f"{min(a):.4f} - {max(a):.4f}"] for name, a in rows.items()])
     body = (f"The cnn10_aug winner of the course ladder (augmentation {augment}), trained {args.final_epochs} epochs "
             f"on mnist5k's train + validation and tested on its 1,000 test images, {args.seeds} seeds each.\n\n"
-            + "\n".join(lines))
+            + figures)
     write_section("Augmentation ablation", command_line(), body)
-    print("\n".join(lines))
+    print(figures)
 
 
 if __name__ == "__main__":

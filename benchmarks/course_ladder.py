@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import command_line, write_section  # noqa: E402
+from results_md import command_line, nas_search, read_summary, table, write_section  # noqa: E402
 
 SPACES = ["linear", "dnn", "cnn10", "cnn10_aug", "resnet"]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -80,17 +79,12 @@ def train_course_model(build, data, epochs: int, seed: int) -> dict:
 
 
 def search(space: str, args, seed: int, runs: Path) -> dict:
-    name = f"{space}-{seed}"
-    command = [sys.executable, "-m", "nas.cli", "search", "--space", space, "--data", "mnist5k", "--controller",
-               "random", "--budget", str(args.budget), "--epochs", str(args.epochs), "--final-epochs",
-               str(args.final_epochs), "--seed", str(seed), "--no-dashboard", "--runs-dir", str(runs), "--name", name]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    summary = json.loads((runs / name / "summary.json").read_text())
+    run, seconds = nas_search(runs, f"{space}-{seed}", "--space", space, "--data", "mnist5k", "--controller", "random",
+                              "--budget", str(args.budget), "--epochs", str(args.epochs), "--final-epochs",
+                              str(args.final_epochs), "--seed", str(seed))
+    summary = read_summary(run)
     return {"test_accuracy": summary["test_accuracy"], "params": summary["final"]["params"],
-            "seconds": time.perf_counter() - start, "best_val_accuracy": summary["best"]["val_accuracy"],
+            "seconds": seconds, "best_val_accuracy": summary["best"]["val_accuracy"],
             "winner": summary["best"]["values"]}
 
 
@@ -119,17 +113,15 @@ def main() -> None:
     result = {"settings": vars(args), "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "course_ladder.json").write_text(json.dumps(result, indent=1))
-    lines = ["| model | test accuracy (mean of seeds) | parameters | seconds (search + final training) |",
-             "|---|---|---|---|"]
-    for name, runs in rows.items():
-        accuracy = statistics.mean(r["test_accuracy"] for r in runs)
-        lines.append(f"| {name} | {accuracy:.4f} | {int(statistics.median(r['params'] for r in runs)):,} | "
-                     f"{statistics.mean(r['seconds'] for r in runs):.0f} |")
+    figures = table(["model", "test accuracy (mean of seeds)", "parameters", "seconds (search + final training)"],
+                    [[name, f"{statistics.mean(r['test_accuracy'] for r in runs):.4f}",
+                      f"{int(statistics.median(r['params'] for r in runs)):,}",
+                      f"{statistics.mean(r['seconds'] for r in runs):.0f}"] for name, runs in rows.items()])
     body = (f"mnist5k (3,200 train, 800 validation, 1,000 test), {args.seeds} seed(s). Searches: random controller, "
             f"budget {args.budget}, {args.epochs} epochs per child; every final model {args.final_epochs} epochs on "
-            "train + validation, tested once.\n\n" + "\n".join(lines))
+            "train + validation, tested once.\n\n" + figures)
     write_section("Course ladder", command_line(), body)
-    print("\n".join(lines))
+    print(figures)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ The same space, data split, child epochs and budget for all, several seeds, one 
 
     python benchmarks/keras_tuner_vs_nas.py [--space cnn10] [--data mnist5k] [--budget 50] [--epochs 2]
         [--final-epochs 10] [--seeds 3] [--methods kt-random,kt-bayesian,random,evolution,reinforce]
-        [--workers 2] [--bayesian-initial-points N] [--out-dir benchmarks/results] [--no-results-md]
+        [--workers 2] [--bayesian-initial-points N] [--out-dir benchmarks/results] [--no-results-md] [--resume]
 
 For each seed, every method searches the same split (`nas.data.load_data(data, seed=seed)`), one
 method at a time:
@@ -28,14 +28,14 @@ for --epochs up to 5) against wall-clock seconds since its search started (KT: `
 nas: config.json's `started`, trials' `finished`, both to the second), at its end and at equal wall
 time (the shortest method's total for that seed; the JSON also holds 25/50/75/100 % of it), then
 retrains each method's winner in this process with `nas.trainer.train_final` (train + validation,
-`--final-epochs`, the seed) and tests it. Writes OUT_DIR/keras_tuner_vs_nas.json and the "Against
-Keras Tuner" section of benchmarks/RESULTS.md.
+`--final-epochs`, the seed) and tests it. Writes OUT_DIR/keras_tuner_vs_nas.json after each seed (a
+killed run loses only the seed in progress; `--resume` with the same settings goes on from there,
+and may raise `--seeds`), and the "Against Keras Tuner" section of benchmarks/RESULTS.md at the end.
 
-Time with the defaults on 2 cores: about 1.5 hours, an estimate, not measured: 15 searches of 50
-cnn10 children of 2 epochs at 2-4 s an epoch on 3,200 images, 15 final trainings of 10 epochs, and
-30-40 s of Ray start-up and shut-down per nas search (a tiny run, `--space linear --data digits
---budget 3 --epochs 1 --final-epochs 1 --seeds 1 --workers 1`, took 2.8 min on a busy machine: each
-nas search process 44-52 s for 14-18 s of search, each KT search 5-6 s).
+Time on 2 cores: a seed takes most of an hour with cnn10. Measured: Keras Tuner's RandomSearch took
+649 s for 50 cnn10 children of 2 epochs on digits (13 s a child, one at a time; nas trains two at
+once). On mnist5k a cnn10 child's epoch took 11 s on its own (overhead_scaling.py), so the defaults
+take several hours.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ import argparse
 import json
 import math
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,16 +52,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import command_line, write_section  # noqa: E402
+from results_md import command_line, nas_search, read_summary, table, write_section  # noqa: E402
 
 from nas.quiet import import_tensorflow  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PROJECT = Path(__file__).resolve().parent.parent
 KT_METHODS = ("kt-random", "kt-bayesian")
 NAS_METHODS = ("random", "evolution", "reinforce")
 CHECKPOINTS = (0.25, 0.5, 0.75, 1.0)  # fractions of the shortest method's wall time, per seed
-RAY_RETRY_SECONDS = 60  # wait before the one retry of a nas search that could not start Ray
 
 
 def parse_args() -> argparse.Namespace:
@@ -79,6 +76,8 @@ def parse_args() -> argparse.Namespace:
                         help="random trials before KT's Gaussian process [default: KT's, 3 per decision]")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--no-results-md", action="store_true", help="do not write benchmarks/RESULTS.md")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the seeds a killed run of the same settings finished (OUT_DIR's JSON)")
     args = parser.parse_args()
     args.methods = args.methods.split(",")
     unknown = [m for m in args.methods if m not in KT_METHODS + NAS_METHODS]
@@ -179,22 +178,10 @@ def _finite(value) -> float | None:
 
 def run_nas(controller: str, args, seed: int, runs: Path) -> dict[str, Any]:
     """One `nas search`; its trials as (seconds since the search started, validation accuracy) and its winner."""
-    name = f"{controller}-{seed}"
-    command = [sys.executable, "-m", "nas.cli", "search", "--space", args.space, "--data", args.data,
-               "--controller", controller, "--budget", str(args.budget), "--epochs", str(args.epochs),
-               "--final-epochs", "1", "--seed", str(seed), "--workers", str(args.workers), "--no-dashboard",
-               "--runs-dir", str(runs)]
-    start = time.perf_counter()
-    done = subprocess.run([*command, "--name", name], capture_output=True, text=True, cwd=PROJECT)
-    if done.returncode != 0 and "could not start Ray" in done.stderr + done.stdout:
-        time.sleep(RAY_RETRY_SECONDS)  # a busy machine: once more, in a fresh run directory
-        name += "-retry"
-        start = time.perf_counter()
-        done = subprocess.run([*command, "--name", name], capture_output=True, text=True, cwd=PROJECT)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} --name {name} failed:\n{done.stderr[-3000:]}{done.stdout[-2000:]}")
-    run = runs / name
-    summary = json.loads((run / "summary.json").read_text())
+    run, seconds = nas_search(runs, f"{controller}-{seed}", "--space", args.space, "--data", args.data,
+                              "--controller", controller, "--budget", str(args.budget), "--epochs", str(args.epochs),
+                              "--final-epochs", "1", "--seed", str(seed), "--workers", str(args.workers))
+    summary = read_summary(run)
     # config.json's `started` is local time, each trial's `finished` UTC; both to the second.
     started = datetime.fromisoformat(json.loads((run / "config.json").read_text())["started"]).astimezone()
     records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines() if line.strip()]
@@ -203,7 +190,7 @@ def run_nas(controller: str, args, seed: int, runs: Path) -> dict[str, Any]:
                      for r in records), key=lambda t: t["seconds"])
     return {"wall_seconds": summary["search_wall_seconds"], "trials": trials,
             "winner": summary["best"] and summary["best"]["arch"],
-            "process_seconds": time.perf_counter() - start}  # with Ray's start-up and nas's own 1-epoch retraining
+            "process_seconds": seconds}  # with Ray's start-up and nas's own 1-epoch retraining
 
 
 # -- curves, final training, comparison ------------------------------------------------------------
@@ -300,11 +287,10 @@ def target_line(means: dict[str, dict]) -> str:
 
 
 def report(args, space, means: dict[str, dict], threads: str) -> str:
-    lines = ["| method | mean best val accuracy at the end | at equal wall time | winner's test accuracy | "
-             "mean wall time (s) |", "|---|---|---|---|---|"]
-    for m, v in means.items():
-        lines.append(f"| {m} | {_fmt(v['best_val_accuracy'])} | {_fmt(v['at_equal_time'])} | "
-                     f"{_fmt(v['test_accuracy'])} | {_fmt(v['wall_seconds'], 0)} |")
+    figures = table(["method", "mean best val accuracy at the end", "at equal wall time", "winner's test accuracy",
+                     "mean wall time (s)"],
+                    [[m, _fmt(v["best_val_accuracy"]), _fmt(v["at_equal_time"]), _fmt(v["test_accuracy"]),
+                      _fmt(v["wall_seconds"], 0)] for m, v in means.items()])
     # KT's default: 3 random trials per decision, drawn as RandomSearch draws them from the same seed.
     initial = args.bayesian_initial_points or max(3 * len(space.decisions), 3)
     bayesian = f"BayesianOptimization's random initial trials: {initial}" + (
@@ -312,7 +298,26 @@ def report(args, space, means: dict[str, dict], threads: str) -> str:
     return (f"{args.space} on {args.data}, budget {args.budget}, {args.epochs} epochs per child, winners retrained "
             f"for {args.final_epochs} epochs, {args.seeds} seed(s); nas with {args.workers} workers of 1 CPU, Keras "
             f"Tuner one child at a time with {threads}; {bayesian}. Equal wall time: each seed's shortest search; "
-            "- where a seed had no child finished by then.\n\n" + "\n".join(lines) + "\n\n" + target_line(means))
+            "- where a seed had no child finished by then.\n\n" + figures + "\n\n" + target_line(means))
+
+
+def finished_seeds(out: Path, settings: dict) -> list[dict]:
+    """The seeds a killed run of the same settings finished (--resume)."""
+    if not out.exists():
+        return []
+    saved = json.loads(out.read_text())
+    different = [k for k in settings if k not in ("seeds", "threads") and saved["settings"].get(k) != settings[k]]
+    if different:
+        raise SystemExit(f"--resume: {out} was run with other settings ({', '.join(different)}); expected the same")
+    print(f"Resuming after {len(saved['seeds'])} finished seed(s) in {out}", flush=True)
+    return saved["seeds"][:settings["seeds"]]
+
+
+def save(out: Path, settings: dict, seeds: list[dict], means: dict | None = None) -> None:
+    """The results so far, written whole and then renamed over the last ones."""
+    partial = out.with_suffix(".json.partial")
+    partial.write_text(json.dumps({"settings": settings, "means": means, "seeds": seeds}, indent=1))
+    partial.replace(out)
 
 
 def main() -> None:
@@ -329,13 +334,17 @@ def main() -> None:
     print(f"Keras Tuner and the final trainings run in this process with {threads} "
           f"(nas: {args.workers} workers of 1 thread each)", flush=True)
     space = load_space(args.space)
-    with tempfile.TemporaryDirectory() as tmp:
-        seeds = [run_seed(args, space, seed, Path(tmp)) for seed in range(args.seeds)]
-    means = summarise(args, seeds)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     out = args.out_dir / "keras_tuner_vs_nas.json"
-    settings = {**vars(args), "out_dir": str(args.out_dir), "threads": threads}
-    out.write_text(json.dumps({"settings": settings, "means": means, "seeds": seeds}, indent=1))
+    settings = {**{k: v for k, v in vars(args).items() if k not in ("resume", "no_results_md")},
+                "out_dir": str(args.out_dir), "threads": threads}
+    seeds = finished_seeds(out, settings) if args.resume else []
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(len(seeds), args.seeds):
+            seeds.append(run_seed(args, space, seed, Path(tmp)))
+            save(out, settings, seeds)  # a seed's searches take most of an hour: kept as soon as done
+    means = summarise(args, seeds)
+    save(out, settings, seeds, means)
     body = report(args, space, means, threads)
     if not args.no_results_md:
         write_section("Against Keras Tuner", command_line(), body)

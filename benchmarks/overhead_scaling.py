@@ -6,8 +6,15 @@ Engine overhead = (workers x search wall time - sum of the children's fit second
 search wall time): everything that is not a child training (Ray's scheduling, worker start-up,
 the controller, recording). Scaling = trials per hour with 2 workers / with 1. Targets: overhead
 under 5 %, scaling at least 1.7x on 2 cores. Both searches use the random controller and the same
-seed, so they train the same children. Writes benchmarks/results/overhead_scaling.json and the
-"Engine overhead and worker scaling" section of benchmarks/RESULTS.md. About 10 minutes on 2 cores.
+seed, so they train the same children.
+
+The machine's own ceiling comes first: one child of the space trained by TensorFlow on one thread in
+a plain process (no Ray, no nas engine), alone and then as two such processes at once. Two cores that
+slow each other down (shared caches, memory bandwidth, a VM's vCPUs) cap the speed-up below 2x
+before the engine plays any part: ceiling = 2 x alone / at once.
+
+Writes benchmarks/results/overhead_scaling.json and the "Engine overhead and worker scaling" section
+of benchmarks/RESULTS.md. About 27 minutes on 2 cores with the defaults (cnn10 on mnist5k).
 """
 
 from __future__ import annotations
@@ -20,21 +27,51 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import command_line, write_section  # noqa: E402
+from results_md import command_line, nas_search, read_summary, table, write_section  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# One child on one TensorFlow thread, as a nas worker of 1 CPU trains it; prints its seconds.
+ONE_CHILD = """
+import json, random, sys, time
+from nas.quiet import import_tensorflow
+import_tensorflow()
+from nas.data import load_data
+from nas.trainer import configure_threads, train_child
+from search_spaces import load_space
+configure_threads(1)
+space, data = load_space(sys.argv[1]), load_data(sys.argv[2], seed=0)
+rng = random.Random(int(sys.argv[4]))
+spec = space.resolve(space.architecture([rng.randrange(len(d.choices)) for d in space.decisions]))
+metrics = train_child(spec, data.search_arrays(), input_shape=data.input_shape, num_classes=data.num_classes,
+                      epochs=int(sys.argv[3]), seed=0)
+print(json.dumps(metrics["fit_seconds"]))
+"""
+
+
+def hardware_ceiling(args, seed: int = 3) -> dict:
+    """The fit seconds of one child alone and of the same child in two processes at once."""
+    def start():
+        return subprocess.Popen([sys.executable, "-c", ONE_CHILD, args.space, args.data, str(args.epochs), str(seed)],
+                                stdout=subprocess.PIPE, text=True)
+
+    def seconds(process) -> float:
+        out, _ = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit("training one child for the hardware ceiling failed")
+        return json.loads(out.strip().splitlines()[-1])
+
+    alone = seconds(start())
+    together = [start(), start()]
+    at_once = [seconds(p) for p in together]
+    return {"alone_fit_seconds": alone, "at_once_fit_seconds": at_once,
+            "ceiling": 2 * alone / (sum(at_once) / 2)}
 
 
 def search(args, workers: int, runs: Path) -> dict:
-    name = f"workers-{workers}"
-    command = [sys.executable, "-m", "nas.cli", "search", "--space", args.space, "--data", args.data, "--controller",
-               args.controller, "--budget", str(args.budget), "--epochs", str(args.epochs), "--final-epochs", "1",
-               "--workers", str(workers), "--cpus-per-trial", "1", "--no-dashboard", "--runs-dir", str(runs),
-               "--name", name]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    summary = json.loads((runs / name / "summary.json").read_text())
+    run, _ = nas_search(runs, f"workers-{workers}", "--space", args.space, "--data", args.data, "--controller",
+                        args.controller, "--budget", str(args.budget), "--epochs", str(args.epochs),
+                        "--final-epochs", "1", "--workers", str(workers), "--cpus-per-trial", "1")
+    summary = read_summary(run)
     trials = summary["trials_completed"] + summary["trials_failed"] + summary.get("trials_stopped_early", 0)
     return {"workers": workers, "search_wall_seconds": summary["search_wall_seconds"],
             "child_fit_seconds": summary["child_fit_seconds"], "engine_overhead": summary["engine_overhead"],
@@ -49,6 +86,8 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
+    ceiling = hardware_ceiling(args)
+    print(ceiling, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
         for workers in (1, 2):
@@ -57,17 +96,21 @@ def main() -> None:
     speedup = rows[1]["trials_per_hour"] / rows[0]["trials_per_hour"]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "overhead_scaling.json").write_text(json.dumps({"settings": vars(args), "rows": rows,
-                                                               "speedup": speedup}, indent=1))
-    lines = ["| workers | search wall (s) | children's fit (s) | engine overhead (target < 5 %) | trials per hour |",
-             "|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['workers']} | {r['search_wall_seconds']:.0f} | {r['child_fit_seconds']:.0f} | "
-                     f"{r['engine_overhead']:.1%} | {r['trials_per_hour']:.0f} |")
+                                                               "speedup": speedup, "hardware": ceiling}, indent=1))
+    figures = table(["workers", "search wall (s)", "children's fit (s)", "engine overhead (target < 5 %)",
+                     "trials per hour"],
+                    [[str(r["workers"]), f"{r['search_wall_seconds']:.0f}", f"{r['child_fit_seconds']:.0f}",
+                      f"{r['engine_overhead']:.1%}", f"{r['trials_per_hour']:.0f}"] for r in rows])
     body = (f"{args.space} on {args.data}, {args.controller} controller, budget {args.budget}, {args.epochs} epochs per "
-            "child, 1 CPU per trial.\n\n" + "\n".join(lines) +
-            f"\n\nSpeed-up of trials per hour with 2 workers: **{speedup:.2f}x** (target at least 1.7x).")
+            "child, 1 CPU per trial.\n\n" + figures +
+            f"\n\nSpeed-up of trials per hour with 2 workers: **{speedup:.2f}x** (target at least 1.7x).\n\n"
+            f"The machine's ceiling: one child ({args.epochs} epochs, one TensorFlow thread, no Ray) took "
+            f"{ceiling['alone_fit_seconds']:.1f} s alone and {' and '.join(f'{t:.1f}' for t in ceiling['at_once_fit_seconds'])} "
+            f"s as two processes at once, so two workers can be at most **{ceiling['ceiling']:.2f}x** one; in the searches "
+            f"above a child's mean fit took {(rows[1]['child_fit_seconds'] / rows[1]['trials']) / (rows[0]['child_fit_seconds'] / rows[0]['trials']):.2f}x as long "
+            "with 2 workers as with 1.")
     write_section("Engine overhead and worker scaling", command_line(), body)
-    print("\n".join(lines), f"\nspeed-up {speedup:.2f}x")
+    print(figures, f"\nspeed-up {speedup:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,20 +1,26 @@
-"""Writes one benchmark's section of benchmarks/RESULTS.md: machine, date, command and figures.
+"""What the benchmark scripts share: writing one benchmark's section of benchmarks/RESULTS.md
+(machine, date, command and figures), its tables, and running `nas search` in a subprocess.
 
-    write_section("Course ladder", command="python benchmarks/course_ladder.py", body=markdown_table)
+    write_section("Course ladder", command="python benchmarks/course_ladder.py", body=table(header, rows))
 
 A section is replaced when its benchmark runs again; the others are kept.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
+import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+PROJECT = RESULTS.parent.parent
+RAY_RETRY_SECONDS = 60  # wait before the one retry of a search that could not start Ray on a busy machine
 HEADER = "# Benchmark results\n\nEach section is written by its script (see README.md here); rerun the script to refresh it.\n"
 
 
@@ -33,3 +39,31 @@ def write_section(title: str, command: str, body: str) -> None:
 
 def command_line() -> str:
     return " ".join(["python", *sys.argv])
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table."""
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(row) + " |" for row in rows)])
+
+
+def nas_search(runs: Path, name: str, *args: str) -> tuple[Path, float]:
+    """Runs `python -m nas.cli search ARGS --no-dashboard --runs-dir RUNS --name NAME` from the project;
+    returns the run directory and the process's wall seconds (Ray's start-up and the final training
+    included). A search that could not start Ray is tried once more, in NAME-retry; any other failure
+    ends the benchmark with the search's output."""
+    command = [sys.executable, "-m", "nas.cli", "search", *args, "--no-dashboard", "--runs-dir", str(runs)]
+    for attempt in (name, f"{name}-retry"):
+        start = time.perf_counter()
+        done = subprocess.run([*command, "--name", attempt], capture_output=True, text=True, cwd=PROJECT)
+        if done.returncode == 0:
+            return runs / attempt, time.perf_counter() - start
+        if attempt == name and "could not start Ray" in done.stderr + done.stdout:
+            time.sleep(RAY_RETRY_SECONDS)
+            continue
+        break
+    raise SystemExit(f"{' '.join(command)} --name {attempt} failed:\n{done.stderr[-3000:]}{done.stdout[-2000:]}")
+
+
+def read_summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())

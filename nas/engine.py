@@ -121,7 +121,7 @@ def _resumed(config: SearchConfig, given: Collection[str]) -> tuple[RunDir, Sear
                 raise InputError(f"{flag}: run {rundir.name!r} was started with {getattr(previous, key)!r}, got "
                                  f"{getattr(config, key)!r}; expected the same value or no {flag} (a resumed search "
                                  f"may change only {', '.join('--' + k.replace('_', '-') for k in SearchConfig.RESUMABLE)})")
-        config = replace(previous, runs_dir=config.runs_dir, **{k: getattr(config, k) for k in given
+        config = replace(previous, name=config.name, runs_dir=config.runs_dir, **{k: getattr(config, k) for k in given
                                                                  if k in SearchConfig.RESUMABLE})
         space_copy = rundir.file("space.yaml")
         if not space_copy.is_file():

@@ -177,9 +177,13 @@ def train_final(spec: dict[str, Any], arrays: dict[str, Any], *, input_shape: Se
                                    num_classes=num_classes, epochs=epochs, seed=seed, plan=plan)
     trained = model
     model = accelerators.float32_copy(trained, lambda: build_model(spec, input_shape, num_classes))
-    if model is not trained:  # compiled as the original (nas train compiles its own anyway)
-        model.compile(optimizer=make_optimizer(spec["training"], 1), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+    if model is not trained:  # with the optimizer it trained with and that optimizer's state (no loss scaling)
+        trained_optimizer = getattr(trained.optimizer, "inner_optimizer", trained.optimizer)
+        optimizer = type(trained_optimizer).from_config(trained_optimizer.get_config())
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        optimizer.build(model.trainable_variables)
+        for variable, value in zip(optimizer.variables, trained_optimizer.variables, strict=True):
+            variable.assign(value)
     x_test, y_test = _split(arrays, "test")
     if y_test is None:
         loss, accuracy = model.evaluate(x_test.dataset(256), verbose=0)

@@ -328,8 +328,7 @@ def _child(config: dict, data: list, setup: dict) -> None:
         result = _failure(e, "the worker could not set the child up: ")
     else:
         result = _train(config, arrays, setup)
-    result.update(seconds=time.perf_counter() - start, node=ray.get_runtime_context().get_node_id(), pid=os.getpid(),
-                  worker_rss_mb=_rss_mb())
+    result.update(seconds=time.perf_counter() - start, **_where(), worker_rss_mb=_rss_mb())
     tune.report(result)
 
 
@@ -347,7 +346,7 @@ def _train(config: dict, arrays: dict, setup: dict) -> dict:
         watchdog.daemon = True
         watchdog.start()
     try:
-        where = {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+        where = _where()
         callbacks = [*faults.inject(config["trial"]), trainer.epoch_reporter(lambda r: tune.report({**r, **where}))]
         if timeout:
             callbacks.append(trainer.deadline(began + timeout, f"ran past --trial-timeout {timeout:g}s"))
@@ -359,6 +358,11 @@ def _train(config: dict, arrays: dict, setup: dict) -> dict:
     finally:
         if watchdog:
             watchdog.cancel()
+
+
+def _where() -> dict:
+    """The node and process a child trains in, for its epoch reports and its result."""
+    return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
 
 def _failure(error: Exception, prefix: str = "") -> dict:

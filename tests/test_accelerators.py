@@ -79,10 +79,16 @@ def test_a_bfloat16_child_trains_on_cpu_with_a_float32_softmax():
 def test_a_bfloat16_trained_winner_is_exported_float32(tmp_path):
     from nas.trainer import train_final
 
-    model, metrics = train_final(SPEC, _arrays(), input_shape=(8, 8, 1), num_classes=3, epochs=3, seed=0,
+    spec = {**SPEC, "training": {**SPEC["training"], "schedule": "cosine"}}
+    model, metrics = train_final(spec, _arrays(), input_shape=(8, 8, 1), num_classes=3, epochs=3, seed=0,
                                  plan=choose(mixed_precision="bfloat16"))
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     assert metrics["test_accuracy"] > 0.5
+    # compiled with the optimizer it trained with (its schedule's decay steps included) and its state
+    trained, _ = train_final(spec, _arrays(), input_shape=(8, 8, 1), num_classes=3, epochs=3, seed=0)
+    assert model.optimizer.get_config() == trained.optimizer.get_config()
+    assert int(model.optimizer.iterations) == int(trained.optimizer.iterations) > 0
+    assert len(model.optimizer.variables) == len(trained.optimizer.variables)
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
     assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}

@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -15,13 +16,38 @@ SUMMARY_KEYS = {"space", "budget", "trials_completed", "trials_failed", "best", 
                 "child_fit_seconds"}
 
 
+def run_with_dashboard(command, cwd) -> tuple[subprocess.CompletedProcess, str | None, int | None]:
+    """Runs a search as a user starts it (its Ray dashboard on); once it prints the dashboard's URL,
+    fetches the page. Returns the finished process, the URL and the page's HTTP status."""
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=errors, text=True)
+        url, status, output = None, None, []
+        try:
+            for line in process.stdout:
+                output.append(line)
+                match = re.search(r"Ray dashboard: (http://127\.0\.0\.1:\d+)", line)
+                if match:
+                    url = match.group(1)
+                    for _ in range(30):  # the dashboard may take a few seconds to answer
+                        try:
+                            status = urllib.request.urlopen(url, timeout=5).status
+                            break
+                        except OSError:
+                            time.sleep(1)
+            process.wait(timeout=900)
+        finally:
+            process.kill()
+        errors.seek(0)
+        return subprocess.CompletedProcess(command, process.returncode, "".join(output), errors.read()), url, status
+
+
 def test_search_cnn10_on_digits_through_ray(tmp_path):
-    result = subprocess.run(
+    result, url, status = run_with_dashboard(
         [sys.executable, "-m", "nas.cli", "search", "--space", "cnn10", "--budget", "4", "--epochs", "1",
-         "--final-epochs", "1", "--data", "digits", "--no-dashboard", "--runs-dir", str(tmp_path), "--name", "e2e"],
-        capture_output=True, text=True, timeout=900)
+         "--final-epochs", "1", "--data", "digits", "--runs-dir", str(tmp_path), "--name", "e2e"], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == "", result.stderr  # no start-up noise from TensorFlow or Ray
+    assert url and status == 200, result.stdout  # the Ray dashboard's URL was printed, and it served
     run = tmp_path / "e2e"
     for name in ("config.json", "space.yaml", "trials.jsonl", "state.json", "summary.json", "best/model.keras"):
         assert (run / name).is_file(), name
@@ -45,6 +71,7 @@ def test_search_cnn10_on_digits_through_ray(tmp_path):
 
     config = json.loads((run / "config.json").read_text())
     assert config["space"] == "cnn10" and config["epochs"] == 1 and config["workers"] == 2
+    assert config["dashboard_url"] == url
     assert "trial" in result.stdout and "test accuracy" in result.stdout and "Top 4 architectures" in result.stdout
 
     # Every child reported each epoch through Ray Tune; the driver logged it for TensorBoard.
@@ -62,27 +89,3 @@ def test_search_cnn10_on_digits_through_ray(tmp_path):
     data = load_data("digits")
     accuracy = float(np.mean(model.predict(data.x_test, verbose=0).argmax(1) == data.y_test))
     assert abs(accuracy - summary["test_accuracy"]) < 1e-6
-
-
-def test_the_dashboard_url_is_printed_and_serves(tmp_path):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nas.cli", "search", "--space", "linear", "--budget", "2", "--epochs", "1",
-         "--final-epochs", "1", "--data", "digits", "--runs-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url, status, output = None, None, []
-    try:
-        for line in process.stdout:
-            output.append(line)
-            match = re.search(r"Ray dashboard: (http://127\.0\.0\.1:\d+)", line)
-            if match:
-                url = match.group(1)
-                for _ in range(30):  # the dashboard may take a few seconds to answer
-                    try:
-                        status = urllib.request.urlopen(url, timeout=5).status
-                        break
-                    except OSError:
-                        time.sleep(1)
-        assert process.wait(timeout=600) == 0, "".join(output)
-    finally:
-        process.kill()
-    assert url and status == 200, "".join(output)

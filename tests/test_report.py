@@ -1,6 +1,7 @@
 """`nas report`, `nas runs` and `nas show` on real run directories: one tiny real search that finishes
-(its first trial fails on purpose), one real search interrupted with Ctrl-C after its first trial,
-and copies of them edited into the other cases (killed, running, damaged, hostile, only failures)."""
+(its first trial fails on purpose), one real search interrupted with Ctrl-C after its first trial
+(then resumed in a copy), and copies of them edited into the other cases (killed, running, damaged,
+hostile, only failures)."""
 
 import base64
 import fcntl
@@ -43,15 +44,18 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     tiny = start_search(root, "--budget", "3", "--name", "tiny", faults="1:raise")
     stopped = start_search(root, "--budget", "3", "--workers", "1", "--name", "stopped", faults="2:slow")
-    trials = root / "runs" / "stopped" / "trials.jsonl"
+    state = root / "runs" / "stopped" / "state.json"
     try:
         deadline = time.monotonic() + 600
-        while not (trials.exists() and trials.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+        while not (state.exists() and [t["trial"] for t in json.loads(state.read_text())["running"]] == [2]) \
+                and time.monotonic() < deadline:  # trial 1 has finished, trial 2 is handed to the worker
             assert stopped.poll() is None, stopped.communicate()[1]
             time.sleep(0.2)
-        time.sleep(2)  # trial 2 is training (5 s a step)
-        os.kill(stopped.pid, signal.SIGINT)
+        time.sleep(3)  # trial 2 is training (5 s a step)
+        os.kill(stopped.pid, signal.SIGINT)  # as Ctrl-C (or `kill -INT`) sends it
+        sent = time.monotonic()
         stopped_out, stopped_err = stopped.communicate(timeout=300)
+        stop_seconds = time.monotonic() - sent
         tiny_out, tiny_err = tiny.communicate(timeout=900)  # about a minute, but the machine may be busy
     finally:
         for process in (tiny, stopped):
@@ -59,7 +63,8 @@ def runs(tmp_path_factory):
                 os.killpg(process.pid, signal.SIGKILL)
     assert tiny.returncode == 0, tiny_err
     assert stopped.returncode == 130, stopped_err
-    return {"root": root, "runs": root / "runs", "tiny_out": tiny_out, "stopped_out": stopped_out}
+    return {"root": root, "runs": root / "runs", "tiny_out": tiny_out, "stopped_out": stopped_out,
+            "stopped_err": stopped_err, "stop_seconds": stop_seconds}
 
 
 def copy_run(runs, name, new):
@@ -116,6 +121,24 @@ def test_an_interrupted_search_writes_its_report(runs):
     for name in PLOTS:
         check_png(run / "report" / f"{name}.png")
     assert 'class="status-interrupted"' in page and "It was not retrained" in page
+
+
+def test_ctrl_c_stopped_the_search_at_once_and_it_resumes(runs):
+    """Ctrl-C landed while trial 2 trained (slowly: 5 s a step) and did not wait for it: the search
+    ended with one line and exit 130, trial 2 stayed `running`, and --resume trains it under its number."""
+    assert runs["stop_seconds"] < 60  # trial 2 would take minutes to finish
+    line, = runs["stopped_err"].strip().splitlines()
+    assert line.startswith("nas: error: interrupted after 1 finished trials") and line.endswith("--resume")
+    run = copy_run(runs, "stopped", "resumed")
+    assert [t["trial"] for t in json.loads((run / "state.json").read_text())["running"]] == [2]
+
+    resumed = nas("search", "--name", "resumed", "--runs-dir", "runs", "--resume", cwd=runs["root"], timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    assert [r["trial"] for r in records] == [1, 2, 3]
+    assert all(r["status"] == "completed" for r in records)
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+    assert json.loads((run / "config.json").read_text())["name"] == "resumed"  # a copied run resumes as itself
 
 
 def test_nas_report_rewrites_it_from_the_run_directory_alone(runs):
