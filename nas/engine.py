@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Collection
 
 from controllers import make_controller
-from nas import accelerators, progress
+from nas import accelerators, progress, transfer
 from nas.config import SearchConfig
 from nas.data import Dataset, load_data
 from nas.errors import InputError, SearchInterrupted, SearchStopped
@@ -75,6 +75,8 @@ def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]
         raise InputError(f"--base: space {space.name!r} is a transfer space, expected --base PATH, a trained .keras "
                          "model its children build on" if space.family == "transfer" else
                          f"--base: given for space {space.name!r} of family {space.family}, expected a transfer space")
+    if config.base:
+        transfer.check_base_file(config.base)
     rundir = _rundir(config)
     rundir.check_new()
     return rundir, config, space, None
@@ -96,8 +98,6 @@ def _base(config: SearchConfig, space: SearchSpace, data: Dataset, rundir: RunDi
     the run's own copy (base.keras), which the first session wrote with config.json."""
     if space.family != "transfer":
         return None
-    from nas import transfer
-
     if saved is None:
         return transfer.read_base(config.base, data.input_shape)
     copy = rundir.file(BASE_FILE)

@@ -23,13 +23,19 @@ from nas.errors import InputError
 _BASE: dict[str, Path] = {}  # per process: the provided base's file, by "current"
 
 
-def read_base(path: str | Path, input_shape: Sequence[int]) -> bytes:
-    """The base file's bytes, after checking that it loads, takes images of `input_shape` and has
-    a classifier to cut off. Raises InputError naming the file and what was expected."""
+def check_base_file(path: str | Path) -> Path:
+    """The --base path, if it names a .keras file: checked at once, before the slow steps."""
     path = Path(path)
     if not path.is_file() or path.suffix != ".keras":
         raise InputError(f"--base: {path}: {'not a .keras file' if path.is_file() else 'no such file'}, expected "
                          "a trained Keras model saved as .keras (such as a nas export's model.keras)")
+    return path
+
+
+def read_base(path: str | Path, input_shape: Sequence[int]) -> bytes:
+    """The base file's bytes, after checking that it loads, takes images of `input_shape` and has
+    a classifier to cut off. Raises InputError naming the file and what was expected."""
+    path = check_base_file(path)
     data = path.read_bytes()
     try:
         model = _load(path)

@@ -10,8 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 DASHBOARD_PORT_MODULES = {"test_end_to_end", "test_serve"}
 # The groups that take minutes, longest first (measured on 2 cores): handed out before the rest, so
 # that no worker starts one of them while the other has nothing left to do.
-SLOWEST_FIRST = ["test_export", "test_report", "dashboard-port", "test_faults", "test_cluster", "test_transfer",
-                 "test_kill", "test_resume"]
+SLOWEST_FIRST = ["test_export", "dashboard-port", "test_report", "test_cluster", "test_faults", "test_bad_inputs",
+                 "test_kill", "test_transfer"]
 
 
 @pytest.hookimpl(wrapper=True)  # around xdist's own hook, which reads the groups
@@ -19,7 +19,7 @@ def pytest_collection_modifyitems(config, items):
     """Groups the tests for pytest-xdist (`-n 2 --dist loadgroup`, the suite's default): a module's
     tests share a worker (and so its module fixtures, such as a finished search), and the modules
     that may want port 8265 share one. Most tests wait on Ray and process start-up: on two cores the
-    suite of 274 tests took 15.2 min with two workers, 21.7 min with one (345 tests: 19.3 min with two)."""
+    suite of 274 tests took 15.2 min with two workers, 21.7 min with one (344 tests: 16.3 min with two)."""
     groups = {}
     for item in items:
         module = item.module.__name__.rpartition(".")[2]
