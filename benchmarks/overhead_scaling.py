@@ -1,6 +1,6 @@
 """Engine overhead and worker scaling: the same cnn10 search with 1 and then 2 workers (1 CPU each).
 
-    python benchmarks/overhead_scaling.py [--budget 20] [--epochs 4]
+    python benchmarks/overhead_scaling.py [--budget 20] [--epochs 4] [--ceiling-only]
 
 Engine overhead = (workers x search wall time - sum of the children's fit seconds) / (workers x
 search wall time): everything that is not a child training (Ray's scheduling, worker start-up,
@@ -15,6 +15,8 @@ before the engine plays any part: ceiling = 2 x alone / at once.
 
 Writes benchmarks/results/overhead_scaling.json and the "Engine overhead and worker scaling" section
 of benchmarks/RESULTS.md. About 27 minutes on 2 cores with the defaults (cnn10 on mnist5k).
+`--ceiling-only` measures only the ceiling (about 2 minutes) and reports it beside the searches
+already saved in overhead_scaling.json, which must have the same settings.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -78,6 +81,40 @@ def search(args, workers: int, runs: Path) -> dict:
             "trials": trials, "trials_per_hour": trials / summary["search_wall_seconds"] * 3600}
 
 
+def saved_searches(settings: dict) -> dict:
+    """The searches of an earlier run with the same settings (--ceiling-only)."""
+    path = RESULTS / "overhead_scaling.json"
+    saved = json.loads(path.read_text()) if path.exists() else None
+    if saved is None or saved["settings"] != settings:
+        raise SystemExit(f"--ceiling-only: {path} has no searches with the settings {settings}; run without it first")
+    return saved
+
+
+def report(args, settings: dict, rows: list[dict], ceiling: dict, searches_date: str | None) -> None:
+    speedup = rows[1]["trials_per_hour"] / rows[0]["trials_per_hour"]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "overhead_scaling.json").write_text(json.dumps(
+        {"settings": settings, "rows": rows, "speedup": speedup, "searches_date": searches_date, "hardware": ceiling},
+        indent=1))
+    figures = table(["workers", "search wall (s)", "children's fit (s)", "engine overhead (target < 5 %)",
+                     "trials per hour"],
+                    [[str(r["workers"]), f"{r['search_wall_seconds']:.0f}", f"{r['child_fit_seconds']:.0f}",
+                      f"{r['engine_overhead']:.1%}", f"{r['trials_per_hour']:.0f}"] for r in rows])
+    slower = (rows[1]["child_fit_seconds"] / rows[1]["trials"]) / (rows[0]["child_fit_seconds"] / rows[0]["trials"])
+    searched = (f" The searches were run on {searches_date or 'an earlier day'}; this command measured only the ceiling."
+                if args.ceiling_only else "")
+    body = (f"{args.space} on {args.data}, {args.controller} controller, budget {args.budget}, {args.epochs} epochs per "
+            f"child, 1 CPU per trial.{searched}\n\n" + figures +
+            f"\n\nSpeed-up of trials per hour with 2 workers: **{speedup:.2f}x** (target at least 1.7x).\n\n"
+            f"The machine's ceiling: one child ({args.epochs} epochs, one TensorFlow thread, no Ray) took "
+            f"{ceiling['alone_fit_seconds']:.1f} s alone and {' and '.join(f'{t:.1f}' for t in ceiling['at_once_fit_seconds'])} "
+            f"s as two processes at once, so two workers can be at most **{ceiling['ceiling']:.2f}x** one "
+            f"(the searches reached {speedup / ceiling['ceiling']:.0%} of it); in the searches above a child's mean fit "
+            f"took {slower:.2f}x as long with 2 workers as with 1.")
+    write_section("Engine overhead and worker scaling", command_line(), body)
+    print(figures, f"\nspeed-up {speedup:.2f}x, ceiling {ceiling['ceiling']:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="cnn10")
@@ -85,33 +122,22 @@ def main() -> None:
     parser.add_argument("--controller", default="random")
     parser.add_argument("--budget", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--ceiling-only", action="store_true",
+                        help="measure only the machine's ceiling; keep the saved searches of the same settings")
     args = parser.parse_args()
+    settings = {k: v for k, v in vars(args).items() if k != "ceiling_only"}
+    saved = saved_searches(settings) if args.ceiling_only else None
     ceiling = hardware_ceiling(args)
     print(ceiling, flush=True)
+    if saved is not None:
+        report(args, settings, saved["rows"], ceiling, saved.get("searches_date"))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
         for workers in (1, 2):
             rows.append(search(args, workers, Path(tmp)))
             print(rows[-1], flush=True)
-    speedup = rows[1]["trials_per_hour"] / rows[0]["trials_per_hour"]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "overhead_scaling.json").write_text(json.dumps({"settings": vars(args), "rows": rows,
-                                                               "speedup": speedup, "hardware": ceiling}, indent=1))
-    figures = table(["workers", "search wall (s)", "children's fit (s)", "engine overhead (target < 5 %)",
-                     "trials per hour"],
-                    [[str(r["workers"]), f"{r['search_wall_seconds']:.0f}", f"{r['child_fit_seconds']:.0f}",
-                      f"{r['engine_overhead']:.1%}", f"{r['trials_per_hour']:.0f}"] for r in rows])
-    body = (f"{args.space} on {args.data}, {args.controller} controller, budget {args.budget}, {args.epochs} epochs per "
-            "child, 1 CPU per trial.\n\n" + figures +
-            f"\n\nSpeed-up of trials per hour with 2 workers: **{speedup:.2f}x** (target at least 1.7x).\n\n"
-            f"The machine's ceiling: one child ({args.epochs} epochs, one TensorFlow thread, no Ray) took "
-            f"{ceiling['alone_fit_seconds']:.1f} s alone and {' and '.join(f'{t:.1f}' for t in ceiling['at_once_fit_seconds'])} "
-            f"s as two processes at once, so two workers can be at most **{ceiling['ceiling']:.2f}x** one; in the searches "
-            f"above a child's mean fit took {(rows[1]['child_fit_seconds'] / rows[1]['trials']) / (rows[0]['child_fit_seconds'] / rows[0]['trials']):.2f}x as long "
-            "with 2 workers as with 1.")
-    write_section("Engine overhead and worker scaling", command_line(), body)
-    print(figures, f"\nspeed-up {speedup:.2f}x")
-
+    report(args, settings, rows, ceiling, date.today().isoformat())
 
 if __name__ == "__main__":
     main()
