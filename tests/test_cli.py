@@ -1,15 +1,13 @@
 """The `nas` command as a user runs it: real subprocesses, real files, real Ray."""
 
-import subprocess
-import sys
-
 import pytest
 from PIL import Image
 
+from nas_commands import run_nas
+
 
 def nas(*args, cwd, timeout=600):
-    return subprocess.run([sys.executable, "-m", "nas.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return run_nas(*args, cwd=cwd, timeout=timeout)
 
 
 def assert_one_line_error(result, *fragments, runs=None):

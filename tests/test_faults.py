@@ -4,20 +4,15 @@ controller is told, and the search goes on; failures in a row stop it with exit 
 resumes once the limit is raised."""
 
 import json
-import os
-import subprocess
-import sys
+
+from nas_commands import run_nas
 
 FAST = ["--space", "linear", "--data", "digits", "--epochs", "1", "--final-epochs", "10", "--no-dashboard",
         "--runs-dir", "runs"]
 
 
 def nas(*args, cwd, faults=None, timeout=900):
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "NAS_TEST_FAULTS")}
-    if faults:
-        env["NAS_TEST_FAULTS"] = faults
-    return subprocess.run([sys.executable, "-m", "nas.cli", "search", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_nas("search", *args, cwd=cwd, faults=faults, timeout=timeout)
 
 
 def trials(run):

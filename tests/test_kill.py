@@ -7,19 +7,18 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
+
+from nas_commands import start_nas
 
 ARGS = ["--space", "linear", "--data", "digits", "--epochs", "1", "--final-epochs", "10", "--no-dashboard",
         "--runs-dir", "runs", "--name", "killed", "--seed", "0"]
 
 
 def start(cwd, *extra):
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "NAS_TEST_FAULTS")}
-    return subprocess.Popen([sys.executable, "-m", "nas.cli", "search", *ARGS, *extra], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return start_nas("search", *ARGS, *extra, cwd=cwd, stdout=subprocess.DEVNULL)
 
 
 def finished(run):

@@ -3,17 +3,12 @@ from the digits test split (which the model never saw), the real command in a su
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-
-def start_nas(*args, cwd) -> subprocess.Popen:
-    """`nas ARGS` in a subprocess, started now: the tests run their commands side by side."""
-    return subprocess.Popen([sys.executable, "-m", "nas.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+from nas_commands import start_nas  # started now: the tests run their commands side by side
 
 
 def finish(process: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -18,22 +18,19 @@ from io import BytesIO
 import pytest
 from PIL import Image
 
+from nas_commands import run_nas, start_nas
+
 SEARCH = ["search", "--space", "cnn10", "--epochs", "1", "--final-epochs", "1", "--data", "digits", "--no-dashboard",
           "--runs-dir", "runs"]
 PLOTS = ("rewards", "controller", "pareto", "winner")
 
 
 def nas(*args, cwd, timeout=300):
-    env = {**os.environ, "COLUMNS": "200"}  # rich's tables: no name cut short in a narrow pipe
-    return subprocess.run([sys.executable, "-m", "nas.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return run_nas(*args, cwd=cwd, timeout=timeout, COLUMNS="200")  # rich's tables: no name cut short in a pipe
 
 
 def start_search(cwd, *args, faults):
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["NAS_TEST_FAULTS"] = faults
-    return subprocess.Popen([sys.executable, "-m", "nas.cli", *SEARCH, *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return start_nas(*SEARCH, *args, cwd=cwd, faults=faults)
 
 
 @pytest.fixture(scope="module")

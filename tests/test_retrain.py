@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -17,12 +15,12 @@ import numpy as np
 import pytest
 
 from conftest import train_digits_model_dir
+from nas_commands import run_nas
 from nas.errors import InputError
 
 
 def nas(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "nas.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return run_nas(*args, cwd=cwd)
 
 
 def snapshot(folder: Path) -> dict[str, str]:
