@@ -9,7 +9,8 @@ The same space, data split, child epochs and budget for all, several seeds, one 
 For each seed, every method searches the same split (`nas.data.load_data(data, seed=seed)`), one
 method at a time:
 - `kt-random`, `kt-bayesian`: `keras_tuner.RandomSearch` / `BayesianOptimization`, run by Keras
-  Tuner in this process on the nas space converted by `search_spaces.interop.to_hyperparameters`.
+  Tuner, each search in a fresh process of its own (as each nas search is), on the nas space
+  converted by `search_spaces.interop.to_hyperparameters`.
   The hypermodel builds and compiles each child as nas does (`nas.builder.build_model`,
   `nas.trainer.make_optimizer`, the space's batch size). KT trains one child at a time; TensorFlow
   gets the threads nas gives its workers in total (`--workers` x 1 CPU), as `nas.trainer.configure_threads`
@@ -18,7 +19,7 @@ method at a time:
   BayesianOptimization draws its first 3-per-decision trials (cnn10: 255) at random exactly as
   RandomSearch does from the same seed, so below that budget it repeats kt-random's children
   (`--bayesian-initial-points` lets its Gaussian process work sooner; each proposal then costs
-  seconds to minutes of CPU in this process, which count in its wall time).
+  seconds to minutes of CPU in its process, which count in its wall time).
 - `random`, `evolution`, `reinforce`: `nas search` in a subprocess with `--workers` children at once.
   Its wall time starts once Ray is up (config.json's `started`), so Ray's start-up is not counted
   but its workers' is.
@@ -43,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -170,6 +172,27 @@ def run_keras_tuner(method: str, space, data, args, seed: int, tmp: Path) -> dic
     return {"wall_seconds": wall, "trials": trials, "winner": winner}
 
 
+def keras_tuner_in_fresh_process(method: str, args, seed: int, tmp: Path) -> dict[str, Any]:
+    """run_keras_tuner in a process of its own, started for it. In one long-lived process Keras Tuner
+    slowed down search after search (measured on cnn10, digits): kt-bayesian's first 10 trials, the
+    very children kt-random trained first, took 167 and 169 s after kt-random had run in the same
+    process, against kt-random's 104 and 117 s; kt-random took 1,218 s after a whole seed, against
+    649 and 669 s as the first search of a process (its memory had grown to 6.8 GB)."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_keras_tuner_child, (method, vars(args), seed, tmp))
+
+
+def _keras_tuner_child(method: str, args: dict, seed: int, tmp: Path) -> dict[str, Any]:
+    import_tensorflow()
+    from nas.data import load_data
+    from nas.trainer import configure_threads
+    from search_spaces import load_space
+
+    args = argparse.Namespace(**args)
+    configure_threads(args.workers)  # before TensorFlow's first op, as in the main process
+    return run_keras_tuner(method, load_space(args.space), load_data(args.data, seed=seed), args, seed, tmp)
+
+
 def _finite(value) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
@@ -243,7 +266,7 @@ def run_seed(args, space, seed: int, tmp: Path) -> dict[str, Any]:
     runs = {}
     for method in args.methods:
         if method in KT_METHODS:
-            runs[method] = run_keras_tuner(method, space, data, args, seed, tmp / "kt")
+            runs[method] = keras_tuner_in_fresh_process(method, args, seed, tmp / "kt")
         else:
             runs[method] = run_nas(method, args, seed, tmp / "runs")
         final = final_test(space, data, runs[method]["winner"], args.final_epochs, seed)
@@ -331,12 +354,12 @@ def main() -> None:
     configure_threads(args.workers)  # before TensorFlow's first op: as nas sets a trial of --workers CPUs
     threads = (f"{tf.config.threading.get_intra_op_parallelism_threads()} intra-op and "
                f"{tf.config.threading.get_inter_op_parallelism_threads()} inter-op TensorFlow threads")
-    print(f"Keras Tuner and the final trainings run in this process with {threads} "
+    print(f"Keras Tuner (a process for each search) and the final trainings run with {threads} "
           f"(nas: {args.workers} workers of 1 thread each)", flush=True)
     space = load_space(args.space)
     out = args.out_dir / "keras_tuner_vs_nas.json"
     settings = {**{k: v for k, v in vars(args).items() if k not in ("resume", "no_results_md")},
-                "out_dir": str(args.out_dir), "threads": threads}
+                "out_dir": str(args.out_dir), "threads": threads, "keras_tuner_process": "fresh for each search"}
     seeds = finished_seeds(out, settings) if args.resume else []
     args.out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -108,7 +108,7 @@ def report(args, settings: dict, rows: list[dict], ceiling: dict, searches_date:
             f"\n\nSpeed-up of trials per hour with 2 workers: **{speedup:.2f}x** (target at least 1.7x).\n\n"
             f"The machine's ceiling: one child ({args.epochs} epochs, one TensorFlow thread, no Ray) took "
             f"{ceiling['alone_fit_seconds']:.1f} s alone and {' and '.join(f'{t:.1f}' for t in ceiling['at_once_fit_seconds'])} "
-            f"s as two processes at once, so two workers can be at most **{ceiling['ceiling']:.2f}x** one "
+            f"s as two processes at once, so two workers can reach about **{ceiling['ceiling']:.2f}x** one "
             f"(the searches reached {speedup / ceiling['ceiling']:.0%} of it); in the searches above a child's mean fit "
             f"took {slower:.2f}x as long with 2 workers as with 1.")
     write_section("Engine overhead and worker scaling", command_line(), body)
