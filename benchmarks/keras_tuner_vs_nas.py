@@ -33,10 +33,10 @@ retrains each method's winner in this process with `nas.trainer.train_final` (tr
 killed run loses only the seed in progress; `--resume` with the same settings goes on from there,
 and may raise `--seeds`), and the "Against Keras Tuner" section of benchmarks/RESULTS.md at the end.
 
-Time on 2 cores: a seed takes 70-85 minutes with cnn10 on digits (KT's BayesianOptimization 40-52 of them). Measured: Keras Tuner's RandomSearch took
-649 s for 50 cnn10 children of 2 epochs on digits (13 s a child, one at a time; nas trains two at
-once). On mnist5k a cnn10 child's epoch took 11 s on its own (overhead_scaling.py), so the defaults
-take several hours.
+Time on 2 cores: a seed takes 70-85 minutes with cnn10 on digits, 40-52 of them KT's
+BayesianOptimization. Measured: Keras Tuner's RandomSearch took 649 s for 50 cnn10 children of 2
+epochs on digits (13 s a child, one at a time; nas trains two at once). On mnist5k a cnn10 child's
+epoch took 11 s on its own (overhead_scaling.py), so the defaults take several hours.
 """
 
 from __future__ import annotations

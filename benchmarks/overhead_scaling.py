@@ -101,16 +101,16 @@ def report(args, settings: dict, rows: list[dict], ceiling: dict, searches_date:
                     [[str(r["workers"]), f"{r['search_wall_seconds']:.0f}", f"{r['child_fit_seconds']:.0f}",
                       f"{r['engine_overhead']:.1%}", f"{r['trials_per_hour']:.0f}"] for r in rows])
     slower = (rows[1]["child_fit_seconds"] / rows[1]["trials"]) / (rows[0]["child_fit_seconds"] / rows[0]["trials"])
-    searched = (f" The searches were run on {searches_date or 'an earlier day'}; this command measured only the ceiling."
-                if args.ceiling_only else "")
+    searched = (f" The searches were run on {searches_date or 'an earlier day'}; this command measured only the "
+                "ceiling." if args.ceiling_only else "")
     body = (f"{args.space} on {args.data}, {args.controller} controller, budget {args.budget}, {args.epochs} epochs per "
             f"child, 1 CPU per trial.{searched}\n\n" + figures +
             f"\n\nSpeed-up of trials per hour with 2 workers: **{speedup:.2f}x** (target at least 1.7x).\n\n"
             f"The machine's ceiling: one child ({args.epochs} epochs, one TensorFlow thread, no Ray) took "
             f"{ceiling['alone_fit_seconds']:.1f} s alone and {' and '.join(f'{t:.1f}' for t in ceiling['at_once_fit_seconds'])} "
             f"s as two processes at once, so two workers can reach about **{ceiling['ceiling']:.2f}x** one "
-            f"(the searches reached {speedup / ceiling['ceiling']:.0%} of it); in the searches above a child's mean fit "
-            f"took {slower:.2f}x as long with 2 workers as with 1.")
+            f"(the searches reached {speedup / ceiling['ceiling']:.0%} of it); in the searches above a child's "
+            f"mean fit took {slower:.2f}x as long with 2 workers as with 1.")
     write_section("Engine overhead and worker scaling", command_line(), body)
     print(figures, f"\nspeed-up {speedup:.2f}x, ceiling {ceiling['ceiling']:.2f}x")
 
