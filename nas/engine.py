@@ -198,8 +198,9 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
         # The winner's retraining gets the CPUs of all workers (and one trial's accelerators).
         final_resources = tune.Resources(cpus=min(config.cpus_per_trial * config.workers, cluster.largest_node_cpus),
                                          gpus=resources.gpus, tpus=resources.tpus)
+        final_here = cluster.address is None and not resources.gpus and not resources.tpus
         return _search(config, space, data, search, printer, tensorboard, rundir, resources, final_resources,
-                       resume=saved is not None, base=base, plan=plan)
+                       resume=saved is not None, base=base, plan=plan, final_here=final_here)
     finally:
         tune.disconnect()
 
@@ -217,7 +218,7 @@ def _monitor(printer: progress.TrialPrinter, tensorboard: TensorBoardLog):
 
 def _search(config: SearchConfig, space, data, search: Search, printer: progress.TrialPrinter,
             tensorboard: TensorBoardLog, rundir: RunDir, resources, final_resources, resume: bool,
-            base: bytes | None, plan: accelerators.Plan) -> dict[str, Any]:
+            base: bytes | None, plan: accelerators.Plan, final_here: bool = False) -> dict[str, Any]:
     from nas import tune
 
     printer.resume(search.records)
@@ -259,7 +260,7 @@ def _search(config: SearchConfig, space, data, search: Search, printer: progress
         model_bytes, final = tune.train_final(space.resolve(space.from_json(best["arch"])), data.final_arrays(),
                                               input_shape=data.input_shape, num_classes=data.num_classes,
                                               epochs=config.final_epochs, seed=config.seed, resources=final_resources,
-                                              base=base, plan=plan)
+                                              base=base, plan=plan, here=final_here)
     except KeyboardInterrupt:
         _write_summary(rundir, config, search, search_seconds, status="interrupted")
         raise SearchInterrupted(f"interrupted while retraining the winner; {_resume_command(rundir)} retrains "
