@@ -496,9 +496,7 @@ def train_final(spec: dict, final_arrays: dict, *, input_shape, num_classes: int
     if here:
         try:
             return _train_final_here(spec, final_arrays, setup)
-        except (KeyboardInterrupt, MemoryError):
-            raise
-        except Exception as e:  # as a Ray task's error: one line
+        except Exception as e:  # in one line, as a Ray task's error (Ctrl-C is no Exception: it goes on up)
             raise RuntimeError(_one_line(e)) from None
     task = ray.remote(_final).options(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0,
                                       resources={"TPU": resources.tpus} if resources.tpus else None)
