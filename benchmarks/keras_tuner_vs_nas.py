@@ -29,8 +29,8 @@ for --epochs up to 5) against wall-clock seconds since its search started (KT: `
 nas: config.json's `started`, trials' `finished`, both to the second), at its end and at equal wall
 time (the shortest method's total for that seed; the JSON also holds 25/50/75/100 % of it), then
 retrains each method's winner in this process with `nas.trainer.train_final` (train + validation,
-`--final-epochs`, the seed) and tests it. Writes OUT_DIR/keras_tuner_vs_nas.json after each seed (a
-killed run loses only the seed in progress; `--resume` with the same settings goes on from there,
+`--final-epochs`, the seed) and tests it. Writes OUT_DIR/keras_tuner_vs_nas.json after each search (a
+killed run loses only the search in progress; `--resume` with the same settings goes on from there,
 and may raise `--seeds`), and the "Against Keras Tuner" section of benchmarks/RESULTS.md at the end.
 
 Time on 2 cores: a seed takes 70-85 minutes with cnn10 on digits, 40-52 of them KT's
@@ -259,23 +259,29 @@ def compare(runs: dict[str, dict]) -> dict[str, Any]:
     return {"equal_seconds": equal, "methods": runs}
 
 
-def run_seed(args, space, seed: int, tmp: Path) -> dict[str, Any]:
+def run_seed(args, space, seed: int, tmp: Path, runs: dict[str, dict], keep) -> dict[str, Any]:
+    """Every method's search on this seed's split, after the ones in `runs` (a killed run's, kept);
+    `keep(runs)` is called after each search, so a kill loses only the search in progress."""
     from nas.data import load_data
 
     data = load_data(args.data, seed=seed)
-    runs = {}
     for method in args.methods:
+        if method in runs:
+            print(f"seed {seed} {method}: kept from the last run", flush=True)
+            continue
         if method in KT_METHODS:
-            runs[method] = keras_tuner_in_fresh_process(method, args, seed, tmp / "kt")
+            run = keras_tuner_in_fresh_process(method, args, seed, tmp / "kt")
         else:
-            runs[method] = run_nas(method, args, seed, tmp / "runs")
-        final = final_test(space, data, runs[method]["winner"], args.final_epochs, seed)
-        runs[method]["test_accuracy"] = final and final["test_accuracy"]
-        runs[method]["final_fit_seconds"] = final and final["fit_seconds"]
-        print(f"seed {seed} {method}: {runs[method]['wall_seconds']:.0f} s, {len(runs[method]['trials'])} trials, "
-              f"best val {_fmt(best_at(runs[method]['trials'], math.inf, math.inf))}, "
-              f"winner's test {_fmt(runs[method]['test_accuracy'])}", flush=True)
-    return {"seed": seed, **compare(runs)}
+            run = run_nas(method, args, seed, tmp / "runs")
+        final = final_test(space, data, run["winner"], args.final_epochs, seed)
+        run["test_accuracy"] = final and final["test_accuracy"]
+        run["final_fit_seconds"] = final and final["fit_seconds"]
+        runs[method] = run
+        keep(runs)
+        print(f"seed {seed} {method}: {run['wall_seconds']:.0f} s, {len(run['trials'])} trials, "
+              f"best val {_fmt(best_at(run['trials'], math.inf, math.inf))}, "
+              f"winner's test {_fmt(run['test_accuracy'])}", flush=True)
+    return {"seed": seed, **compare({m: runs[m] for m in args.methods})}
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -324,22 +330,27 @@ def report(args, space, means: dict[str, dict], threads: str) -> str:
             "- where a seed had no child finished by then.\n\n" + figures + "\n\n" + target_line(means))
 
 
-def finished_seeds(out: Path, settings: dict) -> list[dict]:
-    """The seeds a killed run of the same settings finished (--resume)."""
+def saved_progress(out: Path, settings: dict) -> tuple[list[dict], dict[str, dict]]:
+    """What a killed run of the same settings finished (--resume): its whole seeds, and the searches
+    of the seed it was in."""
     if not out.exists():
-        return []
+        return [], {}
     saved = json.loads(out.read_text())
     different = [k for k in settings if k not in ("seeds", "threads") and saved["settings"].get(k) != settings[k]]
     if different:
         raise SystemExit(f"--resume: {out} was run with other settings ({', '.join(different)}); expected the same")
-    print(f"Resuming after {len(saved['seeds'])} finished seed(s) in {out}", flush=True)
-    return saved["seeds"][:settings["seeds"]]
+    seeds, current = saved["seeds"][:settings["seeds"]], saved.get("current") or {}
+    runs = current.get("methods", {}) if current.get("seed") == len(seeds) else {}
+    print(f"Resuming after {len(seeds)} finished seed(s) and {len(runs)} search(es) of the next in {out}", flush=True)
+    return seeds, runs
 
 
-def save(out: Path, settings: dict, seeds: list[dict], means: dict | None = None) -> None:
-    """The results so far, written whole and then renamed over the last ones."""
+def save(out: Path, settings: dict, seeds: list[dict], current: dict | None = None, means: dict | None = None) -> None:
+    """The results so far (the finished seeds, and the searches of the `current` one), written whole
+    and then renamed over the last ones."""
     partial = out.with_suffix(".json.partial")
-    partial.write_text(json.dumps({"settings": settings, "means": means, "seeds": seeds}, indent=1))
+    partial.write_text(json.dumps({"settings": settings, "means": means, "seeds": seeds, "current": current},
+                                  indent=1))
     partial.replace(out)
 
 
@@ -360,14 +371,18 @@ def main() -> None:
     out = args.out_dir / "keras_tuner_vs_nas.json"
     settings = {**{k: v for k, v in vars(args).items() if k not in ("resume", "no_results_md")},
                 "out_dir": str(args.out_dir), "threads": threads, "keras_tuner_process": "fresh for each search"}
-    seeds = finished_seeds(out, settings) if args.resume else []
+    seeds, runs = saved_progress(out, settings) if args.resume else ([], {})
     args.out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(len(seeds), args.seeds):
-            seeds.append(run_seed(args, space, seed, Path(tmp)))
-            save(out, settings, seeds)  # a seed's searches take most of an hour: kept as soon as done
+            def keep(runs, seed=seed):  # a seed's searches take over an hour: each is kept as soon as done
+                save(out, settings, seeds, {"seed": seed, "methods": runs})
+
+            seeds.append(run_seed(args, space, seed, Path(tmp), runs, keep))
+            runs = {}
+            save(out, settings, seeds)
     means = summarise(args, seeds)
-    save(out, settings, seeds, means)
+    save(out, settings, seeds, means=means)
     body = report(args, space, means, threads)
     if not args.no_results_md:
         write_section("Against Keras Tuner", command_line(), body)
