@@ -34,7 +34,7 @@ def write_section(title: str, command: str, body: str) -> None:
                f"- **Command:** `{command}`\n\n{body.strip()}\n")
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    RESULTS.write_text(text.rstrip("\n") + "\n")  # the last section, replaced, leaves no blank line behind
 
 
 def command_line() -> str:
