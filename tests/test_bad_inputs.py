@@ -12,13 +12,14 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from PIL import Image
+
+from nas_commands import start_nas
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text())
@@ -97,11 +98,8 @@ def snapshot(root: Path) -> dict[str, str]:
 # -- running a case ---------------------------------------------------------------------------------
 
 def nas(args: list[str], cwd: Path, timeout: float) -> tuple[int, str, str]:
-    """Runs `python -m nas.cli` in its own process group, so that a hang is ended with all it started."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # never join someone's cluster
-    process = subprocess.Popen([sys.executable, "-m", "nas.cli", *args], cwd=cwd, env=env, text=True,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True)
+    """Runs `nas ARGS`; a hang is ended with all it started, in the process group start_nas gave it."""
+    process = start_nas(*args, cwd=cwd)
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

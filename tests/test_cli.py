@@ -6,10 +6,6 @@ from PIL import Image
 from nas_commands import run_nas
 
 
-def nas(*args, cwd, timeout=600):
-    return run_nas(*args, cwd=cwd, timeout=timeout)
-
-
 def assert_one_line_error(result, *fragments, runs=None):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -22,27 +18,28 @@ def assert_one_line_error(result, *fragments, runs=None):
 
 
 def test_spaces_lists_the_builtin_spaces_with_their_sizes(tmp_path):
-    result = nas("spaces", cwd=tmp_path)
+    result = run_nas("spaces", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for name, size in [("cnn10", "2.40e36"), ("dnn", "3,768"), ("linear", "24"), ("resnet", "48")]:
         assert name in result.stdout and size in result.stdout
-    detail = nas("spaces", "linear", cwd=tmp_path)
+    detail = run_nas("spaces", "linear", cwd=tmp_path)
     assert "training.learning_rate" in detail.stdout and "0.0003, 0.001, 0.003, 0.01" in detail.stdout
 
 
 def test_unknown_space(tmp_path):
-    result = nas("search", "--space", "cnn11", "--runs-dir", "runs", cwd=tmp_path)
-    assert_one_line_error(result, "unknown space 'cnn11'", "known spaces: bench_cnn, cnn10, cnn10_aug, dnn, linear, resnet, transfer",
+    result = run_nas("search", "--space", "cnn11", "--runs-dir", "runs", cwd=tmp_path)
+    assert_one_line_error(result, "unknown space 'cnn11'",
+                          "known spaces: bench_cnn, cnn10, cnn10_aug, dnn, linear, resnet, transfer",
                           runs=tmp_path / "runs")
 
 
 def test_budget_below_one(tmp_path):
-    result = nas("search", "--budget", "0", "--runs-dir", "runs", cwd=tmp_path)
+    result = run_nas("search", "--budget", "0", "--runs-dir", "runs", cwd=tmp_path)
     assert_one_line_error(result, "'--budget'", "0 is not in the range x>=1", runs=tmp_path / "runs")
 
 
 def test_missing_data_path(tmp_path):
-    result = nas("search", "--data", "nowhere/", "--runs-dir", "runs", cwd=tmp_path)
+    result = run_nas("search", "--data", "nowhere/", "--runs-dir", "runs", cwd=tmp_path)
     assert_one_line_error(result, "--data: nowhere/: no such file or folder", runs=tmp_path / "runs")
 
 
@@ -50,21 +47,22 @@ def test_folder_with_one_class(tmp_path):
     (tmp_path / "pics" / "cat").mkdir(parents=True)
     for i in range(6):
         Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "pics" / "cat" / f"{i}.png")
-    result = nas("search", "--data", "pics", "--runs-dir", "runs", cwd=tmp_path)
+    result = run_nas("search", "--data", "pics", "--runs-dir", "runs", cwd=tmp_path)
     assert_one_line_error(result, "pics: found 1 class folder(s)", "at least 2 classes", runs=tmp_path / "runs")
 
 
 def test_bad_yaml_space_file(tmp_path):
     (tmp_path / "mine.yaml").write_text("family: conv\nlayer: {filters: [8, 16}\n")
-    result = nas("search", "--space", "mine.yaml", "--runs-dir", "runs", cwd=tmp_path)
+    result = run_nas("search", "--space", "mine.yaml", "--runs-dir", "runs", cwd=tmp_path)
     assert_one_line_error(result, "mine.yaml: line 2: malformed YAML", runs=tmp_path / "runs")
 
 
 def test_unknown_option_is_one_line_too(tmp_path):
-    assert_one_line_error(nas("search", "--budgte", "3", cwd=tmp_path), "No such option '--budgte'. Did you mean '--budget'?")
+    result = run_nas("search", "--budgte", "3", cwd=tmp_path)
+    assert_one_line_error(result, "No such option '--budgte'. Did you mean '--budget'?")
 
 
 @pytest.mark.parametrize("flag, resource", [(["--tpu"], "1 TPU"), (["--gpus-per-trial", "1"], "1 GPU")])
 def test_accelerators_the_cluster_lacks_are_refused_before_any_trial(tmp_path, flag, resource):
-    result = nas("search", "--data", "digits", "--no-dashboard", "--runs-dir", "runs", *flag, cwd=tmp_path)
+    result = run_nas("search", "--data", "digits", "--no-dashboard", "--runs-dir", "runs", *flag, cwd=tmp_path)
     assert_one_line_error(result, f"a trial asks for {resource}, but the Ray cluster has 0", runs=tmp_path / "runs")

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from nas_commands import run_nas
+
 RAY = str(Path(sys.executable).parent / "ray")
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "NAS_TEST_FAULTS")}
 
@@ -90,11 +92,10 @@ def cluster():
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def search(address: str, cwd: Path, name: str, *extra: str, auth: str = "token", **run) -> subprocess.CompletedProcess:
-    args = [sys.executable, "-m", "nas.cli", "search", "--address", address, "--data", "digits", "--runs-dir", "runs",
-            "--name", name, *extra]
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env={**CLEAN_ENV, "RAY_AUTH_MODE": auth}, **run)
+def search(address: str, cwd: Path, name: str, *extra: str, auth: str = "token") -> subprocess.CompletedProcess:
+    """`nas search` on the cluster; `auth` is its RAY_AUTH_MODE, not this process's."""
+    return run_nas("search", "--address", address, "--data", "digits", "--runs-dir", "runs", "--name", name, *extra,
+                   cwd=cwd, RAY_AUTH_MODE=auth)
 
 
 def trials(run: Path) -> list[dict]:

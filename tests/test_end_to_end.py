@@ -3,7 +3,6 @@
 import json
 import re
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -11,16 +10,17 @@ import urllib.request
 import numpy as np
 
 from nas.data import load_data
+from nas_commands import start_nas
 
 SUMMARY_KEYS = {"space", "budget", "trials_completed", "trials_failed", "best", "test_accuracy", "wall_seconds",
                 "child_fit_seconds"}
 
 
-def run_with_dashboard(command, cwd) -> tuple[subprocess.CompletedProcess, str | None, int | None]:
-    """Runs a search as a user starts it (its Ray dashboard on); once it prints the dashboard's URL,
-    fetches the page. Returns the finished process, the URL and the page's HTTP status."""
-    with tempfile.TemporaryFile("w+") as errors:
-        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=errors, text=True)
+def run_with_dashboard(*args: str, cwd) -> tuple[subprocess.CompletedProcess, str | None, int | None]:
+    """Runs `nas ARGS`, a search, as a user starts it (its Ray dashboard on); once it prints the dashboard's
+    URL, fetches the page. Returns the finished process, the URL and the page's HTTP status."""
+    with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: stdout is read as it comes
+        process = start_nas(*args, cwd=cwd, stderr=errors)
         url, status, output = None, None, []
         try:
             for line in process.stdout:
@@ -38,13 +38,14 @@ def run_with_dashboard(command, cwd) -> tuple[subprocess.CompletedProcess, str |
         finally:
             process.kill()
         errors.seek(0)
-        return subprocess.CompletedProcess(command, process.returncode, "".join(output), errors.read()), url, status
+        result = subprocess.CompletedProcess(process.args, process.returncode, "".join(output), errors.read())
+        return result, url, status
 
 
 def test_search_cnn10_on_digits_through_ray(tmp_path):
     result, url, status = run_with_dashboard(
-        [sys.executable, "-m", "nas.cli", "search", "--space", "cnn10", "--budget", "4", "--epochs", "1",
-         "--final-epochs", "1", "--data", "digits", "--runs-dir", str(tmp_path), "--name", "e2e"], tmp_path)
+        "search", "--space", "cnn10", "--budget", "4", "--epochs", "1", "--final-epochs", "1", "--data", "digits",
+        "--runs-dir", str(tmp_path), "--name", "e2e", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == "", result.stderr  # no start-up noise from TensorFlow or Ray
     assert url and status == 200, result.stdout  # the Ray dashboard's URL was printed, and it served

@@ -11,17 +11,14 @@ FAST = ["--space", "linear", "--data", "digits", "--epochs", "1", "--final-epoch
         "--runs-dir", "runs"]
 
 
-def nas(*args, cwd, faults=None, timeout=900):
-    return run_nas("search", *args, cwd=cwd, faults=faults, timeout=timeout)
-
-
 def trials(run):
     return [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
 
 
 def test_each_kind_of_child_fault_is_recorded_and_the_search_goes_on(tmp_path):
-    result = nas(*FAST, "--name", "faults", "--budget", "7", "--controller", "random", "--trial-timeout", "20",
-                 "--max-failures", "10", cwd=tmp_path, faults="2:raise,3:nan,4:exit,5:slow,6:hang")
+    result = run_nas("search", *FAST, "--name", "faults", "--budget", "7", "--controller", "random",
+                     "--trial-timeout", "20", "--max-failures", "10", cwd=tmp_path, timeout=900,
+                     faults="2:raise,3:nan,4:exit,5:slow,6:hang")
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr  # the reasons are in trials.jsonl, not tracebacks on stderr
     in_order = trials(tmp_path / "runs" / "faults")
@@ -44,8 +41,8 @@ def test_each_kind_of_child_fault_is_recorded_and_the_search_goes_on(tmp_path):
 
 
 def test_failures_in_a_row_stop_the_search_and_it_resumes_with_a_higher_limit(tmp_path):
-    stopped = nas(*FAST, "--name", "run", "--budget", "4", "--workers", "1", "--max-failures", "2",
-                  cwd=tmp_path, faults="1:raise,2:raise")
+    stopped = run_nas("search", *FAST, "--name", "run", "--budget", "4", "--workers", "1", "--max-failures", "2",
+                      cwd=tmp_path, timeout=900, faults="1:raise,2:raise")
     assert stopped.returncode == 3, stopped.stderr
     line, = stopped.stderr.strip().splitlines()
     assert line.startswith("nas: error: search stopped: 2 trials failed in a row (--max-failures 2)")
@@ -54,17 +51,17 @@ def test_failures_in_a_row_stop_the_search_and_it_resumes_with_a_higher_limit(tm
     assert [(r["trial"], r["status"]) for r in trials(run)] == [(1, "failed"), (2, "failed")]
     assert json.loads((run / "summary.json").read_text())["status"] == "stopped"
 
-    refused = nas("--name", "run", "--runs-dir", "runs", "--resume", "--space", "dnn", cwd=tmp_path)
+    refused = run_nas("search", "--name", "run", "--runs-dir", "runs", "--resume", "--space", "dnn", cwd=tmp_path)
     assert refused.returncode == 2 and "--space: run 'run' was started with 'linear', got 'dnn'" in refused.stderr
 
     # As if the run had been started on a Ray cluster that has gone since: `--address local` forgets it.
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "address": "127.0.0.1:1"}))
-    gone = nas("--name", "run", "--runs-dir", "runs", "--resume", cwd=tmp_path)
+    gone = run_nas("search", "--name", "run", "--runs-dir", "runs", "--resume", cwd=tmp_path)
     assert gone.returncode == 2 and "--address: cannot reach a Ray cluster at '127.0.0.1:1'" in gone.stderr
 
-    resumed = nas("--name", "run", "--runs-dir", "runs", "--resume", "--max-failures", "5", "--no-dashboard",
-                  "--address", "local", cwd=tmp_path)
+    resumed = run_nas("search", "--name", "run", "--runs-dir", "runs", "--resume", "--max-failures", "5",
+                      "--no-dashboard", "--address", "local", cwd=tmp_path, timeout=900)
     assert resumed.returncode == 0, resumed.stderr
     records = trials(run)
     assert [r["trial"] for r in records] == [1, 2, 3, 4]

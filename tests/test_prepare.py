@@ -2,7 +2,6 @@
 memory or streamed with tf.data, and one real search through Ray on a streamed directory."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from nas import records
 from nas.data import load_data
 from nas.engine import data_fingerprint
 from nas.errors import InputError
+from nas_commands import run_nas
 
 CLASSES = {"red": 0, "green": 1, "blue": 2}  # each class a colour: a linear model learns it in a few steps
 SPLITS = {"train": "train", "val": "validation", "test": "test"}
@@ -177,9 +177,7 @@ def test_search_streams_a_prepared_directory_through_ray(tmp_path):
     """The issue's test: prepare a folder with a corrupt image, search on it (streamed), check the
     classes and counts."""
     source = write_folder(tmp_path / "pics", per_class=20, corrupt=True)
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # never join someone's cluster
-    prepared = subprocess.run([sys.executable, "-m", "nas.cli", "data", "prepare", str(source), "--out",
-                               str(tmp_path / "data")], capture_output=True, text=True, timeout=300, env=env)
+    prepared = run_nas("data", "prepare", str(source), "--out", str(tmp_path / "data"), cwd=None, timeout=300)
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
     assert prepared.stderr.splitlines() == [f"nas: skipped {source / 'green' / 'broken.png'}: not a readable image "
                                             "(UnidentifiedImageError)"]
@@ -188,11 +186,9 @@ def test_search_streams_a_prepared_directory_through_ray(tmp_path):
     info = json.loads((tmp_path / "data" / "dataset.json").read_text())
     assert sum(info["splits"][s]["count"] for s in info["splits"]) == 60 and len(info["skipped"]) == 1
 
-    result = subprocess.run(
-        [sys.executable, "-m", "nas.cli", "search", "--space", "linear", "--budget", "2", "--epochs", "1",
-         "--final-epochs", "1", "--data", str(tmp_path / "data"), "--no-dashboard", "--runs-dir",
-         str(tmp_path / "runs"), "--name", "streamed"],
-        capture_output=True, text=True, timeout=600, env={**env, "NAS_STREAM_RECORDS": "1"})
+    result = run_nas("search", "--space", "linear", "--budget", "2", "--epochs", "1", "--final-epochs", "1",
+                     "--data", str(tmp_path / "data"), "--no-dashboard", "--runs-dir", str(tmp_path / "runs"),
+                     "--name", "streamed", cwd=None, NAS_STREAM_RECORDS="1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == "", result.stderr
     run = tmp_path / "runs" / "streamed"

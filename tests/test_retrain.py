@@ -19,10 +19,6 @@ from nas_commands import run_nas
 from nas.errors import InputError
 
 
-def nas(*args, cwd):
-    return run_nas(*args, cwd=cwd)
-
-
 def snapshot(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else "dir"
             for p in sorted(folder.rglob("*"))}
@@ -60,7 +56,7 @@ def test_training_further_on_new_images_keeps_or_improves_accuracy_and_writes_ve
     original = snapshot(model)
     trained_on_first = metadata(model)["metrics"]["test_accuracy"]
 
-    result = nas("train", "model", "--data", "second.npz", cwd=tmp_path)
+    result = run_nas("train", "model", "--data", "second.npz", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     v2 = model / "v2"
     run = metadata(v2)["training_run"]
@@ -119,14 +115,14 @@ def test_new_labels_transfer_a_model_of_digits_0_to_4_to_digits_5_to_9(tmp_path)
     digits_npz(tmp_path / "upper.npz", upper, digits=range(5, 10))
     original = snapshot(model)
 
-    refused = nas("train", "model", "--data", "upper.npz", cwd=tmp_path)
+    refused = run_nas("train", "model", "--data", "upper.npz", cwd=tmp_path)
     lines = refused.stderr.strip().splitlines()
     assert refused.returncode == 2 and len(lines) == 1 and "Traceback" not in refused.stderr, refused.stderr
     assert lines[0].startswith("nas: error: --data: upper.npz: label(s) '5', '6', '7', '8', '9' not among")
     assert "use --new-labels" in lines[0]
     assert snapshot(model) == original, "a refused command must not create a version"
 
-    result = nas("train", "model", "--data", "upper.npz", "--new-labels", cwd=tmp_path)
+    result = run_nas("train", "model", "--data", "upper.npz", "--new-labels", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     v2 = model / "v2"
     assert labels(v2) == ["5", "6", "7", "8", "9"] and labels(model) == ["0", "1", "2", "3", "4"]

@@ -8,13 +8,14 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 from PIL import Image
+
+from nas_commands import run_nas, start_nas
 
 START_TIMEOUT = 180  # Ray, Serve and two replicas that import TensorFlow, on a busy 2-core machine
 STOP_TIMEOUT = 60
@@ -74,16 +75,13 @@ def digit_files(tmp_path_factory):
 def test_serve_answers_like_predict_refuses_bad_images_and_stops_cleanly(digits_model_dir, digit_files, tmp_path):
     folder, paths = digit_files
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # never join someone's cluster
     with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
-        server = subprocess.Popen([sys.executable, "-m", "nas.cli", "serve", str(digits_model_dir), "--port", str(port),
-                                   "--replicas", "2"], stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
-                                  start_new_session=True)
+        server = start_nas("serve", str(digits_model_dir), "--port", str(port), "--replicas", "2", cwd=None,
+                           stdout=out, stderr=err)
     started = time.monotonic()
     try:
         # What `nas predict` says about the same files, computed while the server starts.
-        predicted = subprocess.run([sys.executable, "-m", "nas.cli", "predict", str(digits_model_dir), str(folder),
-                                    "--json"], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        predicted = run_nas("predict", str(digits_model_dir), str(folder), "--json", cwd=None, timeout=300)
         assert predicted.returncode == 2 and "bad.png" in predicted.stderr  # the bad file, named
         expected = {os.path.basename(a["image"]): a["labels"] for a in json.loads(predicted.stdout)}
         assert len(expected) == len(paths)
@@ -107,9 +105,7 @@ def test_serve_answers_like_predict_refuses_bad_images_and_stops_cleanly(digits_
         replicas = {requests.get(f"{url}/health", timeout=5).json()["replica"] for _ in range(20)}
         assert len(replicas) == 2, replicas  # --replicas 2: both answer
         # A second server on the same port is refused at once, before it starts Ray.
-        second = subprocess.Popen([sys.executable, "-m", "nas.cli", "serve", str(digits_model_dir),
-                                   "--port", str(port)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        second = start_nas("serve", str(digits_model_dir), "--port", str(port), cwd=None)
 
         with requests.Session() as http:
             # A good image as the raw body, and three as a multipart upload (one request, one model call).

@@ -14,6 +14,7 @@ from nas import transfer
 from nas.builder import build_model
 from nas.codegen import model_source
 from nas.errors import InputError
+from nas_commands import run_nas
 from search_spaces import load_space
 
 keras = pytest.importorskip("keras")
@@ -100,11 +101,9 @@ def test_model_py_rebuilds_the_transfer_child_with_the_base_beside_it(base, tmp_
 
 def test_a_transfer_search_from_digits_0_to_4_learns_5_to_9_and_exports_model_py(base, tmp_path):
     path, upper = base
-    nas = [sys.executable, "-m", "nas.cli"]
-    search = subprocess.run([*nas, "search", "--space", "transfer", "--base", str(path), "--data", str(upper),
-                             "--controller", "random", "--budget", "3", "--epochs", "2", "--final-epochs", "4",
-                             "--workers", "1", "--no-dashboard", "--runs-dir", "runs", "--name", "t"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    search = run_nas("search", "--space", "transfer", "--base", str(path), "--data", str(upper), "--controller",
+                     "random", "--budget", "3", "--epochs", "2", "--final-epochs", "4", "--workers", "1",
+                     "--no-dashboard", "--runs-dir", "runs", "--name", "t", cwd=tmp_path)
     assert search.returncode == 0, search.stderr[-3000:]
     run = tmp_path / "runs" / "t"
     assert (run / "base.keras").read_bytes() == path.read_bytes()  # a resume does not need the original
@@ -112,8 +111,7 @@ def test_a_transfer_search_from_digits_0_to_4_learns_5_to_9_and_exports_model_py
     assert [t["status"] for t in trials] == ["completed"] * 3
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test_accuracy"] > 0.6  # 5 classes: chance is 0.2
-    export = subprocess.run([*nas, "export", str(run), "--format", "python,keras"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)
+    export = run_nas("export", str(run), "--format", "python,keras", cwd=tmp_path, timeout=300)
     assert export.returncode == 0, export.stderr[-3000:]
     out = run / "export"
     assert (out / "base.keras").is_file()
