@@ -30,10 +30,10 @@ from PIL import Image
 
 from nas.cli import run as nas_cli
 from nas.codegen import model_source
+from nas_commands import NAS, nas_env
 from search_spaces import SpaceError, builtin_names, load_space, parse_space
 
 EVIL = '"); import os; os.system("touch pwned"); ("'  # a class name, run name or space name
-NAS = [sys.executable, "-m", "nas.cli"]
 # One worker each: the two searches share the machine, and each worker process imports TensorFlow.
 # The random controller: what is exported does not depend on how it was found.
 SEARCH = [*NAS, "search", "--controller", "random", "--epochs", "1", "--workers", "1", "--no-dashboard",
@@ -53,7 +53,8 @@ EXTRA_SPACES = {  # what the built-in spaces leave out: augmentation, batch norm
 
 class Pipeline:
     """Commands (or Python callables) run one after another in a background thread, each once the one
-    before succeeded; with `start_after`, once that event is set. `result(name)` waits for a step and
+    before succeeded; with `start_after`, once that event is set. Commands run in nas_env(), as
+    nas_commands runs nas. `result(name)` waits for a step and
     returns its CompletedProcess; a step after a failed one fails with the failure's output.
     `printing` is set when the first command prints its first line (a search: once Ray is up)."""
 
@@ -89,7 +90,8 @@ class Pipeline:
             return subprocess.CompletedProcess([name], 0, "", "")
         for attempt in (1, 2):  # a second time only if Ray could not start (the machine is shared)
             with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: stdout is read as it comes
-                process = subprocess.Popen(step, cwd=self.cwd, stdout=subprocess.PIPE, stderr=errors, text=True)
+                process = subprocess.Popen(step, cwd=self.cwd, env=nas_env(), stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.PIPE, stderr=errors, text=True)
                 self.processes.append(process)
                 lines = []
                 for line in process.stdout:
