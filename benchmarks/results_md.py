@@ -51,11 +51,13 @@ def nas_search(runs: Path, name: str, *args: str) -> tuple[Path, float]:
     """Runs `python -m nas.cli search ARGS --no-dashboard --runs-dir RUNS --name NAME` from the project;
     returns the run directory and the process's wall seconds (Ray's start-up and the final training
     included). A search that could not start Ray is tried once more, in NAME-retry; any other failure
-    ends the benchmark with the search's output."""
+    ends the benchmark with the search's output. The tests' fault-injection variable is not passed on,
+    so a shell left with it set cannot skew a measurement."""
     command = [sys.executable, "-m", "nas.cli", "search", *args, "--no-dashboard", "--runs-dir", str(runs)]
+    env = {k: v for k, v in os.environ.items() if k != "NAS_TEST_FAULTS"}
     for attempt in (name, f"{name}-retry"):
         start = time.perf_counter()
-        done = subprocess.run([*command, "--name", attempt], capture_output=True, text=True, cwd=PROJECT)
+        done = subprocess.run([*command, "--name", attempt], capture_output=True, text=True, cwd=PROJECT, env=env)
         if done.returncode == 0:
             return runs / attempt, time.perf_counter() - start
         if attempt == name and "could not start Ray" in done.stderr + done.stdout:

@@ -16,16 +16,14 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import command_line, table, write_section  # noqa: E402
+from results_md import command_line, nas_search, table, write_section  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -63,18 +61,14 @@ def main() -> None:
     if args.report_only:
         print(report())
         return
+    search = ["--space", "dnn", "--data", "digits", "--controller", "random", "--budget", str(args.trials),
+              "--epochs", "1", "--final-epochs", "1"]
+    if args.worker_memory_growth:
+        search += ["--worker-memory-growth", str(args.worker_memory_growth)]
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "nas.cli", "search", "--space", "dnn", "--data", "digits", "--controller",
-                   "random", "--budget", str(args.trials), "--epochs", "1", "--final-epochs", "1", "--no-dashboard",
-                   "--runs-dir", tmp, "--name", "memory"]
-        if args.worker_memory_growth:
-            command += ["--worker-memory-growth", str(args.worker_memory_growth)]
-        start = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL,
-                       env={k: v for k, v in os.environ.items() if k != "NAS_TEST_FAULTS"})
-        seconds = time.perf_counter() - start
-        records = [json.loads(line) for line in (Path(tmp) / "memory" / "trials.jsonl").read_text().splitlines()]
-        config = json.loads((Path(tmp) / "memory" / "config.json").read_text())
+        run, seconds = nas_search(Path(tmp), "memory", *search)
+        records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+        config = json.loads((run / "config.json").read_text())
     by_worker = defaultdict(list)
     for r in sorted(records, key=lambda r: r["trial"]):
         if r["metrics"].get("worker_rss_mb") is not None:
@@ -83,7 +77,7 @@ def main() -> None:
                 "growth_mb": round(max(rss) - rss[0])} for pid, rss in by_worker.items()]
     result = {"benchmark": "worker_memory", "date": datetime.now().isoformat(timespec="seconds"),
               "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores",
-              "command": " ".join(command[1:]), "trials": len(records),
+              "command": " ".join(["nas", "search", *search]), "trials": len(records),
               "worker_memory_growth_limit_mb": config["worker_memory_growth"], "seconds": round(seconds),
               "worker_processes": len(workers), "max_growth_mb": max(w["growth_mb"] for w in workers),
               "workers": workers}
