@@ -5,6 +5,7 @@ The same space, data split, child epochs and budget for all, several seeds, one 
     python benchmarks/keras_tuner_vs_nas.py [--space cnn10] [--data mnist5k] [--budget 50] [--epochs 2]
         [--final-epochs 10] [--seeds 3] [--methods kt-random,kt-bayesian,random,evolution,reinforce]
         [--workers 2] [--bayesian-initial-points N] [--out-dir benchmarks/results] [--no-results-md] [--resume]
+    python benchmarks/keras_tuner_vs_nas.py --report-only    # the RESULTS.md section from the saved JSON
 
 For each seed, every method searches the same split (`nas.data.load_data(data, seed=seed)`), one
 method at a time:
@@ -33,7 +34,7 @@ retrains each method's winner in this process with `nas.trainer.train_final` (tr
 killed run loses only the search in progress; `--resume` with the same settings goes on from there,
 and may raise `--seeds`), and the "Against Keras Tuner" section of benchmarks/RESULTS.md at the end.
 
-Time on 2 cores: a seed takes 70-85 minutes with cnn10 on digits, 40-52 of them KT's
+Time on 2 cores: a seed takes 70-85 minutes with cnn10 on digits, 34-52 of them KT's
 BayesianOptimization. Measured: Keras Tuner's RandomSearch took 649 s for 50 cnn10 children of 2
 epochs on digits (13 s a child, one at a time; nas trains two at once). On mnist5k a cnn10 child's
 epoch took 11 s on its own (overhead_scaling.py), so the defaults take several hours.
@@ -80,6 +81,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-results-md", action="store_true", help="do not write benchmarks/RESULTS.md")
     parser.add_argument("--resume", action="store_true",
                         help="keep the seeds a killed run of the same settings finished (OUT_DIR's JSON)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only rewrite the RESULTS.md section from OUT_DIR's finished JSON, measuring nothing")
     args = parser.parse_args()
     args.methods = args.methods.split(",")
     unknown = [m for m in args.methods if m not in KT_METHODS + NAS_METHODS]
@@ -315,11 +318,13 @@ def target_line(means: dict[str, dict]) -> str:
             f"equal wall time): {verdict} (best Keras Tuner: {bar:.4f}).")
 
 
-def report(args, space, means: dict[str, dict], threads: str) -> str:
+def report(args, space, seeds: list[dict], means: dict[str, dict], threads: str, val_images: int) -> str:
     figures = table(["method", "mean best val accuracy at the end", "at equal wall time", "winner's test accuracy",
                      "mean wall time (s)"],
                     [[m, _fmt(v["best_val_accuracy"]), _fmt(v["at_equal_time"]), _fmt(v["test_accuracy"]),
                       _fmt(v["wall_seconds"], 0)] for m, v in means.items()])
+    per_seed = table(["method", *(f"seed {s['seed']} (at {s['equal_seconds']:.0f} s)" for s in seeds)],
+                     [[m, *(_fmt(s["methods"][m]["at_equal_time"]) for s in seeds)] for m in means])
     # KT's default: 3 random trials per decision, drawn as RandomSearch draws them from the same seed.
     initial = args.bayesian_initial_points or max(3 * len(space.decisions), 3)
     bayesian = f"BayesianOptimization's random initial trials: {initial}" + (
@@ -327,7 +332,9 @@ def report(args, space, means: dict[str, dict], threads: str) -> str:
     return (f"{args.space} on {args.data}, budget {args.budget}, {args.epochs} epochs per child, winners retrained "
             f"for {args.final_epochs} epochs, {args.seeds} seed(s); nas with {args.workers} workers of 1 CPU, Keras "
             f"Tuner one child at a time with {threads}; {bayesian}. Equal wall time: each seed's shortest search; "
-            "- where a seed had no child finished by then.\n\n" + figures + "\n\n" + target_line(means))
+            "- where a seed had no child finished by then.\n\n" + figures + "\n\n" + target_line(means)
+            + f"\n\nBest validation accuracy at each seed's equal wall time. The validation split has {val_images} "
+            f"images, so one image is {1 / val_images:.4f} of accuracy:\n\n" + per_seed)
 
 
 def saved_progress(out: Path, settings: dict) -> tuple[list[dict], dict[str, dict]]:
@@ -345,18 +352,43 @@ def saved_progress(out: Path, settings: dict) -> tuple[list[dict], dict[str, dic
     return seeds, runs
 
 
-def save(out: Path, settings: dict, seeds: list[dict], current: dict | None = None, means: dict | None = None) -> None:
+def save(out: Path, settings: dict, seeds: list[dict], current: dict | None = None, means: dict | None = None,
+         measured: dict | None = None) -> None:
     """The results so far (the finished seeds, and the searches of the `current` one), written whole
-    and then renamed over the last ones."""
+    and then renamed over the last ones; a finished run adds its `means` and what `measured` it."""
     partial = out.with_suffix(".json.partial")
-    partial.write_text(json.dumps({"settings": settings, "means": means, "seeds": seeds, "current": current},
-                                  indent=1))
+    partial.write_text(json.dumps({"settings": settings, "means": means, "seeds": seeds, "current": current,
+                                   "measured": measured}, indent=1))
     partial.replace(out)
+
+
+def validation_images(data: str) -> int:
+    from nas.data import load_data
+
+    return len(load_data(data, seed=0).y_val)  # the same size for every seed
+
+
+def report_only(args) -> None:
+    """Renders the section from the JSON of a finished run, naming the command that measured it."""
+    from search_spaces import load_space
+
+    out = args.out_dir / "keras_tuner_vs_nas.json"
+    saved = json.loads(out.read_text()) if out.exists() else {}
+    if not saved.get("means") or not saved.get("measured"):
+        raise SystemExit(f"--report-only: {out} holds no finished run: run the benchmark first")
+    args = argparse.Namespace(**{**vars(args), **saved["settings"]})
+    body = (f"Measured by `{saved['measured']['command']}`, finished {saved['measured']['finished']}.\n\n"
+            + report(args, load_space(args.space), saved["seeds"], saved["means"], args.threads,
+                     validation_images(args.data)))
+    write_section("Against Keras Tuner", command_line(), body)
+    print(body)
 
 
 def main() -> None:
     args = parse_args()
     import_tensorflow()
+    if args.report_only:
+        return report_only(args)
     from nas.trainer import configure_threads
     from search_spaces import load_space
 
@@ -369,7 +401,7 @@ def main() -> None:
           f"(nas: {args.workers} workers of 1 thread each)", flush=True)
     space = load_space(args.space)
     out = args.out_dir / "keras_tuner_vs_nas.json"
-    settings = {**{k: v for k, v in vars(args).items() if k not in ("resume", "no_results_md")},
+    settings = {**{k: v for k, v in vars(args).items() if k not in ("resume", "no_results_md", "report_only")},
                 "out_dir": str(args.out_dir), "threads": threads, "keras_tuner_process": "fresh for each search"}
     seeds, runs = saved_progress(out, settings) if args.resume else ([], {})
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -382,8 +414,9 @@ def main() -> None:
             runs = {}
             save(out, settings, seeds)
     means = summarise(args, seeds)
-    save(out, settings, seeds, means=means)
-    body = report(args, space, means, threads)
+    save(out, settings, seeds, means=means,
+         measured={"command": command_line(), "finished": f"{datetime.now():%Y-%m-%d %H:%M}"})
+    body = report(args, space, seeds, means, threads, validation_images(args.data))
     if not args.no_results_md:
         write_section("Against Keras Tuner", command_line(), body)
     print(body, f"\n{out}", sep="\n")
