@@ -8,6 +8,13 @@ the controller, recording). Scaling = trials per hour with 2 workers / with 1. T
 under 5 %, scaling at least 1.7x on 2 cores. Both searches use the random controller and the same
 seed, so they train the same children.
 
+The overhead is split, from trials.jsonl, into the time inside trials but outside `fit` (each
+record's `seconds` less its `fit_seconds`: in a fresh worker TensorFlow's import and the data's
+fetch, then building and compiling the child, reporting), the tail (worker slots idle at the end,
+once fewer trials than workers are left: the last trial's finish less each other slot's last
+finish, to the second), and the rest of the time worker slots held no trial (Ray starting worker
+processes, Tune's scheduling, the controller).
+
 The machine's own ceiling comes first: one child of the space trained by TensorFlow on one thread in
 a plain process (no Ray, no nas engine), alone and then as two such processes at once. Two cores that
 slow each other down (shared caches, memory bandwidth, a VM's vCPUs) cap the speed-up below 2x
@@ -26,7 +33,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -75,10 +82,17 @@ def search(args, workers: int, runs: Path) -> dict:
                         args.controller, "--budget", str(args.budget), "--epochs", str(args.epochs),
                         "--final-epochs", "1", "--workers", str(workers), "--cpus-per-trial", "1")
     summary = read_summary(run)
+    records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
     trials = summary["trials_completed"] + summary["trials_failed"] + summary.get("trials_stopped_early", 0)
+    slots = workers * summary["search_wall_seconds"]
+    in_trials = sum(r["seconds"] for r in records)
+    finished = sorted(datetime.fromisoformat(r["finished"]).timestamp() for r in records)
+    tail = sum(finished[-1] - f for f in finished[-workers:-1])  # to the second
     return {"workers": workers, "search_wall_seconds": summary["search_wall_seconds"],
             "child_fit_seconds": summary["child_fit_seconds"], "engine_overhead": summary["engine_overhead"],
-            "trials": trials, "trials_per_hour": trials / summary["search_wall_seconds"] * 3600}
+            "trials": trials, "trials_per_hour": trials / summary["search_wall_seconds"] * 3600,
+            "overhead_seconds": {"in_trials_outside_fit": in_trials - summary["child_fit_seconds"], "tail": tail,
+                                 "outside_trials_before_the_tail": slots - in_trials - tail}}
 
 
 def saved_searches(settings: dict) -> dict:
@@ -100,6 +114,13 @@ def report(args, settings: dict, rows: list[dict], ceiling: dict, searches_date:
                      "trials per hour"],
                     [[str(r["workers"]), f"{r['search_wall_seconds']:.0f}", f"{r['child_fit_seconds']:.0f}",
                       f"{r['engine_overhead']:.1%}", f"{r['trials_per_hour']:.0f}"] for r in rows])
+    split = [r for r in rows if "overhead_seconds" in r]  # not in searches saved before it was measured
+    if split:
+        figures += "\n\nWhere the overhead went, in worker-seconds:\n\n" + table(
+            ["workers", "in trials, outside fit", "idle at the end (the tail)", "other time outside trials"],
+            [[str(r["workers"]), *(f"{r['overhead_seconds'][k]:.0f}" for k in
+                                   ("in_trials_outside_fit", "tail", "outside_trials_before_the_tail"))]
+             for r in split])
     slower = (rows[1]["child_fit_seconds"] / rows[1]["trials"]) / (rows[0]["child_fit_seconds"] / rows[0]["trials"])
     searched = (f" The searches were run on {searches_date or 'an earlier day'}; this command measured only the "
                 "ceiling." if args.ceiling_only else "")
