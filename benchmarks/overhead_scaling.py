@@ -85,7 +85,7 @@ def search(args, workers: int, runs: Path) -> dict:
     records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
     trials = summary["trials_completed"] + summary["trials_failed"] + summary.get("trials_stopped_early", 0)
     slots = workers * summary["search_wall_seconds"]
-    in_trials = sum(r["seconds"] for r in records)
+    in_trials = sum(r.get("seconds") or 0.0 for r in records)
     finished = sorted(datetime.fromisoformat(r["finished"]).timestamp() for r in records)
     tail = sum(finished[-1] - f for f in finished[-workers:-1])  # to the second
     return {"workers": workers, "search_wall_seconds": summary["search_wall_seconds"],
