@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import command_line, nas_search, read_summary, table, write_section  # noqa: E402
+from results_md import command_line, nas_search, read_summary, read_trials, table, write_section  # noqa: E402
 
 from nas.quiet import import_tensorflow  # noqa: E402
 
@@ -210,7 +210,7 @@ def run_nas(controller: str, args, seed: int, runs: Path) -> dict[str, Any]:
     summary = read_summary(run)
     # config.json's `started` is local time, each trial's `finished` UTC; both to the second.
     started = datetime.fromisoformat(json.loads((run / "config.json").read_text())["started"]).astimezone()
-    records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines() if line.strip()]
+    records = read_trials(run)
     trials = sorted(({"seconds": (datetime.fromisoformat(r["finished"]) - started).total_seconds(),
                       "val_accuracy": r["metrics"]["val_accuracy"] if r["status"] == "completed" else None}
                      for r in records), key=lambda t: t["seconds"])

@@ -37,7 +37,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import command_line, nas_search, read_summary, table, write_section  # noqa: E402
+from results_md import command_line, nas_search, read_summary, read_trials, table, write_section  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # One child on one TensorFlow thread, as a nas worker of 1 CPU trains it; prints its seconds.
@@ -82,7 +82,7 @@ def search(args, workers: int, runs: Path) -> dict:
                         args.controller, "--budget", str(args.budget), "--epochs", str(args.epochs),
                         "--final-epochs", "1", "--workers", str(workers), "--cpus-per-trial", "1")
     summary = read_summary(run)
-    records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    records = read_trials(run)
     trials = summary["trials_completed"] + summary["trials_failed"] + summary.get("trials_stopped_early", 0)
     slots = workers * summary["search_wall_seconds"]
     in_trials = sum(r.get("seconds") or 0.0 for r in records)

@@ -69,3 +69,10 @@ def nas_search(runs: Path, name: str, *args: str) -> tuple[Path, float]:
 
 def read_summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
+
+
+def read_trials(run: Path) -> list[dict]:
+    """trials.jsonl's records, read as nas reads them."""
+    from nas.rundir import RunDir
+
+    return RunDir(run).trials()

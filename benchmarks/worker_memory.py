@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import command_line, nas_search, table, write_section  # noqa: E402
+from results_md import command_line, nas_search, read_trials, table, write_section  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -67,7 +67,7 @@ def main() -> None:
         search += ["--worker-memory-growth", str(args.worker_memory_growth)]
     with tempfile.TemporaryDirectory() as tmp:
         run, seconds = nas_search(Path(tmp), "memory", *search)
-        records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+        records = read_trials(run)
         config = json.loads((run / "config.json").read_text())
     by_worker = defaultdict(list)
     for r in sorted(records, key=lambda r: r["trial"]):
