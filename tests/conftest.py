@@ -19,7 +19,7 @@ def pytest_collection_modifyitems(config, items):
     """Groups the tests for pytest-xdist (`-n 2 --dist loadgroup`, the suite's default): a module's
     tests share a worker (and so its module fixtures, such as a finished search), and the modules
     that may want port 8265 share one. Most tests wait on Ray and process start-up: on two cores the
-    suite of 274 tests took 15.2 min with two workers, 21.7 min with one (343 tests: 15.9 min with two)."""
+    suite of 274 tests took 15.2 min with two workers, 21.7 min with one (343 tests: 15.9 and 16.1 min with two)."""
     groups = {}
     for item in items:
         module = item.module.__name__.rpartition(".")[2]
