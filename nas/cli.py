@@ -101,7 +101,7 @@ def _objective_options(command):
               help="Replace the worker processes once one has grown by this much (TensorFlow keeps every "
                    "child's graphs).")
 @_objective_options
-@click.option("--scheduler", type=click.Choice(["fifo", "asha"]), default="fifo", show_default=True,
+@click.option("--scheduler", type=click.Choice(["fifo", "asha"]),
               help="asha: Ray Tune's ASHAScheduler stops children whose validation accuracy trails at a rung.")
 @click.option("--grace-period", type=click.IntRange(min=1), default=1, show_default=True, metavar="EPOCHS",
               help="ASHA: epochs every child trains before it may be stopped.")

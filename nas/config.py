@@ -34,7 +34,8 @@ class SearchConfig:
     trial_timeout: float | None = None  # seconds a child may run before it is stopped and failed
     worker_memory_growth: int = 1024  # MB a worker process may grow by before the workers are replaced
     verbose: bool = False  # show Ray Tune's status table and the workers' own logs
-    scheduler: str = "fifo"  # fifo: every child trains all its epochs; asha: poor children stop early
+    scheduler: str | None = None  # fifo: every child trains all its epochs; asha: poor children stop early;
+    # None: the space's training.scheduler, or fifo where ASHA could stop no child (engine._space_scheduler)
     grace_period: int = 1  # ASHA: epochs every child trains before it may be stopped
     reduction_factor: int = 3  # ASHA: 1 in this many children goes on at each rung
     objective: str = "accuracy"  # accuracy, accuracy-params or accuracy-latency (nas.objective)

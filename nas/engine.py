@@ -71,6 +71,7 @@ def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]
     config = replace(config, epochs=config.epochs or training["search_epochs"],
                      final_epochs=config.final_epochs or training["final_epochs"],
                      name=config.name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}")
+    config = replace(config, scheduler=config.scheduler or _space_scheduler(config, training))
     if (space.family == "transfer") != bool(config.base):
         raise InputError(f"--base: space {space.name!r} is a transfer space, expected --base PATH, a trained .keras "
                          "model its children build on" if space.family == "transfer" else
@@ -80,6 +81,17 @@ def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]
     rundir = _rundir(config)
     rundir.check_new()
     return rundir, config, space, None
+
+
+def _space_scheduler(config: SearchConfig, training: dict[str, Any]) -> str:
+    """The space's scheduler where it can work: a space's `scheduler: asha` gives way to fifo when a
+    child trains no more epochs than the grace period (ASHA could stop none) or when the objective
+    needs every child's latency, measured after its last epoch. Given as --scheduler asha, either
+    is an error instead (`_check_scheduler`)."""
+    if training.get("scheduler", "fifo") == "asha" and config.grace_period < config.epochs \
+            and config.objective != "accuracy-latency":
+        return "asha"
+    return "fifo"
 
 
 def _check_scheduler(config: SearchConfig) -> None:

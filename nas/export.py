@@ -293,7 +293,7 @@ def _write(plan: ExportPlan, model, class_names: Sequence[str], about: dict[str,
 
         with stderr_silenced():  # the converters log MLIR passes and SavedModel writes from C++
             if "savedmodel" in plan.formats:
-                model.export(str(staging / "saved_model"), verbose=False)
+                _export_saved_model(model, staging / "saved_model")
             if "tflite" in plan.formats:
                 model.export(str(staging / "model.tflite"), format="litert", verbose=False)
         if out.is_dir():
@@ -323,3 +323,16 @@ def _size(n: int) -> str:
     if n < 1000:
         return f"{n} B"
     return f"{n / 1e3:.1f} kB" if n < 1e6 else f"{n / 1e6:.1f} MB"
+
+
+def _export_saved_model(model, path: Path) -> None:
+    """A SavedModel whose `serve` endpoint runs the model in inference mode. Keras's own
+    `model.export()` serves `model.__call__`, in which its random augmentation layers are active (their
+    `training` defaults to True): a model trained with augmentation would answer at random."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda x: model(x, training=False),
+                         input_signature=[keras.InputSpec(shape=model.input_shape, dtype="float32")])
+    archive.write_out(str(path), verbose=False)

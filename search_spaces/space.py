@@ -94,6 +94,9 @@ TRAINING = {
     "batch_size": Setting("int", 64, low=1),
     "search_epochs": Setting("int", 3, low=1, decidable=False),
     "final_epochs": Setting("int", 10, low=1, decidable=False),
+    # fifo: every child trains all its search epochs; asha: Ray Tune's ASHA stops the children that
+    # trail at a rung (`nas search --scheduler` overrides it).
+    "scheduler": Setting("str", "fifo", options=("fifo", "asha"), decidable=False),
 }
 
 # Keras preprocessing layers, active only while training (0 or false = off).
@@ -108,6 +111,7 @@ AUGMENT = {
 }
 
 AUGMENT_ADDED_LATER = ("brightness", "crop")
+TRAINING_ADDED_LATER = ("scheduler",)
 
 # `augment: standard` in a space file: every augmentation as a decision, off among the choices,
 # so the search finds out which ones help (a horizontal flip does not, on digits).
@@ -293,8 +297,12 @@ class SearchSpace:
     def fingerprint(self) -> str:
         # The augmentations added to the schema later count only when on, so that the runs and
         # benchmark tables made before them keep their fingerprints.
+        # So does a training setting added later while it has its default.
         fixed = {**self.fixed, "augment": {k: v for k, v in self.fixed.get("augment", {}).items()
                                            if v or k not in AUGMENT_ADDED_LATER}}
+        if "training" in fixed:
+            fixed["training"] = {k: v for k, v in fixed["training"].items()
+                                 if k not in TRAINING_ADDED_LATER or v != TRAINING[k].default}
         text = json.dumps([self.name, self.family, [(d.name, list(d.choices)) for d in self.decisions],
                            fixed], sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:16]

@@ -31,3 +31,23 @@ def test_a_grace_period_asha_cannot_use_is_refused(tmp_path):
                    "--grace-period", "2", "--runs-dir", "runs", cwd=tmp_path, timeout=120)
     assert done.returncode == 2 and "--grace-period: got 2, expected fewer than the 2 epochs" in done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_space_may_choose_asha_and_gives_way_to_fifo_where_asha_cannot_work(tmp_path):
+    """cnn10's recipe says `scheduler: asha`; --scheduler overrides it, and with children of one epoch
+    (nothing for ASHA to stop) or an objective that needs every child's latency the space's ASHA
+    gives way to fifo, where --scheduler asha would be refused."""
+    from nas.config import SearchConfig
+    from nas.engine import _new
+
+    def scheduler(space="cnn10", **given):
+        _, config, _, _ = _new(SearchConfig(space=space, runs_dir=str(tmp_path), **given))
+        return config.scheduler
+
+    assert scheduler() == "asha"
+    assert scheduler(scheduler="fifo") == "fifo"
+    assert scheduler(epochs=1) == "fifo"
+    assert scheduler(epochs=2, grace_period=2) == "fifo"
+    assert scheduler(objective="accuracy-latency") == "fifo"
+    assert scheduler(space="dnn") == "fifo"  # a space that says nothing: fifo
+    assert not any(tmp_path.iterdir())  # resolving the settings writes nothing

@@ -44,7 +44,7 @@ def run_with_dashboard(*args: str, cwd) -> tuple[subprocess.CompletedProcess, st
 
 def test_search_cnn10_on_digits_through_ray(tmp_path):
     result, url, status = run_with_dashboard(
-        "search", "--space", "cnn10", "--budget", "4", "--epochs", "1", "--final-epochs", "1", "--data", "digits",
+        "search", "--space", "cnn10", "--budget", "4", "--epochs", "1", "--final-epochs", "3", "--data", "digits",
         "--runs-dir", str(tmp_path), "--name", "e2e", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == "", result.stderr  # no start-up noise from TensorFlow or Ray

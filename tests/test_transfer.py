@@ -119,7 +119,7 @@ def test_a_transfer_search_from_digits_0_to_4_learns_5_to_9_and_exports_model_py
              "m = model.build_model(); m.load_weights('export/model.weights.h5'); "
              "k = keras.saving.load_model('export/model.keras'); "
              "x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1)).astype('uint8'); "
-             "print(float(np.abs(m(x) - k(x)).max()), model.CLASS_NAMES)")
+             "print(float(np.abs(m(x, training=False) - k(x, training=False)).max()), model.CLASS_NAMES)")
     rebuilt = subprocess.run([sys.executable, "-c", check], cwd=run, capture_output=True, text=True, timeout=300)
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     difference, names = rebuilt.stdout.strip().split(" ", 1)
