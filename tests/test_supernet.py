@@ -24,7 +24,7 @@ training: {batch_size: 32}
 """
 
 # Each layer fed by the one before (inputs: previous), depth a decision, fixed batch norm, two
-# reductions and fixed augmentation, as in cnn10 (whose own steps take about 40 s to trace).
+# reductions and fixed augmentation, as in cnn10 (whose own supernet takes too long to trace for a unit test).
 CHAIN = """
 name: chain_supernet
 family: conv
