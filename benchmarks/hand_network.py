@@ -98,7 +98,7 @@ def search(seed: int, args) -> dict:
         run, process_seconds = nas_search(Path(args.runs_dir), run.name, "--space", "cnn10", "--budget",
                                           str(args.budget), "--seed", str(seed))
         summary = read_summary(run)
-    trials = read_trials(run)
+    trained = [t for t in read_trials(run) if t["status"] != "failed"]
     # From the search's start (config.json, once Ray is up) to its summary: a resumed run's sessions and
     # the pause between them included, where summary.json's wall_seconds counts only its last session.
     started = datetime.fromisoformat(json.loads((run / "config.json").read_text())["started"])
@@ -109,10 +109,10 @@ def search(seed: int, args) -> dict:
             "final_fit_seconds": summary["final"]["fit_seconds"], "winner_trial": summary["best"]["trial"],
             "best_val_accuracy": summary["best"]["val_accuracy"], "params": summary["final"]["params"],
             "trials_stopped_early": summary["trials_stopped_early"], "engine_overhead": summary["engine_overhead"],
-            "mean_child_params": statistics.mean(t["metrics"]["params"] for t in trials if t["status"] != "failed"),
-            "mean_epochs_per_child": statistics.mean(t["metrics"]["epochs"] for t in trials if t["status"] != "failed"),
-            "fit_seconds_per_epoch": sum(t["metrics"]["fit_seconds"] for t in trials if t["status"] != "failed")
-            / sum(t["metrics"]["epochs"] for t in trials if t["status"] != "failed"),
+            "mean_child_params": statistics.mean(t["metrics"]["params"] for t in trained),
+            "mean_epochs_per_child": statistics.mean(t["metrics"]["epochs"] for t in trained),
+            "fit_seconds_per_epoch": sum(t["metrics"]["fit_seconds"] for t in trained)
+            / sum(t["metrics"]["epochs"] for t in trained),
             "winner": summary["best"]["values"]}
 
 
@@ -187,7 +187,8 @@ def report(result: dict) -> str:
     if "fidelity" in result:
         f = result["fidelity"]
         text += (f"\n\nReward fidelity: the top {len(f['children'])} children of {Path(f['run']).name}, retrained as "
-                 f"the winner is: Spearman rho between search reward and test accuracy **{f['spearman_rho']:.2f}**.\n\n")
+                 "the winner is: Spearman rho between search reward and test accuracy "
+                 f"**{f['spearman_rho']:.2f}**.\n\n")
         text += table(["trial", "search reward", "test accuracy after the final training"],
                       [[str(c["trial"]), f"{c['reward']:.4f}", f"{c['test_accuracy']:.4f}"] for c in f["children"]])
     return text

@@ -82,8 +82,9 @@ class ConvSupernet:
         depths = next((d.choices for d in space.decisions if d.name == "layers"), None)
         self.max_depth = max(depths) if depths else int(space.fixed["top"]["layers"])
         self.depth = _Choice(positions.get("layers"), tuple(depths) if depths else (self.max_depth,))
-        self.dropout = _Choice(positions.get("head.dropout"), next(
-            (d.choices for d in space.decisions if d.name == "head.dropout"), (space.fixed.get("head", {}).get("dropout", 0.0),)))
+        dropouts = next((d.choices for d in space.decisions if d.name == "head.dropout"), None)
+        self.dropout = _Choice(positions.get("head.dropout"),
+                               tuple(dropouts) if dropouts else (space.fixed.get("head", {}).get("dropout", 0.0),))
         reduce_after = set(space.fixed.get("reduce_after", []))
 
         def choice(i: int, key: str) -> _Choice:
@@ -130,7 +131,8 @@ class ConvSupernet:
             self.heads.append(var(init((self.max_filters[i], num_classes)), f"layer{i}_head"))
         self.head_bias = var(tf.zeros(num_classes), "head_bias")
         self.trainable = [*self.kernels, *self.biases, *(p for ps in self.projections for p in ps),
-                          *(v for norms in self.norms for vs in norms.values() for v in vs[:2]),  # not the moving statistics
+                          # gamma and beta, not the moving statistics
+                          *(v for norms in self.norms for vs in norms.values() for v in vs[:2]),
                           *self.heads, self.head_bias]
         self.optimizer = MaskedAdam(self.trainable, learning_rate)
         self.augment = _augmentation_model(space, input_shape)
@@ -201,15 +203,11 @@ class ConvSupernet:
             return _pool(image, stage)
 
         def from_one():
-            if not masks:
-                return from_image()
             source = tf.argmax(tf.stack(masks), output_type=tf.int32)
             return tf.switch_case(source, [lambda j=j: pooled(j) for j in range(i)])
 
         def from_several():
-            if not masks:
-                return from_image()
-            shape = tf.shape(_pool(image, stage))  # of every pooled source at this layer's resolution
+            shape = tf.shape(from_image())  # of every pooled source at this layer's resolution
             total = None
             for j in range(i):
                 def project(j=j):
@@ -317,7 +315,8 @@ class ConvSupernet:
             model.get_layer(f"layer{i}_conv").set_weights(weights)
             if placement != "none":
                 c = self.layers[i]["filters"].values.index(widths[i])
-                model.get_layer(f"layer{i}_bn").set_weights([v.numpy()[c, :widths[i]] for v in self.norms[i][placement]])
+                model.get_layer(f"layer{i}_bn").set_weights([v.numpy()[c, :widths[i]]
+                                                             for v in self.norms[i][placement]])
         fed = {j for layer in spec["layers"] for j in layer["inputs"]}
         ends = [i for i in range(len(spec["layers"])) if i not in fed]
         head = np.concatenate([self.heads[i].numpy()[:widths[i]] for i in ends], axis=0)
