@@ -41,6 +41,10 @@ class ReinforceSettings:
     temperature: float = 5.0  # (ENAS: 5)
     reward_power: float = 1.0  # the reward is val_accuracy ** power (Zoph & Le cube it: 3)
     init_range: float = 0.08  # weights start uniform in [-r, r] (Zoph & Le: 0.08)
+    # A penalty of skip_weight x KL(p || skip_target) on each skip probability p, which keeps the
+    # controller from wiring every layer to every other (the ENAS code: 0.4 and 0.8; 0: off).
+    skip_target: float = 0.4
+    skip_weight: float = 0.0
 
     def check(self) -> str | None:
         for name in ("hidden_size", "lstm_layers", "batch_size"):
@@ -51,9 +55,14 @@ class ReinforceSettings:
                 return f"{name}: got {getattr(self, name)}, expected a number > 0"
         if not 0 <= self.baseline_decay < 1:
             return f"baseline_decay: got {self.baseline_decay}, expected a number >= 0 and < 1"
-        if self.entropy_weight < 0 or self.tanh_constant < 0:
-            return "entropy_weight and tanh_constant: expected numbers >= 0"
+        if self.entropy_weight < 0 or self.tanh_constant < 0 or self.skip_weight < 0:
+            return "entropy_weight, tanh_constant and skip_weight: expected numbers >= 0"
+        if not 0 < self.skip_target < 1:
+            return f"skip_target: got {self.skip_target}, expected a probability > 0 and < 1"
         return None
+
+
+SETTINGS_ADDED_LATER = {"skip_target": 0.4, "skip_weight": 0.0}
 
 
 @dataclass(frozen=True)
@@ -146,15 +155,15 @@ class ReinforceController(Controller):
         """Runs the LSTM over the steps, in TensorFlow. With `forced` [B, D] it scores those choices
         (teacher forcing); with `uniforms` [D] instead it samples one architecture (B = 1) by
         inverse CDF. Returns the choices [B, D], the log-probability of each choice given the
-        ones before it [B, D], and the policy's entropy along the way [B]; `active` [B, D] masks
-        decisions that had no effect."""
+        ones before it [B, D], the policy's entropy along the way [B] and the KL divergence of its
+        skip probabilities from `skip_target` [B]; `active` [B, D] masks decisions that had no effect."""
         import tensorflow as tf
 
         batch = 1 if forced is None else tf.shape(forced)[0]
         hidden = self.settings.hidden_size
         states = [[tf.zeros((batch, hidden)), tf.zeros((batch, hidden))] for _ in self.cells]
         x = self.go(tf.zeros((batch,), "int32"))
-        chosen, logps, anchors, keys, entropies = {}, {}, [], [], []
+        chosen, logps, anchors, keys, entropies, skip_kls = {}, {}, [], [], [], []
         for step in self.steps:
             for k, cell in enumerate(self.cells):
                 x, states[k] = cell(x, states[k])
@@ -186,12 +195,16 @@ class ReinforceController(Controller):
                 terms = (picks * log_on + (1 - picks) * log_off) * mask
                 logps.update({d: terms[:, j] for j, d in enumerate(ds)})
                 entropies.append(-tf.reduce_sum((p * log_on + (1 - p) * log_off) * mask, -1))
+                t = self.settings.skip_target
+                kl = p * (log_on - np.log(t)) + (1 - p) * (log_off - np.log(1 - t))
+                skip_kls.append(tf.reduce_sum(kl * mask, -1))
                 x = tf.einsum("bj,bjh->bh", picks, tf.stack(anchors, 1)) / (1 + tf.reduce_sum(picks, -1, keepdims=True))
             anchors.append(h)
             keys.append(self.w_prev(h))
         order = range(len(self.space.decisions))
         entropy = tf.add_n(entropies) if entropies else tf.zeros((batch,))
-        return tf.stack([chosen[d] for d in order], 1), tf.stack([logps[d] for d in order], 1), entropy
+        skip_kl = tf.add_n(skip_kls) if skip_kls else tf.zeros((batch,))
+        return tf.stack([chosen[d] for d in order], 1), tf.stack([logps[d] for d in order], 1), entropy, skip_kl
 
     # -- ask and tell ----------------------------------------------------------------------------
 
@@ -203,7 +216,7 @@ class ReinforceController(Controller):
         """Per-decision log-probabilities [B, D] of these architectures [B, D] under the current
         policy, and the policy's entropy along each [B]."""
         active = np.array([self.space.active(c) for c in choices], np.float32)
-        return self._score_graph(np.asarray(choices, np.int64), active)
+        return self._score_graph(np.asarray(choices, np.int64), active)[:2]
 
     def probabilities(self, arch: Architecture) -> np.ndarray:
         """For each decision, the probability that the current policy makes this architecture's
@@ -220,9 +233,10 @@ class ReinforceController(Controller):
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
-            logp, entropy = self._policy(choices, None, active)[1:]
+            logp, entropy, skip_kl = self._policy(choices, None, active)[1:]
             entropy = tf.reduce_mean(entropy)
-            loss = -tf.reduce_mean(advantage * tf.reduce_sum(logp, -1)) - self.settings.entropy_weight * entropy
+            loss = (-tf.reduce_mean(advantage * tf.reduce_sum(logp, -1)) - self.settings.entropy_weight * entropy
+                    + self.settings.skip_weight * tf.reduce_mean(skip_kl))
         # Variables a space does not use (anchors without skip decisions, the last choice's
         # embedding) get no gradient: leave them out rather than have Keras warn about them.
         grads = tape.gradient(loss, self.variables)
@@ -258,7 +272,8 @@ class ReinforceController(Controller):
 
     def load(self, state: Mapping[str, Any]) -> None:
         super().load(state)
-        if state["settings"] != self.settings_json():
+        # Saved before the skip penalty existed: it was off.
+        if {**SETTINGS_ADDED_LATER, **state["settings"]} != self.settings_json():
             raise ValueError("the saved controller has other settings than this one")
         for v, saved in zip(self.variables, state["weights"], strict=True):
             v.assign(_decode(saved))

@@ -67,7 +67,12 @@ def _objective_options(command):
 
 @main.command()
 @click.option("--space", default="cnn10", show_default=True, help="A built-in space (see `nas spaces`) or a space file.")
-@click.option("--budget", type=click.IntRange(min=1), default=200, show_default=True, help="Child models to train.")
+@click.option("--budget", type=click.IntRange(min=1),
+              help="Child models to train from scratch: every child of a standalone search [default: 200]; the "
+                   "finalists of an enas search [default: the space's weight_sharing.finalists, 4].")
+@click.option("--strategy", type=click.Choice(["standalone", "enas"]), default="standalone", show_default=True,
+              help="standalone: every child trains from scratch; enas: a weight-sharing supernet (conv spaces) "
+                   "scores thousands of children, and its finalists train from scratch.")
 @click.option("--data", default="mnist5k", show_default=True,
               help="mnist5k, digits, a folder with a sub-folder per class, a CSV of path,label, or an .npz of x, y.")
 @click.option("--image-size", type=ImageSize(), help="Resize folder and CSV images to SIZE (default 32).")

@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 @dataclass
 class SearchConfig:
     space: str = "cnn10"  # a built-in space's name or the path of a space file
-    budget: int = 200  # child models to train
+    budget: int | None = None  # child models trained from scratch; None: 200 (standalone), the finalists (enas)
+    strategy: str = "standalone"  # standalone: every child from scratch; enas: weight sharing (nas.enas)
     data: str = "mnist5k"  # mnist5k, digits, an image folder, a .csv of path,label or an .npz
     image_size: tuple[int, int] | None = None  # resize folder and CSV images to this (default 32x32)
     color_mode: str = "rgb"  # rgb or grayscale, for folder and CSV images

@@ -11,6 +11,7 @@ runs (`SearchConfig.RESUMABLE`), not what it searches.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from dataclasses import replace
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import Any, Collection
 
 from controllers import make_controller
-from nas import accelerators, progress, transfer
+from controllers.fixed_list import FixedListController
+from nas import accelerators, enas, progress, transfer
 from nas.config import SearchConfig
 from nas.data import Dataset, load_data
 from nas.errors import InputError, SearchInterrupted, SearchStopped
@@ -32,6 +34,7 @@ from search_spaces import SearchSpace, load_space, parse_space
 
 
 BASE_FILE = "base.keras"  # a transfer search's copy of its --base model, in the run directory
+STANDALONE_BUDGET = 200
 
 
 def run_search(config: SearchConfig, resume: bool = False, given: Collection[str] = ()) -> dict[str, Any]:
@@ -58,7 +61,10 @@ def run_search(config: SearchConfig, resume: bool = False, given: Collection[str
                              "with; expected the same data (or a new search)")
         import_tensorflow()  # the REINFORCE controller runs on TensorFlow in this process
         base = _base(config, space, data, rundir, saved)
-        controller = make_controller(config.controller, space, seed=config.seed, budget=config.budget)
+        if config.strategy == "enas":  # the finalists, given once the supernet phase has chosen them
+            controller = FixedListController(space, seed=config.seed)
+        else:
+            controller = make_controller(config.controller, space, seed=config.seed, budget=config.budget)
         return _run(config, space, data, fingerprint, controller, objective, rundir, saved, base, plan)
     finally:
         rundir.unlock()
@@ -71,7 +77,8 @@ def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]
     config = replace(config, epochs=config.epochs or training["search_epochs"],
                      final_epochs=config.final_epochs or training["final_epochs"],
                      name=config.name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}")
-    config = replace(config, scheduler=config.scheduler or _space_scheduler(config, training))
+    config = replace(config, scheduler=config.scheduler or _space_scheduler(config, training),
+                     budget=_budget(config, space))
     if (space.family == "transfer") != bool(config.base):
         raise InputError(f"--base: space {space.name!r} is a transfer space, expected --base PATH, a trained .keras "
                          "model its children build on" if space.family == "transfer" else
@@ -81,6 +88,32 @@ def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]
     rundir = _rundir(config)
     rundir.check_new()
     return rundir, config, space, None
+
+
+def _budget(config: SearchConfig, space: SearchSpace) -> int:
+    """The children trained from scratch: as given, else 200 for a standalone search and the space's
+    weight_sharing.finalists for an enas search, whose settings are checked here."""
+    if config.strategy != "enas":
+        return config.budget or STANDALONE_BUDGET
+    from nas import supernet
+
+    problem = supernet.supported(space)
+    if problem:
+        raise InputError(f"--strategy: enas needs a supernet, but {problem}")
+    if config.controller not in enas.CONTROLLERS:
+        raise InputError(f"--controller: got {config.controller!r} with --strategy enas, expected "
+                         f"{' or '.join(enas.CONTROLLERS)} (the supernet's paths are sampled as it trains)")
+    if config.tpu:
+        raise InputError("--tpu: the supernet does not train on TPUs yet, expected --strategy standalone with it")
+    settings = enas.read_settings(space)
+    if config.budget and config.budget > settings.candidates:
+        raise InputError(f"--budget: got {config.budget} finalists, expected at most the {settings.candidates} "
+                         f"candidates of {space.source}'s weight_sharing.candidates")
+    return config.budget or settings.finalists
+
+
+def _enas_settings(config: SearchConfig, space: SearchSpace) -> enas.EnasSettings:
+    return enas.read_settings(space, {"finalists": config.budget})
 
 
 def _space_scheduler(config: SearchConfig, training: dict[str, Any]) -> str:
@@ -180,11 +213,16 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
     try:
         tune.check_resources(cluster, resources)
         config = replace(config, workers=config.workers or tune.default_workers(cluster, resources))
+        if config.strategy == "enas":  # the settings of the controller that learns on the supernet
+            settings = _enas_settings(config, space)
+            strategy = {"controller_settings": enas.controller_settings(config.controller, space, settings),
+                        "weight_sharing": dataclasses.asdict(settings)}
+        else:
+            strategy = {"controller_settings": controller.settings_json()}
         resolved = {**config.to_json(), "space_file": space.source, "space_fingerprint": space.fingerprint(),
                     "space_size": space.describe_size(), "data_summary": data.describe(),
-                    "data_fingerprint": fingerprint, "training": space.fixed["training"],
-                    "controller_settings": controller.settings_json(), "reward": objective.describe(),
-                    "accelerator": plan.to_json(),
+                    "data_fingerprint": fingerprint, "training": space.fixed["training"], **strategy,
+                    "reward": objective.describe(), "accelerator": plan.to_json(),
                     "ray_resources": {k: v for k, v in cluster.resources.items() if k in ("CPU", "GPU", "TPU")},
                     "dashboard_url": cluster.dashboard_url, "started": datetime.now().isoformat(timespec="seconds")}
         # A resumed search's files are checked (and a torn line repaired) before config.json notes the resume.
@@ -239,8 +277,17 @@ def _search(config: SearchConfig, space, data, search: Search, printer: progress
                                f"{', '.join(str(t.number) for t in search.rerun)}, which the last run left unfinished")
     elif resume:
         progress.console.print(f"Resuming after {len(search.records)} finished trials")
-    start = time.perf_counter()
+    start, phase_seconds = time.perf_counter(), 0.0
     try:
+        if config.strategy == "enas" and not search.controller.architectures:
+            try:
+                finalists = _supernet_phase(config, space, data, rundir, final_resources, final_here)
+            except SearchStopped:
+                _write_summary(rundir, config, search, time.perf_counter() - start, status="stopped")
+                raise
+            search.controller.give([arch for arch, _ in finalists])
+            phase_seconds = time.perf_counter() - start
+            start = time.perf_counter()  # the trials' time, and the engine's overhead, from here
         if not search.finished:
             with printer.live():
                 tune.run_trials(search, data.search_arrays(), input_shape=data.input_shape,
@@ -283,7 +330,7 @@ def _search(config: SearchConfig, space, data, search: Search, printer: progress
                             f"{_resume_command(rundir)} tries again") from None
     rundir.write_bytes("best/model.keras", model_bytes)
     summary = _write_summary(rundir, config, search, search_seconds, status="finished", final=final,
-                             wall_seconds=time.perf_counter() - start)
+                             wall_seconds=time.perf_counter() - start + phase_seconds, phase_seconds=phase_seconds)
     progress.print_top(search.records, final["test_accuracy"])
     overhead = summary["engine_overhead"]
     progress.console.print(f"search {progress.duration(search_seconds)}"
@@ -292,12 +339,46 @@ def _search(config: SearchConfig, space, data, search: Search, printer: progress
     return summary
 
 
+def _supernet_phase(config: SearchConfig, space, data, rundir: RunDir, resources, here: bool):
+    """The finalists of an enas search: from the run's supernet/finalists.json, or from the supernet
+    phase (resumed from its checkpoint), which gets the CPUs of all workers and one trial's GPUs."""
+    finalists = enas.read_finalists(space, rundir)
+    if finalists is not None:
+        return finalists
+    settings = _enas_settings(config, space)
+    progress.console.print(f"Training the supernet for {settings.supernet_epochs} epochs, then scoring "
+                           f"{settings.candidates} candidates with shared weights for {settings.finalists} "
+                           "finalists ...")
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        entropy = f", entropy {record['entropy']:.2f}" if record.get("entropy") is not None else ""
+        progress.console.print(f"\\[supernet {record['epoch']}/{settings.supernet_epochs}] loss {record['loss']:.3f}, "
+                               f"reward {record['reward_mean']:.4f} (best {record['reward_max']:.4f}){entropy}, "
+                               f"{progress.duration(record['train_seconds'] + record['controller_seconds'])}")
+    try:
+        finalists = enas.search_supernet(space, rundir, data.search_arrays(), input_shape=data.input_shape,
+                                         num_classes=data.num_classes, controller=config.controller,
+                                         seed=config.seed, finalists=settings.finalists, cpus=resources.cpus,
+                                         gpus=resources.gpus, here=here, on_epoch=on_epoch)
+    except enas.CheckpointMismatch as e:
+        raise InputError(f"{rundir.file(enas.CHECKPOINT)}: {e}; expected the checkpoint this run wrote") from None
+    except enas.SupernetDiverged as e:
+        raise SearchStopped(f"{e}; the last epoch's checkpoint is kept in {rundir.file(enas.CHECKPOINT)}") from None
+    except RuntimeError as e:  # the Ray actor's death or an error inside it, in one line
+        raise SearchStopped(f"the supernet phase failed: {e}; {_resume_command(rundir)} goes on from its last "
+                            "checkpoint") from None
+    for rank, (arch, accuracy) in enumerate(finalists, 1):
+        progress.console.print(f"  finalist {rank}: shared-weight validation accuracy {accuracy:.4f}")
+    return finalists
+
+
 def _resume_command(rundir: RunDir) -> str:
     return f"nas search --name {rundir.name} --runs-dir {rundir.path.parent} --resume"
 
 
 def _write_summary(rundir: RunDir, config: SearchConfig, search: Search, search_seconds: float, *, status: str,
-                   final: dict | None = None, wall_seconds: float | None = None) -> dict[str, Any]:
+                   final: dict | None = None, wall_seconds: float | None = None,
+                   phase_seconds: float | None = None) -> dict[str, Any]:
     """The outcome. Counts and the best are the whole run's; seconds and the engine overhead are this
     session's (a resumed search's earlier sessions are listed in config.json's `resumes`)."""
     session = search.records[search.resumed_with:]
@@ -314,8 +395,11 @@ def _write_summary(rundir: RunDir, config: SearchConfig, search: Search, search_
         "test_accuracy": final and final["test_accuracy"], "final": final, "workers": config.workers,
         "session_trials": len(session), "search_wall_seconds": search_seconds, "child_fit_seconds": fit_seconds,
         "engine_overhead": 1 - fit_seconds / (config.workers * search_seconds) if session else None,
-        "wall_seconds": wall_seconds or search_seconds,
+        "wall_seconds": wall_seconds or search_seconds, "strategy": config.strategy,
     }
+    if config.strategy == "enas":  # wall_seconds includes this session's supernet phase, if it ran one
+        summary["supernet"] = enas.finalists_summary(search.space, rundir, search.records)
+        summary["supernet_session_seconds"] = phase_seconds
     rundir.write_json("summary.json", summary)
     _write_report(rundir, status)
     return summary

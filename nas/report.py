@@ -32,7 +32,7 @@ from nas.errors import InputError
 from nas.runs import Run, find_run, load_run
 from nas.rundir import top_trials
 
-PLOTS = ("rewards", "controller", "pareto", "winner")  # report/<name>.png
+PLOTS = ("rewards", "controller", "supernet", "pareto", "winner")  # report/<name>.png
 TOP = 10  # architectures in the table
 MAX_FAILED_SHOWN = 20
 
@@ -68,8 +68,8 @@ def write_report(run: str | Path, runs_dir: str | Path = "runs", status: str | N
 # -- plots ------------------------------------------------------------------------------------------
 
 def _plots(data: Run) -> dict[str, bytes | None]:
-    return {"rewards": rewards_png(data), "controller": controller_png(data), "pareto": pareto_png(data),
-            "winner": winner_png(data)}
+    return {"rewards": rewards_png(data), "controller": controller_png(data), "supernet": supernet_png(data),
+            "pareto": pareto_png(data), "winner": winner_png(data)}
 
 
 def _figure(width: float, height: float, margins: tuple[float, float, float, float] = (0.8, 0.3, 0.55, 0.45)):
@@ -171,6 +171,59 @@ def controller_png(data: Run) -> bytes | None:
         ax.grid(alpha=0.3)
         ax.set_xlim(0.5, len(log) + 0.5)
         ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
+    return _png(fig)
+
+
+def supernet_history(data: Run) -> list[dict[str, Any]]:
+    """An enas run's supernet epochs (supernet/history.json), checked; [] for other runs."""
+    try:
+        history = json.loads(data.rundir.file("supernet/history.json").read_text())
+    except (OSError, ValueError):
+        return []
+    keys = ("epoch", "loss", "reward_mean")
+    return [e for e in history if isinstance(e, dict) and all(_is_number(e.get(k)) for k in keys)] \
+        if isinstance(history, list) else []
+
+
+def supernet_finalists(data: Run) -> list[dict[str, Any]]:
+    """The finalists' shared-weight and stand-alone validation accuracy, from summary.json."""
+    rows = ((data.summary or {}).get("supernet") or {}).get("finalists") or []
+    return [r for r in rows if isinstance(r, dict) and _is_number(r.get("shared_accuracy"))]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def supernet_png(data: Run) -> bytes | None:
+    """The supernet's training loss and the controller's mean reward per epoch; beside them each
+    finalist's shared-weight accuracy against its accuracy trained from scratch."""
+    history = supernet_history(data)
+    if not history:
+        return None
+    fig = _figure(10, 3.2, margins=(0.6, 0.2, 0.55, 0.3))
+    left, right = fig.subplots(1, 2, gridspec_kw={"wspace": 0.4})
+    epochs = [e["epoch"] for e in history]
+    left.plot(epochs, [e["loss"] for e in history], color=BLUE, marker="o", markersize=3, label="training loss")
+    left.set_xlabel("supernet epoch")
+    left.set_title("supernet: training loss (blue), mean reward (orange)", fontsize=10)
+    twin = left.twinx()
+    twin.plot(epochs, [e["reward_mean"] for e in history], color=ORANGE, marker="o", markersize=3)
+    left.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
+    left.grid(alpha=0.3)
+    finalists = [r for r in supernet_finalists(data) if _is_number(r.get("val_accuracy"))]
+    if finalists:
+        right.scatter([r["shared_accuracy"] for r in finalists], [r["val_accuracy"] for r in finalists], color=BLUE)
+        for r in finalists:
+            right.annotate(f"#{r['trial']}", (r["shared_accuracy"], r["val_accuracy"]), fontsize=8,
+                           xytext=(3, 3), textcoords="offset points")
+        right.set_xlabel("shared-weight validation accuracy")
+        right.set_ylabel("trained from scratch")
+        right.grid(alpha=0.3)
+    else:
+        right.axis("off")
+        right.text(0.5, 0.5, "no finalist trained yet", ha="center", va="center", color=GREY)
+    right.set_title("finalists", fontsize=10)
     return _png(fig)
 
 
@@ -406,10 +459,16 @@ def render_html(data: Run, pngs: dict[str, bytes]) -> str:
         parts.append(f'<p class="note">{updates}. Falling entropy means the policy is settling on its choices; '
                      "the advantage of each update is its reward minus the baseline.</p>")
         parts.append(_img(pngs["controller"], "controller entropy, mean reward and baseline per update"))
+    elif data.config.get("strategy") == "enas":
+        parts.append('<p class="note">The controller learned from children scored with shared weights: its mean '
+                     "reward and entropy per supernet epoch are under Supernet below; the finalists it chose were "
+                     "trained from scratch as the trials above.</p>")
     else:
         controller = data.config.get("controller", "?")
         parts.append('<p class="note">' + ("No policy update yet." if controller == "reinforce" else
                      f"The {_e(controller)} controller learns no policy, so there is no entropy to show.") + "</p>")
+    if data.config.get("strategy") == "enas":
+        parts.append(_supernet_section(data, pngs))
     parts.append("<h2>Accuracy against size</h2>")
     parts.append(_img(pngs["pareto"], "validation accuracy against parameters") if "pareto" in pngs else
                  '<p class="note">No trial completed, so there is nothing to compare.</p>')
@@ -446,6 +505,23 @@ def render_html(data: Run, pngs: dict[str, bytes]) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>nas run {_e(rundir.name)}</title><style>{STYLE}</style></head><body>\n"
             + "\n".join(p for p in parts if p) + "\n</body></html>\n")
+
+
+def _supernet_section(data: Run, pngs: dict[str, bytes]) -> str:
+    history = supernet_history(data)
+    settings = data.config.get("weight_sharing") or {}
+    head = "<h2>Supernet (weight sharing)</h2>"
+    if not history:
+        return head + '<p class="note">No supernet epoch has finished yet.</p>'
+    last = history[-1]
+    tau = ((data.summary or {}).get("supernet") or {}).get("kendall_tau")
+    text = (f"{len(history)} of {_e(settings.get('supernet_epochs', '?'))} epochs; last training loss "
+            f"{_num(last['loss'], 3)}, mean reward {_num(last['reward_mean'])}"
+            + (f", policy entropy {_num(last['entropy'], 2)}" if _is_number(last.get("entropy")) else "")
+            + (f". Finalists' Kendall tau between shared-weight and stand-alone accuracy: {_num(tau, 2)}"
+               if _is_number(tau) else "") + ".")
+    return head + f'<p class="note">{text}</p>' + (_img(pngs["supernet"], "supernet per epoch, finalists")
+                                                    if "supernet" in pngs else "")
 
 
 def _is_conv(data: Run) -> bool:

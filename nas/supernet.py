@@ -136,9 +136,22 @@ class ConvSupernet:
                           *self.heads, self.head_bias]
         self.optimizer = MaskedAdam(self.trainable, learning_rate)
         self.augment = _augmentation_model(space, input_shape)
+        from nas.builder import BN_MOMENTUM
+
+        # The moving statistics' momentum: the builder's while training; k / (k + 1) at the k-th batch of
+        # a recalibration, which makes them the exact mean of its batches' statistics.
+        self.bn_momentum = tf.Variable(BN_MOMENTUM, trainable=False, name="bn_momentum")
+        # Steps taken: seeds the step's dropout, so that a run restored from its state goes on as it would have.
+        self.steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps")
+        self.seed = seed
         self.traces = 0  # how often a step was traced: once per step function, whatever the architectures
         self.train_step = tf.function(self._train_step, reduce_retracing=True, autograph=False)
         self.correct = tf.function(self._correct, reduce_retracing=True, autograph=False)
+        # With the batch's own normalisation statistics: a controller's reward on one validation batch
+        # (the moving statistics are shared by children whose kernels and inputs differ).
+        self.correct_in_batch = tf.function(lambda x, y, arch: self._correct(x, y, arch, batch_statistics=True),
+                                            reduce_retracing=True, autograph=False)
+        self._calibrate = tf.function(self._calibrate_step, reduce_retracing=True, autograph=False)
 
     # -- architectures ---------------------------------------------------------------------------
 
@@ -149,8 +162,9 @@ class ConvSupernet:
 
     # -- the forward pass ------------------------------------------------------------------------
 
-    def logits(self, x, arch, training: bool):
-        """Logits of the child `arch` (an int32 tensor) for raw-pixel images `x`."""
+    def logits(self, x, arch, training: bool, batch_statistics: bool = False):
+        """Logits of the child `arch` (an int32 tensor) for raw-pixel images `x`. Batch normalisation
+        uses the batch's statistics while training and with `batch_statistics`, else the moving ones."""
         import tensorflow as tf
 
         x = tf.cast(x, tf.float32) / 255.0
@@ -161,24 +175,36 @@ class ConvSupernet:
         for i, layer in enumerate(self.layers):
             masks = self._input_masks(i, arch)
             active = tf.less(i, depth)
-            compute = lambda i=i, masks=masks: self._layer(i, x, outputs, masks, arch, training)  # noqa: E731
+            compute = lambda i=i, masks=masks: self._layer(i, x, outputs, masks, arch, training,  # noqa: E731
+                                                           batch_statistics)
             if self.depth.position is None:  # every layer is active
                 outputs.append(compute())
             else:
-                outputs.append(tf.cond(active, compute, lambda: tf.zeros(tf.stack([tf.shape(x)[0], 1, 1, 1]))))
+                # zeros of the active layer's shape: tf.cond's gradient fails on branches of other shapes
+                outputs.append(tf.cond(active, compute, lambda i=i: self._zeros(i, x, arch)))
             fed.append([m * tf.cast(active, tf.int32) for m in masks])  # an inactive layer feeds nothing
         logits = tf.convert_to_tensor(self.head_bias)  # [classes], broadcast over the batch below
         rate = tf.cast(_value(self.dropout, arch), tf.float32)
         for i in range(self.max_depth):
             # an end: active and fed by no later active layer. Its pooled features are few, so every
-            # layer's are computed and the others multiplied by 0 (an inactive layer's are a dummy 1).
+            # layer's are computed and the others multiplied by 0.
             feeds = tf.add_n([fed[k][i] for k in range(i + 1, self.max_depth)] or [tf.constant(0)])
             is_end = tf.cast(tf.logical_and(tf.less(i, depth), tf.equal(feeds, 0)), tf.float32)
             features = tf.reduce_mean(outputs[i], axis=(1, 2))
-            if training and any(self.dropout.values):
-                features = tf.nn.dropout(features, rate=rate)  # the identity at rate 0
+            if training and any(self.dropout.values):  # the identity at rate 0
+                features = tf.nn.experimental.stateless_dropout(
+                    features, rate=rate, seed=tf.stack([tf.constant(self.seed, tf.int64), self.steps * 64 + i]))
             logits += is_end * tf.matmul(features, self.heads[i][:tf.shape(features)[-1]])
         return logits
+
+    def _zeros(self, i: int, image, arch):
+        """What an inactive layer outputs: zeros of the shape it would have had."""
+        import tensorflow as tf
+
+        scale = 2 ** self.layers[i]["stage"]
+        height, width = (-(-int(n) // scale) for n in self.input_shape[:2])  # max pooling with padding "same"
+        filters = tf.cast(_value(self.layers[i]["filters"], arch), tf.int32)
+        return tf.zeros(tf.stack([tf.shape(image)[0], height, width, filters]))
 
     def _input_masks(self, i: int, arch) -> list:
         """0/1 per earlier layer: does it feed layer i."""
@@ -189,7 +215,7 @@ class ConvSupernet:
             return [tf.constant(int(j == i - 1)) for j in range(i)]
         return [tf.gather(arch, p) for p in positions]  # the choices are (False, True): the index is the value
 
-    def _layer(self, i: int, image, outputs: list, masks: list, arch, training: bool):
+    def _layer(self, i: int, image, outputs: list, masks: list, arch, training: bool, batch_statistics: bool):
         import keras
         import tensorflow as tf
 
@@ -245,28 +271,30 @@ class ConvSupernet:
         width = _index(layer["filters"], arch)
         branches = {
             "none": lambda: activate(h + bias),
-            "before_activation": lambda: activate(self._norm(i, "before_activation", width, filters, h, training)),
-            "after_activation": lambda: self._norm(i, "after_activation", width, filters, activate(h + bias), training),
+            "before_activation": lambda: activate(self._norm(i, "before_activation", width, filters, h, training,
+                                                             batch_statistics)),
+            "after_activation": lambda: self._norm(i, "after_activation", width, filters, activate(h + bias), training,
+                                                   batch_statistics),
         }
         placements = [_placement(p) for p in layer["batch_norm"].values]
         if len(placements) == 1:
             return branches[placements[0]]()
         return tf.switch_case(_index(layer["batch_norm"], arch), [branches[p] for p in placements])
 
-    def _norm(self, i: int, placement: str, width, filters, h, training: bool):
+    def _norm(self, i: int, placement: str, width, filters, h, training: bool, batch_statistics: bool = False):
         """Batch normalisation of `h` with the parameters of the layer's `width`-th width (an index),
         the first `filters` of each row."""
         import tensorflow as tf
 
-        from nas.builder import BN_MOMENTUM
-
         gamma, beta, mean, variance = (v[width][:filters] for v in self.norms[i][placement])
-        if not training:
+        if not training and not batch_statistics:
             return tf.nn.batch_normalization(h, mean, variance, beta, gamma, BN_EPSILON)
         batch_mean, batch_variance = tf.nn.moments(h, axes=[0, 1, 2])
+        if not training:
+            return tf.nn.batch_normalization(h, batch_mean, batch_variance, beta, gamma, BN_EPSILON)
         at = tf.stack([tf.fill([filters], width), tf.range(filters)], axis=1)
         for moving, value in ((self.norms[i][placement][2], batch_mean), (self.norms[i][placement][3], batch_variance)):
-            moving.scatter_nd_update(at, tf.gather_nd(moving, at) * BN_MOMENTUM + value * (1 - BN_MOMENTUM))
+            moving.scatter_nd_update(at, tf.gather_nd(moving, at) * self.bn_momentum + value * (1 - self.bn_momentum))
         return tf.nn.batch_normalization(h, batch_mean, batch_variance, beta, gamma, BN_EPSILON)
 
     # -- steps -----------------------------------------------------------------------------------
@@ -281,13 +309,57 @@ class ConvSupernet:
                                                                                  logits=logits))
         gradients = tape.gradient(loss, self.trainable, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         self.optimizer.apply(gradients)
+        self.steps.assign_add(1)
         return loss
 
-    def _correct(self, x, y, arch):
+    def _calibrate_step(self, x, arch):
+        self.traces += 1
+        self.logits(x, arch, training=True)  # for its batch-norm updates
+        self.steps.assign_add(1)
+
+    def recalibrate(self, batches, arch) -> None:
+        """Sets the moving statistics of the child `arch`'s batch normalisation to their mean over
+        `batches` of images, computed with its weights (Single-Path One-Shot, Guo et al. 2019): the
+        statistics that training left behind were those of the last children that shared them."""
+        from nas.builder import BN_MOMENTUM
+
+        for k, x in enumerate(batches):
+            self.bn_momentum.assign(k / (k + 1))
+            self._calibrate(x, arch)
+        self.bn_momentum.assign(BN_MOMENTUM)
+
+    def accuracy(self, x, y, arch, batch_size: int = 256) -> float:
+        """The child's accuracy on all of `x`, `y` with the shared weights."""
+        right = sum(int(self.correct(x[k:k + batch_size], y[k:k + batch_size], arch))
+                    for k in range(0, len(y), batch_size))
+        return right / max(1, len(y))
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def state_variables(self) -> list:
+        """Everything a step changes, in a fixed order: what `state` saves and `load_state` restores."""
+        moving = [v for norms in self.norms for vs in norms.values() for v in vs[2:]]
+        augment = list(self.augment.variables) if self.augment is not None else []  # its random generators' state
+        return [*self.trainable, *moving, *self.optimizer.state_variables(), self.steps, *augment]
+
+    def state(self) -> list:
+        return [v.numpy() for v in self.state_variables()]
+
+    def load_state(self, arrays: list) -> None:
+        variables = self.state_variables()
+        if len(arrays) != len(variables):
+            raise ValueError(f"got {len(arrays)} arrays, expected {len(variables)}")
+        for v, a in zip(variables, arrays):
+            if tuple(v.shape) != tuple(a.shape):
+                raise ValueError(f"{v.name}: got shape {tuple(a.shape)}, expected {tuple(v.shape)}")
+            v.assign(a)
+
+    def _correct(self, x, y, arch, batch_statistics: bool = False):
         import tensorflow as tf
 
         self.traces += 1
-        predicted = tf.argmax(self.logits(x, arch, training=False), axis=-1, output_type=tf.int32)
+        predicted = tf.argmax(self.logits(x, arch, training=False, batch_statistics=batch_statistics), axis=-1,
+                              output_type=tf.int32)
         return tf.reduce_sum(tf.cast(tf.equal(predicted, tf.cast(y, tf.int32)), tf.int32))
 
     # -- children out of the supernet ------------------------------------------------------------
@@ -340,6 +412,9 @@ class MaskedAdam:
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
         self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
         self.counts = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+
+    def state_variables(self) -> list:
+        return [self.learning_rate, *self.m, *self.v, *self.counts]
 
     def apply(self, gradients: list) -> None:
         import tensorflow as tf

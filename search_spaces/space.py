@@ -170,7 +170,7 @@ FAMILIES: dict[str, dict[str, dict[str, Setting]]] = {
 MAX_DECISIONS = 10_000  # cnn10 has 75; a typo such as `layers: 100000` would otherwise exhaust memory
 
 TOP_KEYS = ("name", "description", "family", "layer", "reduce_after", "training", "augment", "head",
-            "controller")
+            "controller", "weight_sharing")
 GROUPS = {"training": TRAINING, "augment": AUGMENT, "head": HEAD}
 
 
@@ -213,6 +213,7 @@ class SearchSpace:
     source: str = ""  # the file it came from
     text: str = ""  # the file's text, copied into run directories
     controller: dict[str, Any] = field(default_factory=dict)  # settings for the controllers
+    weight_sharing: dict[str, Any] = field(default_factory=dict)  # settings for --strategy enas (nas.enas)
 
     # -- architectures ---------------------------------------------------------------------------
 
@@ -455,10 +456,13 @@ def parse_space(text: str, source: str = "<space>", default_name: str = "space")
     controller = data.get("controller", {}) or {}
     if not isinstance(controller, dict):
         raise fail("controller", f"got {controller!r}, expected a mapping of controller settings")
+    weight_sharing = data.get("weight_sharing", {}) or {}
+    if not isinstance(weight_sharing, dict):
+        raise fail("weight_sharing", f"got {weight_sharing!r}, expected a mapping of settings for --strategy enas")
     description = data.get("description", "")
     return SearchSpace(name=name, family=family, decisions=decisions, fixed=fixed,
                        description=" ".join(str(description).split()), source=source, text=text,
-                       controller=controller)
+                       controller=controller, weight_sharing=weight_sharing)
 
 
 class _DuplicateKey(yaml.MarkedYAMLError):

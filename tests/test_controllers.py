@@ -90,6 +90,22 @@ def test_anchor_steps_cover_every_skip_decision_once():
     assert covered == list(range(len(space.decisions)))
 
 
+def test_the_skip_penalty_pulls_the_skip_probability_to_its_target():
+    """With every child rewarded alike only the penalty moves the policy: toward few skips (ENAS's
+    KL term), while a controller without it keeps sampling about half of them."""
+    space = parse_space(TOY)
+    skips = [i for i, d in enumerate(space.decisions) if d.kind == "input"]
+
+    def skip_rate(settings):
+        controller = make_controller("reinforce", space, seed=0, overrides=settings)
+        run(controller, 150, lambda arch: 0.9)
+        return np.mean([[controller.ask().choices[i] for i in skips] for _ in range(100)])
+
+    penalised = skip_rate({"skip_weight": 2.0, "skip_target": 0.1})
+    free = skip_rate({})
+    assert penalised < 0.3 and 0.35 < free < 0.65, (penalised, free)
+
+
 def test_controller_settings_are_checked_against_the_space_file():
     space = parse_space(TOY.replace("learning_rate: 0.02", "learnig_rate: 0.02"), source="toy.yaml")
     with pytest.raises(SpaceError, match=r"toy.yaml: controller.learnig_rate: unknown setting, expected one of"):

@@ -1,0 +1,329 @@
+"""Weight sharing against stand-alone search on cnn10 (issue 21), side by side on one machine.
+
+    python benchmarks/weight_sharing.py [--seeds 3] [--runs-dir DIR] [--standalone-runs DIR] [--report-only]
+
+Per seed S (mnist5k, nas's split for S), every search as a user runs it (only the flags named):
+  (a) `nas search --space cnn10 --strategy enas --seed S`                   ENAS: REINFORCE over the supernet
+  (b) `nas search --space cnn10 --strategy enas --controller random --seed S`   random paths (SPOS)
+  (c) `nas search --space cnn10 --controller random --seed S`, stopped with Ctrl-C once it has searched
+      as long as (a) took in all; the best child it had finished by then is retrained as a winner is
+      (train + validation, the space's final epochs) and tested: stand-alone random search given (a)'s time
+  (e) one random cnn10 architecture (drawn with seed S), retrained the same way
+and (d), the default stand-alone search (`nas search --space cnn10 --budget 200`), read from the runs of
+benchmarks/hand_network.py in --standalone-runs (cnn10-seedS), where it exists.
+
+Rank fidelity: (1) the completed children of (d) (4 epochs each, from scratch) scored with the shared
+weights of (a)'s supernet for the same seed (batch norm recalibrated, whole validation split): Kendall
+tau and Spearman rho between the two validation accuracies; (2) bench_cnn's table: its 84
+architectures of learning rate 0.01 (the table's other decision, which a supernet cannot share)
+scored with a supernet trained on digits with random paths, against their mean validation accuracy
+over the table's 3 seeds.
+
+Learning curve (curve): cnn10's supernet trained 20 epochs on random paths, and 6 epochs on one path
+alone, with its loss and the children's shared-weight accuracy per epoch.
+
+Child-epoch equivalents: the epochs of stand-alone children trained, plus for a supernet its epochs
+(one pass over the training split each, one child's path per batch). Runs already finished in
+--runs-dir are read, not searched again. Writes benchmarks/results/weight_sharing.json and the
+"Weight sharing" section of RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_md import PROJECT, command_line, nas_search, read_summary, read_trials, table, write_section  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+OUT = RESULTS / "weight_sharing.json"
+HAND_NETWORK_SEED0 = 0.9910  # issue 20's hand-written network on seed 0 of nas's split
+
+
+def finished(run: Path) -> bool:
+    return (run / "summary.json").is_file() and read_summary(run).get("status") == "finished"
+
+
+def wall_seconds(run: Path) -> float:
+    """From the search's start (config.json, once Ray is up) to its summary, the final training included."""
+    started = datetime.fromisoformat(json.loads((run / "config.json").read_text())["started"])
+    return (datetime.fromtimestamp((run / "summary.json").stat().st_mtime) - started).total_seconds()
+
+
+def child_epochs(run: Path) -> int:
+    return sum(t["metrics"].get("epochs", 0) for t in read_trials(run) if t["status"] != "failed")
+
+
+def enas_arm(runs: Path, seed: int, controller: str) -> dict:
+    run = runs / f"enas-{controller}-seed{seed}"
+    if not finished(run):
+        run, _ = nas_search(runs, run.name, "--space", "cnn10", "--strategy", "enas", "--controller", controller,
+                            "--seed", str(seed))
+    summary = read_summary(run)
+    settings = json.loads((run / "config.json").read_text())["weight_sharing"]
+    return {"run": str(run), "test_accuracy": summary["test_accuracy"], "wall_seconds": wall_seconds(run),
+            "child_epochs": child_epochs(run) + settings["supernet_epochs"],
+            "kendall_tau_finalists": summary["supernet"]["kendall_tau"],
+            "finalists": summary["supernet"]["finalists"], "final_fit_seconds": summary["final"]["fit_seconds"]}
+
+
+def retrain(arch_json: dict, seed: int) -> dict:
+    """An architecture retrained as a search's winner is (train + validation, the space's final epochs), tested once."""
+    from nas.data import load_data
+    from nas.trainer import configure_threads, train_final
+    from search_spaces import load_space
+
+    configure_threads(os.cpu_count() or 1)
+    space = load_space("cnn10")
+    data = load_data("mnist5k", seed=seed)
+    start = time.perf_counter()
+    _, metrics = train_final(space.resolve(space.from_json(arch_json)), data.final_arrays(),
+                             input_shape=data.input_shape, num_classes=data.num_classes,
+                             epochs=space.fixed["training"]["final_epochs"], seed=seed)
+    return {**metrics, "seconds": time.perf_counter() - start}
+
+
+def random_standalone_arm(runs: Path, seed: int, seconds: float, final_seconds: float) -> dict:
+    """(c): a stand-alone random search interrupted once it has searched `seconds` minus the time the
+    winner's retraining will take, then its best finished child retrained."""
+    run = runs / f"random-seed{seed}"
+    if not (run / "trials.jsonl").is_file():
+        command = [sys.executable, "-m", "nas.cli", "search", "--space", "cnn10", "--controller", "random",
+                   "--seed", str(seed), "--no-dashboard", "--runs-dir", str(runs), "--name", run.name]
+        process = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   start_new_session=True)
+        while not (run / "config.json").is_file() and process.poll() is None:
+            time.sleep(0.5)
+        started = time.monotonic()  # config.json is written once Ray is up, as (a)'s wall is counted
+        while process.poll() is None and time.monotonic() - started < seconds - final_seconds:
+            time.sleep(0.5)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: what finished is kept
+            process.communicate(timeout=600)
+    trials = [t for t in read_trials(run) if t["status"] == "completed"]
+    best = max(trials, key=lambda t: (t["reward"], -t["trial"]))
+    result = retrain(best["arch"], seed)
+    return {"run": str(run), "children": len(read_trials(run)), "test_accuracy": result["test_accuracy"],
+            "wall_seconds": seconds, "winner_trial": best["trial"], "child_epochs": child_epochs(run) +
+            result["epochs"], "final_fit_seconds": result["fit_seconds"]}
+
+
+def random_architecture_arm(seed: int) -> dict:
+    from controllers import make_controller
+    from search_spaces import load_space
+
+    arch = make_controller("random", load_space("cnn10"), seed=seed).ask()
+    result = retrain(arch.to_json(), seed)
+    return {"test_accuracy": result["test_accuracy"], "wall_seconds": result["seconds"],
+            "child_epochs": result["epochs"]}
+
+
+def standalone_arm(standalone_runs: Path, seed: int) -> dict | None:
+    run = standalone_runs / f"cnn10-seed{seed}"
+    if not finished(run):
+        return None
+    summary = read_summary(run)
+    return {"run": str(run), "test_accuracy": summary["test_accuracy"], "wall_seconds": wall_seconds(run),
+            "child_epochs": child_epochs(run) + summary["final"]["epochs"], "budget": summary["budget"]}
+
+
+def shared_scores(run: Path, archs: list, data) -> list[float]:
+    """The validation accuracy of each architecture with the shared weights of `run`'s supernet."""
+    from nas.enas import CHECKPOINT, SupernetPhase, make_enas_controller, read_settings
+    from search_spaces import parse_space
+
+    config = json.loads((run / "config.json").read_text())
+    space = parse_space((run / "space.yaml").read_text(), source=str(run / "space.yaml"))
+    settings = read_settings(space, {"finalists": config["budget"]})
+    phase = SupernetPhase(space, data.search_arrays(), data.input_shape, data.num_classes, settings,
+                          make_enas_controller(config["controller"], space, settings, seed=config["seed"]),
+                          seed=config["seed"])
+    phase.load_bytes((run / CHECKPOINT).read_bytes())
+    return [phase.score(space.from_json(a)) for a in archs]
+
+
+def fidelity_cnn10(enas_run: Path, standalone_run: Path, seed: int) -> dict:
+    from scipy.stats import kendalltau, spearmanr
+
+    from nas.data import load_data
+
+    children = [t for t in read_trials(standalone_run) if t["status"] == "completed"]
+    shared = shared_scores(enas_run, [t["arch"] for t in children], load_data("mnist5k", seed=seed))
+    alone = [t["metrics"]["val_accuracy"] for t in children]
+    return {"architectures": len(children), "kendall_tau": float(kendalltau(shared, alone).statistic),
+            "spearman_rho": float(spearmanr(shared, alone).statistic)}
+
+
+def fidelity_bench_cnn(seed: int, epochs: int = 10) -> dict:
+    """bench_cnn's architectures of learning rate 0.01, with shared weights trained on random paths."""
+    from scipy.stats import kendalltau, spearmanr
+
+    from nas.bench import load_table
+    from nas.data import load_data
+    from nas.enas import SupernetPhase, make_enas_controller, read_settings
+    from search_spaces import parse_space
+
+    table = load_table("bench_cnn")
+    text = table.space.text.replace("learning_rate: [0.001, 0.003, 0.01]", "learning_rate: 0.01")
+    space = parse_space(text + f"weight_sharing: {{supernet_epochs: {epochs}}}\n", source="bench_cnn, lr 0.01")
+    position = [d.name for d in table.space.decisions].index("training.learning_rate")
+    lr_index = table.space.decisions[position].choices.index(0.01)
+    rows = [(i, a) for i, a in enumerate(table.archs) if a.choices[position] == lr_index]
+    data = load_data(table.meta["data"], seed=0)
+    settings = read_settings(space)
+    phase = SupernetPhase(space, data.search_arrays(), data.input_shape, data.num_classes, settings,
+                          make_enas_controller("random", space, settings, seed=seed), seed=seed)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        phase.train_epoch()
+    shared = [phase.score(space.architecture([c for k, c in enumerate(a.choices) if k != position]))
+              for _, a in rows]
+    alone = [float(table.val[i].mean()) for i, _ in rows]
+    return {"architectures": len(rows), "epochs": epochs, "seconds": time.perf_counter() - start,
+            "kendall_tau": float(kendalltau(shared, alone).statistic),
+            "spearman_rho": float(spearmanr(shared, alone).statistic)}
+
+
+def learning_curve(seed: int, epochs: int = 20, fixed_epochs: int = 6) -> dict:
+    """cnn10's supernet on mnist5k: per epoch, its training loss and the mean shared-weight accuracy of
+    sampled children on validation batches, with random paths; and the same for one path trained alone
+    in it (how fast a child learns when it does not share)."""
+    from controllers import make_controller
+    from nas.data import load_data
+    from nas.enas import SupernetPhase, make_enas_controller, read_settings
+    from nas.trainer import configure_threads
+    from search_spaces import load_space
+
+    configure_threads(os.cpu_count() or 1)
+    space = load_space("cnn10")
+    data = load_data("mnist5k", seed=seed)
+    curves = {}
+    for name, n in (("random paths", epochs), ("one path", fixed_epochs)):
+        settings = read_settings(space, {"supernet_epochs": n})
+        controller = make_enas_controller("random", space, settings, seed=seed)
+        if name == "one path":
+            arch = make_controller("random", space, seed=seed).ask()
+            controller.ask = lambda arch=arch: arch
+        phase = SupernetPhase(space, data.search_arrays(), data.input_shape, data.num_classes, settings, controller,
+                              seed=seed)
+        curves[name] = [phase.train_epoch() for _ in range(n)]
+    return curves
+
+
+ARMS = [("a", "enas, REINFORCE"), ("b", "enas, random paths"), ("c", "stand-alone random search, (a)'s wall time"),
+        ("d", "stand-alone REINFORCE, 200 children (the default)"), ("e", "one random architecture, retrained")]
+
+
+def report(result: dict) -> str:
+    seeds = sorted(result["seeds"], key=int)
+    rows = []
+    for key, label in ARMS:
+        done = [result["seeds"][s][key] for s in seeds if result["seeds"][s].get(key)]
+        if not done:
+            rows.append([f"({key}) {label}", "not run", "", "", "", ""])
+            continue
+        accuracy = [d["test_accuracy"] for d in done]
+        spread = f" ± {statistics.stdev(accuracy):.4f}" if len(accuracy) > 1 else ""
+        rows.append([f"({key}) {label}", f"{len(done)}", f"{statistics.mean(accuracy):.4f}{spread}",
+                     ", ".join(f"{a:.4f}" for a in accuracy),
+                     f"{statistics.mean(d['wall_seconds'] for d in done) / 60:.1f}",
+                     f"{statistics.mean(d['child_epochs'] for d in done):.0f}"])
+    text = ("mnist5k, nas's split per seed. Wall: the run's own time from config.json's start to its summary "
+            "(the final training included; Ray's start and the data's loading, about 15 s, not). (c) is "
+            "interrupted once its search has run (a)'s wall less the retraining; its best child is then "
+            "retrained as a winner is.\n\n")
+    text += table(["search", "seeds", "test accuracy (mean ± sd)", "per seed", "wall (min)",
+                   "child-epoch equivalents"], rows)
+    lines = []
+    for s in seeds:
+        entry = result["seeds"][s]
+        if entry.get("a") and entry.get("d"):
+            a, d = entry["a"], entry["d"]
+            lines.append(f"seed {s}: (a) took {a['wall_seconds'] / d['wall_seconds']:.2f} of (d)'s wall (target: at "
+                         f"most 0.17) and tested {a['test_accuracy']:.4f} against (d)'s {d['test_accuracy']:.4f}")
+        if entry.get("a") and s == "0":
+            lines.append(f"seed 0: (a) {entry['a']['test_accuracy']:.4f} against the hand network's "
+                         f"{HAND_NETWORK_SEED0:.4f} (issue 20)")
+        for key in ("a", "b"):
+            if entry.get(key) and entry[key].get("kendall_tau_finalists") is not None:
+                tau, count = entry[key]["kendall_tau_finalists"], len(entry[key]["finalists"])
+                lines.append(f"seed {s}: ({key})'s finalists, shared-weight against stand-alone validation accuracy: "
+                             f"Kendall tau {tau:.2f} over {count}")
+    fidelity = result.get("fidelity", {})
+    for name, f in fidelity.items():
+        lines.append(f"rank fidelity, {name}: Kendall tau **{f['kendall_tau']:.2f}**, Spearman rho "
+                     f"{f['spearman_rho']:.2f} over {f['architectures']} architectures (target: tau at least 0.3)")
+    for name, curve in result.get("curve", {}).items():
+        lines.append(f"cnn10 supernet, {name}, seed 0, per epoch (loss / mean shared-weight accuracy of the sampled "
+                     "children on validation batches): " + ", ".join(
+                         f"{e['loss']:.2f} / {e['reward_mean']:.2f}" for e in curve)
+                     + f"; {statistics.mean(e['train_seconds'] + e['controller_seconds'] for e in curve[1:]):.1f} s "
+                     "an epoch after the first")
+    if lines:
+        text += "\n\n" + "\n".join(f"- {line}" for line in lines)
+    if result.get("notes"):
+        text += "\n\n" + result["notes"]
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--arms", default="a,b,c,e,fidelity,curve",
+                        help="which to run, of a, b, c, e, fidelity and curve")
+    parser.add_argument("--runs-dir", default=str(RESULTS / "weight_sharing_runs"))
+    parser.add_argument("--standalone-runs", default=str(RESULTS / "hand_network_runs"),
+                        help="where benchmarks/hand_network.py left its cnn10-seedS runs: arm (d)")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--note", help="conditions of the measurement, printed under the results")
+    args = parser.parse_args()
+    arms = set(args.arms.split(","))
+    runs, standalone = Path(args.runs_dir), Path(args.standalone_runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    result = json.loads(OUT.read_text()) if OUT.exists() else {"seeds": {}}
+    if args.note:
+        result["notes"] = args.note
+    if not args.report_only:
+        for seed in range(args.seeds):
+            entry = result["seeds"].setdefault(str(seed), {})
+            if "a" in arms:
+                entry["a"] = enas_arm(runs, seed, "reinforce")
+            if "b" in arms:
+                entry["b"] = enas_arm(runs, seed, "random")
+            if "c" in arms and entry.get("a"):
+                entry["c"] = random_standalone_arm(runs, seed, entry["a"]["wall_seconds"],
+                                                   entry["a"]["final_fit_seconds"])
+            entry["d"] = standalone_arm(standalone, seed)
+            if "e" in arms and "e" not in entry:
+                entry["e"] = random_architecture_arm(seed)
+            print(seed, json.dumps(entry), flush=True)
+            RESULTS.mkdir(exist_ok=True)
+            OUT.write_text(json.dumps(result, indent=1))
+        if "curve" in arms:
+            result["curve"] = learning_curve(0)
+            OUT.write_text(json.dumps(result, indent=1))
+        if "fidelity" in arms:
+            fidelity = result.setdefault("fidelity", {})
+            if result["seeds"].get("0", {}).get("d") and result["seeds"]["0"].get("a"):
+                fidelity["cnn10, (d)'s completed children, (a)'s supernet, seed 0"] = fidelity_cnn10(
+                    Path(result["seeds"]["0"]["a"]["run"]), Path(result["seeds"]["0"]["d"]["run"]), 0)
+            fidelity["bench_cnn, learning rate 0.01, random paths"] = fidelity_bench_cnn(0)
+            OUT.write_text(json.dumps(result, indent=1))
+        result["command"] = command_line()
+        OUT.write_text(json.dumps(result, indent=1))
+    body = report(result)
+    write_section("Weight sharing", result.get("command", command_line()), body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

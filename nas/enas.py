@@ -1,0 +1,364 @@
+"""The weight-sharing phase of `nas search --strategy enas` (ENAS, Pham et al. 2018).
+
+    settings = read_settings(space)                  # the space file's weight_sharing: section
+    controller = make_enas_controller("reinforce", space, seed=0)
+    phase = SupernetPhase(space, arrays, input_shape, num_classes, settings, controller, seed=0,
+                          checkpoint=Path("run/supernet/checkpoint.npz"))
+    finalists = phase.run(on_epoch=print)            # [(architecture, shared-weight accuracy), ...]
+
+Each supernet epoch takes one pass over the training split, a freshly sampled architecture per
+batch, then `controller_steps` policy updates of `samples_per_step` architectures each, every one
+rewarded by its accuracy with the shared weights on one validation batch. With the random
+controller the paths are uniform and the policy learns nothing (Single-Path One-Shot; Li &
+Talwalkar's random search with weight sharing). Then `candidates` distinct architectures are drawn
+from the trained policy, each one's batch normalisation is recalibrated on training images and it
+is scored on the whole validation split; the best `finalists` go on to be trained from scratch as
+ordinary children. The state is saved atomically after every epoch: a killed run goes on from its
+last finished epoch and asks what it would have asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from controllers import Controller, make_controller
+from search_spaces import Architecture, SearchSpace, SpaceError
+
+# The ENAS code's controller (melodyguan/enas, the macro search; ../REFERENCES in the docs): they
+# replace the space's own `controller:` settings, which suit a stand-alone search of a few hundred
+# children; the space's `weight_sharing.controller` overrides them in turn.
+ENAS_CONTROLLER = {"hidden_size": 64, "lstm_layers": 1, "learning_rate": 0.001, "tanh_constant": 1.5,
+                   "temperature": 1.0, "entropy_weight": 1e-4, "baseline_decay": 0.99, "skip_target": 0.4,
+                   "skip_weight": 0.8, "reward_power": 1.0}
+
+
+CONTROLLERS = ("reinforce", "random")  # those that can sample the supernet's paths as it trains
+
+
+class SupernetDiverged(RuntimeError):
+    """The supernet's loss became NaN or infinite; its last checkpoint is intact."""
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint that another space, other settings or another version of the supernet wrote."""
+
+
+@dataclass
+class EnasSettings:
+    """The `weight_sharing:` section of a space file; the defaults suit 4,000 small images on 2 cores."""
+
+    supernet_epochs: int = 10  # passes over the training split with shared weights
+    controller_steps: int = 10  # policy updates after each epoch (ENAS: 50)
+    samples_per_step: int = 10  # architectures per update, each rewarded on one validation batch (ENAS: 20)
+    validation_batch: int = 128  # images in that batch
+    candidates: int = 100  # drawn from the trained policy and scored on the whole validation split
+    finalists: int = 4  # the best candidates, trained from scratch as ordinary children
+    recalibration_batches: int = 5  # training batches that set a candidate's batch-norm statistics
+    controller: dict = dataclasses.field(default_factory=dict)  # REINFORCE settings over ENAS_CONTROLLER
+
+    def check(self) -> str | None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name != "controller" and value < 1:
+                return f"{f.name}: got {value}, expected an integer >= 1"
+        if self.finalists > self.candidates:
+            return f"finalists: got {self.finalists}, expected at most the {self.candidates} candidates"
+        return None
+
+
+def read_settings(space: SearchSpace, overrides: Mapping[str, Any] | None = None) -> EnasSettings:
+    """The space file's `weight_sharing:` section with `overrides` over it; errors name the file and field."""
+    fields = {f.name: f for f in dataclasses.fields(EnasSettings)}
+    values = {}
+    for key, value in {**space.weight_sharing, **(overrides or {})}.items():
+        where = f"{space.source}: weight_sharing.{key}"
+        if key not in fields:
+            raise SpaceError(f"{where}: unknown setting, expected one of {', '.join(fields)}")
+        if key == "controller":
+            if not isinstance(value, dict):
+                raise SpaceError(f"{where}: got {value!r}, expected a mapping of REINFORCE settings")
+        elif not isinstance(value, int) or isinstance(value, bool):
+            raise SpaceError(f"{where}: got {value!r}, expected an integer")
+        values[key] = value
+    settings = EnasSettings(**values)
+    problem = settings.check()
+    if problem:
+        raise SpaceError(f"{space.source}: weight_sharing.{problem}")
+    return settings
+
+
+def _controller_overrides(settings: EnasSettings) -> dict[str, Any]:
+    return {**ENAS_CONTROLLER, "batch_size": settings.samples_per_step, **settings.controller}
+
+
+def make_enas_controller(name: str, space: SearchSpace, settings: EnasSettings, seed: int = 0) -> Controller:
+    """The controller that samples the supernet's paths: REINFORCE with the ENAS code's settings, or
+    uniform paths ("random"). Other controllers learn from trained children only."""
+    if name not in CONTROLLERS:
+        raise ValueError(f"got controller {name!r}, expected one of {', '.join(CONTROLLERS)}")
+    return make_controller(name, space, seed=seed, overrides=_controller_overrides(settings) if name == "reinforce"
+                           else None)
+
+
+def controller_settings(name: str, space: SearchSpace, settings: EnasSettings) -> dict[str, Any]:
+    """The resolved settings of the phase's controller, for config.json (without building it)."""
+    if name != "reinforce":
+        return {}
+    from controllers.base import read_settings as read_controller_settings
+    from controllers.evolution import EvolutionSettings
+    from controllers.reinforce import ReinforceSettings
+
+    return dataclasses.asdict(read_controller_settings(ReinforceSettings, space, _controller_overrides(settings),
+                                                       shared_with=(EvolutionSettings,)))
+
+
+class SupernetPhase:
+    def __init__(self, space: SearchSpace, arrays: Mapping[str, np.ndarray], input_shape, num_classes: int,
+                 settings: EnasSettings, controller: Controller, seed: int = 0, checkpoint: Path | None = None):
+        from nas.supernet import ConvSupernet
+
+        training = space.fixed["training"]
+        self.space, self.settings, self.controller, self.seed = space, settings, controller, seed
+        self.x_train, self.y_train = arrays["x_train"], arrays["y_train"]
+        self.x_val, self.y_val = arrays["x_val"], arrays["y_val"]
+        self.batch_size = int(training["batch_size"])
+        self.learning_rate = float(training["learning_rate"])
+        self.cosine = training["schedule"] == "cosine"
+        self.steps_per_epoch = math.ceil(len(self.y_train) / self.batch_size)
+        self.net = ConvSupernet(space, tuple(input_shape), num_classes, seed=seed, learning_rate=self.learning_rate)
+        self.rng = np.random.default_rng([seed, 21])
+        self.checkpoint = checkpoint
+        self.epoch = 0  # finished epochs
+        self.history: list[dict[str, Any]] = []  # one record per finished epoch
+        if checkpoint is not None and checkpoint.is_file():
+            self._restore(checkpoint)
+
+    # -- training --------------------------------------------------------------------------------
+
+    def _learning_rate(self, step: int) -> float:
+        if not self.cosine:
+            return self.learning_rate
+        total = self.steps_per_epoch * self.settings.supernet_epochs
+        return self.learning_rate * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+    def train_epoch(self) -> dict[str, Any]:
+        """One epoch of shared-weight steps, then the controller's; returns its record."""
+        net, settings = self.net, self.settings
+        start = time.perf_counter()
+        order = self.rng.permutation(len(self.y_train))
+        losses = []
+        for b in range(self.steps_per_epoch):
+            batch = order[b * self.batch_size:(b + 1) * self.batch_size]
+            net.optimizer.learning_rate.assign(self._learning_rate(self.epoch * self.steps_per_epoch + b))
+            arch = self.controller.ask()
+            loss = float(net.train_step(self.x_train[batch], self.y_train[batch], net.encode(arch)))
+            if not math.isfinite(loss):
+                raise SupernetDiverged(f"the supernet's training loss became {loss} in epoch {self.epoch + 1}, "
+                                       f"step {b + 1}")
+            losses.append(loss)
+        train_seconds = time.perf_counter() - start
+        rewards = []
+        for _ in range(settings.controller_steps * settings.samples_per_step):
+            arch = self.controller.ask()
+            batch = self.rng.choice(len(self.y_val), min(settings.validation_batch, len(self.y_val)), replace=False)
+            reward = int(net.correct_in_batch(self.x_val[batch], self.y_val[batch], net.encode(arch))) / len(batch)
+            self.controller.tell(arch, reward)
+            rewards.append(reward)
+        updates = self.controller.updates()
+        self.epoch += 1
+        record = {"epoch": self.epoch, "loss": float(np.mean(losses)), "reward_mean": float(np.mean(rewards)),
+                  "reward_max": float(np.max(rewards)), "entropy": updates[-1]["entropy"] if updates else None,
+                  "train_seconds": train_seconds, "controller_seconds": time.perf_counter() - start - train_seconds}
+        self.history.append(record)
+        return record
+
+    def run(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[tuple[Architecture, float]]:
+        """Trains the remaining epochs (saving after each), then returns the finalists, best first."""
+        while self.epoch < self.settings.supernet_epochs:
+            record = self.train_epoch()
+            if self.checkpoint is not None:
+                self._save(self.checkpoint)
+            if on_epoch:
+                on_epoch(record)
+        return self.finalists()
+
+    # -- deriving the finalists ------------------------------------------------------------------
+
+    def candidates(self) -> list[Architecture]:
+        """Distinct architectures drawn from the trained policy (fewer if it keeps repeating itself)."""
+        seen: dict[Architecture, None] = {}
+        for _ in range(self.settings.candidates * 20):
+            seen.setdefault(self.controller.ask())
+            if len(seen) == self.settings.candidates:
+                break
+        return list(seen)
+
+    def score(self, arch: Architecture) -> float:
+        """Shared-weight validation accuracy after recalibrating the child's batch normalisation."""
+        net = self.net
+        encoded = net.encode(arch)
+        picks = self.rng.permutation(len(self.y_train))
+        n = min(self.settings.recalibration_batches, self.steps_per_epoch)
+        net.recalibrate([self.x_train[picks[k * self.batch_size:(k + 1) * self.batch_size]] for k in range(n)],
+                        encoded)
+        return net.accuracy(self.x_val, self.y_val, encoded)
+
+    def finalists(self) -> list[tuple[Architecture, float]]:
+        # Recalibration changes the shared statistics: score from a copy of the trained state, so the
+        # checkpoint (and a resumed run) sees the supernet as training left it.
+        saved = self.net.state()
+        try:
+            scored = [(arch, self.score(arch)) for arch in self.candidates()]
+        finally:
+            self.net.load_state(saved)
+        scored.sort(key=lambda pair: -pair[1])  # stable: ties keep the order they were drawn in
+        return scored[:self.settings.finalists]
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """The supernet, its optimizer, the controller and the sampling generator, as one file's bytes
+        (the driver writes it atomically: a kill leaves the previous epoch's file or this one)."""
+        meta = {"epoch": self.epoch, "history": self.history, "rng": self.rng.bit_generator.state,
+                "controller": self.controller.state(), "space_fingerprint": self.space.fingerprint(),
+                "settings": dataclasses.asdict(self.settings)}
+        buffer = io.BytesIO()
+        np.savez(buffer, *self.net.state(), meta=np.array(json.dumps(meta)))
+        return buffer.getvalue()
+
+    def load_bytes(self, data: bytes) -> None:
+        """Continues from `to_bytes`'s file; a ValueError says why it does not fit this phase."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as saved:
+            meta = json.loads(str(saved["meta"]))
+            arrays = [saved[f"arr_{k}"] for k in range(len(saved.files) - 1)]
+        if meta["space_fingerprint"] != self.space.fingerprint():
+            raise CheckpointMismatch("saved by a search of another space")
+        if meta["settings"] != dataclasses.asdict(self.settings):
+            raise CheckpointMismatch("saved with other weight_sharing settings")
+        try:
+            self.net.load_state(arrays)
+            self.controller.load(meta["controller"])
+        except (ValueError, KeyError) as e:
+            raise CheckpointMismatch(str(e)) from None
+        self.rng.bit_generator.state = meta["rng"]
+        self.epoch, self.history = meta["epoch"], meta["history"]
+
+
+# -- the phase in a search ---------------------------------------------------------------------------
+
+CHECKPOINT = "supernet/checkpoint.npz"  # in the run directory
+HISTORY = "supernet/history.json"  # one record per finished epoch, for the report
+FINALISTS = "supernet/finalists.json"
+
+
+class _Phase:
+    """A SupernetPhase built from plain data, in this process or as a Ray actor (then on the node
+    that has the trial's accelerators): the driver keeps the checkpoint, so a cluster's workers need
+    no shared file system."""
+
+    def __init__(self, space_text: str, space_source: str, arrays: dict, setup: dict, saved: bytes | None):
+        from nas import trainer
+        from search_spaces import parse_space
+
+        trainer.configure_threads(setup["cpus"])  # before TensorFlow's first op in a fresh worker
+        space = parse_space(space_text, source=space_source)
+        settings = read_settings(space, {"finalists": setup["finalists"]})
+        controller = make_enas_controller(setup["controller"], space, settings, seed=setup["seed"])
+        self.phase = SupernetPhase(space, arrays, setup["input_shape"], setup["num_classes"], settings, controller,
+                                   seed=setup["seed"])
+        if saved is not None:
+            self.phase.load_bytes(saved)
+
+    def epochs_done(self) -> int:
+        return self.phase.epoch
+
+    def epoch(self) -> tuple[list[dict], bytes]:
+        """Trains one epoch; returns the records of every epoch so far and the state to save."""
+        self.phase.train_epoch()
+        return self.phase.history, self.phase.to_bytes()
+
+    def finalists(self) -> list[tuple[dict, float]]:
+        return [(arch.to_json(), accuracy) for arch, accuracy in self.phase.finalists()]
+
+
+def search_supernet(space: SearchSpace, rundir, arrays: dict, *, input_shape, num_classes: int, controller: str,
+                    seed: int, finalists: int, cpus: float, gpus: float = 0, here: bool = False,
+                    on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[tuple[Architecture, float]]:
+    """Runs (or resumes, from the run's checkpoint) the supernet phase and returns its finalists with
+    their shared-weight accuracy, best first; they are also written to the run's supernet/finalists.json.
+    `here` runs it in this process (a local Ray without accelerators), else as one Ray actor."""
+    settings = read_settings(space, {"finalists": finalists})
+    checkpoint = rundir.file(CHECKPOINT)
+    saved = checkpoint.read_bytes() if checkpoint.is_file() else None
+    setup = {"cpus": cpus, "controller": controller, "seed": seed, "input_shape": list(input_shape),
+             "num_classes": num_classes, "finalists": finalists}
+    start = time.perf_counter()
+    if here:
+        phase = _Phase(space.text, space.source, arrays, setup, saved)
+        call = lambda method: getattr(phase, method)()  # noqa: E731
+    else:
+        import ray
+
+        actor = ray.remote(_Phase).options(num_cpus=cpus, num_gpus=gpus, max_restarts=0).remote(
+            space.text, space.source, ray.put(arrays), setup, saved)
+
+        def call(method: str):
+            try:
+                return ray.get(getattr(actor, method).remote())
+            except ray.exceptions.RayTaskError as e:  # the phase's own error, as if it ran here
+                cause = e.as_instanceof_cause()
+                raise (cause if isinstance(cause, (SupernetDiverged, CheckpointMismatch)) else
+                       RuntimeError(str(e).strip().splitlines()[-1])) from None
+    try:
+        while call("epochs_done") < settings.supernet_epochs:
+            history, state = call("epoch")
+            rundir.write_bytes(CHECKPOINT, state)
+            rundir.write_json(HISTORY, history)  # after the checkpoint: it never runs ahead of it
+            if on_epoch:
+                on_epoch(history[-1])
+        finalists = [(space.from_json(arch), accuracy) for arch, accuracy in call("finalists")]
+    finally:
+        if not here:
+            ray.kill(actor)
+    rundir.write_json(FINALISTS, {"finalists": [{"arch": a.to_json(), "values": space.decode(a),
+                                                 "shared_accuracy": accuracy} for a, accuracy in finalists],
+                                  "seconds": time.perf_counter() - start})
+    return finalists
+
+
+def read_finalists(space: SearchSpace, rundir) -> list[tuple[Architecture, float]] | None:
+    """The finalists a run's supernet phase chose, or None when it has not finished."""
+    if not rundir.file(FINALISTS).is_file():
+        return None
+    saved = rundir.read_saved(FINALISTS, required=("finalists",))
+    return [(space.from_json(f["arch"]), float(f["shared_accuracy"])) for f in saved["finalists"]]
+
+
+def finalists_summary(space: SearchSpace, rundir, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The finalists' shared-weight accuracy beside the validation accuracy each reached trained from
+    scratch, and the Kendall tau between the two (None with fewer than two trained)."""
+    finalists = read_finalists(space, rundir)
+    if finalists is None:
+        return None
+    trained = {space.from_json(r["arch"]): r for r in records if r["status"] == "completed"}
+    rows = [{"trial": trained[a]["trial"] if a in trained else None, "shared_accuracy": accuracy,
+             "val_accuracy": trained[a]["metrics"]["val_accuracy"] if a in trained else None}
+            for a, accuracy in finalists]
+    pairs = [(r["shared_accuracy"], r["val_accuracy"]) for r in rows if r["val_accuracy"] is not None]
+    tau = None
+    if len(pairs) >= 2:
+        from scipy.stats import kendalltau
+
+        value = kendalltau(*zip(*pairs)).statistic
+        tau = None if math.isnan(value) else float(value)
+    saved = rundir.read_saved(FINALISTS)
+    return {"finalists": rows, "kendall_tau": tau, "seconds": saved.get("seconds")}
