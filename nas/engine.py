@@ -120,9 +120,10 @@ def _space_scheduler(config: SearchConfig, training: dict[str, Any]) -> str:
     """The space's scheduler where it can work: a space's `scheduler: asha` gives way to fifo when a
     child trains no more epochs than the grace period (ASHA could stop none) or when the objective
     needs every child's latency, measured after its last epoch. Given as --scheduler asha, either
-    is an error instead (`_check_scheduler`)."""
+    is an error instead (`_check_scheduler`). An enas search's few finalists all train to the end:
+    they are compared trained from scratch, and with the supernet's ranking."""
     if training.get("scheduler", "fifo") == "asha" and config.grace_period < config.epochs \
-            and config.objective != "accuracy-latency":
+            and config.objective != "accuracy-latency" and config.strategy != "enas":
         return "asha"
     return "fifo"
 

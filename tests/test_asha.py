@@ -50,4 +50,5 @@ def test_a_space_may_choose_asha_and_gives_way_to_fifo_where_asha_cannot_work(tm
     assert scheduler(epochs=2, grace_period=2) == "fifo"
     assert scheduler(objective="accuracy-latency") == "fifo"
     assert scheduler(space="dnn") == "fifo"  # a space that says nothing: fifo
+    assert scheduler(strategy="enas") == "fifo"  # its finalists all train to the end
     assert not any(tmp_path.iterdir())  # resolving the settings writes nothing
