@@ -1,10 +1,12 @@
 """The weight-sharing phase of `nas search --strategy enas` (ENAS, Pham et al. 2018).
 
     settings = read_settings(space)                  # the space file's weight_sharing: section
-    controller = make_enas_controller("reinforce", space, seed=0)
-    phase = SupernetPhase(space, arrays, input_shape, num_classes, settings, controller, seed=0,
-                          checkpoint=Path("run/supernet/checkpoint.npz"))
-    finalists = phase.run(on_epoch=print)            # [(architecture, shared-weight accuracy), ...]
+    controller = make_enas_controller("reinforce", space, settings, seed=0)
+    phase = SupernetPhase(space, arrays, input_shape, num_classes, settings, controller, seed=0)
+    record = phase.train_epoch()                     # one epoch; phase.to_bytes() saves the state
+    finalists = phase.finalists()                    # [(architecture, shared-weight accuracy), ...]
+
+In a search, `search_supernet` runs the epochs, writes the checkpoint after each and the finalists.
 
 Each supernet epoch takes one pass over the training split, a freshly sampled architecture per
 batch, then `controller_steps` policy updates of `samples_per_step` architectures each, every one
@@ -25,7 +27,6 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -123,7 +124,9 @@ def controller_settings(name: str, space: SearchSpace, settings: EnasSettings) -
 
 class SupernetPhase:
     def __init__(self, space: SearchSpace, arrays: Mapping[str, np.ndarray], input_shape, num_classes: int,
-                 settings: EnasSettings, controller: Controller, seed: int = 0, checkpoint: Path | None = None):
+                 settings: EnasSettings, controller: Controller, seed: int = 0):
+        import keras
+
         from nas.supernet import ConvSupernet
 
         training = space.fixed["training"]
@@ -131,24 +134,18 @@ class SupernetPhase:
         self.x_train, self.y_train = arrays["x_train"], arrays["y_train"]
         self.x_val, self.y_val = arrays["x_val"], arrays["y_val"]
         self.batch_size = int(training["batch_size"])
-        self.learning_rate = float(training["learning_rate"])
-        self.cosine = training["schedule"] == "cosine"
+        learning_rate = float(training["learning_rate"])
         self.steps_per_epoch = math.ceil(len(self.y_train) / self.batch_size)
-        self.net = ConvSupernet(space, tuple(input_shape), num_classes, seed=seed, learning_rate=self.learning_rate)
+        # The space's schedule over all the supernet's steps, as nas.trainer.make_optimizer's over a child's
+        self.learning_rate = (keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=self.steps_per_epoch * settings.supernet_epochs)
+            if training["schedule"] == "cosine" else lambda step: learning_rate)
+        self.net = ConvSupernet(space, tuple(input_shape), num_classes, seed=seed, learning_rate=learning_rate)
         self.rng = np.random.default_rng([seed, 21])
-        self.checkpoint = checkpoint
         self.epoch = 0  # finished epochs
         self.history: list[dict[str, Any]] = []  # one record per finished epoch
-        if checkpoint is not None and checkpoint.is_file():
-            self._restore(checkpoint)
 
     # -- training --------------------------------------------------------------------------------
-
-    def _learning_rate(self, step: int) -> float:
-        if not self.cosine:
-            return self.learning_rate
-        total = self.steps_per_epoch * self.settings.supernet_epochs
-        return self.learning_rate * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
     def train_epoch(self) -> dict[str, Any]:
         """One epoch of shared-weight steps, then the controller's; returns its record."""
@@ -158,7 +155,7 @@ class SupernetPhase:
         losses = []
         for b in range(self.steps_per_epoch):
             batch = order[b * self.batch_size:(b + 1) * self.batch_size]
-            net.optimizer.learning_rate.assign(self._learning_rate(self.epoch * self.steps_per_epoch + b))
+            net.optimizer.learning_rate.assign(self.learning_rate(self.epoch * self.steps_per_epoch + b))
             arch = self.controller.ask()
             loss = float(net.train_step(self.x_train[batch], self.y_train[batch], net.encode(arch)))
             if not math.isfinite(loss):
@@ -180,16 +177,6 @@ class SupernetPhase:
                   "train_seconds": train_seconds, "controller_seconds": time.perf_counter() - start - train_seconds}
         self.history.append(record)
         return record
-
-    def run(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[tuple[Architecture, float]]:
-        """Trains the remaining epochs (saving after each), then returns the finalists, best first."""
-        while self.epoch < self.settings.supernet_epochs:
-            record = self.train_epoch()
-            if self.checkpoint is not None:
-                self._save(self.checkpoint)
-            if on_epoch:
-                on_epoch(record)
-        return self.finalists()
 
     # -- deriving the finalists ------------------------------------------------------------------
 
@@ -339,16 +326,20 @@ def read_finalists(space: SearchSpace, rundir) -> list[tuple[Architecture, float
     """The finalists a run's supernet phase chose, or None when it has not finished."""
     if not rundir.file(FINALISTS).is_file():
         return None
-    saved = rundir.read_saved(FINALISTS, required=("finalists",))
+    return _finalists(space, rundir.read_saved(FINALISTS, required=("finalists",)))
+
+
+def _finalists(space: SearchSpace, saved: dict[str, Any]) -> list[tuple[Architecture, float]]:
     return [(space.from_json(f["arch"]), float(f["shared_accuracy"])) for f in saved["finalists"]]
 
 
 def finalists_summary(space: SearchSpace, rundir, records: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The finalists' shared-weight accuracy beside the validation accuracy each reached trained from
     scratch, and the Kendall tau between the two (None with fewer than two trained)."""
-    finalists = read_finalists(space, rundir)
-    if finalists is None:
+    if not rundir.file(FINALISTS).is_file():
         return None
+    saved = rundir.read_saved(FINALISTS, required=("finalists",))
+    finalists = _finalists(space, saved)
     trained = {space.from_json(r["arch"]): r for r in records if r["status"] == "completed"}
     rows = [{"trial": trained[a]["trial"] if a in trained else None, "shared_accuracy": accuracy,
              "val_accuracy": trained[a]["metrics"]["val_accuracy"] if a in trained else None}
@@ -360,5 +351,4 @@ def finalists_summary(space: SearchSpace, rundir, records: list[dict[str, Any]])
 
         value = kendalltau(*zip(*pairs)).statistic
         tau = None if math.isnan(value) else float(value)
-    saved = rundir.read_saved(FINALISTS)
     return {"finalists": rows, "kendall_tau": tau, "seconds": saved.get("seconds")}
