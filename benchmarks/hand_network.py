@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import command_line, nas_search, read_summary, read_trials, table, write_section  # noqa: E402
+from results_md import finish, nas_search, read_summary, read_trials, table  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / "hand_network.json"
@@ -226,11 +226,7 @@ def main() -> None:
         if args.fidelity:
             result["fidelity"] = fidelity(Path(result["seeds"]["0"]["nas"]["run"]), args.fidelity)
             OUT.write_text(json.dumps(result, indent=1))
-        result["command"] = command_line()
-        OUT.write_text(json.dumps(result, indent=1))
-    body = report(result)
-    write_section("Against a hand-written network", result.get("command", command_line()), body)
-    print(body)
+    finish(OUT, result, "Against a hand-written network", report, measured=not args.report_only)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,19 @@ def command_line() -> str:
     return " ".join(["python", *sys.argv])
 
 
+def finish(out: Path, result: dict, title: str, report, measured: bool) -> None:
+    """Ends a benchmark that keeps its results in `out` (JSON): saves them, with the command after a
+    measuring run (a --report-only run keeps the command of the run that measured, and saves only a
+    new --note), then renders the RESULTS.md section `title` with `report(result)` and prints it."""
+    if measured:
+        result["command"] = command_line()
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    body = report(result)
+    write_section(title, result.get("command", command_line()), body)
+    print(body)
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     """A markdown table."""
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),

@@ -42,7 +42,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import PROJECT, command_line, nas_search, read_summary, read_trials, table, write_section  # noqa: E402
+from results_md import PROJECT, finish, nas_search, read_summary, read_trials, table  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / "weight_sharing.json"
@@ -318,11 +318,7 @@ def main() -> None:
                     Path(result["seeds"]["0"]["a"]["run"]), Path(result["seeds"]["0"]["d"]["run"]), 0)
             fidelity["bench_cnn, learning rate 0.01, random paths"] = fidelity_bench_cnn(0)
             OUT.write_text(json.dumps(result, indent=1))
-        result["command"] = command_line()
-        OUT.write_text(json.dumps(result, indent=1))
-    body = report(result)
-    write_section("Weight sharing", result.get("command", command_line()), body)
-    print(body)
+    finish(OUT, result, "Weight sharing", report, measured=not args.report_only)
 
 
 if __name__ == "__main__":
