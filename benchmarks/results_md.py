@@ -85,7 +85,8 @@ def read_summary(run: Path) -> dict:
 
 
 def read_trials(run: Path) -> list[dict]:
-    """trials.jsonl's records, read as nas reads them."""
+    """trials.jsonl's records, read and checked as nas reads them, as the JSON of each line."""
+    from nas.run import read_trials as read_checked
     from nas.rundir import RunDir
 
-    return RunDir(run).trials()
+    return [record.to_json() for record in read_checked(RunDir(run))]

@@ -55,10 +55,38 @@ class SearchConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "SearchConfig":
-        """The settings saved in a run's config.json (which holds more keys than these)."""
+        """The settings saved in a run's config.json (which holds more keys than these). A value of
+        the wrong type is a ValueError naming the key, the value and the type expected."""
         values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
         if isinstance(values.get("tpu"), bool):  # runs from before --tpu took a name
             values["tpu"] = "local" if values["tpu"] else None
+        for f in fields(cls):
+            if f.name in values and not _has_type(values[f.name], f.type):
+                expected = " or ".join(_WORDS[kind.strip()] for kind in f.type.split("|"))
+                raise ValueError(f"{f.name}: got {values[f.name]!r}, expected {expected}")
         if values.get("image_size"):
             values["image_size"] = tuple(values["image_size"])
         return cls(**values)
+
+
+_WORDS = {"int": "an integer", "float": "a number", "str": "text", "bool": "true or false", "None": "null",
+          "tuple[int, int]": "a pair of positive integers"}
+
+
+def _has_type(value: Any, annotation: str) -> bool:
+    """Whether a JSON value fits a field's annotation ("int | None", "tuple[int, int] | None", ...)."""
+    for kind in (part.strip() for part in annotation.split("|")):
+        if kind == "None" and value is None:
+            return True
+        if kind == "bool" and isinstance(value, bool):
+            return True
+        if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        if kind == "str" and isinstance(value, str):
+            return True
+        if kind == "tuple[int, int]" and isinstance(value, (list, tuple)) and len(value) == 2 \
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+            return True
+    return False

@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from controllers import Controller, make_controller
+from nas.trial_record import TrialRecord
 from search_spaces import Architecture, SearchSpace, SpaceError
 
 # The ENAS code's controller (melodyguan/enas, the macro search; ../REFERENCES in the docs): they
@@ -333,16 +334,16 @@ def _finalists(space: SearchSpace, saved: dict[str, Any]) -> list[tuple[Architec
     return [(space.from_json(f["arch"]), float(f["shared_accuracy"])) for f in saved["finalists"]]
 
 
-def finalists_summary(space: SearchSpace, rundir, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+def finalists_summary(space: SearchSpace, rundir, records: list[TrialRecord]) -> dict[str, Any] | None:
     """The finalists' shared-weight accuracy beside the validation accuracy each reached trained from
     scratch, and the Kendall tau between the two (None with fewer than two trained)."""
     if not rundir.file(FINALISTS).is_file():
         return None
     saved = rundir.read_saved(FINALISTS, required=("finalists",))
     finalists = _finalists(space, saved)
-    trained = {space.from_json(r["arch"]): r for r in records if r["status"] == "completed"}
-    rows = [{"trial": trained[a]["trial"] if a in trained else None, "shared_accuracy": accuracy,
-             "val_accuracy": trained[a]["metrics"]["val_accuracy"] if a in trained else None}
+    trained = {space.from_json(r.arch): r for r in records if r.completed}
+    rows = [{"trial": trained[a].trial if a in trained else None, "shared_accuracy": accuracy,
+             "val_accuracy": trained[a].metrics.val_accuracy if a in trained else None}
             for a, accuracy in finalists]
     pairs = [(r["shared_accuracy"], r["val_accuracy"]) for r in rows if r["val_accuracy"] is not None]
     tau = None

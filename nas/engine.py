@@ -27,10 +27,12 @@ from nas.data import Dataset, load_data
 from nas.errors import InputError, SearchInterrupted, SearchStopped
 from nas.objective import Objective
 from nas.quiet import import_tensorflow
+from nas.run import read_config, read_space, read_summary, read_trials
 from nas.rundir import RunDir
 from nas.search import Search, failure_reward_setting
 from nas.tensorboard import TensorBoardLog
-from search_spaces import SearchSpace, load_space, parse_space
+from nas.trial_record import TrialRecord
+from search_spaces import SearchSpace, load_space
 
 
 BASE_FILE = "base.keras"  # a transfer search's copy of its --base model, in the run directory
@@ -159,7 +161,7 @@ def _resumed(config: SearchConfig, given: Collection[str]) -> tuple[RunDir, Sear
     rundir.check_existing()
     rundir.lock()
     try:
-        saved = rundir.read_saved("config.json", required=("space", "data", "seed", "space_fingerprint"))
+        saved = read_config(rundir, required=("space", "data", "seed", "space_fingerprint"))
         previous = SearchConfig.from_json(saved)
         for key in given:
             if key not in SearchConfig.RESUMABLE and getattr(config, key) != getattr(previous, key):
@@ -169,16 +171,10 @@ def _resumed(config: SearchConfig, given: Collection[str]) -> tuple[RunDir, Sear
                                  f"may change only {', '.join('--' + k.replace('_', '-') for k in SearchConfig.RESUMABLE)})")
         config = replace(previous, name=config.name, runs_dir=config.runs_dir, **{k: getattr(config, k) for k in given
                                                                  if k in SearchConfig.RESUMABLE})
-        space_copy = rundir.file("space.yaml")
-        if not space_copy.is_file():
-            raise InputError(f"{space_copy}: missing; expected the run's copy of its space file")
-        space = parse_space(space_copy.read_text(errors="replace"), source=str(space_copy))
-        if space.fingerprint() != saved["space_fingerprint"]:
-            raise InputError(f"{rundir.file('space.yaml')}: changed since the search started; expected the "
-                             "run's own copy of its space file")
-        summary = rundir.file("summary.json")
-        if summary.exists() and rundir.read_saved("summary.json").get("status") == "finished" \
-                and len(rundir.trials()) >= config.budget:
+        space = read_space(rundir, saved)
+        finished = read_trials(rundir, space=space)  # checked before Ray starts; Search.resume reads them again
+        summary = read_summary(rundir)
+        if summary and summary["status"] == "finished" and len(finished) >= config.budget:
             raise InputError(f"--resume: run {rundir.name!r} has finished its {config.budget} trials; expected an "
                              "unfinished run, or a larger --budget to search further")
     except BaseException:
@@ -236,9 +232,9 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
                            **({BASE_FILE: base} if base else {})})
             rundir.lock()
         else:
-            resolved.update(space_file=saved["space_file"], started=saved.get("started"), resumes=[*saved.get("resumes", []), {
-                "at": datetime.now().isoformat(timespec="seconds"),
-                "trials_finished": len(rundir.trials())}])
+            earlier = saved.get("resumes") if isinstance(saved.get("resumes"), list) else []
+            resolved.update(space_file=saved.get("space_file", space.source), started=saved.get("started"), resumes=[
+                *earlier, {"at": datetime.now().isoformat(timespec="seconds"), "trials_finished": len(search.records)}])
             rundir.write_json("config.json", resolved)
         tensorboard = TensorBoardLog(rundir.file("tensorboard"), space, controller)
         search.on_record = _monitor(printer, tensorboard)
@@ -258,12 +254,12 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
 
 def _monitor(printer: progress.TrialPrinter, tensorboard: TensorBoardLog):
     """What happens as each trial is recorded: its line on the console, its TensorBoard log."""
-    def on_record(record: dict[str, Any]) -> None:
+    def on_record(record: TrialRecord) -> None:
         printer(record)
         try:
             tensorboard.finished(record)
         except Exception as e:  # monitoring must never stop a search
-            progress.console.print(f"[yellow]TensorBoard log of trial {record['trial']} failed: {e}[/yellow]")
+            progress.console.print(f"[yellow]TensorBoard log of trial {record.trial} failed: {e}[/yellow]")
     return on_record
 
 
@@ -315,9 +311,9 @@ def _search(config: SearchConfig, space, data, search: Search, printer: progress
         _write_summary(rundir, config, search, search_seconds, status="failed")
         raise SearchStopped(f"no child trained successfully ({len(search.failed)} failed); "
                             f"see {rundir.file('trials.jsonl')}")
-    progress.console.print(f"Retraining trial {best['trial']} on train + validation for {config.final_epochs} epochs ...")
+    progress.console.print(f"Retraining trial {best.trial} on train + validation for {config.final_epochs} epochs ...")
     try:
-        model_bytes, final = tune.train_final(space.resolve(space.from_json(best["arch"])), data.final_arrays(),
+        model_bytes, final = tune.train_final(space.resolve(space.from_json(best.arch)), data.final_arrays(),
                                               input_shape=data.input_shape, num_classes=data.num_classes,
                                               epochs=config.final_epochs, seed=config.seed, resources=final_resources,
                                               base=base, plan=plan, here=final_here)
@@ -327,7 +323,7 @@ def _search(config: SearchConfig, space, data, search: Search, printer: progress
                                 "it") from None
     except RuntimeError as e:
         _write_summary(rundir, config, search, search_seconds, status="stopped")
-        raise SearchStopped(f"retraining the winner (trial {best['trial']}) failed: {e}; "
+        raise SearchStopped(f"retraining the winner (trial {best.trial}) failed: {e}; "
                             f"{_resume_command(rundir)} tries again") from None
     rundir.write_bytes("best/model.keras", model_bytes)
     summary = _write_summary(rundir, config, search, search_seconds, status="finished", final=final,
@@ -383,16 +379,16 @@ def _write_summary(rundir: RunDir, config: SearchConfig, search: Search, search_
     """The outcome. Counts and the best are the whole run's; seconds and the engine overhead are this
     session's (a resumed search's earlier sessions are listed in config.json's `resumes`)."""
     session = search.records[search.resumed_with:]
-    fit_seconds = sum(r["metrics"].get("fit_seconds") or 0.0 for r in session if r["status"] != "failed")
+    fit_seconds = sum(r.metrics.fit_seconds for r in session if not r.failed)
     best = search.best()
     summary = {
         "space": search.space.name, "budget": config.budget, "controller": config.controller, "status": status,
         "trials_completed": len(search.completed), "trials_stopped_early": len(search.stopped_early),
         "trials_failed": len(search.failed),
         "duplicates_skipped": search.duplicates,
-        "best": best and {"trial": best["trial"], "arch": best["arch"], "values": best["values"],
-                          "val_accuracy": best["metrics"]["val_accuracy"], "reward": best["reward"],
-                          "params": best["metrics"]["params"], "latency_ms": best["metrics"].get("latency_ms")},
+        "best": best and {"trial": best.trial, "arch": best.arch, "values": best.values,
+                          "val_accuracy": best.metrics.val_accuracy, "reward": best.reward,
+                          "params": best.metrics.params, "latency_ms": best.metrics.latency_ms},
         "test_accuracy": final and final["test_accuracy"], "final": final, "workers": config.workers,
         "session_trials": len(session), "search_wall_seconds": search_seconds, "child_fit_seconds": fit_seconds,
         "engine_overhead": 1 - fit_seconds / (config.workers * search_seconds) if session else None,

@@ -32,9 +32,10 @@ from typing import Any, Sequence
 import click
 
 from nas.errors import InputError
+from nas.run import find_run, read_config, read_space, read_summary, read_trials
 from nas.rundir import RunDir
-from nas.runs import find_run
-from search_spaces import Architecture, SearchSpace, parse_space
+from nas.trial_record import TrialRecord, top_trials
+from search_spaces import Architecture, SearchSpace
 
 FORMATS = ("python", "keras", "savedmodel", "tflite")
 DEFAULT_FORMATS = "python,keras"
@@ -48,7 +49,7 @@ class ExportPlan:
     rundir: RunDir
     config: dict[str, Any]
     space: SearchSpace
-    record: dict[str, Any]  # the trial's line of trials.jsonl
+    record: TrialRecord  # the trial's line of trials.jsonl
     arch: Architecture
     best_trial: int
     out: Path
@@ -56,7 +57,7 @@ class ExportPlan:
 
     @property
     def trial(self) -> int:
-        return int(self.record["trial"])
+        return self.record.trial
 
     @property
     def is_best(self) -> bool:
@@ -65,7 +66,7 @@ class ExportPlan:
     @property
     def val_accuracy(self) -> float:
         """The trial's validation accuracy (its reward, unless the search weighed in a cost)."""
-        return float(self.record.get("metrics", {}).get("val_accuracy", self.record["reward"]))
+        return self.record.metrics.val_accuracy
 
 
 def parse_formats(text: str) -> list[str]:
@@ -84,29 +85,23 @@ def plan_export(run: str, trial: int | None = None, formats: str = DEFAULT_FORMA
     """Checks the request against the run directory (no TensorFlow); one-line InputError for bad input."""
     chosen = parse_formats(formats)
     rundir = find_run(run, runs_dir)
-    config = rundir.read_saved("config.json", required=("space", "data", "seed", "final_epochs"))
-    space_file = rundir.file("space.yaml")
-    if not space_file.is_file():
-        raise InputError(f"{space_file}: missing; expected the run's copy of its space file")
-    space = parse_space(space_file.read_text(errors="replace"), source=str(space_file))
-    if config.get("space_fingerprint") not in (None, space.fingerprint()):
-        raise InputError(f"{space_file}: changed since the search started; expected the run's own copy of its "
-                         "space file")
-    records = rundir.trials()
-    completed = [r for r in records if r.get("status") == "completed"]
+    config = read_config(rundir, required=("space", "data", "seed", "final_epochs"))
+    space = read_space(rundir, config)
+    records = read_trials(rundir, space=space)
+    completed = [r for r in records if r.completed]
     if not completed:
         raise InputError(f"{run}: no completed trial to export, expected a run with at least one completed trial")
     best = _best_trial(rundir, completed)
     number = best if trial is None else trial
-    record = next((r for r in records if r.get("trial") == number), None)
+    record = next((r for r in records if r.trial == number), None)
     if record is None:
         raise InputError(f"--trial: got {number}, expected a completed trial of run {rundir.name!r} "
                          f"({_numbers(completed)}; the best is {best})")
-    if record.get("status") != "completed":
-        why = "stopped early" if record.get("status") == "stopped" else f"failed ({record.get('error')})"
+    if not record.completed:
+        why = "stopped early" if record.status == "stopped" else f"failed ({record.error})"
         raise InputError(f"--trial: trial {number} of run {rundir.name!r} {why}, expected "
                          f"a completed trial ({_numbers(completed)}; the best is {best})")
-    arch = space.from_json(record["arch"])
+    arch = space.from_json(record.arch)
     if out is None:
         out = rundir.path / ("export" if number == best else f"export-trial-{number}")
     out = Path(out)
@@ -133,18 +128,17 @@ def export_run(run: str, trial: int | None = None, formats: str = DEFAULT_FORMAT
 
 # -- the run and its trial ----------------------------------------------------------------------------
 
-def _best_trial(rundir: RunDir, completed: list[dict[str, Any]]) -> int:
+def _best_trial(rundir: RunDir, completed: list[TrialRecord]) -> int:
     """summary.json's best, or (a run that stopped before writing it) the best completed trial."""
-    numbers = {r["trial"] for r in completed}
-    if rundir.file("summary.json").is_file():
-        best = rundir.read_saved("summary.json").get("best")
-        if isinstance(best, dict) and best.get("trial") in numbers:
-            return int(best["trial"])
-    return int(max(completed, key=lambda r: (r["reward"], -r["trial"]))["trial"])
+    numbers = {r.trial for r in completed}
+    best = (read_summary(rundir) or {}).get("best")
+    if isinstance(best, dict) and best.get("trial") in numbers:
+        return int(best["trial"])
+    return top_trials(completed, 1)[0].trial
 
 
-def _numbers(records: list[dict[str, Any]]) -> str:
-    numbers = sorted(r["trial"] for r in records)
+def _numbers(records: list[TrialRecord]) -> str:
+    numbers = sorted(r.trial for r in records)
     shown = ", ".join(map(str, numbers[:10])) + (f" ... {numbers[-1]}" if len(numbers) > 10 else "")
     return f"completed: {shown}"
 
@@ -242,7 +236,7 @@ def _metadata(plan: ExportPlan, data, metrics: dict[str, Any], how: str) -> dict
         "architecture": {"choices": list(plan.arch.choices), "hash": plan.arch.key,
                          "values": plan.space.decode(plan.arch)},
         "spec": spec,
-        "metrics": {"val_accuracy": plan.val_accuracy, "reward": float(plan.record["reward"]),
+        "metrics": {"val_accuracy": plan.val_accuracy, "reward": plan.record.reward,
                     "test_accuracy": float(metrics["test_accuracy"]), "test_images": int(len(data.y_test)),
                     "params": int(metrics["params"])},
         "training": {**spec["training"], "epochs": int(config["final_epochs"]), "seed": int(config["seed"])},

@@ -13,7 +13,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.table import Table
 from rich.text import Text
 
-from nas.rundir import top_trials
+from nas.trial_record import TrialRecord, top_trials
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -46,7 +46,7 @@ class TrialPrinter:
         self.start = time.perf_counter()
         self.done = 0
         self.failed = 0
-        self.best: dict[str, Any] | None = None
+        self.best: TrialRecord | None = None
         self.earlier = 0  # trials an earlier session of a resumed search finished
         self.bar: Progress | None = None
         self.task = None
@@ -67,37 +67,36 @@ class TrialPrinter:
 
     def status(self) -> str:
         running = f"running {self.running()}  " if self.running else ""
-        best = f"best {self.best['reward']:.4f} (#{self.best['trial']})" if self.best else "best -"
+        best = f"best {self.best.reward:.4f} (#{self.best.trial})" if self.best else "best -"
         return f"{running}failed {self.failed}  {best}"
 
-    def resume(self, records: list[dict[str, Any]]) -> None:
+    def resume(self, records: list[TrialRecord]) -> None:
         """Counts the trials of earlier sessions (the ETA uses this session's pace)."""
         for record in records:
             self._count(record)
         self.earlier = self.done
 
-    def _count(self, record: dict[str, Any]) -> None:
+    def _count(self, record: TrialRecord) -> None:
         self.done += 1
-        if record["status"] == "completed":
-            if self.best is None or record["reward"] > self.best["reward"]:
+        if record.completed:
+            if self.best is None or record.reward > self.best.reward:
                 self.best = record
-        elif record["status"] == "failed":
+        elif record.failed:
             self.failed += 1
 
-    def __call__(self, record: dict[str, Any]) -> None:
+    def __call__(self, record: TrialRecord) -> None:
         self._count(record)
         elapsed = time.perf_counter() - self.start
         eta = elapsed / (self.done - self.earlier) * max(0, self.budget - self.done)
-        if record["status"] == "completed":
-            m = record["metrics"]
-            what = f"val {m['val_accuracy']:.4f}  params {m['params']:>9,}  fit {m['fit_seconds']:5.1f}s"
-        elif record["status"] == "stopped":
-            m = record["metrics"]
-            what = f"val {m['val_accuracy']:.4f}  [yellow]stopped early[/yellow] after {m['epochs']} epoch(s)"
+        m = record.metrics
+        if record.completed:
+            what = f"val {m.val_accuracy:.4f}  params {m.params:>9,}  fit {m.fit_seconds:5.1f}s"
+        elif record.status == "stopped":
+            what = f"val {m.val_accuracy:.4f}  [yellow]stopped early[/yellow] after {m.epochs} epoch(s)"
         else:
-            what = f"[red]failed[/red]: {record['error']}"
-        best = f"best {self.best['reward']:.4f} (#{self.best['trial']})" if self.best else "best -"
-        console.print(f"[{self.done:>{len(str(self.budget))}}/{self.budget}] trial {record['trial']:<4} {what} | "
+            what = f"[red]failed[/red]: {record.error}"
+        best = f"best {self.best.reward:.4f} (#{self.best.trial})" if self.best else "best -"
+        console.print(f"[{self.done:>{len(str(self.budget))}}/{self.budget}] trial {record.trial:<4} {what} | "
                       f"{best}  failed {self.failed}  elapsed {duration(elapsed)}  eta {duration(eta)}")
         if self.bar is not None:
             self.bar.update(self.task, completed=self.done)
@@ -112,20 +111,20 @@ class _StatusColumn(ProgressColumn):
         return Text(self.printer.status())
 
 
-def print_top(records: list[dict[str, Any]], test_accuracy: float | None, n: int = 5) -> None:
+def print_top(records: list[TrialRecord], test_accuracy: float | None, n: int = 5) -> None:
     completed = top_trials(records, n)
     # The reward is the validation accuracy unless the objective weighs in a cost (nas.objective).
-    shaped = any(r["reward"] != r["metrics"]["val_accuracy"] for r in completed)
+    shaped = any(r.reward != r.metrics.val_accuracy for r in completed)
     table = Table(title=f"Top {len(completed)} architectures", title_justify="left")
     for column in ("trial", *(["reward"] if shaped else []), "val acc", "params", "fit s", "architecture"):
         table.add_column(column, justify="right" if column != "architecture" else "left")
     for r in completed:
-        reward = [f"{r['reward']:.4f}"] if shaped else []
-        table.add_row(str(r["trial"]), *reward, f"{r['metrics']['val_accuracy']:.4f}", f"{r['metrics']['params']:,}",
-                      f"{r['metrics']['fit_seconds']:.1f}", describe(r["values"]))
+        reward = [f"{r.reward:.4f}"] if shaped else []
+        table.add_row(str(r.trial), *reward, f"{r.metrics.val_accuracy:.4f}", f"{r.metrics.params:,}",
+                      f"{r.metrics.fit_seconds:.1f}", describe(r.values))
     console.print(table)
     if test_accuracy is not None:
-        console.print(f"Winner (trial {completed[0]['trial']}) retrained: test accuracy [bold]{test_accuracy:.4f}[/bold]")
+        console.print(f"Winner (trial {completed[0].trial}) retrained: test accuracy [bold]{test_accuracy:.4f}[/bold]")
 
 
 def describe(values: dict[str, Any], limit: int = 160) -> str:

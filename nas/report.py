@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import InputError
-from nas.runs import Run, find_run, load_run
-from nas.rundir import top_trials
+from nas.run import Run, find_run, read_run
+from nas.trial_record import TrialRecord, is_number, top_trials
 
 PLOTS = ("rewards", "controller", "supernet", "pareto", "winner")  # report/<name>.png
 TOP = 10  # architectures in the table
@@ -46,7 +46,7 @@ def write_report(run: str | Path, runs_dir: str | Path = "runs", status: str | N
     `status` overrides the run's status: a search reporting on itself as it ends still holds the
     run's lock, which would read as `running`. Raises InputError when the run's files cannot be
     read as nas wrote them."""
-    data = load_run(find_run(run, runs_dir))
+    data = read_run(find_run(run, runs_dir))
     if status:
         data.status = status
     rundir = data.rundir
@@ -91,7 +91,7 @@ def _png(fig) -> bytes:
 
 def _shaped(data: Run) -> bool:
     """Whether the reward differs from the validation accuracy (a cost-weighted objective)."""
-    return any(r["reward"] != r["metrics"]["val_accuracy"] for r in data.completed)
+    return any(r.reward != r.metrics.val_accuracy for r in data.completed)
 
 
 def rewards_png(data: Run) -> bytes | None:
@@ -100,31 +100,31 @@ def rewards_png(data: Run) -> bytes | None:
         return None
     fig = _figure(10, 3.6)
     ax = fig.add_subplot()
-    ordered = sorted(data.trials, key=lambda r: r["trial"])
-    done = [r for r in ordered if r["status"] == "completed"]
-    failed = [r for r in ordered if r["status"] == "failed"]
-    stopped = [r for r in ordered if r["status"] == "stopped"]
+    ordered = sorted(data.trials, key=lambda r: r.trial)
+    done = [r for r in ordered if r.completed]
+    failed = [r for r in ordered if r.failed]
+    stopped = [r for r in ordered if r.status == "stopped"]
     if stopped:
-        ax.scatter([r["trial"] for r in stopped], [r["reward"] for r in stopped], s=22, color="#999999", zorder=3,
+        ax.scatter([r.trial for r in stopped], [r.reward for r in stopped], s=22, color="#999999", zorder=3,
                    label=f"stopped early ({len(stopped)}; at their last epoch)")
     if done:
-        ax.scatter([r["trial"] for r in done], [r["reward"] for r in done], s=22, color=BLUE, zorder=3,
+        ax.scatter([r.trial for r in done], [r.reward for r in done], s=22, color=BLUE, zorder=3,
                    label="completed")
         best, xs, ys = -math.inf, [], []
         for r in ordered:
-            if r["status"] == "completed":
-                best = max(best, r["reward"])
+            if r.completed:
+                best = max(best, r.reward)
             if best > -math.inf:
-                xs.append(r["trial"])
+                xs.append(r.trial)
                 ys.append(best)
         ax.step(xs, ys, where="post", color=GREEN, linewidth=2, label="best so far", zorder=2)
         winner = data.best
-        ax.scatter([winner["trial"]], [winner["reward"]], s=160, marker="*", color=ORANGE, edgecolor="black",
-                   zorder=4, label=f"best: trial {winner['trial']}")
+        ax.scatter([winner.trial], [winner.reward], s=160, marker="*", color=ORANGE, edgecolor="black",
+                   zorder=4, label=f"best: trial {winner.trial}")
     if failed:
-        ax.scatter([r["trial"] for r in failed], [r["reward"] for r in failed], s=40, marker="x", color=RED,
+        ax.scatter([r.trial for r in failed], [r.reward for r in failed], s=40, marker="x", color=RED,
                    zorder=3, label=f"failed ({len(failed)}; at the reward the controller was told)")
-    ax.set_xlim(0.5, max(data.config["budget"], ordered[-1]["trial"]) + 0.5)  # the whole budget: how far it got
+    ax.set_xlim(0.5, max(data.config["budget"], ordered[-1].trial) + 0.5)  # the whole budget: how far it got
     ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
     ax.set_xlabel("trial")
     ax.set_ylabel("reward" if _shaped(data) else "reward (validation accuracy)")
@@ -181,18 +181,14 @@ def supernet_history(data: Run) -> list[dict[str, Any]]:
     except (OSError, ValueError):
         return []
     keys = ("epoch", "loss", "reward_mean")
-    return [e for e in history if isinstance(e, dict) and all(_is_number(e.get(k)) for k in keys)] \
+    return [e for e in history if isinstance(e, dict) and all(is_number(e.get(k)) for k in keys)] \
         if isinstance(history, list) else []
 
 
 def supernet_finalists(data: Run) -> list[dict[str, Any]]:
     """The finalists' shared-weight and stand-alone validation accuracy, from summary.json."""
     rows = ((data.summary or {}).get("supernet") or {}).get("finalists") or []
-    return [r for r in rows if isinstance(r, dict) and _is_number(r.get("shared_accuracy"))]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return [r for r in rows if isinstance(r, dict) and is_number(r.get("shared_accuracy"))]
 
 
 def supernet_png(data: Run) -> bytes | None:
@@ -211,7 +207,7 @@ def supernet_png(data: Run) -> bytes | None:
     twin.plot(epochs, [e["reward_mean"] for e in history], color=ORANGE, marker="o", markersize=3)
     left.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
     left.grid(alpha=0.3)
-    finalists = [r for r in supernet_finalists(data) if _is_number(r.get("val_accuracy"))]
+    finalists = [r for r in supernet_finalists(data) if is_number(r.get("val_accuracy"))]
     if finalists:
         right.scatter([r["shared_accuracy"] for r in finalists], [r["val_accuracy"] for r in finalists], color=BLUE)
         for r in finalists:
@@ -227,14 +223,14 @@ def supernet_png(data: Run) -> bytes | None:
     return _png(fig)
 
 
-def pareto_front(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def pareto_front(records: list[TrialRecord]) -> list[TrialRecord]:
     """The completed trials no other beats on both counts (fewer parameters and higher validation
     accuracy), by parameter count."""
     front, best = [], -math.inf
-    for r in sorted(records, key=lambda r: (r["metrics"]["params"], -r["metrics"]["val_accuracy"], r["trial"])):
-        if r["metrics"]["val_accuracy"] > best:
+    for r in sorted(records, key=lambda r: (r.metrics.params, -r.metrics.val_accuracy, r.trial)):
+        if r.metrics.val_accuracy > best:
             front.append(r)
-            best = r["metrics"]["val_accuracy"]
+            best = r.metrics.val_accuracy
     return front
 
 
@@ -245,21 +241,21 @@ def pareto_png(data: Run) -> bytes | None:
         return None
     fig = _figure(10, 4)
     ax = fig.add_subplot()
-    ax.scatter([r["metrics"]["params"] for r in done], [r["metrics"]["val_accuracy"] for r in done], s=22,
+    ax.scatter([r.metrics.params for r in done], [r.metrics.val_accuracy for r in done], s=22,
                color=BLUE, alpha=0.7, label="completed trial", zorder=2)
     front = pareto_front(done)
-    ax.step([r["metrics"]["params"] for r in front], [r["metrics"]["val_accuracy"] for r in front], where="post",
+    ax.step([r.metrics.params for r in front], [r.metrics.val_accuracy for r in front], where="post",
             color=ORANGE, linewidth=1.5, zorder=3)
-    ax.scatter([r["metrics"]["params"] for r in front], [r["metrics"]["val_accuracy"] for r in front], s=60,
+    ax.scatter([r.metrics.params for r in front], [r.metrics.val_accuracy for r in front], s=60,
                facecolor="none", edgecolor=ORANGE, linewidth=2, zorder=4,
                label=f"Pareto front ({len(front)}: none smaller and more accurate)")
     winner = data.best
-    ax.scatter([winner["metrics"]["params"]], [winner["metrics"]["val_accuracy"]], s=180, marker="*", color=ORANGE,
-               edgecolor="black", zorder=5, label=f"best reward: trial {winner['trial']}")
+    ax.scatter([winner.metrics.params], [winner.metrics.val_accuracy], s=180, marker="*", color=ORANGE,
+               edgecolor="black", zorder=5, label=f"best reward: trial {winner.trial}")
     for r in front if len(front) <= 12 else ():  # beyond a dozen, labels would only hide each other
-        ax.annotate(f"#{r['trial']}", (r["metrics"]["params"], r["metrics"]["val_accuracy"]), fontsize=8,
+        ax.annotate(f"#{r.trial}", (r.metrics.params, r.metrics.val_accuracy), fontsize=8,
                     xytext=(4, -10), textcoords="offset points", color="#444444")
-    params = [r["metrics"]["params"] for r in done]
+    params = [r.metrics.params for r in done]
     if min(params) > 0 and max(params) / min(params) > 20:
         ax.set_xscale("log")
     ax.set_xlabel("parameters")
@@ -278,11 +274,8 @@ def winner_spec(data: Run) -> dict[str, Any] | None:
     if best is None:
         return None
     try:
-        from search_spaces import parse_space
-
-        space = parse_space(data.rundir.file("space.yaml").read_text(errors="replace"),
-                            source=str(data.rundir.file("space.yaml")))
-        return space.resolve(space.from_json(best["arch"]))
+        space = data.space()
+        return space.resolve(space.from_json(best.arch))
     except Exception:  # noqa: BLE001 - a drawing of the values is still a fair picture of the winner
         return None
 
@@ -320,7 +313,7 @@ def winner_nodes(data: Run) -> tuple[list[str], list[tuple[int, int]], list[int]
         return ["image", f"classifier\nlinear, softmax\nL2 {spec.get('l2', 0)}"], [(0, 1)], []
     else:  # no spec: the decoded decisions, a layer per box
         groups: dict[str, list[str]] = {}
-        for name, value in best["values"].items() if best else ():
+        for name, value in best.values.items() if best else ():
             layer, _, key = str(name).partition(".")
             if layer.startswith("layer") and key and not key.startswith("input"):
                 groups.setdefault(layer, []).append(f"{key} {value}")
@@ -440,10 +433,10 @@ def render_html(data: Run, pngs: dict[str, bytes]) -> str:
     cards = [("status", f'<span class="status-{_e(data.status)}">{_e(data.status)}</span>'),
              ("trials", f"{len(data.trials)} / {_e(data.config['budget'])}"),
              ("failed", str(len(data.failed))),
-             *([("stopped early", str(sum(r["status"] == "stopped" for r in data.trials)))]
-               if any(r["status"] == "stopped" for r in data.trials) else []),
-             ("best val accuracy", _num(best["metrics"]["val_accuracy"]) if best else "-"),
-             ("best trial", f"#{best['trial']}" if best else "-"),
+             *([("stopped early", str(sum(r.status == "stopped" for r in data.trials)))]
+               if any(r.status == "stopped" for r in data.trials) else []),
+             ("best val accuracy", _num(best.metrics.val_accuracy) if best else "-"),
+             ("best trial", f"#{best.trial}" if best else "-"),
              ("test accuracy", _num(test) if test is not None else "-")]
     parts.append('<div class="cards">' + "".join(f'<div class="card"><div class="k">{k}</div><div class="v">{v}</div>'
                                                  "</div>" for k, v in cards) + "</div>")
@@ -477,8 +470,8 @@ def render_html(data: Run, pngs: dict[str, bytes]) -> str:
     if best is None:
         parts.append('<p class="note">No trial completed: there is no winner.</p>')
     else:
-        parts.append(f'<p>Trial {best["trial"]}: reward {_num(best["reward"])}, validation accuracy '
-                     f'{_num(best["metrics"]["val_accuracy"])}, {_num(int(best["metrics"]["params"]))} parameters. '
+        parts.append(f'<p>Trial {best.trial}: reward {_num(best.reward)}, validation accuracy '
+                     f'{_num(best.metrics.val_accuracy)}, {_num(best.metrics.params)} parameters. '
                      + (f"Retrained on train + validation, its test accuracy is <b>{_num(test)}</b>."
                         if test is not None else "It was not retrained, so it has no test accuracy yet "
                         f"(<code>nas search --name {_e(rundir.name)} --runs-dir {_e(rundir.path.parent)} --resume"
@@ -517,9 +510,9 @@ def _supernet_section(data: Run, pngs: dict[str, bytes]) -> str:
     tau = ((data.summary or {}).get("supernet") or {}).get("kendall_tau")
     text = (f"{len(history)} of {_e(settings.get('supernet_epochs', '?'))} epochs; last training loss "
             f"{_num(last['loss'], 3)}, mean reward {_num(last['reward_mean'])}"
-            + (f", policy entropy {_num(last['entropy'], 2)}" if _is_number(last.get("entropy")) else "")
+            + (f", policy entropy {_num(last['entropy'], 2)}" if is_number(last.get("entropy")) else "")
             + (f". Finalists' Kendall tau between shared-weight and stand-alone accuracy: {_num(tau, 2)}"
-               if _is_number(tau) else "") + ".")
+               if is_number(tau) else "") + ".")
     return head + f'<p class="note">{text}</p>' + (_img(pngs["supernet"], "supernet per epoch, finalists")
                                                     if "supernet" in pngs else "")
 
@@ -553,7 +546,7 @@ def _top_table(data: Run) -> str:
     layer_keys: list[str] = []
     layers: list[str] = []
     for r in top:
-        for name in r["values"]:
+        for name in r.values:
             layer, _, key = str(name).partition(".")
             if layer.startswith("layer") and layer[5:].isdigit() and key:
                 if not key.startswith("input") and key not in layer_keys:
@@ -567,11 +560,11 @@ def _top_table(data: Run) -> str:
                *(f"layer {layer[5:]}" for layer in layers)]
     rows = []
     for rank, r in enumerate(top, 1):
-        m, values = r["metrics"], r["values"]
-        cells = [f'<td class="n">{rank}</td>', f'<td class="n">{r["trial"]}</td>',
-                 *([f'<td class="n">{_num(r["reward"])}</td>'] if shaped else []),
-                 f'<td class="n">{_num(m["val_accuracy"])}</td>', f'<td class="n">{_num(int(m["params"]))}</td>',
-                 f'<td class="n">{_num(m.get("fit_seconds"), 1)}</td>']
+        m, values = r.metrics, r.values
+        cells = [f'<td class="n">{rank}</td>', f'<td class="n">{r.trial}</td>',
+                 *([f'<td class="n">{_num(r.reward)}</td>'] if shaped else []),
+                 f'<td class="n">{_num(m.val_accuracy)}</td>', f'<td class="n">{_num(m.params)}</td>',
+                 f'<td class="n">{_num(m.fit_seconds, 1)}</td>']
         cells += [f"<td>{_e(values[g]) if g in values else '-'}</td>" for g in globals_]
         for layer in layers:
             own = [str(values[f"{layer}.{k}"]) for k in layer_keys if f"{layer}.{k}" in values]
@@ -585,16 +578,16 @@ def _top_table(data: Run) -> str:
     if layers:
         legend = ('<p class="note">Each layer cell lists its ' + _e(" · ".join(layer_keys) or "choices")
                   + (", then ← the earlier layers that feed it" if any(".input" in str(n) for r in top
-                                                                       for n in r["values"]) else "") + ".</p>")
+                                                                       for n in r.values) else "") + ".</p>")
     return (head + legend + '<div class="scroll"><table><tr>' + "".join(f"<th>{_e(c)}</th>" for c in columns)
             + "</tr>" + "".join(rows) + "</table></div>")
 
 
 def _failed_table(data: Run) -> str:
-    failed = sorted(data.failed, key=lambda r: r["trial"])
+    failed = sorted(data.failed, key=lambda r: r.trial)
     if not failed:
         return ""
-    rows = "".join(f'<tr><td class="n">{r["trial"]}</td><td>{_e(str(r.get("error") or "unknown error")[:300])}'
+    rows = "".join(f'<tr><td class="n">{r.trial}</td><td>{_e(str(r.error or "unknown error")[:300])}'
                    "</td></tr>" for r in failed[:MAX_FAILED_SHOWN])
     more = (f'<p class="note">and {len(failed) - MAX_FAILED_SHOWN} more in trials.jsonl</p>'
             if len(failed) > MAX_FAILED_SHOWN else "")

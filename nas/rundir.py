@@ -191,7 +191,3 @@ def fsync_path(path: Path) -> None:
     finally:
         os.close(fd)
 
-
-def top_trials(records: Iterable[dict[str, Any]], n: int = 5) -> list[dict[str, Any]]:
-    completed = [r for r in records if r["status"] == "completed"]
-    return sorted(completed, key=lambda r: (-r["reward"], r["trial"]))[:n]

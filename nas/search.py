@@ -32,7 +32,9 @@ from controllers import Controller
 from controllers.base import ControllerExhausted
 from nas.errors import InputError
 from nas.objective import Objective
+from nas.run import read_trials
 from nas.rundir import RunDir
+from nas.trial_record import Metrics, TrialRecord
 from search_spaces import Architecture, SearchSpace, SpaceError
 
 # Asks in a row that return architectures already trained before the space counts as exhausted (or
@@ -74,7 +76,7 @@ class Search:
         self.max_failures = max_failures  # consecutive failed trials that stop the search
         self.fixed_failure_reward = failure_reward_setting(space)
         self.on_record = on_record
-        self.records: list[dict[str, Any]] = []
+        self.records: list[TrialRecord] = []
         self.rewards: dict[Architecture, float] = {}  # every finished architecture's reward
         self.running: dict[Architecture, Trial] = {}
         self.rerun: list[Trial] = []  # trials a killed run had started: run again first, same numbers
@@ -91,8 +93,8 @@ class Search:
                **kwargs) -> "Search":
         """The search as a killed or stopped run left it (see the module's docstring)."""
         search = cls(space, controller, rundir, budget, **kwargs)
-        records = rundir.trials(repair=True)
-        finished = {r["trial"]: r for r in records}
+        records = read_trials(rundir, repair=True, space=space)
+        finished = {r.trial: r for r in records}
         for r in records:
             search._remember(r)
         if not rundir.file("state.json").exists():  # killed before its first trial was asked
@@ -111,7 +113,7 @@ class Search:
         for entry in state["running"]:
             arch = space.from_json(entry["arch"])
             if entry["trial"] in finished:  # finished, but the tell's state write was lost
-                controller.tell(arch, finished[entry["trial"]]["reward"])
+                controller.tell(arch, finished[entry["trial"]].reward)
             else:
                 search.rerun.append(Trial(entry["trial"], arch, space.resolve(arch)))
         unknown = set(finished) - set(range(1, search.asked + 1))
@@ -123,10 +125,10 @@ class Search:
         search._save()
         return search
 
-    def _remember(self, record: dict[str, Any]) -> None:
+    def _remember(self, record: TrialRecord) -> None:
         self.records.append(record)
-        self.rewards[self.space.from_json(record["arch"])] = record["reward"]
-        self.consecutive_failures = 0 if record["status"] != "failed" else self.consecutive_failures + 1
+        self.rewards[self.space.from_json(record.arch)] = record.reward
+        self.consecutive_failures = 0 if not record.failed else self.consecutive_failures + 1
 
     def _save(self) -> None:
         self.rundir.write_json("state.json", {
@@ -187,55 +189,47 @@ class Search:
     def failure_reward(self) -> float:
         if self.fixed_failure_reward is not None:
             return self.fixed_failure_reward
-        return min((r["reward"] for r in self.completed), default=0.0)
+        return min((r.reward for r in self.completed), default=0.0)
 
-    def record(self, trial: Trial, result: dict[str, Any]) -> dict[str, Any]:
-        """Writes a finished trial to disk, then tells the controller and saves its state."""
+    def record(self, trial: Trial, result: dict[str, Any]) -> TrialRecord | None:
+        """Writes a finished trial to disk, then tells the controller and saves its state. `result`
+        is the worker's: its status and metrics (nas.trial_record.Metrics), or its error."""
         if self.running.get(trial.arch) is not trial:
-            return {}  # not ours to record (already recorded, or from before a resume)
+            return None  # not ours to record (already recorded, or from before a resume)
         # A child stopped early (ASHA) has a reward, from its last epoch's validation accuracy.
         status = result.get("status") if result.get("status") in ("completed", "stopped") else "failed"
         rewarded = status != "failed"
         reward = self.objective.reward(result) if rewarded else self.failure_reward()
-        metrics = {k: v for k, v in result.items() if k not in ("status", "error", "traceback", "seconds", "node", "pid")}
-        record = {
-            "trial": trial.number,
-            "status": status,
-            "arch": trial.arch.to_json(),
-            "hash": trial.arch.key,
-            "values": self.space.decode(trial.arch),
-            "reward": reward,
-            "metrics": metrics if rewarded else {},
-            "error": None if rewarded else result.get("error") or "unknown error",
-            "traceback": None if rewarded else result.get("traceback"),
-            "seconds": result.get("seconds"),
-            "node": result.get("node"),
-            "pid": result.get("pid"),
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        self.rundir.append_trial(record)
+        record = TrialRecord(
+            trial=trial.number, status=status, arch=trial.arch.to_json(), values=self.space.decode(trial.arch),
+            reward=reward, metrics=Metrics.from_result(result) if rewarded else Metrics(), hash=trial.arch.key,
+            error=None if rewarded else str(result.get("error") or "unknown error"),
+            traceback=None if rewarded else result.get("traceback"), seconds=result.get("seconds"),
+            node=result.get("node"), pid=result.get("pid"),
+            finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        self.rundir.append_trial(record.to_json())
         self._remember(record)
         del self.running[trial.arch]
         self.controller.tell(trial.arch, reward)
         self._save()
         if self.max_failures and self.consecutive_failures >= self.max_failures:
             self.stopped = (f"{self.consecutive_failures} trials failed in a row (--max-failures "
-                            f"{self.max_failures}); the last: {record['error']}")
+                            f"{self.max_failures}); the last: {record.error}")
         if self.on_record:
             self.on_record(record)
         return record
 
     @property
-    def completed(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["status"] == "completed"]
+    def completed(self) -> list[TrialRecord]:
+        return [r for r in self.records if r.completed]
 
     @property
-    def stopped_early(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["status"] == "stopped"]
+    def stopped_early(self) -> list[TrialRecord]:
+        return [r for r in self.records if r.status == "stopped"]
 
     @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["status"] == "failed"]
+    def failed(self) -> list[TrialRecord]:
+        return [r for r in self.records if r.failed]
 
-    def best(self) -> dict[str, Any] | None:
-        return max(self.completed, key=lambda r: (r["reward"], -r["trial"]), default=None)
+    def best(self) -> TrialRecord | None:
+        return max(self.completed, key=lambda r: (r.reward, -r.trial), default=None)

@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from nas.trial_record import TrialRecord
 from search_spaces import SearchSpace
 
 METRICS = (("val_accuracy", "validation accuracy"), ("reward", "reward"), ("params", "parameters"),
@@ -58,20 +59,20 @@ class TensorBoardLog:
                 if key in result:
                     self.tf.summary.scalar(f"epoch_{key}", result[key], step=int(result["epoch"]))
 
-    def finished(self, record: dict[str, Any]) -> None:
+    def finished(self, record: TrialRecord) -> None:
         """A finished trial (completed or failed): its decisions and final metrics; and whatever the
         controller learnt since the last call."""
-        writer = self._writer(record["trial"])
+        writer = self._writer(record.trial)
         with writer.as_default():
             values = {self.hparams[name]: _plain(_uniform_value(self.hparams[name], value))
-                      for name, value in record["values"].items() if name in self.hparams}
-            self.hp.hparams(values, trial_id=f"trial_{record['trial']:04d}")
-            metrics = {**record.get("metrics", {}), "reward": record["reward"]}
+                      for name, value in record.values.items() if name in self.hparams}
+            self.hp.hparams(values, trial_id=f"trial_{record.trial:04d}")
+            metrics = {**record.metrics.to_json(), "reward": record.reward}
             for key, _ in METRICS:
                 if metrics.get(key) is not None:
                     self.tf.summary.scalar(key, float(metrics[key]), step=0)
         writer.close()
-        del self.writers[record["trial"]]
+        del self.writers[record.trial]
         self._controller_updates()
 
     def _controller_updates(self) -> None:

@@ -205,7 +205,7 @@ def test_kt_hyperband_promotions_are_answered_from_the_records(tmp_path):
     controller = make_controller("kt-hyperband", space, seed=0)
     search, reason = search_by_hand(tmp_path, controller, budget=8, space=space)
     assert reason == "the budget of 8 trials is spent"
-    archs = [r["arch"]["choices"] for r in search.records]
+    archs = [r.arch["choices"] for r in search.records]
     assert len(archs) == 8 and len({tuple(a) for a in archs}) == 8
     assert search.duplicates == 2
     promoted = [t for t in controller.oracle.trials.values() if "tuner/trial_id" in t.hyperparameters.values]

@@ -49,8 +49,8 @@ def test_the_search_records_and_teaches_the_objective_as_reward(tmp_path):
     small, large = search.next_trial(), search.next_trial()
     search.record(small, {"status": "completed", "val_accuracy": 0.90, "params": 50, "fit_seconds": 1.0})
     search.record(large, {"status": "completed", "val_accuracy": 0.91, "params": 400, "fit_seconds": 1.0})
-    rewards = [r["reward"] for r in search.records]
+    rewards = [r.reward for r in search.records]
     assert rewards == [pytest.approx(0.90 * 0.5**-0.07), pytest.approx(0.91 * 4**-0.07)]
     assert [r for _, r in controller.told] == rewards
-    assert search.best()["trial"] == 1  # less accurate, but an eighth of the parameters
-    assert search.records[1]["metrics"]["val_accuracy"] == 0.91  # the accuracy is kept beside the reward
+    assert search.best().trial == 1  # less accurate, but an eighth of the parameters
+    assert search.records[1].metrics.val_accuracy == 0.91  # the accuracy is kept beside the reward

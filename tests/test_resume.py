@@ -66,7 +66,7 @@ def drive(search):
         if not running:
             return
         trial = running.pop(0)
-        search.record(trial, {"status": "completed", "val_accuracy": reward(trial.arch), "fit_seconds": 1.0})
+        search.record(trial, {"status": "completed", "val_accuracy": reward(trial.arch), "params": 1, "fit_seconds": 1.0})
 
 
 def new_search(rundir, resume, controller="reinforce"):
@@ -120,10 +120,10 @@ def test_trials_running_at_the_kill_run_again_under_their_numbers(tmp_path):
     rundir = RunDir(tmp_path / "run")
     search = new_search(rundir, resume=False)
     first, second = search.next_trial(), search.next_trial()
-    search.record(second, {"status": "completed", "val_accuracy": 0.9, "fit_seconds": 1.0})
+    search.record(second, {"status": "completed", "val_accuracy": 0.9, "params": 1, "fit_seconds": 1.0})
     third = search.next_trial()
     resumed = new_search(rundir, resume=True)  # the driver died with trials 1 and 3 running
     assert [(t.number, t.arch) for t in resumed.rerun] == [(1, first.arch), (3, third.arch)]
     assert resumed.next_trial().number == 1 and resumed.next_trial().number == 3
     assert resumed.next_trial().number == 4
-    assert [r["trial"] for r in resumed.records] == [2]
+    assert [r.trial for r in resumed.records] == [2]

@@ -54,7 +54,7 @@ def test_trials_are_numbered_recorded_on_disk_and_told(tmp_path):
     assert search.controller.told == [(1, 0.9), (0, 0.9)]  # a failure earns the lowest reward so far
     state = json.loads(rundir.file("state.json").read_text())
     assert state["controller"]["controller"] == "scripted" and state["asked"] == 2 and state["running"] == []
-    assert search.best()["trial"] == 2
+    assert search.best().trial == 2
 
 
 def test_the_space_file_can_set_the_failure_reward(tmp_path):
@@ -118,3 +118,17 @@ def test_budget_and_exhaustion_end_the_search(tmp_path):
     search.next_trial()
     with pytest.raises(SearchExhausted, match="budget of 1 trials is spent"):
         search.next_trial()
+
+
+def test_a_record_keeps_nas_metrics_only_and_reads_back_as_written(tmp_path):
+    from nas.run import read_trials
+    from nas.trial_record import TrialRecord
+
+    search, rundir = make_search(tmp_path, Scripted(SPACE, [2, 0]))
+    ray_result = {**completed(0.8), "val_loss": float("nan"), "epochs": 4, "hostname": "h", "node_ip": "10.0.0.1",
+                  "time_since_restore": 3.0, "config/spec/space": "small", "checkpoint_dir_name": None, "done": True}
+    record = search.record(search.next_trial(), ray_result)
+    line = json.loads(rundir.file("trials.jsonl").read_text())
+    assert line["metrics"] == {"val_accuracy": 0.8, "params": 10, "epochs": 4, "fit_seconds": 1.0}  # no NaN loss
+    assert line["seconds"] == 1.5 and "hostname" not in line and "hostname" not in line["metrics"]
+    assert read_trials(rundir, space=SPACE) == [record] == [TrialRecord.from_json(record.to_json())]

@@ -58,7 +58,7 @@ def test_per_epoch_scalars_hparams_and_controller_updates(tmp_path):
         assert scalars(folder, "val_accuracy") == [(0, pytest.approx(accuracy))]
         session, = hparams_data(folder).values()
         values = {name: value for name, value in session.session_start_info.hparams.items()}
-        decoded = search.records[trial.number - 1]["values"]
+        decoded = search.records[trial.number - 1].values
         assert values["layers"].number_value == decoded["layers"]
 
     # Two children told with batch_size 2: one policy update, its statistics logged.
