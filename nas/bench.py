@@ -13,7 +13,7 @@ Every child trains on the same split of the data (split seed 0); the seed seeds 
 
 A replay asks each controller for architectures and answers with the table's validation accuracy
 of one of the architecture's seeds, picked at random, as a search would see a noisy child. An
-architecture asked again is told its known reward without spending budget, as `nas.search` does.
+architecture asked again is told its known reward without spending budget, as `nas.search_state` does.
 No training and no Ray: controllers come from `controllers.make_controller` by name.
 """
 
@@ -299,7 +299,7 @@ def replay_one(table: Table, name: str, seed: int, budget: int, reuse: Controlle
     tracing REINFORCE's TensorFlow graphs again (3 s of its 4 s)."""
     from controllers import make_controller
     from controllers.base import ControllerExhausted
-    from nas.search import MAX_CONSECUTIVE_DUPLICATES
+    from nas.search_state import MAX_CONSECUTIVE_DUPLICATES
 
     objective = objective or Objective()
     controller = make_controller(name, table.space, seed=seed, budget=budget)
@@ -313,7 +313,7 @@ def replay_one(table: Table, name: str, seed: int, budget: int, reuse: Controlle
     try:
         while len(curve) < budget and repeats < MAX_CONSECUTIVE_DUPLICATES:
             arch = controller.ask()
-            if arch in rewards:  # trained already: told its known reward, no budget spent (as nas.search)
+            if arch in rewards:  # trained already: told its known reward, no budget spent (as nas.search_state)
                 controller.tell(arch, rewards[arch])
                 duplicates += 1
                 repeats += 1

@@ -69,6 +69,46 @@ class SearchConfig:
         return cls(**values)
 
 
+CHOICES = {"strategy": ("standalone", "enas"), "color_mode": ("rgb", "grayscale"), "scheduler": (None, "fifo", "asha"),
+           "objective": ("accuracy", "accuracy-params", "accuracy-latency"),
+           "mixed_precision": (None, "off", "float16", "bfloat16")}
+# (least, whether the least is excluded) of the numeric settings that have one; None is always allowed
+# where the type allows it.
+LIMITS = {"budget": (1, False), "workers": (1, False), "cpus_per_trial": (0, True), "gpus_per_trial": (0, False),
+          "epochs": (1, False), "final_epochs": (1, False), "seed": (0, False), "max_failures": (1, False),
+          "trial_timeout": (0, True), "worker_memory_growth": (1, False), "grace_period": (1, False),
+          "reduction_factor": (2, False), "target_params": (1, False), "target_latency_ms": (0, True)}
+
+
+def check_settings(settings: dict[str, Any]) -> None:
+    """The settings a Python caller gave (`nas.search(budget=..., ...)`), checked as the command's
+    options check them: ValueError naming the setting, its value and what was expected."""
+    import math
+
+    from controllers import NAMES
+    from nas.errors import MAX_SEED
+
+    types = {f.name: f.type for f in fields(SearchConfig)}
+    for name, value in settings.items():
+        if not _has_type(value, types[name]):
+            expected = " or ".join(_WORDS[kind.strip()] for kind in types[name].split("|"))
+            raise ValueError(f"{name}: got {value!r}, expected {expected}")
+        choices = NAMES if name == "controller" else CHOICES.get(name)
+        if choices and value not in choices:
+            raise ValueError(f"{name}: got {value!r}, expected one of {', '.join(repr(c) for c in choices)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name}: got {value!r}, expected a finite number")
+        if name in LIMITS and value is not None:
+            least, excluded = LIMITS[name]
+            if value < least or (excluded and value == least):
+                raise ValueError(f"{name}: got {value!r}, expected a number {'above' if excluded else 'of at least'} "
+                                 f"{least}")
+        if name == "seed" and value > MAX_SEED:
+            raise ValueError(f"seed: got {value}, expected an integer from 0 to {MAX_SEED}")
+        if name == "objective_weight" and value > 0:
+            raise ValueError(f"objective_weight: got {value!r}, expected a number of at most 0")
+
+
 _WORDS = {"int": "an integer", "float": "a number", "str": "text", "bool": "true or false", "None": "null",
           "tuple[int, int]": "a pair of positive integers"}
 

@@ -87,6 +87,7 @@ def load_data(source: str, image_size: Sequence[int] | None = None, color_mode: 
         if image_size is not None:
             raise InputError(f"--image-size: applies to image folders and CSV files, not to built-in {source}")
         x, y, names, test = _builtin(source)
+        val = None
     elif not path.exists():
         raise InputError(f"--data: {source}: no such file or folder, expected {', '.join(BUILTIN)}, "
                          "a folder of class sub-folders, a .csv or an .npz file")
@@ -97,16 +98,16 @@ def load_data(source: str, image_size: Sequence[int] | None = None, color_mode: 
 
             return records.load(path, source, image_size=None if image_size is None else size, stream=stream)
         if path.suffix.lower() == ".npz":
-            x, y, names, test = _npz(path)
+            x, y, names, test, val = _npz(path)
         elif path.is_dir() or path.suffix.lower() == ".csv":
             paths, labels = _folder(path) if path.is_dir() else _csv(path)
             x = _decode_all(paths, size, color_mode)
             names, y = _encode(labels)
-            test = None
+            test = val = None
         else:
             raise InputError(f"--data: {source}: unsupported file type {path.suffix!r}, expected a folder, .csv or .npz")
     return _split(source, x, y, names, test, seed, {"source": source, "color_mode": color_mode,
-                                                    "image_size": list(x.shape[1:3])})
+                                                    "image_size": list(x.shape[1:3])}, val=val)
 
 
 def _builtin(name: str):
@@ -234,47 +235,90 @@ def _npz(path: Path):
         reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise InputError(f"--data: {path}: not a readable .npz file ({type(e).__name__}{': ' if reason else ''}"
                          f"{reason}), expected one written by numpy.savez with arrays x and y") from None
+    return checked_arrays(contents, f"--data: {path}")
+
+
+def checked_arrays(contents: dict[str, Any], where: str):
+    """Images and labels as an .npz holds them (x, y; optionally x_val, y_val, x_test, y_test and
+    class_names, which the labels then index), checked; InputError messages start with `where`.
+    Returns (x, y, class names, the test split or None, the validation split or None)."""
     for key in ("x", "y"):
         if key not in contents:
-            raise InputError(f"--data: {path}: no array {key!r}, expected arrays x (images) and y (labels)")
-    if ("x_test" in contents) != ("y_test" in contents):
-        raise InputError(f"--data: {path}: x_test and y_test must be given together")
-    x = _images(path, "x", contents["x"])
-    labels = _labels(path, "y", contents["y"], len(x))
-    test = None
-    if "x_test" in contents:
-        x_test = _images(path, "x_test", contents["x_test"])
-        if x_test.shape[1:] != x.shape[1:]:
-            raise InputError(f"--data: {path}: x_test images are {x_test.shape[1:]}, expected {x.shape[1:]} like x")
-        test = (x_test, _labels(path, "y_test", contents["y_test"], len(x_test)))
-    names, y = _encode(labels + (list(test[1]) if test else []))
-    if test:
-        y, test = y[:len(x)], (test[0], y[len(x):])
-    return x, y, names, test
+            raise InputError(f"{where}: no array {key!r}, expected arrays x (images) and y (labels)")
+    for split in ("val", "test"):
+        if (f"x_{split}" in contents) != (f"y_{split}" in contents):
+            raise InputError(f"{where}: x_{split} and y_{split} must be given together")
+    x = _images(where, "x", contents["x"])
+    parts = {"": (x, _labels(where, "y", contents["y"], len(x)))}
+    for split in ("val", "test"):
+        if f"x_{split}" in contents:
+            images = _images(where, f"x_{split}", contents[f"x_{split}"])
+            if images.shape[1:] != x.shape[1:]:
+                raise InputError(f"{where}: x_{split} images are {images.shape[1:]}, expected {x.shape[1:]} like x")
+            parts[split] = (images, _labels(where, f"y_{split}", contents[f"y_{split}"], len(images)))
+    if "class_names" in contents:
+        names = [str(n) for n in np.asarray(contents["class_names"]).reshape(-1).tolist()]
+        if len(set(names)) != len(names) or len(names) < 2:
+            raise InputError(f"{where}: class_names: got {names[:10]!r}, expected at least 2 distinct names")
+        index = {str(i): i for i in range(len(names))}
+        coded = {}
+        for split, (_, labels) in parts.items():
+            wrong = next((label for label in labels if label not in index), None)
+            if wrong is not None:
+                raise InputError(f"{where}: y{'_' + split if split else ''}: label {wrong} is not an index of the "
+                                 f"{len(names)} class_names, expected integers 0 to {len(names) - 1}")
+            coded[split] = np.array([index[label] for label in labels], np.int32)
+    else:
+        names, every = _encode([label for _, labels in parts.values() for label in labels])
+        coded, start = {}, 0
+        for split, (images, _) in parts.items():
+            coded[split], start = every[start:start + len(images)], start + len(images)
+    split = {name: (parts[name][0], coded[name]) if name in parts else None for name in ("val", "test")}
+    return x, coded[""], names, split["test"], split["val"]
 
 
-def _images(path: Path, key: str, x: np.ndarray) -> np.ndarray:
+def from_arrays(contents: dict[str, Any], seed: int = 0, where: str = "data") -> tuple[Dataset, bytes]:
+    """In-memory images (what `nas.search(data=(x, y), ...)` is given), checked and split as an .npz
+    of the same arrays is (`checked_arrays`); and that .npz, which `load_data` splits the same way
+    (the run directory keeps it, for --resume and `nas export`)."""
+    if not 0 <= seed <= MAX_SEED:
+        raise InputError(f"seed: got {seed}, expected an integer from 0 to {MAX_SEED}")
+    x, y, names, test, val = checked_arrays(contents, where)
+    arrays = {"x": x, "y": y, "class_names": np.array(names)}
+    for split, part in (("val", val), ("test", test)):
+        if part is not None:
+            arrays[f"x_{split}"], arrays[f"y_{split}"] = part
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    data = _split("arrays", x, y, names, test, seed, {"source": "arrays", "image_size": list(x.shape[1:3])}, val=val)
+    return data, buffer.getvalue()
+
+
+def _images(where: str, key: str, x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] not in (1, 3, 4) or min(x.shape[1:3]) < 1:
-        raise InputError(f"--data: {path}: {key} has shape {x.shape}, expected (N, height, width) or "
+        raise InputError(f"{where}: {key} has shape {x.shape}, expected (N, height, width) or "
                          "(N, height, width, channels) with 1, 3 or 4 channels")
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-        raise InputError(f"--data: {path}: {key} has dtype {x.dtype}, expected numbers")
+        raise InputError(f"{where}: {key} has dtype {x.dtype}, expected numbers")
     if len(x) == 0:
-        raise InputError(f"--data: {path}: {key} has shape {x.shape}, no images, expected at least {MIN_PER_CLASS} "
+        raise InputError(f"{where}: {key} has shape {x.shape}, no images, expected at least {MIN_PER_CLASS} "
                          "per class")
+    floats = np.issubdtype(x.dtype, np.floating)
     x = x.astype(np.float64)
     if not np.isfinite(x).all() or x.min() < 0 or x.max() > 255:
-        raise InputError(f"--data: {path}: {key} has values outside 0-255, expected raw pixel values")
-    if x.max() <= 1.0:
+        raise InputError(f"{where}: {key} has values outside 0-255, expected raw pixel values")
+    if floats and x.max() <= 1.0:
         x = x * 255.0  # scaled to 0-1 already: models take raw pixels and rescale themselves
     return np.round(x).astype(np.uint8)
 
 
-def _labels(path: Path, key: str, y: np.ndarray, n: int) -> list[str]:
+def _labels(where: str, key: str, y: np.ndarray, n: int) -> list[str]:
+    y = np.asarray(y)
     if y.ndim != 1 or len(y) != n:
-        raise InputError(f"--data: {path}: {key} has shape {y.shape}, expected ({n},): one label per image")
+        raise InputError(f"{where}: {key} has shape {y.shape}, expected ({n},): one label per image")
     return [str(v) for v in y.tolist()]
 
 
@@ -300,18 +344,24 @@ def _smallest_splittable(classes: int, hold_out_test: bool) -> int:
 
 
 def _split(name: str, x: np.ndarray, y: np.ndarray, names: list[str], test, seed: int,
-           preprocessing: dict) -> Dataset:
+           preprocessing: dict, val=None) -> Dataset:
+    """The splits: those given (an .npz's or arrays' validation and test images), the others drawn
+    from x and y, stratified and seeded."""
     test_size = 1000 if name == "mnist5k" else 0.2
-    train, val, held = split_indices(name, y, names, seed, hold_out_test=test is None, test_size=test_size)
+    train, held_val, held = split_indices(name, y, names, seed, hold_out_test=test is None, test_size=test_size,
+                                          hold_out_val=val is None)
     x_test, y_test = (x[held], y[held]) if test is None else test
-    return Dataset(name, names, x[train], y[train], x[val], y[val], x_test, y_test, preprocessing)
+    x_val, y_val = (x[held_val], y[held_val]) if val is None else val
+    return Dataset(name, names, x[train], y[train], x_val, y_val, x_test, y_test, preprocessing)
 
 
 def split_indices(name: str, y: np.ndarray, names: list[str], seed: int, hold_out_test: bool = True,
-                  test_size: float | int = 0.2) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Indices of the train, validation and (when `hold_out_test`) test images: the test split is
-    held out first (stratified, seeded), the rest splits 80/20. Splitting indices picks the images
-    that splitting the images themselves would (scikit-learn draws from the labels and the seed)."""
+                  test_size: float | int = 0.2, hold_out_val: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Indices of the train, (when `hold_out_val`) validation and (when `hold_out_test`) test images:
+    the test split is held out first (stratified, seeded), the rest splits 80/20. Splitting indices
+    picks the images that splitting the images themselves would (scikit-learn draws from the labels
+    and the seed)."""
     from sklearn.model_selection import train_test_split  # here: 1.5 s a refused input need not wait
 
     if len(names) < 2:
@@ -327,7 +377,8 @@ def split_indices(name: str, y: np.ndarray, names: list[str], seed: int, hold_ou
     try:
         if hold_out_test:
             index, test, y, _ = train_test_split(index, y, test_size=test_size, random_state=seed, stratify=y)
-        train, val = train_test_split(index, test_size=0.2, random_state=seed, stratify=y)
+        train, val = train_test_split(index, test_size=0.2, random_state=seed, stratify=y) if hold_out_val \
+            else (index, None)
     except ValueError:  # scikit-learn: a split would miss a class
         needed = _smallest_splittable(len(names), hold_out_test=hold_out_test)
         raise InputError(f"--data: {name}: {images} images in {len(names)} classes are too few to give every class an "

@@ -23,23 +23,28 @@ from controllers import make_controller
 from controllers.fixed_list import FixedListController
 from nas import accelerators, enas, progress, transfer
 from nas.config import SearchConfig
-from nas.data import Dataset, load_data
+from nas.data import Dataset, from_arrays, load_data
 from nas.errors import InputError, SearchInterrupted, SearchStopped
 from nas.objective import Objective
 from nas.quiet import import_tensorflow
 from nas.run import read_config, read_space, read_summary, read_trials
 from nas.rundir import RunDir
-from nas.search import Search, failure_reward_setting
+from nas.search_state import Search, failure_reward_setting
 from nas.tensorboard import TensorBoardLog
 from nas.trial_record import TrialRecord
 from search_spaces import SearchSpace, load_space
 
 
 BASE_FILE = "base.keras"  # a transfer search's copy of its --base model, in the run directory
+DATA_FILE = "data.npz"  # a search on in-memory arrays: the arrays, in the run directory
 STANDALONE_BUDGET = 200
 
 
-def run_search(config: SearchConfig, resume: bool = False, given: Collection[str] = ()) -> dict[str, Any]:
+def run_search(config: SearchConfig, resume: bool = False, given: Collection[str] = (),
+               arrays: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Runs a search to its end and returns its summary. `arrays` are in-memory images instead of
+    config.data (nas.data.checked_arrays: x, y, and optionally validation and test splits and class
+    names); the run directory keeps them as data.npz, which config.json's data then names."""
     # Everything the user gave is checked before Ray starts or any file is written.
     if resume:
         rundir, config, space, saved = _resumed(config, given)
@@ -56,18 +61,27 @@ def run_search(config: SearchConfig, resume: bool = False, given: Collection[str
             from nas import tune
 
             tune.check_reachable(config.address)
-        data = load_data(config.data, config.image_size, config.color_mode, seed=config.seed)
+        files = {}  # what a new run directory is created with, beside config.json and space.yaml
+        if arrays is not None:
+            data, files[DATA_FILE] = from_arrays(arrays, seed=config.seed)
+            if saved is None:
+                config = replace(config, data=str(rundir.file(DATA_FILE)))
+        else:
+            data = load_data(config.data, config.image_size, config.color_mode, seed=config.seed)
         fingerprint = data_fingerprint(data)
         if saved and saved.get("data_fingerprint", fingerprint) != fingerprint:
             raise InputError(f"--data: {config.data}: the images differ from those run {rundir.name!r} started "
                              "with; expected the same data (or a new search)")
         import_tensorflow()  # the REINFORCE controller runs on TensorFlow in this process
         base = _base(config, space, data, rundir, saved)
+        if base and saved is None:
+            files[BASE_FILE] = base
         if config.strategy == "enas":  # the finalists, given once the supernet phase has chosen them
             controller = FixedListController(space, seed=config.seed)
         else:
             controller = make_controller(config.controller, space, seed=config.seed, budget=config.budget)
-        return _run(config, space, data, fingerprint, controller, objective, rundir, saved, base, plan)
+        return _run(config, space, data, fingerprint, controller, objective, rundir, saved, base, plan,
+                    files if saved is None else {})
     finally:
         rundir.unlock()
 
@@ -202,7 +216,7 @@ def data_fingerprint(data: Dataset) -> str:
 
 def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: str, controller,
          objective: Objective, rundir: RunDir, saved: dict | None, base: bytes | None,
-         plan: accelerators.Plan) -> dict[str, Any]:
+         plan: accelerators.Plan, files: dict[str, bytes]) -> dict[str, Any]:
     from nas import tune  # Ray is imported only once the input is known to be good
 
     resources = tune.Resources(cpus=config.cpus_per_trial, gpus=config.gpus_per_trial, tpus=1 if config.tpu else 0)
@@ -218,6 +232,7 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
             strategy = {"controller_settings": controller.settings_json()}
         resolved = {**config.to_json(), "space_file": space.source, "space_fingerprint": space.fingerprint(),
                     "space_size": space.describe_size(), "data_summary": data.describe(),
+                    "class_names": data.class_names,
                     "data_fingerprint": fingerprint, "training": space.fixed["training"], **strategy,
                     "reward": objective.describe(), "accelerator": plan.to_json(),
                     "ray_resources": {k: v for k, v in cluster.resources.items() if k in ("CPU", "GPU", "TPU")},
@@ -228,8 +243,7 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
         search = make(space, controller, rundir, config.budget, max_failures=config.max_failures, on_record=printer,
                       objective=objective)
         if saved is None:
-            rundir.create({"config.json": rundir.json_text(resolved), "space.yaml": space.text,
-                           **({BASE_FILE: base} if base else {})})
+            rundir.create({"config.json": rundir.json_text(resolved), "space.yaml": space.text, **files})
             rundir.lock()
         else:
             earlier = saved.get("resumes") if isinstance(saved.get("resumes"), list) else []
@@ -239,7 +253,7 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
         tensorboard = TensorBoardLog(rundir.file("tensorboard"), space, controller)
         search.on_record = _monitor(printer, tensorboard)
         progress.console.print(f"[bold]nas search[/bold] {rundir.path}{' (resumed)' if saved else ''}")
-        progress.print_settings(resolved)
+        progress.print_settings({k: v for k, v in resolved.items() if k != "class_names"})  # in data_summary
         if cluster.dashboard_url:
             progress.console.print(f"Ray dashboard: {cluster.dashboard_url}")
         # The winner's retraining gets the CPUs of all workers (and one trial's accelerators).
@@ -249,7 +263,7 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
         return _search(config, space, data, search, printer, tensorboard, rundir, resources, final_resources,
                        resume=saved is not None, base=base, plan=plan, final_here=final_here)
     finally:
-        tune.disconnect()
+        tune.disconnect(cluster)
 
 
 def _monitor(printer: progress.TrialPrinter, tensorboard: TensorBoardLog):

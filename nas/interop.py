@@ -44,7 +44,7 @@ from search_spaces import Architecture, SearchSpace, load_space
 from search_spaces.interop import (HyperparameterSpace, from_hyperparameters, from_tune_config,
                                    space_from_hyperparameters, to_hyperparameters, to_tune_param_space, to_values)
 
-# Asks in a row answered from finished trials before the oracle declares the search over (as nas.search does).
+# Asks in a row answered from finished trials before the oracle declares the search over (as nas.search_state does).
 MAX_CONSECUTIVE_DUPLICATES = 200
 
 

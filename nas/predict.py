@@ -66,6 +66,22 @@ class Predictor:
         return np.concatenate([np.asarray(self.model.predict_on_batch(images[i:i + BATCH_SIZE]))
                                for i in range(0, len(images), BATCH_SIZE)])
 
+    def predict(self, images: np.ndarray | Sequence[str | Path]) -> tuple[list[str], np.ndarray]:
+        """The most probable label of each image and the class probabilities (N, classes). Images are
+        raw 0-255 pixels (N, H, W) or (N, H, W, C) of the model's size, or image files' paths, decoded
+        as training decoded them; InputError names what does not fit."""
+        if isinstance(images, np.ndarray):
+            x = images[..., None] if images.ndim == 3 else images
+            if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.input_shape):
+                raise InputError(f"images: got shape {images.shape}, expected (N, {', '.join(map(str, self.input_shape))})"
+                                 " raw pixels, as the model was trained on")
+        else:
+            x, errors, _ = self.model_dir.load_images(list(images))
+            if errors:
+                raise InputError(errors[0][1])
+        probabilities = self.probabilities(x)
+        return [self.model_dir.class_names[i] for i in probabilities.argmax(axis=1)], probabilities
+
     def warm_up(self) -> None:
         """Loads the model and traces its prediction function for any batch size (two sizes do it)."""
         for n in (1, 2):

@@ -85,6 +85,34 @@ class Run:
         """The run's own copy of its space file, checked against the fingerprint config.json holds."""
         return read_space(self.rundir, self.config)
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """The labels the model's outputs stand for, in order (config.json keeps them since nas 0.1)."""
+        names = self.config.get("class_names")
+        return [str(n) for n in names] if isinstance(names, list) else None
+
+    def best_model(self):
+        """The winner retrained on train + validation (best/model.keras), a keras.Model that takes raw
+        0-255 pixels and gives class probabilities. InputError when the search has not retrained it."""
+        path = self.rundir.file("best/model.keras")
+        if not path.is_file():
+            raise InputError(f"{path}: missing; the winner is retrained when the search finishes (run "
+                             f"{self.name!r} is {self.status}), or `nas export` retrains any trial")
+        from nas.quiet import import_tensorflow
+
+        import_tensorflow()
+        import keras
+
+        return keras.models.load_model(path, compile=False)
+
+    def export(self, out: str | Path | None = None, formats: Iterable[str] = ("python", "keras"),
+               trial: int | None = None) -> Path:
+        """Exports the winner (or `trial`) as `nas export` does: formats of python, keras, savedmodel and
+        tflite, into `out` (default RUN/export). Returns the model directory, which `nas.load` reads."""
+        from nas.export import export_run
+
+        return export_run(str(self.path), trial=trial, formats=",".join(formats), out=out)
+
     def to_dataframe(self):
         """One row per trial: its number, status, reward, metrics and decisions (pandas)."""
         import pandas as pd

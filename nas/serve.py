@@ -173,7 +173,7 @@ def serve_model(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000
             finally:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(sig, signal.SIG_IGN)
-                disconnect()
+                disconnect(cluster)
 
 
 def check_port_free(host: str, port: int) -> None:

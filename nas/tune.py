@@ -41,7 +41,7 @@ from ray.tune.search import Searcher  # noqa: E402
 from nas import accelerators  # noqa: E402
 from nas.errors import InputError, SearchStopped  # noqa: E402
 from nas.quiet import stderr_silenced  # noqa: E402
-from nas.search import Search, SearchExhausted  # noqa: E402
+from nas.search_state import Search, SearchExhausted  # noqa: E402
 
 # TensorFlow keeps the graphs of every child a worker process trained (measured: 10 MB a linear
 # child, 70 MB a cnn10 child; referenced from TensorFlow's C++ side, so no garbage collection frees
@@ -75,10 +75,16 @@ class Cluster:
     resources: dict[str, float]  # the whole cluster's, e.g. {"CPU": 2.0, "memory": ...}
     largest_node_cpus: float  # a task cannot use more CPUs than one node has
     address: str | None
+    owned: bool = True  # started by connect(), so disconnect() shuts it down; else the caller's Ray session
 
 
 def connect(address: str | None, dashboard: bool, num_cpus: int | None = None, verbose: bool = False) -> Cluster:
-    """Starts a local Ray instance, or joins a running cluster at `address`."""
+    """Starts a local Ray instance, or joins a running cluster at `address`. A Ray session this
+    process started already (`ray.init()` in a notebook, say) is used as it is, and left running."""
+    if ray.is_initialized():  # a cluster of several nodes is one to join, as --address joins it
+        logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        return _cluster(ray.get_runtime_context().gcs_address if len(alive) > 1 else None, owned=False)
     if address:
         check_reachable(address)
     try:
@@ -100,10 +106,13 @@ def connect(address: str | None, dashboard: bool, num_cpus: int | None = None, v
         raise InputError(f"--address: cannot connect to a Ray cluster at {address!r}: {message}{hint}") from None
     # Tune logs a traceback for every trial whose worker died; nas records a one-line reason instead.
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
-    url = getattr(context, "dashboard_url", None) or None
+    return _cluster(address, owned=True, url=getattr(context, "dashboard_url", None) or None)
+
+
+def _cluster(address: str | None, owned: bool, url: str | None = None) -> Cluster:
     largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
     return Cluster(f"http://{url}" if url and not url.startswith("http") else url, ray.cluster_resources(), largest,
-                   address)
+                   address, owned)
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -124,8 +133,9 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
                          f"Ray head there (`ray start --head` prints its address)") from None
 
 
-def disconnect() -> None:
-    if ray.is_initialized():
+def disconnect(cluster: Cluster | None = None) -> None:
+    """Shuts down the Ray session connect() started (not one the caller had started)."""
+    if ray.is_initialized() and (cluster is None or cluster.owned):
         ray.shutdown()
 
 

@@ -128,7 +128,7 @@ def test_a_replay_is_reproducible_and_never_spends_budget_on_a_duplicate():
         assert run["trained"] == 120 and not run["stopped_early"]  # 120 trials, 120 distinct architectures
         assert run["duplicates"] > 0 and run["trials_to_top1pct"] is not None
     # The tuned REINFORCE settles on a few architectures and asks them again and again: after 200
-    # duplicates in a row the search stops, as nas.search does, and keeps its best.
+    # duplicates in a row the search stops, as nas.search_state does, and keeps its best.
     run = bench.replay_one(table, "reinforce", seed=0, budget=120)
     assert run["stopped_early"] and run["trained"] < 120 and run["duplicates"] >= 200
     assert len(run["curve"]) == 120 and run["curve"][-1] == run["curve"][run["trained"] - 1]

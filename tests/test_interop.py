@@ -8,7 +8,7 @@ import pytest
 
 from controllers import make_controller
 from nas.rundir import RunDir
-from nas.search import Search, SearchExhausted
+from nas.search_state import Search, SearchExhausted
 from search_spaces import SpaceError, builtin_names, load_space, parse_space
 from search_spaces.interop import (from_hyperparameters, from_tune_config, space_from_hyperparameters,
                                    to_hyperparameters, to_tune_param_space, to_values)

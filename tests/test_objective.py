@@ -5,7 +5,7 @@ import pytest
 from nas.errors import InputError
 from nas.objective import Objective
 from nas.rundir import RunDir
-from nas.search import Search
+from nas.search_state import Search
 from test_search import SPACE, Scripted
 
 

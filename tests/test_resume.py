@@ -12,7 +12,7 @@ import pytest
 
 from controllers import make_controller
 from nas.rundir import RunDir
-from nas.search import Search, SearchExhausted
+from nas.search_state import Search, SearchExhausted
 from search_spaces import parse_space
 
 SPACE = parse_space("family: dense\nlayers: [1, 2]\nlayer: {units: [8, 16, 32, 64], dropout: [0.0, 0.5]}\n"

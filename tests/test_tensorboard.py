@@ -6,7 +6,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from controllers import make_controller
 from nas.rundir import RunDir
-from nas.search import Search
+from nas.search_state import Search
 from nas.tensorboard import TensorBoardLog
 from search_spaces import load_space
 

@@ -9,7 +9,7 @@ from ray.tune.search import Searcher
 from controllers.random_search import RandomController
 from nas.errors import InputError
 from nas.rundir import RunDir
-from nas.search import Search
+from nas.search_state import Search
 from nas.tune import (Cluster, ControllerSearcher, Resources, check_resources, default_workers,
                       worker_death_reason)
 from search_spaces import parse_space

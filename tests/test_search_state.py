@@ -7,7 +7,7 @@ import pytest
 from controllers.base import Controller
 from controllers.random_search import RandomController
 from nas.rundir import RunDir
-from nas.search import MAX_CONSECUTIVE_DUPLICATES, Search, SearchExhausted
+from nas.search_state import MAX_CONSECUTIVE_DUPLICATES, Search, SearchExhausted
 from search_spaces import SpaceError, parse_space
 
 SPACE = parse_space("family: dense\nlayers: 1\nlayer: {units: [8, 16, 32]}\n", source="small.yaml")
