@@ -46,17 +46,17 @@ def choose(gpus: float = 0, tpu: str | None = None, mixed_precision: str | None 
     """The plan for a trial's resources and the --mixed-precision flag (None: the default, which is
     bfloat16 on a TPU and off elsewhere). Raises InputError for a combination that cannot work."""
     if mixed_precision is not None and mixed_precision not in PRECISIONS:
-        raise InputError(f"--mixed-precision: got {mixed_precision!r}, expected one of {', '.join(PRECISIONS)}")
+        raise InputError(f"mixed_precision: got {mixed_precision!r}, expected one of {', '.join(PRECISIONS)}")
     if tpu:
         if gpus:
-            raise InputError("--tpu: given with --gpus-per-trial, expected one kind of accelerator per trial")
+            raise InputError("tpu: given with --gpus-per-trial, expected one kind of accelerator per trial")
         if mixed_precision == "float16":
-            raise InputError("--mixed-precision: float16 on a TPU, expected bfloat16 (TPUs compute in bfloat16) or off")
+            raise InputError("mixed_precision: float16 on a TPU, expected bfloat16 (TPUs compute in bfloat16) or off")
         precision = mixed_precision or "bfloat16"
         return Plan("tpu", POLICIES[precision], TPU_STEPS_PER_EXECUTION, tpu)
     precision = mixed_precision or "off"
     if precision == "float16" and not gpus:
-        raise InputError("--mixed-precision: float16 without GPUs, expected --gpus-per-trial N (CPUs have no fast "
+        raise InputError("mixed_precision: float16 without GPUs, expected --gpus-per-trial N (CPUs have no fast "
                          "float16), or bfloat16 or off")
     return Plan("mirrored" if gpus > 1 else "default", POLICIES[precision])
 

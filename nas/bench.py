@@ -64,12 +64,12 @@ def build_table(space: SearchSpace, out: str | Path, *, data: str = "digits", se
     (.json.gz). Resumes from `out`'s progress file; `workers` processes train at once."""
     out = Path(out)
     if not out.name.endswith(".json.gz"):
-        raise InputError(f"--out: got {str(out)!r}, expected a file name ending in .json.gz")
+        raise InputError(f"out: got {str(out)!r}, expected a file name ending in .json.gz")
     if seeds < 1 or epochs < 1 or workers < 1:
         raise InputError(f"--seeds, --epochs, --workers: got {seeds}, {epochs}, {workers}, expected integers >= 1")
     size = space.size()
     if size > MAX_ARCHITECTURES:
-        raise InputError(f"--space: {space.source}: {space.describe_size()} architectures, expected at most "
+        raise InputError(f"space: {space.source}: {space.describe_size()} architectures, expected at most "
                          f"{MAX_ARCHITECTURES:,} for a table that trains every one")
     from nas.data import load_data
 
@@ -248,7 +248,7 @@ def load_table(name_or_path: str | Path) -> Table:
     path = table_path(name_or_path)
     if not path.is_file():
         known = ", ".join(sorted(p.name[:-len(".json.gz")] for p in TABLES_DIR.glob("*.json.gz"))) or "none"
-        raise InputError(f"--table: {name_or_path}: no such table, expected a table name ({known}) or the path of a "
+        raise InputError(f"table: {name_or_path}: no such table, expected a table name ({known}) or the path of a "
                          ".json.gz file written by nas bench build")
     try:
         with gzip.open(path, "rt") as f:
@@ -259,14 +259,14 @@ def load_table(name_or_path: str | Path) -> Table:
     except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
         if isinstance(e, SpaceError):
             raise InputError(str(e)) from None
-        raise InputError(f"--table: {path}: not a readable table ({type(e).__name__}: {e}), expected a .json.gz file "
+        raise InputError(f"table: {path}: not a readable table ({type(e).__name__}: {e}), expected a .json.gz file "
                          "written by nas bench build") from None
     if data.get("format") != FORMAT or space.fingerprint() != data["space"].get("fingerprint"):
-        raise InputError(f"--table: {path}: format {data.get('format')!r} or space fingerprint does not match, "
+        raise InputError(f"table: {path}: format {data.get('format')!r} or space fingerprint does not match, "
                          f"expected format {FORMAT} written by this version of nas bench build")
     archs = [space.architecture(r["choices"]) for r in rows]
     if len(set(archs)) != space.size() or any(len(r["val_accuracy"]) != seeds for r in rows):
-        raise InputError(f"--table: {path}: {len(rows)} rows for {space.size()} architectures x {seeds} seeds, "
+        raise InputError(f"table: {path}: {len(rows)} rows for {space.size()} architectures x {seeds} seeds, "
                          "expected one row per architecture with a result per seed")
     meta = {k: v for k, v in data.items() if k != "architectures"}
     return Table(path, meta, space, archs, np.array([r["val_accuracy"] for r in rows], float),
@@ -278,7 +278,7 @@ def with_space(table: Table, space: SearchSpace) -> Table:
     """The table with another copy of its space, whose `controller:` section configures the controllers
     of a replay (a space's fingerprint leaves that section out); the decisions must be the table's."""
     if space.fingerprint() != table.space.fingerprint():
-        raise InputError(f"--space: {space.source}: its decisions or training differ from those of the table's space "
+        raise InputError(f"space: {space.source}: its decisions or training differ from those of the table's space "
                          f"{table.space.name!r} (fingerprint {space.fingerprint()}, expected "
                          f"{table.space.fingerprint()}); expected the space the table was built from")
     return dataclasses.replace(table, space=space)
@@ -343,7 +343,7 @@ def replay(table: Table, controllers: Sequence[str], seeds: int = 20, budget: in
     trains a top-1 % architecture counts as budget + 1 trials."""
     objective = objective or Objective()
     if objective.kind not in ("accuracy", "accuracy-params"):
-        raise InputError(f"--objective: got {objective.kind!r}, expected accuracy or accuracy-params: a table "
+        raise InputError(f"objective: got {objective.kind!r}, expected accuracy or accuracy-params: a table "
                          "holds no latencies")
     results: dict[str, Any] = {}
     at = [b for b in BUDGETS if b < budget] + [budget]

@@ -14,6 +14,7 @@ stop exits with 3.
 from __future__ import annotations
 
 import math
+import re
 import sys
 
 import click
@@ -416,7 +417,7 @@ def run(argv: list[str] | None = None) -> int:
     except click.ClickException as e:
         return _fail(e.format_message(), e.exit_code)
     except USER_ERRORS as e:
-        return _fail(str(e), 2)
+        return _fail(_with_flags(str(e), argv if argv is not None else sys.argv[1:]), 2)
     except SearchInterrupted as e:
         return _fail(str(e), e.exit_code)
     except SearchStopped as e:
@@ -424,6 +425,21 @@ def run(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, click.exceptions.Abort):
         return _fail("interrupted; finished trials are kept in the run directory", 130)
     return code if isinstance(code, int) else 0
+
+
+def _with_flags(message: str, argv: list[str]) -> str:
+    """The library names a setting as Python does (`image_size: got ...`, as `nas.search(image_size=...)`
+    takes it); the command's messages name its option instead (`--image-size: got ...`)."""
+    command: click.Command = main
+    for token in argv:  # the subcommand run: nas search, nas data prepare, ...
+        if isinstance(command, click.Group) and token in command.commands:
+            command = command.commands[token]
+        elif not token.startswith("-"):
+            break
+    options = {opt.lstrip("-").replace("-", "_"): opt for p in command.params if isinstance(p, click.Option)
+               for opt in p.opts if opt.startswith("--")}
+    head = re.match(r"[a-z][a-z0-9_]*(?=[: ])", message)
+    return options[head.group()] + message[head.end():] if head and head.group() in options else message
 
 
 def _fail(message: str, code: int) -> int:

@@ -81,15 +81,15 @@ def load_data(source: str, image_size: Sequence[int] | None = None, color_mode: 
     (the default) and it would take over a quarter of the memory or NAS_STREAM_RECORDS=1 is set:
     then a `nas.records.StreamingDataset` stands for it, whose splits tf.data reads on demand."""
     if not 0 <= seed <= MAX_SEED:
-        raise InputError(f"--seed: got {seed}, expected an integer from 0 to {MAX_SEED}")
+        raise InputError(f"seed: got {seed}, expected an integer from 0 to {MAX_SEED}")
     path = Path(source)
     if source in BUILTIN:
         if image_size is not None:
-            raise InputError(f"--image-size: applies to image folders and CSV files, not to built-in {source}")
+            raise InputError(f"image_size: applies to image folders and CSV files, not to built-in {source}")
         x, y, names, test = _builtin(source)
         val = None
     elif not path.exists():
-        raise InputError(f"--data: {source}: no such file or folder, expected {', '.join(BUILTIN)}, "
+        raise InputError(f"data: {source}: no such file or folder, expected {', '.join(BUILTIN)}, "
                          "a folder of class sub-folders, a .csv or an .npz file")
     else:
         size = _image_size(image_size)
@@ -105,7 +105,7 @@ def load_data(source: str, image_size: Sequence[int] | None = None, color_mode: 
             names, y = _encode(labels)
             test = val = None
         else:
-            raise InputError(f"--data: {source}: unsupported file type {path.suffix!r}, expected a folder, .csv or .npz")
+            raise InputError(f"data: {source}: unsupported file type {path.suffix!r}, expected a folder, .csv or .npz")
     return _split(source, x, y, names, test, seed, {"source": source, "color_mode": color_mode,
                                                     "image_size": list(x.shape[1:3])}, val=val)
 
@@ -131,20 +131,20 @@ def _image_size(size: Sequence[int] | None) -> tuple[int, int]:
         return DEFAULT_IMAGE_SIZE
     size = tuple(size) if len(size) == 2 else (size[0], size[0])
     if len(size) != 2 or min(size) < 1:
-        raise InputError(f"--image-size: got {' '.join(map(str, size))}, expected one or two positive integers")
+        raise InputError(f"image_size: got {' '.join(map(str, size))}, expected one or two positive integers")
     return size
 
 
 def _folder(root: Path) -> tuple[list[Path], list[str]]:
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
-        raise InputError(f"--data: {root}: found {len(classes)} class folder(s), expected one sub-folder per class "
+        raise InputError(f"data: {root}: found {len(classes)} class folder(s), expected one sub-folder per class "
                          "and at least 2 classes")
     paths, labels = [], []
     for folder in classes:
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
         if not files:
-            raise InputError(f"--data: {folder}: class folder has no images, expected {', '.join(IMAGE_EXTENSIONS)} files")
+            raise InputError(f"data: {folder}: class folder has no images, expected {', '.join(IMAGE_EXTENSIONS)} files")
         paths += files
         labels += [folder.name] * len(files)
     return paths, labels
@@ -154,7 +154,7 @@ def _csv(path: Path) -> tuple[list[Path], list[str]]:
     try:
         text = path.read_bytes().decode("utf-8-sig")  # -sig: spreadsheets often start the file with a BOM
     except UnicodeDecodeError as e:
-        raise InputError(f"--data: {path}: byte {e.start}: not UTF-8 text, expected a CSV of path,label rows") from None
+        raise InputError(f"data: {path}: byte {e.start}: not UTF-8 text, expected a CSV of path,label rows") from None
     paths, labels = [], []
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
@@ -162,21 +162,21 @@ def _csv(path: Path) -> tuple[list[Path], list[str]]:
             if not row or (n == 1 and [c.strip().lower() for c in row] == ["path", "label"]):
                 continue
             if len(row) != 2 or not row[0].strip() or not row[1].strip():
-                raise InputError(f"--data: {path}: row {n}: got {row!r}, expected path,label")
+                raise InputError(f"data: {path}: row {n}: got {row!r}, expected path,label")
             name = row[0].strip()
             file = path.parent / name
             if not file.is_file():
                 if n == 1 and Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
-                    raise InputError(f"--data: {path}: row 1: got header {row!r}, expected the header path,label "
+                    raise InputError(f"data: {path}: row 1: got header {row!r}, expected the header path,label "
                                      "or a first row naming an image file")
                 where = "an existing image file" if Path(name).is_absolute() else f"a path relative to {path.parent}"
-                raise InputError(f"--data: {path}: row {n}: image file {name} not found, expected {where}")
+                raise InputError(f"data: {path}: row {n}: image file {name} not found, expected {where}")
             paths.append(file)
             labels.append(row[1].strip())
     except csv.Error as e:
-        raise InputError(f"--data: {path}: line {reader.line_num}: {e}, expected rows of path,label") from None
+        raise InputError(f"data: {path}: line {reader.line_num}: {e}, expected rows of path,label") from None
     if not paths:
-        raise InputError(f"--data: {path}: no rows, expected lines of path,label")
+        raise InputError(f"data: {path}: no rows, expected lines of path,label")
     return paths, labels
 
 
@@ -185,7 +185,7 @@ def _decode_all(paths: list[Path], size: tuple[int, int], color_mode: str) -> np
     channels = 1 if color_mode == "grayscale" else 3
     need, memory = len(paths) * size[0] * size[1] * channels, _physical_memory()
     if memory and need > memory // 2:  # a typo such as --image-size 6400 must not take the machine down
-        raise InputError(f"--image-size: {len(paths)} images of {size[0]}x{size[1]}x{channels} would take "
+        raise InputError(f"image_size: {len(paths)} images of {size[0]}x{size[1]}x{channels} would take "
                          f"{need / 2**30:,.1f} GiB, expected at most half of this machine's {memory / 2**30:.0f} GiB")
     from nas.quiet import import_tensorflow
 
@@ -195,7 +195,7 @@ def _decode_all(paths: list[Path], size: tuple[int, int], color_mode: str) -> np
         try:
             images[i] = decode_image(p, size, color_mode)
         except InputError as e:
-            raise InputError(f"--data: {e}") from None
+            raise InputError(f"data: {e}") from None
     return images
 
 
@@ -233,9 +233,9 @@ def _npz(path: Path):
         contents = {k: arrays[k] for k in arrays.files}
     except Exception as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise InputError(f"--data: {path}: not a readable .npz file ({type(e).__name__}{': ' if reason else ''}"
+        raise InputError(f"data: {path}: not a readable .npz file ({type(e).__name__}{': ' if reason else ''}"
                          f"{reason}), expected one written by numpy.savez with arrays x and y") from None
-    return checked_arrays(contents, f"--data: {path}")
+    return checked_arrays(contents, f"data: {path}")
 
 
 def checked_arrays(contents: dict[str, Any], where: str):
@@ -366,11 +366,11 @@ def split_indices(name: str, y: np.ndarray, names: list[str], seed: int, hold_ou
 
     if len(names) < 2:
         found = f"only class {names[0]!r}" if names else "no labelled images"
-        raise InputError(f"--data: {name}: found {found}, expected at least 2 classes")
+        raise InputError(f"data: {name}: found {found}, expected at least 2 classes")
     counts = np.bincount(y, minlength=len(names))
     if counts.min() < MIN_PER_CLASS:
         small = names[int(counts.argmin())]
-        raise InputError(f"--data: {name}: class {small!r} has {counts.min()} image(s), expected at least "
+        raise InputError(f"data: {name}: class {small!r} has {counts.min()} image(s), expected at least "
                          f"{MIN_PER_CLASS} per class")
     images = len(y)
     index, test = np.arange(images), None
@@ -381,7 +381,7 @@ def split_indices(name: str, y: np.ndarray, names: list[str], seed: int, hold_ou
             else (index, None)
     except ValueError:  # scikit-learn: a split would miss a class
         needed = _smallest_splittable(len(names), hold_out_test=hold_out_test)
-        raise InputError(f"--data: {name}: {images} images in {len(names)} classes are too few to give every class an "
+        raise InputError(f"data: {name}: {images} images in {len(names)} classes are too few to give every class an "
                          f"image in each of the stratified splits, expected at least {needed} images "
                          f"({math.ceil(needed / len(names))} per class)") from None
     return train, val, test

@@ -70,7 +70,7 @@ def run_search(config: SearchConfig, resume: bool = False, given: Collection[str
             data = load_data(config.data, config.image_size, config.color_mode, seed=config.seed)
         fingerprint = data_fingerprint(data)
         if saved and saved.get("data_fingerprint", fingerprint) != fingerprint:
-            raise InputError(f"--data: {config.data}: the images differ from those run {rundir.name!r} started "
+            raise InputError(f"data: {config.data}: the images differ from those run {rundir.name!r} started "
                              "with; expected the same data (or a new search)")
         import_tensorflow()  # the REINFORCE controller runs on TensorFlow in this process
         base = _base(config, space, data, rundir, saved)
@@ -96,9 +96,9 @@ def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]
     config = replace(config, scheduler=config.scheduler or _space_scheduler(config, training),
                      budget=_budget(config, space))
     if (space.family == "transfer") != bool(config.base):
-        raise InputError(f"--base: space {space.name!r} is a transfer space, expected --base PATH, a trained .keras "
+        raise InputError(f"base: space {space.name!r} is a transfer space, expected --base PATH, a trained .keras "
                          "model its children build on" if space.family == "transfer" else
-                         f"--base: given for space {space.name!r} of family {space.family}, expected a transfer space")
+                         f"base: given for space {space.name!r} of family {space.family}, expected a transfer space")
     if config.base:
         transfer.check_base_file(config.base)
     rundir = _rundir(config)
@@ -115,15 +115,15 @@ def _budget(config: SearchConfig, space: SearchSpace) -> int:
 
     problem = supernet.supported(space)
     if problem:
-        raise InputError(f"--strategy: enas needs a supernet, but {problem}")
+        raise InputError(f"strategy: enas needs a supernet, but {problem}")
     if config.controller not in enas.CONTROLLERS:
-        raise InputError(f"--controller: got {config.controller!r} with --strategy enas, expected "
+        raise InputError(f"controller: got {config.controller!r} with --strategy enas, expected "
                          f"{' or '.join(enas.CONTROLLERS)} (the supernet's paths are sampled as it trains)")
     if config.tpu:
-        raise InputError("--tpu: the supernet does not train on TPUs yet, expected --strategy standalone with it")
+        raise InputError("tpu: the supernet does not train on TPUs yet, expected --strategy standalone with it")
     settings = enas.read_settings(space)
     if config.budget and config.budget > settings.candidates:
-        raise InputError(f"--budget: got {config.budget} finalists, expected at most the {settings.candidates} "
+        raise InputError(f"budget: got {config.budget} finalists, expected at most the {settings.candidates} "
                          f"candidates of {space.source}'s weight_sharing.candidates")
     return config.budget or settings.finalists
 
@@ -148,10 +148,10 @@ def _check_scheduler(config: SearchConfig) -> None:
     if config.scheduler != "asha":
         return
     if config.grace_period >= config.epochs:
-        raise InputError(f"--grace-period: got {config.grace_period}, expected fewer than the {config.epochs} epochs "
+        raise InputError(f"grace_period: got {config.grace_period}, expected fewer than the {config.epochs} epochs "
                          "a child trains (--epochs), or ASHA could stop no child")
     if config.objective == "accuracy-latency":
-        raise InputError("--scheduler: asha stops children before their latency is measured, expected --objective "
+        raise InputError("scheduler: asha stops children before their latency is measured, expected --objective "
                          "accuracy or accuracy-params with it")
 
 
@@ -170,7 +170,7 @@ def _base(config: SearchConfig, space: SearchSpace, data: Dataset, rundir: RunDi
 
 def _resumed(config: SearchConfig, given: Collection[str]) -> tuple[RunDir, SearchConfig, SearchSpace, dict]:
     if not config.name:
-        raise InputError("--resume: needs --name, the run to continue")
+        raise InputError("resume: needs --name, the run to continue")
     rundir = _rundir(config)
     rundir.check_existing()
     rundir.lock()
@@ -180,7 +180,7 @@ def _resumed(config: SearchConfig, given: Collection[str]) -> tuple[RunDir, Sear
         for key in given:
             if key not in SearchConfig.RESUMABLE and getattr(config, key) != getattr(previous, key):
                 flag = "--" + key.replace("_", "-")
-                raise InputError(f"{flag}: run {rundir.name!r} was started with {getattr(previous, key)!r}, got "
+                raise InputError(f"{key}: run {rundir.name!r} was started with {getattr(previous, key)!r}, got "
                                  f"{getattr(config, key)!r}; expected the same value or no {flag} (a resumed search "
                                  f"may change only {', '.join('--' + k.replace('_', '-') for k in SearchConfig.RESUMABLE)})")
         config = replace(previous, name=config.name, runs_dir=config.runs_dir, **{k: getattr(config, k) for k in given
@@ -189,7 +189,7 @@ def _resumed(config: SearchConfig, given: Collection[str]) -> tuple[RunDir, Sear
         finished = read_trials(rundir, space=space)  # checked before Ray starts; Search.resume reads them again
         summary = read_summary(rundir)
         if summary and summary["status"] == "finished" and len(finished) >= config.budget:
-            raise InputError(f"--resume: run {rundir.name!r} has finished its {config.budget} trials; expected an "
+            raise InputError(f"resume: run {rundir.name!r} has finished its {config.budget} trials; expected an "
                              "unfinished run, or a larger --budget to search further")
     except BaseException:
         rundir.unlock()
@@ -199,7 +199,7 @@ def _resumed(config: SearchConfig, given: Collection[str]) -> tuple[RunDir, Sear
 
 def _rundir(config: SearchConfig) -> RunDir:
     if not all(c.isalnum() or c in "-_." for c in config.name) or config.name.startswith("."):
-        raise InputError(f"--name: got {config.name!r}, expected letters, digits, '-', '_' or '.'")
+        raise InputError(f"name: got {config.name!r}, expected letters, digits, '-', '_' or '.'")
     return RunDir(Path(config.runs_dir) / config.name)
 
 

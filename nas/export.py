@@ -74,9 +74,9 @@ def parse_formats(text: str) -> list[str]:
     given = [f.strip().lower() for f in text.split(",") if f.strip()]
     for name in given:
         if name not in FORMATS:
-            raise InputError(f"--format: got {name!r}, expected a comma-separated list of {', '.join(FORMATS)}")
+            raise InputError(f"format: got {name!r}, expected a comma-separated list of {', '.join(FORMATS)}")
     if not given:
-        raise InputError(f"--format: got {text!r}, expected a comma-separated list of {', '.join(FORMATS)}")
+        raise InputError(f"format: got {text!r}, expected a comma-separated list of {', '.join(FORMATS)}")
     return [f for f in FORMATS if f in given or f == "keras"]
 
 
@@ -95,11 +95,11 @@ def plan_export(run: str, trial: int | None = None, formats: str = DEFAULT_FORMA
     number = best if trial is None else trial
     record = next((r for r in records if r.trial == number), None)
     if record is None:
-        raise InputError(f"--trial: got {number}, expected a completed trial of run {rundir.name!r} "
+        raise InputError(f"trial: got {number}, expected a completed trial of run {rundir.name!r} "
                          f"({_numbers(completed)}; the best is {best})")
     if not record.completed:
         why = "stopped early" if record.status == "stopped" else f"failed ({record.error})"
-        raise InputError(f"--trial: trial {number} of run {rundir.name!r} {why}, expected "
+        raise InputError(f"trial: trial {number} of run {rundir.name!r} {why}, expected "
                          f"a completed trial ({_numbers(completed)}; the best is {best})")
     arch = space.from_json(record.arch)
     if out is None:
@@ -107,7 +107,7 @@ def plan_export(run: str, trial: int | None = None, formats: str = DEFAULT_FORMA
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         what = "is not a folder" if not out.is_dir() else "exists and is not empty"
-        raise InputError(f"--out: {out} {what}, expected a new or empty folder (or another --out)")
+        raise InputError(f"out: {out} {what}, expected a new or empty folder (or another --out)")
     return ExportPlan(run, rundir, config, space, record, arch, best, out, chosen)
 
 
@@ -268,7 +268,7 @@ def _write(plan: ExportPlan, model, class_names: Sequence[str], about: dict[str,
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.incomplete-"))
     except OSError as e:
-        raise InputError(f"--out: {out}: cannot create it ({e.strerror}), expected a folder you can write to") \
+        raise InputError(f"out: {out}: cannot create it ({e.strerror}), expected a folder you can write to") \
             from None
     try:
         staging.chmod(0o777 & ~_umask())

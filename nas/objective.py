@@ -19,7 +19,11 @@ from nas.errors import InputError
 
 KINDS = ("accuracy", "accuracy-params", "accuracy-latency")
 DEFAULT_WEIGHT = -0.07  # MnasNet's alpha = beta for a soft constraint
-COST = {"accuracy-params": ("params", "--target-params"), "accuracy-latency": ("latency_ms", "--target-latency-ms")}
+COST = {"accuracy-params": ("params", "target_params"), "accuracy-latency": ("latency_ms", "target_latency_ms")}
+
+
+def _flag(setting: str) -> str:
+    return "--" + setting.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,8 @@ class Objective:
               weight: float = DEFAULT_WEIGHT) -> "Objective":
         """Checks the combination of --objective and its target; one-line errors naming the flag."""
         if kind not in KINDS:
-            raise InputError(f"--objective: got {kind!r}, expected one of {', '.join(KINDS)}")
-        targets = {"--target-params": target_params, "--target-latency-ms": target_latency_ms}
+            raise InputError(f"objective: got {kind!r}, expected one of {', '.join(KINDS)}")
+        targets = {"target_params": target_params, "target_latency_ms": target_latency_ms}
         if kind == "accuracy":
             given = [flag for flag, value in targets.items() if value is not None]
             if given:
@@ -44,14 +48,14 @@ class Objective:
         _, flag = COST[kind]
         other = next(f for f in targets if f != flag)
         if targets[other] is not None:
-            raise InputError(f"{other}: does not apply to --objective {kind}; expected {flag}")
+            raise InputError(f"{other}: does not apply to --objective {kind}; expected {_flag(flag)}")
         target = targets[flag]
         if target is None:
-            raise InputError(f"--objective {kind}: needs {flag}, the cost a child should aim at")
+            raise InputError(f"objective {kind}: needs {_flag(flag)}, the cost a child should aim at")
         if not (math.isfinite(target) and target > 0):
             raise InputError(f"{flag}: got {target}, expected a number > 0")
         if not (math.isfinite(weight) and weight <= 0):
-            raise InputError(f"--objective-weight: got {weight}, expected a number <= 0 (MnasNet: -0.07)")
+            raise InputError(f"objective_weight: got {weight}, expected a number <= 0 (MnasNet: -0.07)")
         return cls(kind, float(target), float(weight))
 
     def reward(self, metrics: Mapping[str, Any]) -> float:

@@ -59,17 +59,17 @@ def prepare(source: str | Path, out: str | Path, image_size: Sequence[int] | Non
     through `warn`."""
     source, out = Path(source), Path(out)
     if not 0 <= seed <= MAX_SEED:
-        raise InputError(f"--seed: got {seed}, expected an integer from 0 to {MAX_SEED}")
+        raise InputError(f"seed: got {seed}, expected an integer from 0 to {MAX_SEED}")
     if color_mode not in COLOR_MODES:
-        raise InputError(f"--color-mode: got {color_mode!r}, expected one of {', '.join(COLOR_MODES)}")
+        raise InputError(f"color_mode: got {color_mode!r}, expected one of {', '.join(COLOR_MODES)}")
     if shards is not None and shards < 1:
-        raise InputError(f"--shards: got {shards}, expected an integer >= 1")
+        raise InputError(f"shards: got {shards}, expected an integer >= 1")
     size, channels = data._image_size(image_size), COLOR_MODES[color_mode]
     _check_new(out)
     paths, labels = _listing(source)
     image_bytes, memory = size[0] * size[1] * channels, data._physical_memory()
     if memory and image_bytes > memory // 64:  # decoding holds dozens of images at once
-        raise InputError(f"--image-size: one {size[0]}x{size[1]}x{channels} image would take "
+        raise InputError(f"image_size: one {size[0]}x{size[1]}x{channels} image would take "
                          f"{image_bytes / 2**30:,.1f} GiB, expected at most 1/64 of this machine's memory")
     names, y = data._encode(labels)
     try:
@@ -83,7 +83,7 @@ def prepare(source: str | Path, out: str | Path, image_size: Sequence[int] | Non
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.incomplete-"))
     except OSError as e:
-        raise InputError(f"--out: {out}: cannot create it ({e.strerror}), expected a folder you can write to") from None
+        raise InputError(f"out: {out}: cannot create it ({e.strerror}), expected a folder you can write to") from None
     try:
         root = source if source.is_dir() else source.parent
         skipped, splits = [], {}
@@ -121,9 +121,9 @@ def prepare(source: str | Path, out: str | Path, image_size: Sequence[int] | Non
 
 def _check_new(out: Path) -> None:
     if out.is_dir() and any(out.iterdir()):
-        raise InputError(f"--out: {out}: exists and is not empty, expected a new or empty folder")
+        raise InputError(f"out: {out}: exists and is not empty, expected a new or empty folder")
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out: {out}: exists and is not a folder, expected a new or empty folder")
+        raise InputError(f"out: {out}: exists and is not a folder, expected a new or empty folder")
 
 
 def _listing(source: Path) -> tuple[list[Path], list[str]]:
@@ -146,7 +146,7 @@ def _listing(source: Path) -> tuple[list[Path], list[str]]:
 
 def _about_source(error: InputError) -> InputError:
     """nas.data's message without its `--data: ` prefix: here the path is the SOURCE argument."""
-    return InputError(str(error).removeprefix("--data: "))
+    return InputError(str(error).removeprefix("data: "))
 
 
 def _write_split(folder: Path, split: str, paths: list[Path], labels: np.ndarray, names: list[str], shards: int,
@@ -233,16 +233,16 @@ def read_index(directory: Path) -> dict[str, Any]:
         info = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         where = f" at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else ""
-        raise InputError(f"--data: {path}: not readable JSON ({type(e).__name__}{where}), expected the {INDEX} "
+        raise InputError(f"data: {path}: not readable JSON ({type(e).__name__}{where}), expected the {INDEX} "
                          "`nas data prepare` writes") from None
 
     def bad(field: str, expected: str):
         value = _get(info, field)
         got = "missing" if value is _MISSING else "got " + _short(value)
-        return InputError(f"--data: {path}: {field}: {got}, expected {expected}")
+        return InputError(f"data: {path}: {field}: {got}, expected {expected}")
 
     if not isinstance(info, dict):
-        raise InputError(f"--data: {path}: not a JSON object, expected the {INDEX} `nas data prepare` writes")
+        raise InputError(f"data: {path}: not a JSON object, expected the {INDEX} `nas data prepare` writes")
     if info.get("format") != FORMAT or info.get("version") != VERSION:
         field = "format" if info.get("format") != FORMAT else "version"
         raise bad(field, f"{FORMAT!r} version {VERSION}")
@@ -269,7 +269,7 @@ def read_index(directory: Path) -> dict[str, Any]:
             if not isinstance(file.get("examples"), int) or file["examples"] < 0:
                 raise bad(f"splits.{split}.files.{n}.examples", "the number of images in the file")
             if not (directory / name).is_file():
-                raise InputError(f"--data: {path}: splits.{split}.files.{n}: {directory / name} not found, "
+                raise InputError(f"data: {path}: splits.{split}.files.{n}: {directory / name} not found, "
                                  "expected every shard the index lists")
         if about.get("count") != sum(f["examples"] for f in about["files"]) or not about["count"]:
             raise bad(f"splits.{split}.count", "the sum of its files' examples, at least 1")
@@ -315,7 +315,7 @@ def load(directory: Path, name: str, image_size: Sequence[int] | None = None,
     info = read_index(directory)
     shape = (*info["image_size"], info["channels"])
     if image_size is not None and tuple(image_size) != tuple(info["image_size"]):
-        raise InputError(f"--image-size: {name} holds images prepared at {shape[0]}x{shape[1]}, got "
+        raise InputError(f"image_size: {name} holds images prepared at {shape[0]}x{shape[1]}, got "
                          f"{image_size[0]}x{image_size[1]}; expected no --image-size (or prepare it again at "
                          "that size)")
     counts = {split: info["splits"][split]["count"] for split in SPLITS}
@@ -330,7 +330,7 @@ def load(directory: Path, name: str, image_size: Sequence[int] | None = None,
     if stream:
         return StreamingDataset(name, info["class_names"], streams, preprocessing, fingerprint(info))
     if memory and need > memory // 2:
-        raise InputError(f"--data: {name}: {sum(counts.values())} images of {'x'.join(map(str, shape))} would take "
+        raise InputError(f"data: {name}: {sum(counts.values())} images of {'x'.join(map(str, shape))} would take "
                          f"{need / 2**30:,.1f} GiB, expected at most half of this machine's {memory / 2**30:.0f} GiB "
                          "in memory (nas search streams it)")
     arrays = [array for split in SPLITS for array in _read(streams[split], name, split)]
@@ -345,7 +345,7 @@ def _read(stream: "Stream", name: str, split: str) -> tuple[np.ndarray, np.ndarr
     import tensorflow as tf
 
     x, y, n = np.empty((stream.count, *stream.shape), np.uint8), np.empty(stream.count, np.int32), 0
-    miscounted = f"--data: {name}: the {split} shards hold {{}} images, expected {stream.count} as {INDEX} counts"
+    miscounted = f"data: {name}: the {split} shards hold {{}} images, expected {stream.count} as {INDEX} counts"
     for file in stream.files:
         batches = tf.data.TFRecordDataset(file).batch(1024).map(lambda records: _parse(records, stream.shape))
         try:
@@ -357,7 +357,7 @@ def _read(stream: "Stream", name: str, split: str) -> tuple[np.ndarray, np.ndarr
         except tf.errors.OpError as e:  # a truncated or foreign file, an image of another size
             lines = (e.message or "").strip().splitlines()
             reason = lines[0][:120] if lines else ""
-            raise InputError(f"--data: {name}: {file}: not readable ({type(e).__name__}: {reason}), expected the "
+            raise InputError(f"data: {name}: {file}: not readable ({type(e).__name__}: {reason}), expected the "
                              "shards `nas data prepare` wrote") from None
     if n != stream.count:
         raise InputError(miscounted.format(n))

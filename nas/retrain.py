@@ -75,12 +75,12 @@ def retrain(model_dir: str | Path, data: str, *, epochs: int | None = None, new_
     Raises InputError (one line) for bad options, a bad model directory, bad data or unknown labels."""
     epochs = DEFAULT_EPOCHS if epochs is None else epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise InputError(f"--epochs: got {epochs!r}, expected an integer >= 1")
+        raise InputError(f"epochs: got {epochs!r}, expected an integer >= 1")
     if freeze_base and not new_labels:
-        raise InputError("--freeze-base: applies only with --new-labels (it keeps the trained body frozen while "
+        raise InputError("freeze_base: applies only with --new-labels (it keeps the trained body frozen while "
                          "a new head learns the new labels)")
     if learning_rate is not None and not (math.isfinite(learning_rate) and learning_rate > 0):
-        raise InputError(f"--learning-rate: got {learning_rate}, expected a positive number")
+        raise InputError(f"learning_rate: got {learning_rate}, expected a positive number")
     md = open_model_dir(model_dir)
     root, parent_version = version_of(md.path)
     if not os.access(root, os.W_OK | os.X_OK):  # found out now, not after the training
@@ -125,7 +125,7 @@ def retrain(model_dir: str | Path, data: str, *, epochs: int | None = None, new_
                             callbacks=[keras.callbacks.TerminateOnNaN(), _epoch_log(log, phase_epochs)])
         losses = history.history.get("loss", [])
         if len(losses) < phase_epochs or not all(math.isfinite(v) for v in losses):
-            raise InputError(f"--learning-rate: training diverged at {lr:g} (loss {losses[-1] if losses else 'nan'} "
+            raise InputError(f"learning_rate: training diverged at {lr:g} (loss {losses[-1] if losses else 'nan'} "
                              f"in epoch {len(losses)} of {label}), expected a lower learning rate; nothing written")
         accuracy = evaluate()
         log(f"  test accuracy after {label}: {accuracy:.4f}")
@@ -197,11 +197,11 @@ def load_for_model(md: ModelDir, source: str, seed: int = 0) -> Dataset:
         data = load_data(source, seed=seed, stream=False)
     else:
         if md.color_mode not in ("rgb", "grayscale") and Path(source).exists():
-            raise InputError(f"--data: {source}: the model in {md.path} takes {md.color_mode} images, which nas "
+            raise InputError(f"data: {source}: the model in {md.path} takes {md.color_mode} images, which nas "
                              "decodes from .npz files only, expected an .npz of (N, H, W, 4) images")
         data = load_data(source, image_size=md.image_size, color_mode=md.color_mode, seed=seed)
     if data.input_shape != expected:
-        raise InputError(f"--data: {source}: images are {_shape(data.input_shape)}, but the model in {md.path} "
+        raise InputError(f"data: {source}: images are {_shape(data.input_shape)}, but the model in {md.path} "
                          f"takes {_shape(expected)}, expected images of the model's shape")
     return data
 
@@ -211,7 +211,7 @@ def label_index(md: ModelDir, data: Dataset) -> np.ndarray:
     unknown = [name for name in data.class_names if name not in md.class_names]
     if unknown:
         known = ", ".join(md.class_names[:12]) + (", ..." if len(md.class_names) > 12 else "")
-        raise InputError(f"--data: {data.name}: label(s) {', '.join(map(repr, unknown[:10]))}"
+        raise InputError(f"data: {data.name}: label(s) {', '.join(map(repr, unknown[:10]))}"
                          f"{', ...' if len(unknown) > 10 else ''} not among the model's labels "
                          f"({md.path / 'labels.json'}: {known}), expected those labels; use --new-labels to train "
                          "a new head for the data's labels")

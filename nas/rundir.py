@@ -37,16 +37,16 @@ class RunDir:
 
     def check_new(self) -> None:
         if self.path.exists():
-            raise InputError(f"--name: run {self.path} already exists, expected a new name "
+            raise InputError(f"name: run {self.path} already exists, expected a new name "
                              f"(or --resume to continue it)")
         existing = next(p for p in self.path.parents if p.exists())
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-            raise InputError(f"--runs-dir: {existing} is {'not a folder' if not existing.is_dir() else 'not writable'}; "
+            raise InputError(f"runs_dir: {existing} is {'not a folder' if not existing.is_dir() else 'not writable'}; "
                              f"expected a folder you can write to")
 
     def check_existing(self) -> None:
         if not self.file("config.json").is_file():
-            raise InputError(f"--resume: no run {self.name!r} in {self.path.parent} (no config.json there), "
+            raise InputError(f"resume: no run {self.name!r} in {self.path.parent} (no config.json there), "
                              f"expected the name of an earlier search")
 
     def lock(self) -> None:
@@ -59,7 +59,7 @@ class RunDir:
             holder = os.pread(self._lock_fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(self._lock_fd)
             self._lock_fd = None
-            raise InputError(f"--name: run {self.name!r} is in use by {holder}; expected it to be free "
+            raise InputError(f"name: run {self.name!r} is in use by {holder}; expected it to be free "
                              f"(wait for that search or stop it)") from None
         os.ftruncate(self._lock_fd, 0)
         os.pwrite(self._lock_fd, f"process {os.getpid()} on {socket.gethostname()} since "
@@ -80,10 +80,10 @@ class RunDir:
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise InputError(f"--runs-dir: {parent}: cannot create it ({e.strerror}); "
+            raise InputError(f"runs_dir: {parent}: cannot create it ({e.strerror}); "
                              "expected a folder you can write to") from None
         if not os.access(parent, os.W_OK):
-            raise InputError(f"--runs-dir: {parent}: not writable, expected a directory you can write to")
+            raise InputError(f"runs_dir: {parent}: not writable, expected a directory you can write to")
         staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{self.name}."))
         try:
             staging.chmod(0o777 & ~_UMASK)

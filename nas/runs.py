@@ -63,12 +63,12 @@ def list_runs(runs_dir: str | Path = "runs") -> list[RunInfo]:
     folder = Path(runs_dir)
     if not folder.is_dir():
         what = "not a folder" if folder.exists() else "no such folder"
-        raise InputError(f"--runs-dir: {runs_dir}: {what}, expected the folder nas search writes its runs into")
+        raise InputError(f"runs_dir: {runs_dir}: {what}, expected the folder nas search writes its runs into")
     try:
         runs = [run_info(p) for p in sorted(folder.iterdir())
                 if not p.name.startswith(".") and p.is_dir() and any((p / f).exists() for f in RUN_FILES)]
     except OSError as e:
-        raise InputError(f"--runs-dir: {e.filename or runs_dir}: cannot read it ({e.strerror}); expected a folder "
+        raise InputError(f"runs_dir: {e.filename or runs_dir}: cannot read it ({e.strerror}); expected a folder "
                          "you can read") from None
     return sorted(runs, key=lambda r: (r.started or datetime.max, r.name))
 

@@ -146,7 +146,7 @@ def serve_model(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000
     try:
         cpus = cluster.resources.get("CPU", 0)
         if replicas > cpus:
-            raise InputError(f"--replicas: {replicas} replicas take {replicas} CPUs, but the Ray cluster has "
+            raise InputError(f"replicas: {replicas} replicas take {replicas} CPUs, but the Ray cluster has "
                              f"{cpus:g}; expected at most {int(cpus)}")
         files = ray.put({name: (md.path / name).read_bytes() for name in REQUIRED})
         app = Labeller.options(num_replicas=replicas).bind([files], str(md.path))
@@ -181,14 +181,14 @@ def check_port_free(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
-        raise InputError(f"--host: got {host!r}: {e.strerror}, expected an address of this machine") from None
+        raise InputError(f"host: got {host!r}: {e.strerror}, expected an address of this machine") from None
     family, kind, proto, _, where = infos[0]
     with socket.socket(family, kind, proto) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
         try:
             s.bind(where)
         except OSError as e:
-            raise InputError(f"--port: cannot listen on {host}:{port} ({e.strerror}), expected a free port "
+            raise InputError(f"port: cannot listen on {host}:{port} ({e.strerror}), expected a free port "
                              "of an address of this machine") from None
 
 

@@ -27,7 +27,7 @@ def check_base_file(path: str | Path) -> Path:
     """The --base path, if it names a .keras file: checked at once, before the slow steps."""
     path = Path(path)
     if not path.is_file() or path.suffix != ".keras":
-        raise InputError(f"--base: {path}: {'not a .keras file' if path.is_file() else 'no such file'}, expected "
+        raise InputError(f"base: {path}: {'not a .keras file' if path.is_file() else 'no such file'}, expected "
                          "a trained Keras model saved as .keras (such as a nas export's model.keras)")
     return path
 
@@ -40,17 +40,17 @@ def read_base(path: str | Path, input_shape: Sequence[int]) -> bytes:
     try:
         model = _load(path)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for a file it cannot read
-        raise InputError(f"--base: {path}: cannot load it ({type(e).__name__}), expected a model saved by "
+        raise InputError(f"base: {path}: cannot load it ({type(e).__name__}), expected a model saved by "
                          "Keras 3 with model.save()") from None
     expected = tuple(int(d) for d in input_shape)
     got = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
     if got != expected:
-        raise InputError(f"--base: {path}: takes images of shape {got}, the data's are {expected}; expected a "
+        raise InputError(f"base: {path}: takes images of shape {got}, the data's are {expected}; expected a "
                          "base trained on images of the same size and channels (see --image-size)")
     try:
         features(model)
     except ValueError as e:
-        raise InputError(f"--base: {path}: {e}") from None
+        raise InputError(f"base: {path}: {e}") from None
     return data
 
 

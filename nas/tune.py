@@ -103,7 +103,7 @@ def connect(address: str | None, dashboard: bool, num_cpus: int | None = None, v
         hint = ("; `ray start` turns token authentication on: run nas with RAY_AUTH_MODE=token (the token is read "
                 "from RAY_AUTH_TOKEN or ~/.ray/auth_token)" if address and os.environ.get("RAY_AUTH_MODE") != "token"
                 else "")
-        raise InputError(f"--address: cannot connect to a Ray cluster at {address!r}: {message}{hint}") from None
+        raise InputError(f"address: cannot connect to a Ray cluster at {address!r}: {message}{hint}") from None
     # Tune logs a traceback for every trial whose worker died; nas records a one-line reason instead.
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     return _cluster(address, owned=True, url=getattr(context, "dashboard_url", None) or None)
@@ -118,18 +118,18 @@ def _cluster(address: str | None, owned: bool, url: str | None = None) -> Cluste
 def check_reachable(address: str, timeout: float = 5.0) -> None:
     """Ray retries an unreachable head for minutes; a plain TCP connection tells at once."""
     if address.startswith("ray://"):
-        raise InputError(f"--address: got {address!r}, but Ray Client (ray://) runs Tune on the cluster, away from "
+        raise InputError(f"address: got {address!r}, but Ray Client (ray://) runs Tune on the cluster, away from "
                          "the run directory; expected the head's HOST:6379 (run nas on a node of the cluster)")
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         if address in ("auto", "local"):
             return
-        raise InputError(f"--address: got {address!r}, expected HOST:PORT or auto")
+        raise InputError(f"address: got {address!r}, expected HOST:PORT or auto")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as e:
         reason = e.strerror or type(e).__name__
-        raise InputError(f"--address: cannot reach a Ray cluster at {address!r} ({reason}); expected a running "
+        raise InputError(f"address: cannot reach a Ray cluster at {address!r} ({reason}); expected a running "
                          f"Ray head there (`ray start --head` prints its address)") from None
 
 
@@ -152,9 +152,9 @@ def default_workers(cluster: Cluster, resources: Resources) -> int:
 def check_resources(cluster: Cluster, resources: Resources) -> None:
     """A trial that asks for what no node has would wait forever: refuse it now."""
     for flag, key, wanted, have in (
-            ("--cpus-per-trial", "CPU", resources.cpus, cluster.largest_node_cpus),
-            ("--gpus-per-trial", "GPU", resources.gpus, cluster.resources.get("GPU", 0)),
-            ("--tpu", "TPU", resources.tpus, cluster.resources.get("TPU", 0))):
+            ("cpus_per_trial", "CPU", resources.cpus, cluster.largest_node_cpus),
+            ("gpus_per_trial", "GPU", resources.gpus, cluster.resources.get("GPU", 0)),
+            ("tpu", "TPU", resources.tpus, cluster.resources.get("TPU", 0))):
         if wanted and have < wanted:
             where = "its largest node has" if key == "CPU" else "the Ray cluster has"
             raise InputError(f"{flag}: a trial asks for {wanted:g} {key}, but {where} {have:g}; "

@@ -27,10 +27,10 @@ def test_each_flag_combination_gets_its_strategy_and_policy(gpus, tpu, precision
 
 
 @pytest.mark.parametrize("gpus, tpu, precision, message", [
-    (0, None, "float16", "--mixed-precision: float16 without GPUs"),
-    (1, "local", None, "--tpu: given with --gpus-per-trial"),
-    (0, "local", "float16", "--mixed-precision: float16 on a TPU, expected bfloat16"),
-    (0, None, "half", "--mixed-precision: got 'half'"),
+    (0, None, "float16", "mixed_precision: float16 without GPUs"),
+    (1, "local", None, "tpu: given with --gpus-per-trial"),
+    (0, "local", "float16", "mixed_precision: float16 on a TPU, expected bfloat16"),
+    (0, None, "half", "mixed_precision: got 'half'"),
 ])
 def test_combinations_that_cannot_work_are_refused(gpus, tpu, precision, message):
     with pytest.raises(InputError, match=message):

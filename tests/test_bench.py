@@ -81,14 +81,14 @@ def test_a_killed_build_resumes_without_retraining_what_is_done(tiny_table, tmp_
 
 
 def test_bad_tables_and_builds_are_refused_with_one_line(tmp_path):
-    with pytest.raises(InputError, match=r"--table: nothere: no such table, expected a table name \(.*bench_cnn"):
+    with pytest.raises(InputError, match=r"table: nothere: no such table, expected a table name \(.*bench_cnn"):
         load_table("nothere")
     (tmp_path / "bad.json.gz").write_bytes(b"not gzip")
-    with pytest.raises(InputError, match=r"--table: .*bad.json.gz: not a readable table \(BadGzipFile"):
+    with pytest.raises(InputError, match=r"table: .*bad.json.gz: not a readable table \(BadGzipFile"):
         load_table(tmp_path / "bad.json.gz")
-    with pytest.raises(InputError, match=r"--out: got '.*t.json', expected a file name ending in .json.gz"):
+    with pytest.raises(InputError, match=r"out: got '.*t.json', expected a file name ending in .json.gz"):
         build_table(parse_space(TINY), tmp_path / "t.json")
-    with pytest.raises(InputError, match=r"--space: cnn10.yaml: 7.60e33 architectures, expected at most 5,000"):
+    with pytest.raises(InputError, match=r"space: cnn10.yaml: 7.60e33 architectures, expected at most 5,000"):
         build_table(load_space("cnn10"), tmp_path / "t.json.gz")
 
 
@@ -142,5 +142,5 @@ def test_a_small_parameter_target_makes_smaller_winners_on_the_table():
         frugal = replay(table, [name], seeds=5, budget=50, objective=small)["controllers"][name]
         # Winners of accuracy alone have medians of 6,000 to 11,000 parameters; with the target, under 2,500.
         assert frugal["median_winner_params"] < 2_500 < plain["median_winner_params"], (name, plain, frugal)
-    with pytest.raises(InputError, match="--objective: got 'accuracy-latency', expected accuracy or accuracy-params"):
+    with pytest.raises(InputError, match="objective: got 'accuracy-latency', expected accuracy or accuracy-params"):
         replay(table, ["random"], seeds=1, budget=5, objective=Objective.parse("accuracy-latency", target_latency_ms=1))

@@ -102,9 +102,9 @@ def test_bad_npz(tmp_path, arrays, message):
 
 
 def test_bad_sources():
-    with pytest.raises(InputError, match=r"--data: /no/such: no such file or folder, expected mnist5k, digits"):
+    with pytest.raises(InputError, match=r"data: /no/such: no such file or folder, expected mnist5k, digits"):
         load_data("/no/such")
-    with pytest.raises(InputError, match=r"--image-size: applies to image folders and CSV files"):
+    with pytest.raises(InputError, match=r"image_size: applies to image folders and CSV files"):
         load_data("digits", image_size=(8, 8))
     with pytest.raises(InputError, match=r"found only class '0', expected at least 2 classes"):
         from nas.data import _split

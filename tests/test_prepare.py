@@ -70,7 +70,7 @@ def test_a_prepared_directory_loads_with_the_pixels_of_the_folder(prepared):
     for split in SPLITS:  # same images, same labels, same order (the shards hold consecutive images)
         np.testing.assert_array_equal(getattr(data, f"x_{split}"), getattr(direct, f"x_{split}"))
         np.testing.assert_array_equal(getattr(data, f"y_{split}"), getattr(direct, f"y_{split}"))
-    with pytest.raises(InputError, match=r"--image-size: .*out holds images prepared at 8x6, got 16x16"):
+    with pytest.raises(InputError, match=r"image_size: .*out holds images prepared at 8x6, got 16x16"):
         load_data(str(prepared / "out"), image_size=(16, 16))
 
 
@@ -128,7 +128,7 @@ def test_a_killed_prepare_leaves_no_directory(tmp_path):
 
 
 def test_an_existing_output_is_refused_unless_empty(tmp_path, prepared):
-    with pytest.raises(InputError, match=r"^--out: .*out: exists and is not empty, expected a new or empty folder$"):
+    with pytest.raises(InputError, match=r"^out: .*out: exists and is not empty, expected a new or empty folder$"):
         records.prepare(prepared / "pics", prepared / "out")
     (tmp_path / "empty").mkdir()
     records.prepare(prepared / "pics", tmp_path / "empty", image_size=(4, 4))
@@ -160,7 +160,7 @@ def test_a_bad_index_is_refused_in_one_line(prepared, tmp_path, change, message)
     (copy / "dataset.json").write_text(text if isinstance(text, str) else json.dumps(info))
     with pytest.raises(InputError, match=message) as error:
         load_data(str(copy))
-    assert str(error.value).startswith(f"--data: {copy}") and "\n" not in str(error.value)
+    assert str(error.value).startswith(f"data: {copy}") and "\n" not in str(error.value)
 
 
 def test_a_damaged_shard_is_named(prepared, tmp_path):

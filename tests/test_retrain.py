@@ -167,9 +167,9 @@ def test_a_failure_while_writing_leaves_no_version(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"freeze_base": True}, "--freeze-base: applies only with --new-labels"),
-    ({"epochs": 0}, "--epochs: got 0, expected an integer >= 1"),
-    ({"learning_rate": float("nan")}, "--learning-rate: got nan, expected a positive number"),
+    ({"freeze_base": True}, "freeze_base: applies only with --new-labels"),
+    ({"epochs": 0}, "epochs: got 0, expected an integer >= 1"),
+    ({"learning_rate": float("nan")}, "learning_rate: got nan, expected a positive number"),
 ])
 def test_bad_options_are_refused_before_anything_loads(tmp_path, kwargs, message):
     from nas.retrain import retrain

@@ -38,16 +38,16 @@ def base(tmp_path_factory):
 def test_a_base_is_checked_before_use(base, tmp_path):
     path, _ = base
     assert transfer.read_base(path, (8, 8, 1)) == path.read_bytes()
-    with pytest.raises(InputError, match=r"--base: .*takes images of shape \(8, 8, 1\), the data's are \(28, 28, 1\)"):
+    with pytest.raises(InputError, match=r"base: .*takes images of shape \(8, 8, 1\), the data's are \(28, 28, 1\)"):
         transfer.read_base(path, (28, 28, 1))
-    with pytest.raises(InputError, match=r"--base: .*missing.keras: no such file"):
+    with pytest.raises(InputError, match=r"base: .*missing.keras: no such file"):
         transfer.read_base(tmp_path / "missing.keras", (8, 8, 1))
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
-    with pytest.raises(InputError, match=r"--base: .*junk.keras: cannot load it"):
+    with pytest.raises(InputError, match=r"base: .*junk.keras: cannot load it"):
         transfer.read_base(tmp_path / "junk.keras", (8, 8, 1))
     headless = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten()])
     headless.save(tmp_path / "headless.keras")
-    with pytest.raises(InputError, match=r"--base: .*headless.keras: its last layer is not a Dense classifier"):
+    with pytest.raises(InputError, match=r"base: .*headless.keras: its last layer is not a Dense classifier"):
         transfer.read_base(tmp_path / "headless.keras", (8, 8, 1))
 
 

@@ -79,9 +79,9 @@ def test_workers_follow_the_cluster_and_the_resources_per_trial():
 
 
 @pytest.mark.parametrize("resources, message", [
-    (Resources(cpus=6), r"--cpus-per-trial: a trial asks for 6 CPU, but its largest node has 4"),
-    (Resources(gpus=1), r"--gpus-per-trial: a trial asks for 1 GPU, but the Ray cluster has 0"),
-    (Resources(tpus=1), r"--tpu: a trial asks for 1 TPU, but the Ray cluster has 0"),
+    (Resources(cpus=6), r"cpus_per_trial: a trial asks for 6 CPU, but its largest node has 4"),
+    (Resources(gpus=1), r"gpus_per_trial: a trial asks for 1 GPU, but the Ray cluster has 0"),
+    (Resources(tpus=1), r"tpu: a trial asks for 1 TPU, but the Ray cluster has 0"),
 ])
 def test_requests_no_node_can_meet_are_refused(resources, message):
     with pytest.raises(InputError, match=message):
