@@ -23,7 +23,8 @@ from controllers import make_controller
 from controllers.fixed_list import FixedListController
 from nas import accelerators, enas, progress, transfer
 from nas.config import SearchConfig
-from nas.data import Dataset, from_arrays, load_data
+from nas.data import from_arrays, load_data
+from nas.dataset import Dataset
 from nas.errors import InputError, SearchInterrupted, SearchStopped
 from nas.objective import Objective
 from nas.quiet import import_tensorflow

@@ -79,7 +79,7 @@ class ModelDir:
 
     def load_image(self, source: str | Path | bytes, name: str | None = None) -> np.ndarray:
         """One image (a path or its bytes) as the model's input, shape (H, W, C) uint8."""
-        from nas.data import decode_image
+        from nas.images import decode_image
 
         if isinstance(source, (bytes, bytearray)):
             return decode_image(io.BytesIO(source), self.image_size, self.color_mode, name=name or "image")

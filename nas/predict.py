@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from nas.data import IMAGE_EXTENSIONS
+from nas.images import IMAGE_EXTENSIONS
 from nas.errors import InputError
 from nas.model_dir import COLOR_MODES, ModelDir, open_model_dir
 

@@ -5,7 +5,7 @@
 
 Why: decoding and resizing every image is the slow part of reading an image folder, a search reads
 it at every start, and a folder whose pixels do not fit in memory cannot be loaded at all. `prepare`
-decodes each image once, in parallel (tf.data), resized as `nas.data.decode_image` resizes (so the
+decodes each image once, in parallel (tf.data), resized as `nas.images.decode_image` resizes (so the
 pixels are those the folder gives), and splits the images once, as `load_data` splits a folder
 (stratified, seeded). Each split becomes TFRecord shards of raw uint8 pixels and an int64 label,
 described by `dataset.json` (classes, image size, counts, the shards, the images skipped as
@@ -35,7 +35,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from nas import data
+from nas import images
+from nas.splits import split_indices
+from nas.dataset import BUILTIN, Dataset
 from nas.errors import MAX_SEED, InputError
 from nas.rundir import fsync_path
 
@@ -64,16 +66,16 @@ def prepare(source: str | Path, out: str | Path, image_size: Sequence[int] | Non
         raise InputError(f"color_mode: got {color_mode!r}, expected one of {', '.join(COLOR_MODES)}")
     if shards is not None and shards < 1:
         raise InputError(f"shards: got {shards}, expected an integer >= 1")
-    size, channels = data._image_size(image_size), COLOR_MODES[color_mode]
+    size, channels = images.image_size(image_size), COLOR_MODES[color_mode]
     _check_new(out)
     paths, labels = _listing(source)
-    image_bytes, memory = size[0] * size[1] * channels, data._physical_memory()
+    image_bytes, memory = size[0] * size[1] * channels, images.physical_memory()
     if memory and image_bytes > memory // 64:  # decoding holds dozens of images at once
         raise InputError(f"image_size: one {size[0]}x{size[1]}x{channels} image would take "
                          f"{image_bytes / 2**30:,.1f} GiB, expected at most 1/64 of this machine's memory")
-    names, y = data._encode(labels)
+    names, y = images.encode_labels(labels)
     try:
-        parts = dict(zip(SPLITS, data.split_indices(str(source), y, names, seed)))
+        parts = dict(zip(SPLITS, split_indices(str(source), y, names, seed)))
     except InputError as e:
         raise _about_source(e) from None
     from nas.quiet import import_tensorflow
@@ -128,7 +130,7 @@ def _check_new(out: Path) -> None:
 
 def _listing(source: Path) -> tuple[list[Path], list[str]]:
     """The images and their labels, listed as `load_data` lists a folder or a CSV."""
-    if str(source) in data.BUILTIN and not source.exists():
+    if str(source) in BUILTIN and not source.exists():
         raise InputError(f"{source}: built-in data, which needs no preparing; expected a folder with a sub-folder "
                          "per class or a .csv")
     if not source.exists():
@@ -139,7 +141,7 @@ def _listing(source: Path) -> tuple[list[Path], list[str]]:
         raise InputError(f"{source}: unsupported file type {source.suffix!r}, expected a folder with a sub-folder "
                          "per class or a .csv (built-in data and .npz files need no preparing)")
     try:
-        return data._folder(source) if source.is_dir() else data._csv(source)
+        return images.list_folder(source) if source.is_dir() else images.list_csv(source)
     except InputError as e:
         raise _about_source(e) from None
 
@@ -185,7 +187,7 @@ def _decoded(paths: list[Path], size: tuple[int, int], color_mode: str) -> Itera
 
     def decode(path: bytes):
         try:
-            return data.read_pixels(Path(path.decode()), size, color_mode), b""
+            return images.read_pixels(Path(path.decode()), size, color_mode), b""
         except Exception as e:  # PIL raises several types for unreadable files
             return blank, f"not a readable image ({type(e).__name__})".encode()
 
@@ -309,7 +311,7 @@ def fingerprint(info: dict[str, Any]) -> str:
 
 
 def load(directory: Path, name: str, image_size: Sequence[int] | None = None,
-         stream: bool | None = None) -> data.Dataset | StreamingDataset:
+         stream: bool | None = None) -> Dataset | StreamingDataset:
     """A prepared directory as a `nas.data.Dataset` (in memory) or a `StreamingDataset`; `stream`
     None decides by size, or by NAS_STREAM_RECORDS=1."""
     info = read_index(directory)
@@ -319,7 +321,7 @@ def load(directory: Path, name: str, image_size: Sequence[int] | None = None,
                          f"{image_size[0]}x{image_size[1]}; expected no --image-size (or prepare it again at "
                          "that size)")
     counts = {split: info["splits"][split]["count"] for split in SPLITS}
-    need, memory = sum(counts.values()) * math.prod(shape), data._physical_memory()
+    need, memory = sum(counts.values()) * math.prod(shape), images.physical_memory()
     if stream is None:
         stream = os.environ.get(STREAM_ENV) == "1" or bool(memory and need > memory // 4)
     preprocessing = {"source": name, "color_mode": info.get("color_mode"), "image_size": info["image_size"],
@@ -334,7 +336,7 @@ def load(directory: Path, name: str, image_size: Sequence[int] | None = None,
                          f"{need / 2**30:,.1f} GiB, expected at most half of this machine's {memory / 2**30:.0f} GiB "
                          "in memory (nas search streams it)")
     arrays = [array for split in SPLITS for array in _read(streams[split], name, split)]
-    return data.Dataset(name, info["class_names"], *arrays, preprocessing=preprocessing, fingerprint=fingerprint(info))
+    return Dataset(name, info["class_names"], *arrays, preprocessing=preprocessing, fingerprint=fingerprint(info))
 
 
 def _read(stream: "Stream", name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -413,7 +415,7 @@ class Stream:
     def fits_in_memory(self) -> bool:
         """Whether every worker this machine may run (one per CPU) could cache these images within a
         quarter of its memory."""
-        memory = data._physical_memory()
+        memory = images.physical_memory()
         return bool(memory) and self.count * math.prod(self.shape) < memory // (4 * (os.cpu_count() or 1))
 
     def head(self, n: int = 1) -> np.ndarray:

@@ -34,7 +34,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from nas.data import BUILTIN, Dataset, load_data
+from nas.data import load_data
+from nas.dataset import BUILTIN, Dataset
 from nas.errors import InputError
 from nas.model_dir import COLOR_MODES, ModelDir, open_model_dir, version_of, write_version
 

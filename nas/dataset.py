@@ -1,0 +1,48 @@
+"""The images a search sees, split: what `nas.data.load_data` returns (and `nas.records` for a
+prepared directory that fits in memory)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+BUILTIN = ("mnist5k", "digits")  # data sources shipped with installed packages
+
+
+@dataclass
+class Dataset:
+    name: str
+    class_names: list[str]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # how raw files became these arrays
+    fingerprint: str | None = None  # the data's identity when known without hashing pixels (a prepared directory)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def search_arrays(self) -> dict[str, np.ndarray]:
+        """What every child trains and validates on: never the test split."""
+        return {"x_train": self.x_train, "y_train": self.y_train, "x_val": self.x_val, "y_val": self.y_val}
+
+    def final_arrays(self) -> dict[str, np.ndarray]:
+        """What the winner is retrained on (train + validation) and tested on."""
+        return {"x_train": np.concatenate([self.x_train, self.x_val]),
+                "y_train": np.concatenate([self.y_train, self.y_val]),
+                "x_test": self.x_test, "y_test": self.y_test}
+
+    def describe(self) -> str:
+        h, w, c = self.input_shape
+        return (f"{self.name}: {self.num_classes} classes, {h}x{w}x{c} images, train {len(self.y_train)} / "
+                f"validation {len(self.y_val)} / test {len(self.y_test)} (held out)")

@@ -1,0 +1,128 @@
+"""Image files: a folder with a sub-folder per class or a CSV of path,label listed, and images decoded
+as training decodes them (resized bilinearly, raw 0-255 pixels). `nas.data` loads data with them,
+`nas.records` prepares it, `nas.model_dir` labels images with them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from nas.errors import InputError
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # those image_dataset_from_directory reads
+DEFAULT_IMAGE_SIZE = (32, 32)
+
+
+def image_size(size: Sequence[int] | None) -> tuple[int, int]:
+    if size is None:
+        return DEFAULT_IMAGE_SIZE
+    size = tuple(size) if len(size) == 2 else (size[0], size[0])
+    if len(size) != 2 or min(size) < 1:
+        raise InputError(f"image_size: got {' '.join(map(str, size))}, expected one or two positive integers")
+    return size
+
+
+def list_folder(root: Path) -> tuple[list[Path], list[str]]:
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise InputError(f"data: {root}: found {len(classes)} class folder(s), expected one sub-folder per class "
+                         "and at least 2 classes")
+    paths, labels = [], []
+    for folder in classes:
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not files:
+            raise InputError(f"data: {folder}: class folder has no images, expected {', '.join(IMAGE_EXTENSIONS)} files")
+        paths += files
+        labels += [folder.name] * len(files)
+    return paths, labels
+
+
+def list_csv(path: Path) -> tuple[list[Path], list[str]]:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # -sig: spreadsheets often start the file with a BOM
+    except UnicodeDecodeError as e:
+        raise InputError(f"data: {path}: byte {e.start}: not UTF-8 text, expected a CSV of path,label rows") from None
+    paths, labels = [], []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        for n, row in enumerate(reader, start=1):
+            if not row or (n == 1 and [c.strip().lower() for c in row] == ["path", "label"]):
+                continue
+            if len(row) != 2 or not row[0].strip() or not row[1].strip():
+                raise InputError(f"data: {path}: row {n}: got {row!r}, expected path,label")
+            name = row[0].strip()
+            file = path.parent / name
+            if not file.is_file():
+                if n == 1 and Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                    raise InputError(f"data: {path}: row 1: got header {row!r}, expected the header path,label "
+                                     "or a first row naming an image file")
+                where = "an existing image file" if Path(name).is_absolute() else f"a path relative to {path.parent}"
+                raise InputError(f"data: {path}: row {n}: image file {name} not found, expected {where}")
+            paths.append(file)
+            labels.append(row[1].strip())
+    except csv.Error as e:
+        raise InputError(f"data: {path}: line {reader.line_num}: {e}, expected rows of path,label") from None
+    if not paths:
+        raise InputError(f"data: {path}: no rows, expected lines of path,label")
+    return paths, labels
+
+
+def decode_all(paths: list[Path], size: tuple[int, int], color_mode: str) -> np.ndarray:
+    """Decodes and resizes every image with Keras's loader; a bad file is named in the error."""
+    channels = 1 if color_mode == "grayscale" else 3
+    need, memory = len(paths) * size[0] * size[1] * channels, physical_memory()
+    if memory and need > memory // 2:  # a typo such as --image-size 6400 must not take the machine down
+        raise InputError(f"image_size: {len(paths)} images of {size[0]}x{size[1]}x{channels} would take "
+                         f"{need / 2**30:,.1f} GiB, expected at most half of this machine's {memory / 2**30:.0f} GiB")
+    from nas.quiet import import_tensorflow
+
+    import_tensorflow()
+    images = np.empty((len(paths), *size, channels), np.uint8)
+    for i, p in enumerate(paths):
+        try:
+            images[i] = decode_image(p, size, color_mode)
+        except InputError as e:
+            raise InputError(f"data: {e}") from None
+    return images
+
+
+def decode_image(source: Path | io.BytesIO, size: Sequence[int], color_mode: str, name: str | None = None) -> np.ndarray:
+    """One image file (or its bytes) as training saw it: resized bilinearly to `size`, raw 0-255
+    pixels, shape (height, width, channels). Raises InputError naming `name` (or the path)."""
+    try:
+        return read_pixels(source, size, color_mode)
+    except Exception as e:  # PIL raises several types for unreadable files
+        raise InputError(f"{name or source}: not a readable image ({type(e).__name__}), expected "
+                         f"{', '.join(IMAGE_EXTENSIONS)}") from None
+
+
+def read_pixels(source: Path | io.BytesIO, size: Sequence[int], color_mode: str) -> np.ndarray:
+    """decode_image's pixels; an unreadable file raises PIL's own exception."""
+    from nas.quiet import import_tensorflow
+
+    import_tensorflow()
+    from keras.utils import img_to_array, load_img
+
+    image = load_img(source, color_mode=color_mode, target_size=tuple(size), interpolation="bilinear")
+    return np.clip(np.round(img_to_array(image)), 0, 255).astype(np.uint8)
+
+
+def physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # not every platform reports it
+        return None
+
+
+def encode_labels(labels: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Class names in a stable order (numerically when all labels are integers) and label indices."""
+    unique = set(labels)
+    names = sorted(unique, key=lambda s: (0, int(s), s) if s.lstrip("-").isdigit() else (1, 0, s))
+    index = {name: i for i, name in enumerate(names)}
+    return names, np.array([index[label] for label in labels], np.int32)
