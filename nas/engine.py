@@ -33,6 +33,7 @@ from nas.rundir import RunDir
 from nas.search_state import Search, failure_reward_setting
 from nas.tensorboard import TensorBoardLog
 from nas.trial_record import TrialRecord
+from nas.worker import Job
 from search_spaces import SearchSpace, load_space
 
 
@@ -59,9 +60,9 @@ def run_search(config: SearchConfig, resume: bool = False, given: Collection[str
     _check_scheduler(config)
     try:
         if config.address:  # before the slow steps: Ray would retry an unreachable head for minutes
-            from nas import tune
+            from nas.cluster import check_reachable
 
-            tune.check_reachable(config.address)
+            check_reachable(config.address)
         files = {}  # what a new run directory is created with, beside config.json and space.yaml
         if arrays is not None:
             data, files[DATA_FILE] = from_arrays(arrays, seed=config.seed)
@@ -218,13 +219,14 @@ def data_fingerprint(data: Dataset) -> str:
 def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: str, controller,
          objective: Objective, rundir: RunDir, saved: dict | None, base: bytes | None,
          plan: accelerators.Plan, files: dict[str, bytes]) -> dict[str, Any]:
-    from nas import tune  # Ray is imported only once the input is known to be good
+    from nas import cluster as ray_cluster  # Ray is imported only once the input is known to be good
 
-    resources = tune.Resources(cpus=config.cpus_per_trial, gpus=config.gpus_per_trial, tpus=1 if config.tpu else 0)
-    cluster = tune.connect(config.address, config.dashboard, verbose=config.verbose)
+    resources = ray_cluster.Resources(cpus=config.cpus_per_trial, gpus=config.gpus_per_trial,
+                                      tpus=1 if config.tpu else 0)
+    cluster = ray_cluster.connect(config.address, config.dashboard, verbose=config.verbose)
     try:
-        tune.check_resources(cluster, resources)
-        config = replace(config, workers=config.workers or tune.default_workers(cluster, resources))
+        ray_cluster.check_resources(cluster, resources)
+        config = replace(config, workers=config.workers or ray_cluster.default_workers(cluster, resources))
         if config.strategy == "enas":  # the settings of the controller that learns on the supernet
             settings = _enas_settings(config, space)
             strategy = {"controller_settings": enas.controller_settings(config.controller, space, settings),
@@ -258,13 +260,16 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
         if cluster.dashboard_url:
             progress.console.print(f"Ray dashboard: {cluster.dashboard_url}")
         # The winner's retraining gets the CPUs of all workers (and one trial's accelerators).
-        final_resources = tune.Resources(cpus=min(config.cpus_per_trial * config.workers, cluster.largest_node_cpus),
-                                         gpus=resources.gpus, tpus=resources.tpus)
+        final_resources = ray_cluster.Resources(cpus=min(config.cpus_per_trial * config.workers,
+                                                         cluster.largest_node_cpus),
+                                                gpus=resources.gpus, tpus=resources.tpus)
         final_here = cluster.address is None and not resources.gpus and not resources.tpus
-        return _search(config, space, data, search, printer, tensorboard, rundir, resources, final_resources,
-                       resume=saved is not None, base=base, plan=plan, final_here=final_here)
+        job = Job(input_shape=data.input_shape, num_classes=data.num_classes, epochs=config.epochs, seed=config.seed,
+                  cpus=resources.cpus, base=base, plan=plan, trial_timeout=config.trial_timeout)
+        return _search(config, space, data, search, printer, tensorboard, rundir, job, resources, final_resources,
+                       resume=saved is not None, final_here=final_here)
     finally:
-        tune.disconnect(cluster)
+        ray_cluster.disconnect(cluster)
 
 
 def _monitor(printer: progress.TrialPrinter, tensorboard: TensorBoardLog):
@@ -279,8 +284,11 @@ def _monitor(printer: progress.TrialPrinter, tensorboard: TensorBoardLog):
 
 
 def _search(config: SearchConfig, space, data, search: Search, printer: progress.TrialPrinter,
-            tensorboard: TensorBoardLog, rundir: RunDir, resources, final_resources, resume: bool,
-            base: bytes | None, plan: accelerators.Plan, final_here: bool = False) -> dict[str, Any]:
+            tensorboard: TensorBoardLog, rundir: RunDir, job: Job, resources, final_resources, resume: bool,
+            final_here: bool = False) -> dict[str, Any]:
+    """The trials (after an enas search's supernet phase), then the winner's retraining: `job` is how
+    every child trains, `resources` what each asks of Ray, `final_resources` what the winner's
+    retraining asks (in this process when `final_here`)."""
     from nas import tune
 
     printer.resume(search.records)
@@ -302,12 +310,9 @@ def _search(config: SearchConfig, space, data, search: Search, printer: progress
             start = time.perf_counter()  # the trials' time, and the engine's overhead, from here
         if not search.finished:
             with printer.live():
-                tune.run_trials(search, data.search_arrays(), input_shape=data.input_shape,
-                                num_classes=data.num_classes, epochs=config.epochs, seed=config.seed,
-                                resources=resources, workers=config.workers,
-                                trial_timeout=config.trial_timeout,
+                tune.run_trials(search, data.search_arrays(), job, resources=resources, workers=config.workers,
                                 worker_memory_growth=config.worker_memory_growth, storage=str(rundir.path),
-                                on_epoch=tensorboard.epoch, verbose=config.verbose, base=base, plan=plan,
+                                on_epoch=tensorboard.epoch, verbose=config.verbose,
                                 asha={"grace_period": config.grace_period, "reduction_factor": config.reduction_factor}
                                 if config.scheduler == "asha" else None)
     except KeyboardInterrupt:
@@ -328,10 +333,9 @@ def _search(config: SearchConfig, space, data, search: Search, printer: progress
                             f"see {rundir.file('trials.jsonl')}")
     progress.console.print(f"Retraining trial {best.trial} on train + validation for {config.final_epochs} epochs ...")
     try:
+        final_job = replace(job, epochs=config.final_epochs, cpus=final_resources.cpus, trial_timeout=None)
         model_bytes, final = tune.train_final(space.resolve(space.from_json(best.arch)), data.final_arrays(),
-                                              input_shape=data.input_shape, num_classes=data.num_classes,
-                                              epochs=config.final_epochs, seed=config.seed, resources=final_resources,
-                                              base=base, plan=plan, here=final_here)
+                                              final_job, resources=final_resources, here=final_here)
     except KeyboardInterrupt:
         _write_summary(rundir, config, search, search_seconds, status="interrupted")
         raise SearchInterrupted(f"interrupted while retraining the winner; {_resume_command(rundir)} retrains "

@@ -132,7 +132,7 @@ class Labeller:
 def serve_model(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, replicas: int = 1,
                 address: str | None = None, out=print) -> None:
     """Serves `model_dir` over HTTP until SIGINT or SIGTERM, then shuts Serve (and a local Ray) down."""
-    from nas.tune import check_reachable, connect, disconnect  # here: replicas need not import Ray Tune
+    from nas.cluster import check_reachable, connect, disconnect
 
     md = open_model_dir(model_dir)  # a bad directory is refused before Ray starts
     if address:

@@ -1,8 +1,8 @@
-"""Ray Tune integration: the only module that imports Ray.
+"""Ray Tune integration: the searcher and the trial loop on the driver (the cluster is nas.cluster's,
+the workers' side nas.worker's).
 
-    cluster = connect(address=None, dashboard=True)            # local Ray, or join a cluster
-    run_trials(search, data, resources, workers, ...)           # every child through Ray Tune
-    model_bytes, metrics = train_final(spec, data, ...)        # the winner: one Ray task, or here
+    run_trials(search, data, Job(input_shape, classes, epochs), resources=..., workers=2, storage=...)
+    model_bytes, metrics = train_final(spec, data, job, resources=...)   # the winner: a Ray task, or here
 
 A `ControllerSearcher` (a `ray.tune.search.Searcher`) asks the search's controller for each trial
 and records each finished one before the next is asked for. Children run in a function trainable;
@@ -18,12 +18,9 @@ import logging
 import os
 import re
 import signal
-import socket
 import threading
 import time
-import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,127 +35,14 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
-from nas import accelerators  # noqa: E402
-from nas.errors import InputError, SearchStopped  # noqa: E402
-from nas.quiet import stderr_silenced  # noqa: E402
+from nas.cluster import Resources  # noqa: E402
 from nas.search_state import Search, SearchExhausted  # noqa: E402
+from nas.worker import Job, child, final, one_line, train_final_here  # noqa: E402
 
 # TensorFlow keeps the graphs of every child a worker process trained (measured: 10 MB a linear
 # child, 70 MB a cnn10 child; referenced from TensorFlow's C++ side, so no garbage collection frees
 # them). Once a worker's memory has grown by --worker-memory-growth since its first child, the
-# workers are replaced.
-# A child past --trial-timeout stops at its next training step; one stuck outside training (in a
-# long graph build, say) has its worker process ended this many seconds later (at most the timeout).
-TIMEOUT_GRACE_SECONDS = 30
-TIMEOUT_EXIT_CODE = 75  # how the watchdog ends such a worker
-REPORT_BEFORE_EXIT_SECONDS = 10  # how long the watchdog waits for Tune to take its report
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one trial asks Ray for."""
-
-    cpus: float = 1
-    gpus: float = 0
-    tpus: int = 0  # Ray's "TPU" resource, one per chip
-
-    def bundle(self) -> dict[str, float]:
-        bundle = {"CPU": self.cpus, "GPU": self.gpus}
-        if self.tpus:
-            bundle["TPU"] = self.tpus
-        return bundle
-
-
-@dataclass(frozen=True)
-class Cluster:
-    dashboard_url: str | None
-    resources: dict[str, float]  # the whole cluster's, e.g. {"CPU": 2.0, "memory": ...}
-    largest_node_cpus: float  # a task cannot use more CPUs than one node has
-    address: str | None
-    owned: bool = True  # started by connect(), so disconnect() shuts it down; else the caller's Ray session
-
-
-def connect(address: str | None, dashboard: bool, num_cpus: int | None = None, verbose: bool = False) -> Cluster:
-    """Starts a local Ray instance, or joins a running cluster at `address`. A Ray session this
-    process started already (`ray.init()` in a notebook, say) is used as it is, and left running."""
-    if ray.is_initialized():  # a cluster of several nodes is one to join, as --address joins it
-        logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
-        alive = [n for n in ray.nodes() if n.get("Alive")]
-        return _cluster(ray.get_runtime_context().gcs_address if len(alive) > 1 else None, owned=False)
-    if address:
-        check_reachable(address)
-    try:
-        with stderr_silenced():  # Ray's C++ side logs each failed attempt to connect
-            # Without --address, a Ray of our own ("local"): ray.init() alone would join whatever
-            # `ray start` left in /tmp/ray, and hang if that cluster has gone.
-            context = ray.init(address=address or "local", num_cpus=None if address else num_cpus,
-                               include_dashboard=dashboard if not address else None, dashboard_host="127.0.0.1",
-                               log_to_driver=verbose, logging_level="info" if verbose else "error",
-                               configure_logging=True)
-    except Exception as e:  # Ray raises plain Exception too (a node that timed out during start-up)
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if not address:
-            raise SearchStopped(f"could not start Ray on this machine: {message} (an overloaded machine can "
-                                "cause this: try again)") from None
-        hint = ("; `ray start` turns token authentication on: run nas with RAY_AUTH_MODE=token (the token is read "
-                "from RAY_AUTH_TOKEN or ~/.ray/auth_token)" if address and os.environ.get("RAY_AUTH_MODE") != "token"
-                else "")
-        raise InputError(f"address: cannot connect to a Ray cluster at {address!r}: {message}{hint}") from None
-    # Tune logs a traceback for every trial whose worker died; nas records a one-line reason instead.
-    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
-    return _cluster(address, owned=True, url=getattr(context, "dashboard_url", None) or None)
-
-
-def _cluster(address: str | None, owned: bool, url: str | None = None) -> Cluster:
-    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
-    return Cluster(f"http://{url}" if url and not url.startswith("http") else url, ray.cluster_resources(), largest,
-                   address, owned)
-
-
-def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Ray retries an unreachable head for minutes; a plain TCP connection tells at once."""
-    if address.startswith("ray://"):
-        raise InputError(f"address: got {address!r}, but Ray Client (ray://) runs Tune on the cluster, away from "
-                         "the run directory; expected the head's HOST:6379 (run nas on a node of the cluster)")
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        if address in ("auto", "local"):
-            return
-        raise InputError(f"address: got {address!r}, expected HOST:PORT or auto")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as e:
-        reason = e.strerror or type(e).__name__
-        raise InputError(f"address: cannot reach a Ray cluster at {address!r} ({reason}); expected a running "
-                         f"Ray head there (`ray start --head` prints its address)") from None
-
-
-def disconnect(cluster: Cluster | None = None) -> None:
-    """Shuts down the Ray session connect() started (not one the caller had started)."""
-    if ray.is_initialized() and (cluster is None or cluster.owned):
-        ray.shutdown()
-
-
-def default_workers(cluster: Cluster, resources: Resources) -> int:
-    """As many concurrent trials as the cluster's CPUs (and GPUs, TPUs) allow."""
-    limits = [cluster.resources.get("CPU", 1) / resources.cpus if resources.cpus else float("inf")]
-    if resources.gpus:
-        limits.append(cluster.resources.get("GPU", 0) / resources.gpus)
-    if resources.tpus:
-        limits.append(cluster.resources.get("TPU", 0) / resources.tpus)
-    return max(1, int(min(limits)))
-
-
-def check_resources(cluster: Cluster, resources: Resources) -> None:
-    """A trial that asks for what no node has would wait forever: refuse it now."""
-    for flag, key, wanted, have in (
-            ("cpus_per_trial", "CPU", resources.cpus, cluster.largest_node_cpus),
-            ("gpus_per_trial", "GPU", resources.gpus, cluster.resources.get("GPU", 0)),
-            ("tpu", "TPU", resources.tpus, cluster.resources.get("TPU", 0))):
-        if wanted and have < wanted:
-            where = "its largest node has" if key == "CPU" else "the Ray cluster has"
-            raise InputError(f"{flag}: a trial asks for {wanted:g} {key}, but {where} {have:g}; "
-                             f"expected at most {have:g}")
+# workers are replaced (ControllerSearcher._watch_memory).
 
 
 class ControllerSearcher(Searcher):
@@ -300,117 +184,15 @@ class StopWhenSearchStops(tune.Stopper):
         return {"search": None}
 
 
-_WORKER_DATA: dict[str, Any] = {}  # per worker process: the arrays (or Streams), fetched from the object store once
 
 
-def _arrays(holder: list) -> dict:
-    (ref,) = holder
-    if ref.hex() not in _WORKER_DATA:
-        _WORKER_DATA.clear()
-        _WORKER_DATA[ref.hex()] = ray.get(ref)
-    return _WORKER_DATA[ref.hex()]
-
-
-def _setup(resources: Resources, input_shape, num_classes: int, epochs: int, seed: int,
-           base: bytes | None = None, plan: accelerators.Plan = accelerators.CPU) -> dict:
-    """What every child (or the final training) needs to know besides its spec and the data; `base`
-    is a transfer space's base model (nas.transfer), which travels with it through the object store,
-    and `plan` how it trains on its trial's accelerators (nas.accelerators)."""
-    return {"cpus": resources.cpus, "input_shape": list(input_shape), "num_classes": num_classes, "epochs": epochs,
-            "seed": seed, "base": base, "plan": plan}
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
-
-
-def _child(config: dict, data: list, setup: dict) -> None:
-    """The function trainable: trains one child and reports its metrics (or why it failed)."""
-    start = time.perf_counter()
-    from nas import trainer, transfer
-
-    try:
-        trainer.configure_threads(setup["cpus"])  # imports TensorFlow in a fresh worker
-        arrays = _arrays(data)
-        transfer.provide(setup.get("base"))
-    except Exception as e:  # the worker could not set the child up: a failed child, named as such
-        result = _failure(e, "the worker could not set the child up: ")
-    else:
-        result = _train(config, arrays, setup)
-    result.update(seconds=time.perf_counter() - start, **_where(), worker_rss_mb=_rss_mb())
-    tune.report(result)
-
-
-def _train(config: dict, arrays: dict, setup: dict) -> dict:
-    from nas import faults, trainer
-
-    # --trial-timeout times the child, not a fresh worker's start-up (TensorFlow's import, the data
-    # fetch), which takes tens of seconds on a loaded machine.
-    began = time.perf_counter()
-    timeout = setup.get("trial_timeout")
-    watchdog = None
-    if timeout:  # the last resort for a child that never reaches a training step again
-        watchdog = threading.Timer(timeout + min(timeout, TIMEOUT_GRACE_SECONDS), _end_hung_child,
-                                   args=(began, timeout))
-        watchdog.daemon = True
-        watchdog.start()
-    try:
-        where = _where()
-        callbacks = [*faults.inject(config["trial"]), trainer.epoch_reporter(lambda r: tune.report({**r, **where}))]
-        if timeout:
-            callbacks.append(trainer.deadline(began + timeout, f"ran past --trial-timeout {timeout:g}s"))
-        return {"status": "completed", **trainer.train_child(
-            config["spec"], arrays, input_shape=setup["input_shape"], num_classes=setup["num_classes"],
-            epochs=setup["epochs"], seed=setup["seed"] + config["trial"], callbacks=callbacks, plan=setup["plan"])}
-    except Exception as e:  # a failing child is a result, not a crash of the search
-        return _failure(e)
-    finally:
-        if watchdog:
-            watchdog.cancel()
-
-
-def _where() -> dict:
-    """The node and process a child trains in, for its epoch reports and its result."""
-    return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
-
-
-def _failure(error: Exception, prefix: str = "") -> dict:
-    return {"status": "failed", "error": prefix + _one_line(error), "traceback": traceback.format_exc()[-2000:]}
-
-
-def _end_hung_child(start: float, timeout: float) -> None:
-    """The watchdog: reports the child as timed out (from this thread: the child's is stuck), then
-    ends the worker process, the only way to stop a thread that never returns to Python's checks."""
-    result = {"status": "failed", "error": f"TrialTimeout: ran past --trial-timeout {timeout:g}s; its worker "
-              "was stopped", "seconds": time.perf_counter() - start, "pid": os.getpid()}
-    reporter = threading.Thread(target=tune.report, args=(result,), daemon=True)
-    reporter.start()
-    reporter.join(REPORT_BEFORE_EXIT_SECONDS)
-    os._exit(TIMEOUT_EXIT_CODE)
-
-
-def _rss_mb() -> float | None:
-    """This process's resident memory, from /proc (None elsewhere)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def run_trials(search: Search, data_arrays: dict, *, input_shape, num_classes: int, epochs: int, seed: int,
-               resources: Resources, workers: int, storage: str, trial_timeout: float | None = None,
+def run_trials(search: Search, data_arrays: dict, job: Job, *, resources: Resources, workers: int, storage: str,
                worker_memory_growth: float = 1024, on_epoch=None, verbose: bool = False,
-               base: bytes | None = None, plan: accelerators.Plan = accelerators.CPU,
                asha: dict | None = None) -> None:
     """Runs the search's trials on Ray Tune until its budget is spent, its controller is exhausted or
     it stops (too many failures in a row). `asha` ({"grace_period": epochs, "reduction_factor": n})
     lets Ray Tune's ASHAScheduler stop children whose validation accuracy trails at a rung."""
     data_ref = ray.put(data_arrays)
-    setup = {**_setup(resources, input_shape, num_classes, epochs, seed, base, plan), "trial_timeout": trial_timeout}
     bundle = resources.bundle()
 
     def placement(config: dict) -> tune.PlacementGroupFactory:
@@ -419,16 +201,16 @@ def run_trials(search: Search, data_arrays: dict, *, input_shape, num_classes: i
         # generation retires each generation's workers.
         return tune.PlacementGroupFactory([bundle], strategy=("PACK", "SPREAD")[config.get("generation", 0) % 2])
 
-    trainable = tune.with_resources(tune.with_parameters(_child, data=[data_ref], setup=setup), placement)
+    trainable = tune.with_resources(tune.with_parameters(child, data=[data_ref], job=job), placement)
     trainable.__name__ = "nas_child"
-    searcher = ControllerSearcher(search, trial_timeout=trial_timeout, worker_memory_growth=worker_memory_growth,
+    searcher = ControllerSearcher(search, trial_timeout=job.trial_timeout, worker_memory_growth=worker_memory_growth,
                                   on_epoch=on_epoch, early_stopping=asha is not None)
     scheduler = None
     if asha:
         from ray.tune.schedulers import ASHAScheduler
 
         # stop_last_trials=False: a child that reaches its last epoch finishes and reports in full.
-        scheduler = ASHAScheduler(time_attr="epoch", metric="val_accuracy", mode="max", max_t=epochs,
+        scheduler = ASHAScheduler(time_attr="epoch", metric="val_accuracy", mode="max", max_t=job.epochs,
                                   grace_period=asha["grace_period"], reduction_factor=asha["reduction_factor"],
                                   stop_last_trials=False)
     tuner = tune.Tuner(
@@ -471,30 +253,8 @@ def _stop_on_interrupt(search: Search):
             signal.signal(signum, handler)
 
 
-def _final(spec: dict, data: list, setup: dict) -> tuple[bytes, dict]:
-    return _train_final_here(spec, _arrays(data), setup)
-
-
-def _train_final_here(spec: dict, arrays: dict, setup: dict) -> tuple[bytes, dict]:
-    import tempfile
-    from pathlib import Path
-
-    from nas import trainer, transfer
-
-    trainer.configure_threads(setup["cpus"])
-    transfer.provide(setup.get("base"))
-    model, metrics = trainer.train_final(spec, arrays, input_shape=setup["input_shape"],
-                                         num_classes=setup["num_classes"], epochs=setup["epochs"], seed=setup["seed"],
-                                         plan=setup["plan"])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.keras"
-        model.save(path)
-        return path.read_bytes(), metrics
-
-
-def train_final(spec: dict, final_arrays: dict, *, input_shape, num_classes: int, epochs: int, seed: int,
-                resources: Resources, base: bytes | None = None,
-                plan: accelerators.Plan = accelerators.CPU, here: bool = False) -> tuple[bytes, dict]:
+def train_final(spec: dict, final_arrays: dict, job: Job, *, resources: Resources,
+                here: bool = False) -> tuple[bytes, dict]:
     """Retrains the winner on train + validation as one Ray task and tests it; returns the saved
     model's bytes (the run directory stays on the driver's machine) and its metrics.
 
@@ -502,16 +262,15 @@ def train_final(spec: dict, final_arrays: dict, *, input_shape, num_classes: int
     instead, which has the data and often TensorFlow (the REINFORCE controller's) already: a new
     Ray worker spends seconds starting and importing TensorFlow. Measured on 2 cores: a 2-trial
     linear search's retraining took 10 s as a Ray task, for 1 s of training."""
-    setup = _setup(resources, input_shape, num_classes, epochs, seed, base, plan)
     if here:
         try:
-            return _train_final_here(spec, final_arrays, setup)
+            return train_final_here(spec, final_arrays, job)
         except Exception as e:  # in one line, as a Ray task's error (Ctrl-C is no Exception: it goes on up)
-            raise RuntimeError(_one_line(e)) from None
-    task = ray.remote(_final).options(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0,
+            raise RuntimeError(one_line(e)) from None
+    task = ray.remote(final).options(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0,
                                       resources={"TPU": resources.tpus} if resources.tpus else None)
     try:
-        return ray.get(task.remote(spec, [ray.put(final_arrays)], setup))
+        return ray.get(task.remote(spec, [ray.put(final_arrays)], job))
     except ray.exceptions.RayError as e:  # the child's own error, or its worker's death, in one line
         cause = getattr(e, "cause", None)
-        raise RuntimeError(_one_line(cause) if cause else worker_death_reason(str(e))) from None
+        raise RuntimeError(one_line(cause) if cause else worker_death_reason(str(e))) from None

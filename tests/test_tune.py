@@ -10,8 +10,8 @@ from controllers.random_search import RandomController
 from nas.errors import InputError
 from nas.rundir import RunDir
 from nas.search_state import Search
-from nas.tune import (Cluster, ControllerSearcher, Resources, check_resources, default_workers,
-                      worker_death_reason)
+from nas.cluster import Cluster, Resources, check_resources, default_workers
+from nas.tune import ControllerSearcher, worker_death_reason
 from search_spaces import parse_space
 
 SPACE = parse_space("family: dense\nlayers: 1\nlayer: {units: [8, 16, 32]}\n")
