@@ -11,11 +11,11 @@ Importing nas is light: TensorFlow and Ray load when a search, a model or a pred
 """
 
 from nas.errors import InputError, SearchInterrupted, SearchStopped
-from nas.run import Run, open_run
+from nas.run import Run
 from nas.trial_record import Metrics, TrialRecord
 from search_spaces import SpaceError
 
-_API = ("search", "ImageClassifier", "load")
+_API = ("search", "ImageClassifier", "load", "open_run", "SearchResult")
 
 
 def __getattr__(name: str):
@@ -26,5 +26,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'nas' has no attribute {name!r}")
 
 
-__all__ = ["ImageClassifier", "InputError", "Metrics", "Run", "SearchInterrupted", "SearchStopped", "SpaceError",
-           "TrialRecord", "load", "open_run", "search"]
+__all__ = ["ImageClassifier", "InputError", "Metrics", "Run", "SearchInterrupted", "SearchResult", "SearchStopped",
+           "SpaceError", "TrialRecord", "load", "open_run", "search"]

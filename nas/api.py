@@ -23,15 +23,35 @@ import numpy as np
 
 from nas.config import SearchConfig, check_settings
 from nas.errors import InputError
-from nas.run import Run, open_run
+from nas.run import Run, find_run, read_run
 
 SETTINGS = tuple(f.name for f in fields(SearchConfig) if f.name != "data")
 
 
+class SearchResult(Run):
+    """A run directory read back (nas.Run: trials, summary, best, best_model, to_dataframe) that can
+    also export its winner."""
+
+    def export(self, out: str | Path | None = None, formats: Sequence[str] = ("python", "keras"),
+               trial: int | None = None) -> Path:
+        """Exports the winner (or `trial`) as `nas export` does, in formats of python, keras, savedmodel
+        and tflite, into `out` (default RUN/export). Returns the model directory, which `nas.load` reads."""
+        from nas.export import export_run
+
+        return export_run(str(self.path), trial=trial, formats=",".join(formats), out=out)
+
+
+def open_run(run: str | Path, runs_dir: str | Path = "runs") -> SearchResult:
+    """Any run directory (or a run's name under `runs_dir`), read and checked: its trials, summary and
+    best architecture, as `nas show` reads it."""
+    return SearchResult(**vars(read_run(find_run(run, runs_dir))))
+
+
 def search(data: Any = None, *, validation_data: Any = None, test_data: Any = None,
-           class_names: Sequence[str] | None = None, resume: bool = False, **settings: Any) -> Run:
+           class_names: Sequence[str] | None = None, resume: bool = False, progress: bool = True,
+           **settings: Any) -> SearchResult:
     """Searches a space for the best image classifier, retrains and tests the winner, and returns the
-    run (`nas.Run`) as its directory holds it.
+    run as its directory holds it (a `SearchResult`: a `nas.Run` that can export its winner).
 
     data: what `nas search --data` takes (mnist5k, digits, an image folder, a CSV or an .npz path), an
         `(x, y)` pair of arrays (images N x H x W, N x H x W x 1 or x 3, uint8 0-255 or float 0-1; labels of
@@ -42,6 +62,8 @@ def search(data: Any = None, *, validation_data: Any = None, test_data: Any = No
     class_names: the names of the label indices of array data.
     resume: continue the run `name` where it stopped, as `nas search --resume` (its settings are the
         run's; only how it runs may change, such as budget or workers).
+    progress: print the settings, a line per finished trial and the winner, as the command does (with
+        rich: on the terminal, or as the cell's output in Jupyter); False prints nothing.
     **settings: every other setting of `nas search`, by its Python name (`nas.SearchConfig`): space,
         budget, strategy, controller, seed, name, runs_dir, epochs, final_epochs, workers, cpus_per_trial,
         gpus_per_trial, tpu, mixed_precision, address, image_size, color_mode, base, scheduler,
@@ -87,7 +109,10 @@ def search(data: Any = None, *, validation_data: Any = None, test_data: Any = No
             space = load_space(settings.get("space", SearchConfig.space))
             settings["name"] = f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}"
     config = SearchConfig(**settings)
-    run_search(config, resume=resume, given=given, arrays=arrays)
+    from nas import progress as reports
+
+    with reports.reporting(reports.reporter() if progress else reports.SILENT):
+        run_search(config, resume=resume, given=given, arrays=arrays)
     return open_run(Path(config.runs_dir) / config.name)
 
 
@@ -148,7 +173,7 @@ class ImageClassifier:
 
     def __init__(self, space: str = "cnn10", max_trials: int | None = None, **settings: Any):
         self.settings = {"space": space, **({"budget": max_trials} if max_trials is not None else {}), **settings}
-        self.run: Run | None = None
+        self.run: SearchResult | None = None
         self._model = None
         self._indexed = False  # whether fit's labels were indices of given class names
 
@@ -164,7 +189,7 @@ class ImageClassifier:
     def class_names(self) -> list[str]:
         return self._fitted().class_names
 
-    def _fitted(self) -> Run:
+    def _fitted(self) -> SearchResult:
         if self.run is None:
             raise RuntimeError("ImageClassifier: call fit() first")
         return self.run

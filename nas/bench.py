@@ -29,12 +29,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from nas.errors import InputError
 from nas.objective import Objective
+from nas.progress import reporter
 from nas.rundir import append_json_line, write_atomic
 from search_spaces import Architecture, SearchSpace, SpaceError, iter_architectures, parse_space
 
@@ -59,7 +60,7 @@ def progress_path(out: str | Path) -> Path:
 
 
 def build_table(space: SearchSpace, out: str | Path, *, data: str = "digits", seeds: int = 3, epochs: int = 4,
-                workers: int = 1, log: Callable[[str], None] = print) -> dict[str, Any]:
+                workers: int = 1) -> dict[str, Any]:
     """Trains every architecture of `space` once per seed (0..seeds-1) and writes the table to `out`
     (.json.gz). Resumes from `out`'s progress file; `workers` processes train at once."""
     out = Path(out)
@@ -82,8 +83,9 @@ def build_table(space: SearchSpace, out: str | Path, *, data: str = "digits", se
     index = {a.choices: i for i, a in enumerate(archs)}
     finished = {(i, r["seed"]) for i, results in done.items() for r in results}
     todo = [(i, seed) for seed in range(seeds) for i in range(len(archs)) if (i, seed) not in finished]
-    log(f"{space.name}: {len(archs)} architectures x {seeds} seeds on {dataset.describe()}; {epochs} epochs each; "
-        f"{len(archs) * seeds - len(todo)} done already, {len(todo)} to train with {workers} process(es)")
+    reporter().text(f"{space.name}: {len(archs)} architectures x {seeds} seeds on {dataset.describe()}; "
+                    f"{epochs} epochs each; {len(archs) * seeds - len(todo)} done already, {len(todo)} to train with "
+                    f"{workers} process(es)")
     out.parent.mkdir(parents=True, exist_ok=True)
     if not progress.exists() or progress.stat().st_size == 0:
         append_json_line(progress, header)
@@ -94,10 +96,11 @@ def build_table(space: SearchSpace, out: str | Path, *, data: str = "digits", se
         done.setdefault(index[tuple(record["choices"])], []).append(record)
         if n % 10 == 0 or n == len(tasks):
             rate = (time.perf_counter() - start) / n
-            log(f"  {n}/{len(tasks)} trained, {rate:.1f} s each, about {rate * (len(tasks) - n) / 60:.0f} min left")
+            reporter().text(f"  {n}/{len(tasks)} trained, {rate:.1f} s each, "
+                            f"about {rate * (len(tasks) - n) / 60:.0f} min left")
     table = _compile(space, archs, done, header, seeds)
     write_atomic(out, gzip.compress(json.dumps(table, separators=(",", ":")).encode(), mtime=0))
-    log(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB); the progress file {progress} may be deleted")
+    reporter().text(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB); the progress file {progress} may be deleted")
     return table
 
 
@@ -338,7 +341,7 @@ def replay_one(table: Table, name: str, seed: int, budget: int, reuse: Controlle
 
 
 def replay(table: Table, controllers: Sequence[str], seeds: int = 20, budget: int = 100,
-           log: Callable[[str], None] | None = None, objective: Objective | None = None) -> dict[str, Any]:
+           objective: Objective | None = None) -> dict[str, Any]:
     """Replays each controller `seeds` times (seeds 0..seeds-1) with `budget` trials. A run that never
     trains a top-1 % architecture counts as budget + 1 trials."""
     objective = objective or Objective()
@@ -369,8 +372,7 @@ def replay(table: Table, controllers: Sequence[str], seeds: int = 20, budget: in
             "duplicates_told": int(sum(r["duplicates"] for r in runs)),
             "seconds": round(seconds, 2),
         }
-        if log:
-            log(f"  {name}: {seconds:.1f} s ({seconds / seeds:.2f} s a run)")
+        reporter().text(f"  {name}: {seconds:.1f} s ({seconds / seeds:.2f} s a run)")
     return {"table": str(table.path), "space": table.space.name, "architectures": len(table.archs),
             "table_seeds": len(table.meta["seeds"]), "data": table.meta["data"], "epochs": table.meta["epochs"],
             "top1pct_threshold": table.top_threshold, "top1pct_architectures": int(table.top.sum()),

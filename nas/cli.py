@@ -249,7 +249,7 @@ def train(model_dir: str, data: str, epochs: int, new_labels: bool, freeze_base:
     from nas.retrain import retrain
 
     retrain(model_dir, data, epochs=epochs, new_labels=new_labels, freeze_base=freeze_base,
-            learning_rate=learning_rate, seed=seed, log=click.echo)
+            learning_rate=learning_rate, seed=seed)
 
 
 @main.command()
@@ -308,7 +308,7 @@ def data_prepare(source: str, out: str, image_size: tuple[int, int] | None, shar
     listed in OUT/dataset.json."""
     from nas.records import SPLITS, prepare
 
-    info = prepare(source, out, image_size=image_size, shards=shards, color_mode=color_mode, seed=seed, log=click.echo)
+    info = prepare(source, out, image_size=image_size, shards=shards, color_mode=color_mode, seed=seed)
     h, w = info["image_size"]
     click.echo(f"{len(info['class_names'])} classes ({', '.join(info['class_names'][:10])}"
                f"{', ...' if len(info['class_names']) > 10 else ''}), {h}x{w}x{info['channels']} images")
@@ -347,7 +347,7 @@ def bench_build(space: str, data: str, seeds: int, epochs: int | None, out: str,
 
     loaded = load_space(space)
     build_table(loaded, out, data=data, seeds=seeds, epochs=epochs or loaded.fixed["training"]["search_epochs"],
-                workers=workers, log=click.echo)
+                workers=workers)
 
 
 @bench.command("run")
@@ -391,7 +391,7 @@ def bench_run(table: str, controllers: str, seeds: int, budget: int, json_path: 
         loaded = with_space(loaded, load_space(space))
     click.echo(loaded.describe())
     click.echo(f"Replaying {', '.join(names)}: {seeds} runs of {budget} trials each")
-    results = replay(loaded, names, seeds=seeds, budget=budget, log=click.echo, objective=reward)
+    results = replay(loaded, names, seeds=seeds, budget=budget, objective=reward)
     click.echo(format_results(results))
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=1) + "\n")

@@ -3,6 +3,7 @@ prepared directory that fits in memory)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,3 +47,15 @@ class Dataset:
         h, w, c = self.input_shape
         return (f"{self.name}: {self.num_classes} classes, {h}x{w}x{c} images, train {len(self.y_train)} / "
                 f"validation {len(self.y_val)} / test {len(self.y_test)} (held out)")
+
+
+def data_fingerprint(data) -> str:
+    """Identifies the split a search saw (a Dataset, or a StreamingDataset of nas.records), so that a
+    resumed search or an export can check it sees the same."""
+    if data.fingerprint:  # a prepared directory (nas.records), in memory or streamed: its shards' checksums
+        return data.fingerprint
+    digest = hashlib.sha1()
+    for array in (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test):
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]

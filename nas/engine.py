@@ -12,7 +12,6 @@ runs (`SearchConfig.RESUMABLE`), not what it searches.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -24,11 +23,11 @@ from controllers.fixed_list import FixedListController
 from nas import accelerators, enas, progress, transfer
 from nas.config import SearchConfig
 from nas.data import from_arrays, load_data
-from nas.dataset import Dataset
+from nas.dataset import Dataset, data_fingerprint
 from nas.errors import InputError, SearchInterrupted, SearchStopped
 from nas.objective import Objective
 from nas.quiet import import_tensorflow
-from nas.run import read_config, read_space, read_summary, read_trials
+from nas.run import BASE_FILE, DATA_FILE, read_config, read_space, read_summary, read_trials
 from nas.rundir import RunDir
 from nas.search_state import Search, failure_reward_setting
 from nas.tensorboard import TensorBoardLog
@@ -37,8 +36,6 @@ from nas.worker import Job
 from search_spaces import SearchSpace, load_space
 
 
-BASE_FILE = "base.keras"  # a transfer search's copy of its --base model, in the run directory
-DATA_FILE = "data.npz"  # a search on in-memory arrays: the arrays, in the run directory
 STANDALONE_BUDGET = 200
 
 
@@ -205,17 +202,6 @@ def _rundir(config: SearchConfig) -> RunDir:
     return RunDir(Path(config.runs_dir) / config.name)
 
 
-def data_fingerprint(data: Dataset) -> str:
-    """Identifies the split a search saw, so that a resumed search can check it sees the same."""
-    if data.fingerprint:  # a prepared directory (nas.records), in memory or streamed: its shards' checksums
-        return data.fingerprint
-    digest = hashlib.sha1()
-    for array in (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test):
-        digest.update(str(array.shape).encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()[:16]
-
-
 def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: str, controller,
          objective: Objective, rundir: RunDir, saved: dict | None, base: bytes | None,
          plan: accelerators.Plan, files: dict[str, bytes]) -> dict[str, Any]:
@@ -255,10 +241,10 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
             rundir.write_json("config.json", resolved)
         tensorboard = TensorBoardLog(rundir.file("tensorboard"), space, controller)
         search.on_record = _monitor(printer, tensorboard)
-        progress.console.print(f"[bold]nas search[/bold] {rundir.path}{' (resumed)' if saved else ''}")
+        progress.reporter().line(f"[bold]nas search[/bold] {rundir.path}{' (resumed)' if saved else ''}")
         progress.print_settings({k: v for k, v in resolved.items() if k != "class_names"})  # in data_summary
         if cluster.dashboard_url:
-            progress.console.print(f"Ray dashboard: {cluster.dashboard_url}")
+            progress.reporter().line(f"Ray dashboard: {cluster.dashboard_url}")
         # The winner's retraining gets the CPUs of all workers (and one trial's accelerators).
         final_resources = ray_cluster.Resources(cpus=min(config.cpus_per_trial * config.workers,
                                                          cluster.largest_node_cpus),
@@ -279,7 +265,7 @@ def _monitor(printer: progress.TrialPrinter, tensorboard: TensorBoardLog):
         try:
             tensorboard.finished(record)
         except Exception as e:  # monitoring must never stop a search
-            progress.console.print(f"[yellow]TensorBoard log of trial {record.trial} failed: {e}[/yellow]")
+            progress.reporter().line(f"[yellow]TensorBoard log of trial {record.trial} failed: {e}[/yellow]")
     return on_record
 
 
@@ -293,10 +279,10 @@ def _search(config: SearchConfig, space, data, search: Search, printer: progress
 
     printer.resume(search.records)
     if search.rerun:
-        progress.console.print(f"Resuming after {len(search.records)} finished trials; running again "
+        progress.reporter().line(f"Resuming after {len(search.records)} finished trials; running again "
                                f"{', '.join(str(t.number) for t in search.rerun)}, which the last run left unfinished")
     elif resume:
-        progress.console.print(f"Resuming after {len(search.records)} finished trials")
+        progress.reporter().line(f"Resuming after {len(search.records)} finished trials")
     start, phase_seconds = time.perf_counter(), 0.0
     try:
         if config.strategy == "enas" and not search.controller.architectures:
@@ -331,7 +317,7 @@ def _search(config: SearchConfig, space, data, search: Search, printer: progress
         _write_summary(rundir, config, search, search_seconds, status="failed")
         raise SearchStopped(f"no child trained successfully ({len(search.failed)} failed); "
                             f"see {rundir.file('trials.jsonl')}")
-    progress.console.print(f"Retraining trial {best.trial} on train + validation for {config.final_epochs} epochs ...")
+    progress.reporter().line(f"Retraining trial {best.trial} on train + validation for {config.final_epochs} epochs ...")
     try:
         final_job = replace(job, epochs=config.final_epochs, cpus=final_resources.cpus, trial_timeout=None)
         model_bytes, final = tune.train_final(space.resolve(space.from_json(best.arch)), data.final_arrays(),
@@ -349,7 +335,7 @@ def _search(config: SearchConfig, space, data, search: Search, printer: progress
                              wall_seconds=time.perf_counter() - start + phase_seconds, phase_seconds=phase_seconds)
     progress.print_top(search.records, final["test_accuracy"])
     overhead = summary["engine_overhead"]
-    progress.console.print(f"search {progress.duration(search_seconds)}"
+    progress.reporter().line(f"search {progress.duration(search_seconds)}"
                            f"{f' (engine overhead {overhead:.1%})' if overhead is not None else ''}, final training "
                            f"{progress.duration(final['fit_seconds'])}; results in {rundir.path}")
     return summary
@@ -362,13 +348,13 @@ def _supernet_phase(config: SearchConfig, space, data, rundir: RunDir, resources
     if finalists is not None:
         return finalists
     settings = _enas_settings(config, space)
-    progress.console.print(f"Training the supernet for {settings.supernet_epochs} epochs, then scoring "
+    progress.reporter().line(f"Training the supernet for {settings.supernet_epochs} epochs, then scoring "
                            f"{settings.candidates} candidates with shared weights for {settings.finalists} "
                            "finalists ...")
 
     def on_epoch(record: dict[str, Any]) -> None:
         entropy = f", entropy {record['entropy']:.2f}" if record.get("entropy") is not None else ""
-        progress.console.print(f"\\[supernet {record['epoch']}/{settings.supernet_epochs}] loss {record['loss']:.3f}, "
+        progress.reporter().line(f"\\[supernet {record['epoch']}/{settings.supernet_epochs}] loss {record['loss']:.3f}, "
                                f"reward {record['reward_mean']:.4f} (best {record['reward_max']:.4f}){entropy}, "
                                f"{progress.duration(record['train_seconds'] + record['controller_seconds'])}")
     try:
@@ -384,7 +370,7 @@ def _supernet_phase(config: SearchConfig, space, data, rundir: RunDir, resources
         raise SearchStopped(f"the supernet phase failed: {e}; {_resume_command(rundir)} goes on from its last "
                             "checkpoint") from None
     for rank, (arch, accuracy) in enumerate(finalists, 1):
-        progress.console.print(f"  finalist {rank}: shared-weight validation accuracy {accuracy:.4f}")
+        progress.reporter().line(f"  finalist {rank}: shared-weight validation accuracy {accuracy:.4f}")
     return finalists
 
 
@@ -429,7 +415,7 @@ def _write_report(rundir: RunDir, status: str) -> None:
     try:
         from nas.report import write_report
 
-        progress.console.print(f"Report: {escape(str(write_report(rundir.path, status=status)))}")
+        progress.reporter().line(f"Report: {escape(str(write_report(rundir.path, status=status)))}")
     except Exception as e:  # noqa: BLE001 - the search's results are on disk whatever goes wrong here
         reason = escape(f"{type(e).__name__}: {e}")
-        progress.console.print(f"[yellow]warning[/yellow]: {rundir.file('report.html')} not written: {reason}")
+        progress.reporter().warning(f"{rundir.file('report.html')} not written: {reason}")

@@ -29,10 +29,9 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any, Sequence
 
-import click
-
 from nas.errors import InputError
-from nas.run import find_run, read_config, read_space, read_summary, read_trials
+from nas.progress import reporter
+from nas.run import BASE_FILE, find_run, read_config, read_space, read_summary, read_trials
 from nas.rundir import RunDir
 from nas.trial_record import TrialRecord, top_trials
 from search_spaces import Architecture, SearchSpace
@@ -176,7 +175,7 @@ def _model(plan: ExportPlan, data) -> tuple[Any, dict[str, Any], str]:
         how = "the search's winner, retrained on train + validation by nas search (best/model.keras)"
         return model, {"test_accuracy": accuracy, "params": int(model.count_params())}, how
 
-    from nas.engine import data_fingerprint
+    from nas.dataset import data_fingerprint
     from nas.trainer import train_final
 
     saved_fingerprint = plan.config.get("data_fingerprint")
@@ -186,7 +185,7 @@ def _model(plan: ExportPlan, data) -> tuple[Any, dict[str, Any], str]:
                          f"retrain trial {plan.trial}")
     why = "" if not plan.is_best else " (the run has no best/model.keras)"
     epochs = int(plan.config["final_epochs"])
-    click.echo(f"Retraining trial {plan.trial}{why} on train + validation for {epochs} epochs, as the search "
+    reporter().text(f"Retraining trial {plan.trial}{why} on train + validation for {epochs} epochs, as the search "
                "retrains its winner ...")
     spec = plan.space.resolve(plan.arch)
     if spec["family"] == "transfer":
@@ -195,14 +194,13 @@ def _model(plan: ExportPlan, data) -> tuple[Any, dict[str, Any], str]:
         transfer.provide(_base_file(plan).read_bytes())
     model, metrics = train_final(spec, data.final_arrays(), input_shape=data.input_shape,
                                  num_classes=data.num_classes, epochs=epochs, seed=int(plan.config["seed"]))
-    click.echo(f"Trial {plan.trial} retrained: test accuracy {metrics['test_accuracy']:.4f}")
+    reporter().text(f"Trial {plan.trial} retrained: test accuracy {metrics['test_accuracy']:.4f}")
     how = f"retrained by nas export on train + validation for {epochs} epochs (seed {plan.config['seed']})"
     return model, metrics, how
 
 
 def _base_file(plan: ExportPlan) -> Path:
     """A transfer run's copy of its base model."""
-    from nas.engine import BASE_FILE
 
     path = plan.rundir.file(BASE_FILE)
     if not path.is_file():
@@ -306,11 +304,11 @@ def _umask() -> int:
 
 def _report(plan: ExportPlan, metrics: dict[str, Any]) -> None:
     which = "the best" if plan.is_best else f"the best is {plan.best_trial}"
-    click.echo(f"Exported trial {plan.trial} of run {plan.rundir.name} ({which}; validation accuracy "
+    reporter().text(f"Exported trial {plan.trial} of run {plan.rundir.name} ({which}; validation accuracy "
                f"{plan.val_accuracy:.4f}, test accuracy {metrics['test_accuracy']:.4f}) to {plan.out}")
     for path in sorted(plan.out.iterdir()):
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
-        click.echo(f"  {path.name + ('/' if path.is_dir() else ''):<20} {_size(size):>10}")
+        reporter().text(f"  {path.name + ('/' if path.is_dir() else ''):<20} {_size(size):>10}")
 
 
 def _size(n: int) -> str:

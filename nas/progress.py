@@ -1,10 +1,21 @@
-"""What a search prints: its settings, one line per finished trial (with a live status line in a
-terminal), and the final table."""
+"""What the library reports as it works, through one `Reporter`: a search's settings, one line per
+finished trial (with a live status line in a terminal), the final table; an export's steps.
+
+    with progress.reporting(progress.Reporter()):   # rich on the terminal or in a notebook (the default)
+        run_search(config)
+    with progress.reporting(progress.SILENT):       # nothing printed (nas.search(..., progress=False))
+        run_search(config)
+    progress.reporter().line("...")                # where the library prints
+
+The reporter in effect is a context variable: `nas.search` and the CLI set it around a command, and
+the engine, export and run listing print through it, never to a console of their own.
+"""
 
 from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Callable
 
 from rich.console import Console
@@ -15,7 +26,59 @@ from rich.text import Text
 
 from nas.trial_record import TrialRecord, top_trials
 
-console = Console(highlight=False, soft_wrap=True)
+
+
+class Reporter:
+    """Prints with rich: to the terminal, or in Jupyter as the cell's output. `quiet` prints nothing."""
+
+    def __init__(self, quiet: bool = False):
+        self.console = Console(highlight=False, soft_wrap=True, quiet=quiet)
+
+    def line(self, text: Any) -> None:
+        """A line of rich markup, or any rich renderable (a table)."""
+        self.console.print(text)
+
+    def text(self, text: str) -> None:
+        """A line of plain text (paths and names as they are: no markup)."""
+        self.console.print(text, markup=False)
+
+    def warning(self, text: str) -> None:
+        self.console.print(f"[yellow]warning[/yellow]: {text}")
+
+
+class Recorder(Reporter):
+    """Keeps the lines instead of printing them: for tests, or a caller that shows them its own way."""
+
+    def __init__(self):
+        super().__init__(quiet=True)
+        self.lines: list[str] = []
+
+    def line(self, text: Any) -> None:
+        self.lines.append(text if isinstance(text, str) else repr(text))
+
+    text = line
+
+    def warning(self, text: str) -> None:
+        self.lines.append(f"warning: {text}")
+
+
+SILENT = Reporter(quiet=True)
+_current: ContextVar[Reporter] = ContextVar("nas_reporter", default=Reporter())
+
+
+def reporter() -> Reporter:
+    """The reporter in effect (a rich console unless `reporting` set another)."""
+    return _current.get()
+
+
+@contextmanager
+def reporting(chosen: Reporter):
+    """Reports through `chosen` within the block."""
+    token = _current.set(chosen)
+    try:
+        yield chosen
+    finally:
+        _current.reset(token)
 
 
 def duration(seconds: float) -> str:
@@ -32,7 +95,7 @@ def print_settings(settings: dict[str, Any]) -> None:
     for key, value in settings.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
-        console.print(f"  {key:<{width}}  {value}")
+        reporter().line(f"  {key:<{width}}  {value}")
 
 
 class TrialPrinter:
@@ -54,7 +117,8 @@ class TrialPrinter:
     @contextmanager
     def live(self):
         """Shows the live status line while the search runs (only where stdout is a terminal)."""
-        if not console.is_terminal:
+        console = reporter().console
+        if not console.is_terminal or console.quiet:
             yield
             return
         self.bar = Progress(SpinnerColumn(), TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
@@ -96,7 +160,7 @@ class TrialPrinter:
         else:
             what = f"[red]failed[/red]: {record.error}"
         best = f"best {self.best.reward:.4f} (#{self.best.trial})" if self.best else "best -"
-        console.print(f"[{self.done:>{len(str(self.budget))}}/{self.budget}] trial {record.trial:<4} {what} | "
+        reporter().line(f"[{self.done:>{len(str(self.budget))}}/{self.budget}] trial {record.trial:<4} {what} | "
                       f"{best}  failed {self.failed}  elapsed {duration(elapsed)}  eta {duration(eta)}")
         if self.bar is not None:
             self.bar.update(self.task, completed=self.done)
@@ -122,9 +186,9 @@ def print_top(records: list[TrialRecord], test_accuracy: float | None, n: int = 
         reward = [f"{r.reward:.4f}"] if shaped else []
         table.add_row(str(r.trial), *reward, f"{r.metrics.val_accuracy:.4f}", f"{r.metrics.params:,}",
                       f"{r.metrics.fit_seconds:.1f}", describe(r.values))
-    console.print(table)
+    reporter().line(table)
     if test_accuracy is not None:
-        console.print(f"Winner (trial {completed[0].trial}) retrained: test accuracy [bold]{test_accuracy:.4f}[/bold]")
+        reporter().line(f"Winner (trial {completed[0].trial}) retrained: test accuracy [bold]{test_accuracy:.4f}[/bold]")
 
 
 def describe(values: dict[str, Any], limit: int = 160) -> str:

@@ -36,10 +36,11 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from nas import images
-from nas.splits import split_indices
 from nas.dataset import BUILTIN, Dataset
 from nas.errors import MAX_SEED, InputError
+from nas.progress import reporter
 from nas.rundir import fsync_path
+from nas.splits import split_indices
 
 INDEX = "dataset.json"
 FORMAT, VERSION = "nas-records", 1
@@ -53,12 +54,12 @@ STREAM_ENV = "NAS_STREAM_RECORDS"  # =1: stream every prepared directory (tests:
 # -- preparing ---------------------------------------------------------------------------------------
 
 def prepare(source: str | Path, out: str | Path, image_size: Sequence[int] | None = None, shards: int | None = None,
-            color_mode: str = "rgb", seed: int = 0, log: Callable[[str], None] = lambda line: None,
+            color_mode: str = "rgb", seed: int = 0,
             warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> dict[str, Any]:
     """Decodes an image folder (a sub-folder per class) or a CSV of path,label into TFRecord shards
     in `out` (new, or an empty folder) and returns its dataset.json. `shards`: files per split
-    [default: about 100 MB each]. Progress goes to `log`; an unreadable image is skipped and named
-    through `warn`."""
+    [default: about 100 MB each]. Progress goes to the reporter (nas.progress); an unreadable image is
+    skipped and named through `warn`."""
     source, out = Path(source), Path(out)
     if not 0 <= seed <= MAX_SEED:
         raise InputError(f"seed: got {seed}, expected an integer from 0 to {MAX_SEED}")
@@ -92,7 +93,7 @@ def prepare(source: str | Path, out: str | Path, image_size: Sequence[int] | Non
         for split in SPLITS:
             index = parts[split]
             count = max(1, min(shards or math.ceil(len(index) * image_bytes / SHARD_BYTES), len(index)))
-            log(f"{split}: decoding {len(index):,} images into {count} file(s) ...")
+            reporter().text(f"{split}: decoding {len(index):,} images into {count} file(s) ...")
             splits[split] = _write_split(staging, split, [paths[i] for i in index], y[index], names, count,
                                          size, color_mode, root, skipped, warn)
         for split, about in splits.items():

@@ -30,7 +30,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from nas.data import load_data
 from nas.dataset import BUILTIN, Dataset
 from nas.errors import InputError
 from nas.model_dir import COLOR_MODES, ModelDir, open_model_dir, version_of, write_version
+from nas.progress import reporter
 
 DEFAULT_EPOCHS = 10
 # --new-labels: the head trains for 30 % of the epochs (at least 1), then everything but BatchNormalization
@@ -70,8 +71,7 @@ class Retrained:
 
 
 def retrain(model_dir: str | Path, data: str, *, epochs: int | None = None, new_labels: bool = False,
-            freeze_base: bool = False, learning_rate: float | None = None, seed: int = 0,
-            log: Callable[[str], None] = print) -> Retrained:
+            freeze_base: bool = False, learning_rate: float | None = None, seed: int = 0) -> Retrained:
     """Trains the model in `model_dir` on `data` and writes it as the next version; returns what it did.
     Raises InputError (one line) for bad options, a bad model directory, bad data or unknown labels."""
     epochs = DEFAULT_EPOCHS if epochs is None else epochs
@@ -110,7 +110,7 @@ def retrain(model_dir: str | Path, data: str, *, epochs: int | None = None, new_
         y_fit, y_test_fit, class_names = y, y_test, list(dataset.class_names)
     else:  # the data's class indices -> the model's outputs of the same names
         y_fit, y_test_fit, class_names = index[y], index[y_test], list(md.class_names)
-    log(f"nas train: {md.path} (version {parent_version}, {len(md.class_names)} classes) on {data}: "
+    reporter().text(f"nas train: {md.path} (version {parent_version}, {len(md.class_names)} classes) on {data}: "
         f"{dataset.num_classes} classes, {len(y)} training / {len(y_test)} test images (held out), {mode}")
 
     def fit(phase: str, lr: float, phase_epochs: int) -> dict[str, Any]:
@@ -120,16 +120,16 @@ def retrain(model_dir: str | Path, data: str, *, epochs: int | None = None, new_
         optimizer = optimizer_class.from_config({**optimizer_config, "learning_rate": schedule})
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-        log(f"  {label}: {phase_epochs} epoch(s), learning rate {lr:g} (cosine decay), "
+        reporter().text(f"  {label}: {phase_epochs} epoch(s), learning rate {lr:g} (cosine decay), "
             f"{trainable:,} of {model.count_params():,} parameters trainable")
         history = model.fit(x, y_fit, batch_size=batch_size, epochs=phase_epochs, verbose=0,
-                            callbacks=[keras.callbacks.TerminateOnNaN(), _epoch_log(log, phase_epochs)])
+                            callbacks=[keras.callbacks.TerminateOnNaN(), _epoch_log(phase_epochs)])
         losses = history.history.get("loss", [])
         if len(losses) < phase_epochs or not all(math.isfinite(v) for v in losses):
             raise InputError(f"learning_rate: training diverged at {lr:g} (loss {losses[-1] if losses else 'nan'} "
                              f"in epoch {len(losses)} of {label}), expected a lower learning rate; nothing written")
         accuracy = evaluate()
-        log(f"  test accuracy after {label}: {accuracy:.4f}")
+        reporter().text(f"  test accuracy after {label}: {accuracy:.4f}")
         return {"phase": phase, "epochs": phase_epochs, "learning_rate": lr, "test_accuracy": accuracy,
                 "train_accuracy": float(history.history["accuracy"][-1])}
 
@@ -150,7 +150,7 @@ def retrain(model_dir: str | Path, data: str, *, epochs: int | None = None, new_
             phases.append(fit("fine_tune", head_lr * FINE_TUNE_FACTOR, epochs - head_epochs))
     else:
         before = evaluate()
-        log(f"  test accuracy before: {before:.4f}")
+        reporter().text(f"  test accuracy before: {before:.4f}")
         phases.append(fit("train", learning_rate or base_lr * INCREMENTAL_FACTOR, epochs))
     after = phases[-1]["test_accuracy"]
     for layer in model.layers:  # saved as a fresh model is: a later `nas train` decides what to freeze
@@ -183,7 +183,7 @@ def retrain(model_dir: str | Path, data: str, *, epochs: int | None = None, new_
         "phases": phases,
     }
     path, version = write_version(root, model, class_names, metadata)
-    log(f"wrote {path} (version {version}): test accuracy "
+    reporter().text(f"wrote {path} (version {version}): test accuracy "
         + (f"{before:.4f} -> {after:.4f}" if before is not None else f"{after:.4f} on the new labels"))
     return Retrained(path, version, mode, class_names, before, after, phases)
 
@@ -234,13 +234,13 @@ def replace_head(model, num_classes: int):
     return keras.Model(model.inputs, outputs, name=model.name)
 
 
-def _epoch_log(log: Callable[[str], None], epochs: int):
+def _epoch_log(epochs: int):
     """A Keras callback logging one line per epoch."""
     import keras
 
     def line(epoch: int, logs: dict | None) -> None:
         logs = logs or {}
-        log(f"    epoch {epoch + 1}/{epochs}: loss {logs.get('loss', math.nan):.4f}, "
+        reporter().text(f"    epoch {epoch + 1}/{epochs}: loss {logs.get('loss', math.nan):.4f}, "
             f"accuracy {logs.get('accuracy', math.nan):.4f}")
 
     return keras.callbacks.LambdaCallback(on_epoch_end=line)

@@ -30,6 +30,8 @@ from nas.trial_record import RecordError, TrialRecord, is_int, is_number, top_tr
 from search_spaces import SearchSpace, SpaceError, parse_space
 
 CONFIG, SPACE, TRIALS, STATE, SUMMARY = "config.json", "space.yaml", "trials.jsonl", "state.json", "summary.json"
+BASE_FILE = "base.keras"  # a transfer search's copy of its --base model
+DATA_FILE = "data.npz"  # a search on in-memory arrays (nas.search(data=(x, y))): the arrays
 
 
 @dataclass
@@ -104,14 +106,6 @@ class Run:
         import keras
 
         return keras.models.load_model(path, compile=False)
-
-    def export(self, out: str | Path | None = None, formats: Iterable[str] = ("python", "keras"),
-               trial: int | None = None) -> Path:
-        """Exports the winner (or `trial`) as `nas export` does: formats of python, keras, savedmodel and
-        tflite, into `out` (default RUN/export). Returns the model directory, which `nas.load` reads."""
-        from nas.export import export_run
-
-        return export_run(str(self.path), trial=trial, formats=",".join(formats), out=out)
 
     def to_dataframe(self):
         """One row per trial: its number, status, reward, metrics and decisions (pandas)."""

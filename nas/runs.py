@@ -78,11 +78,11 @@ def print_runs(runs_dir: str | Path = "runs") -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from nas.progress import console
+    from nas.progress import reporter
 
     runs = list_runs(runs_dir)
     if not runs:
-        console.print(f"No runs in {escape(str(runs_dir))}")
+        reporter().line(f"No runs in {escape(str(runs_dir))}")
         return
     colors = {"running": "cyan", "finished": "green", "interrupted": "yellow", "stopped": "yellow",
               "killed": "red", "failed": "red", "damaged": "red"}
@@ -95,10 +95,10 @@ def print_runs(runs_dir: str | Path = "runs") -> None:
         table.add_row(escape(r.name), escape(r.space), trials, "-" if r.failed is None else str(r.failed),
                       _fmt(r.best_val_accuracy), _fmt(r.test_accuracy), f"[{color}]{escape(r.status)}[/{color}]",
                       f"{r.started:%Y-%m-%d %H:%M}" if r.started else "-")
-    console.print(table)
+    reporter().line(table)
     for r in runs:
         if r.problem:
-            console.print(f"{escape(r.name)}: {r.status}: {escape(r.problem)}")
+            reporter().line(f"{escape(r.name)}: {r.status}: {escape(r.problem)}")
 
 
 def _fmt(value: float | None) -> str:
@@ -109,7 +109,7 @@ def show_run(run: str | Path, runs_dir: str | Path = "runs") -> None:
     """Prints `nas show`: a run's status, counts, best trial, test accuracy and top 5."""
     from rich.markup import escape
 
-    from nas.progress import console, duration, print_top
+    from nas.progress import duration, print_top, reporter
 
     data = read_run(find_run(run, runs_dir))
     rundir, summary, best = data.rundir, data.summary or {}, data.best
@@ -141,7 +141,7 @@ def show_run(run: str | Path, runs_dir: str | Path = "runs") -> None:
     lines.append(("report", str(report) if report.exists() else f"none yet (nas report {rundir.path})"))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
-        console.print(f"{key:<{width}}  {escape(value)}")
+        reporter().line(f"{key:<{width}}  {escape(value)}")
     # Decisions are user text: escaped, so that rich prints "[x]" in a value as it is.
     safe = [replace(r, values={escape(str(k)): escape(v) if isinstance(v, str) else v for k, v in r.values.items()})
             for r in data.trials]

@@ -68,13 +68,15 @@ def test_resume_goes_on_with_the_same_arrays_and_refuses_others(run, digits):
     assert resumed.config["resumes"][-1]["trials_finished"] == 2 and ray.is_initialized()
 
 
-def test_image_classifier_fits_predicts_and_evaluates(digits, session, tmp_path):
+def test_image_classifier_fits_predicts_and_evaluates(digits, session, tmp_path, capsys):
     x, y = digits
     labels = np.array([int(v.split()[1]) for v in y])  # indices of class_names
     names = [f"class {i}" for i in range(10)]
     clf = nas.ImageClassifier(space="linear", max_trials=1, epochs=2, final_epochs=8, seed=1, dashboard=False,
-                              runs_dir=str(tmp_path), class_names=names)
+                              runs_dir=str(tmp_path), class_names=names, progress=False)
+    capsys.readouterr()
     clf.fit(x[:1400], labels[:1400], validation_data=(x[1400:1600], labels[1400:1600]))
+    assert "trial 1" not in capsys.readouterr().out  # progress=False: nothing printed
     assert clf.run.config["budget"] == 1 and "validation 200" in clf.run.config["data_summary"]
     assert set(clf.predict(x[1600:])) <= set(names)
     assert clf.evaluate(x[1600:], labels[1600:])["accuracy"] > 0.5

@@ -11,6 +11,7 @@ from nas.bench import build_table, load_table, progress_path, replay
 from nas.cli import run
 from nas.errors import InputError
 from nas.objective import Objective
+from nas.progress import Recorder, reporting
 from search_spaces import iter_architectures, load_space, parse_space
 
 # 8 architectures, each trained in about a second: softmax regression with 9 steps an epoch.
@@ -25,10 +26,9 @@ training: {learning_rate: [0.001, 0.003, 0.01, 0.03], batch_size: 128, search_ep
 @pytest.fixture(scope="module")
 def tiny_table(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "tiny.json.gz"
-    lines = []
-    table = build_table(parse_space(TINY, source="tiny.yaml"), out, data="digits", seeds=1, epochs=1,
-                        log=lines.append)
-    return out, table, lines
+    with reporting(Recorder()) as recorder:
+        table = build_table(parse_space(TINY, source="tiny.yaml"), out, data="digits", seeds=1, epochs=1)
+    return out, table, recorder.lines
 
 
 def test_a_build_trains_every_architecture_and_stores_what_a_replay_needs(tiny_table):
@@ -65,19 +65,18 @@ def test_a_killed_build_resumes_without_retraining_what_is_done(tiny_table, tmp_
         return real(task)
 
     monkeypatch.setattr(bench, "_train_one", counting)
-    lines = []
-    again = build_table(parse_space(TINY, source="tiny.yaml"), target, data="digits", seeds=1, epochs=1,
-                        log=lines.append)
-    assert sorted(trained) == [4, 5, 6, 7] and "4 done already, 4 to train" in lines[0]
+    with reporting(Recorder()) as recorder:
+        again = build_table(parse_space(TINY, source="tiny.yaml"), target, data="digits", seeds=1, epochs=1)
+    assert sorted(trained) == [4, 5, 6, 7] and "4 done already, 4 to train" in recorder.lines[0]
     assert again["architectures"][:4] == table["architectures"][:4]
     assert len(progress_path(target).read_text().splitlines()) == 9  # the torn line was cut, not kept
     trained.clear()
-    build_table(parse_space(TINY, source="tiny.yaml"), target, data="digits", seeds=1, epochs=1, log=lines.append)
+    build_table(parse_space(TINY, source="tiny.yaml"), target, data="digits", seeds=1, epochs=1)
     assert trained == []  # everything done: the table is compiled again, nothing trained
     other = TINY.replace("[0.0, 0.001]", "[0.0, 0.01]")
     with pytest.raises(InputError, match=r"tiny.progress.jsonl: a build with space_fingerprint '\w+' is in progress, "
                                          r"got '\w+'; expected the same space"):
-        build_table(parse_space(other), target, data="digits", seeds=1, epochs=1, log=lines.append)
+        build_table(parse_space(other), target, data="digits", seeds=1, epochs=1)
 
 
 def test_bad_tables_and_builds_are_refused_with_one_line(tmp_path):

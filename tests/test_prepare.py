@@ -13,7 +13,7 @@ from PIL import Image
 
 from nas import records
 from nas.data import load_data
-from nas.engine import data_fingerprint
+from nas.dataset import data_fingerprint
 from nas.errors import InputError
 from nas_commands import run_nas
 

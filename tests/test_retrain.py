@@ -92,8 +92,7 @@ def test_training_further_on_new_images_keeps_or_improves_accuracy_and_writes_ve
     # head-only transfer (--new-labels --freeze-base; the same labels are fine): every body weight,
     # BatchNormalization's moving statistics included (a frozen BN runs in inference mode), stays v2's.
     written = snapshot(model)
-    again = retrain(v2, str(tmp_path / "second.npz"), new_labels=True, freeze_base=True, epochs=1,
-                    log=lambda line: None)
+    again = retrain(v2, str(tmp_path / "second.npz"), new_labels=True, freeze_base=True, epochs=1)
     assert again.path == model / "v3" and again.version == 3 and [p["phase"] for p in again.phases] == ["head"]
     assert metadata(model / "v3")["parent"] == {"version": 2, "path": "v2", "metrics": metadata(v2)["metrics"]}
     assert {k: v for k, v in snapshot(model).items() if not k.startswith("v3")} == written
