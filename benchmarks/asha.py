@@ -25,14 +25,34 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def search(args, seed: int, runs: Path, asha: bool) -> dict:
     run, seconds = nas_search(
-        runs, f"{'asha' if asha else 'fifo'}-{seed}", "--space", args.space, "--data", args.data, "--controller",
-        "random", "--budget", str(args.budget), "--epochs", str(args.epochs), "--final-epochs", str(args.final_epochs),
-        "--seed", str(seed), *(["--scheduler", "asha", "--grace-period", "1", "--reduction-factor", "3"] if asha else []))
+        runs,
+        f"{'asha' if asha else 'fifo'}-{seed}",
+        "--space",
+        args.space,
+        "--data",
+        args.data,
+        "--controller",
+        "random",
+        "--budget",
+        str(args.budget),
+        "--epochs",
+        str(args.epochs),
+        "--final-epochs",
+        str(args.final_epochs),
+        "--seed",
+        str(seed),
+        *(["--scheduler", "asha", "--grace-period", "1", "--reduction-factor", "3"] if asha else []),
+    )
     summary = read_summary(run)
-    return {"wall_seconds": seconds, "search_seconds": summary["search_wall_seconds"],
-            "test_accuracy": summary["test_accuracy"], "best_val_accuracy": summary["best"]["val_accuracy"],
-            "stopped_early": summary.get("trials_stopped_early", 0), "completed": summary["trials_completed"],
-            "child_fit_seconds": summary["child_fit_seconds"]}
+    return {
+        "wall_seconds": seconds,
+        "search_seconds": summary["search_wall_seconds"],
+        "test_accuracy": summary["test_accuracy"],
+        "best_val_accuracy": summary["best"]["val_accuracy"],
+        "stopped_early": summary.get("trials_stopped_early", 0),
+        "completed": summary["trials_completed"],
+        "child_fit_seconds": summary["child_fit_seconds"],
+    }
 
 
 def main() -> None:
@@ -58,13 +78,24 @@ def main() -> None:
         return statistics.mean(r[key] for r in rows[kind])
 
     saved = 1 - mean("asha", "search_seconds") / mean("fifo", "search_seconds")
-    figures = table(["scheduler", "search wall (s)", "children stopped early", "best val accuracy",
-                     "winner's test accuracy"],
-                    [[kind, f"{mean(kind, 'search_seconds'):.0f}", f"{mean(kind, 'stopped_early'):.1f}",
-                      f"{mean(kind, 'best_val_accuracy'):.4f}", f"{mean(kind, 'test_accuracy'):.4f}"] for kind in rows])
-    body = (f"{args.space} on {args.data}, random controller, budget {args.budget}, {args.epochs} epochs per child, "
-            f"final training {args.final_epochs} epochs, {args.seeds} seed(s); ASHA grace period 1 epoch, reduction "
-            f"factor 3.\n\n" + figures + f"\n\nSearch wall time saved by ASHA: **{saved:.0%}**.")
+    figures = table(
+        ["scheduler", "search wall (s)", "children stopped early", "best val accuracy", "winner's test accuracy"],
+        [
+            [
+                kind,
+                f"{mean(kind, 'search_seconds'):.0f}",
+                f"{mean(kind, 'stopped_early'):.1f}",
+                f"{mean(kind, 'best_val_accuracy'):.4f}",
+                f"{mean(kind, 'test_accuracy'):.4f}",
+            ]
+            for kind in rows
+        ],
+    )
+    body = (
+        f"{args.space} on {args.data}, random controller, budget {args.budget}, {args.epochs} epochs per child, "
+        f"final training {args.final_epochs} epochs, {args.seeds} seed(s); ASHA grace period 1 epoch, reduction "
+        f"factor 3.\n\n" + figures + f"\n\nSearch wall time saved by ASHA: **{saved:.0%}**."
+    )
     write_section("ASHA", command_line(), body)
     print(figures, f"\nsaved {saved:.0%}")
 

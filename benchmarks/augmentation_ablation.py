@@ -42,18 +42,28 @@ def main() -> None:
     rows: dict[str, list[float]] = {"with its augmentation": [], "without augmentation": []}
     for seed in range(args.seeds):
         for name, chosen in (("with its augmentation", spec["augment"]), ("without augmentation", {})):
-            _, metrics = train_final({**spec, "augment": chosen}, data.final_arrays(), input_shape=data.input_shape,
-                                     num_classes=data.num_classes, epochs=args.final_epochs, seed=seed)
+            _, metrics = train_final(
+                {**spec, "augment": chosen},
+                data.final_arrays(),
+                input_shape=data.input_shape,
+                num_classes=data.num_classes,
+                epochs=args.final_epochs,
+                seed=seed,
+            )
             rows[name].append(metrics["test_accuracy"])
             print(name, seed, metrics["test_accuracy"], flush=True)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "augmentation_ablation.json").write_text(json.dumps({"settings": vars(args), "augment": augment,
-                                                                    "rows": rows}, indent=1))
-    figures = table(["", "test accuracy, mean", "min - max"],
-                    [[name, f"{statistics.mean(a):.4f}", f"{min(a):.4f} - {max(a):.4f}"] for name, a in rows.items()])
-    body = (f"The cnn10_aug winner of the course ladder (augmentation {augment}), trained {args.final_epochs} epochs "
-            f"on mnist5k's train + validation and tested on its 1,000 test images, {args.seeds} seeds each.\n\n"
-            + figures)
+    (RESULTS / "augmentation_ablation.json").write_text(
+        json.dumps({"settings": vars(args), "augment": augment, "rows": rows}, indent=1)
+    )
+    figures = table(
+        ["", "test accuracy, mean", "min - max"],
+        [[name, f"{statistics.mean(a):.4f}", f"{min(a):.4f} - {max(a):.4f}"] for name, a in rows.items()],
+    )
+    body = (
+        f"The cnn10_aug winner of the course ladder (augmentation {augment}), trained {args.final_epochs} epochs "
+        f"on mnist5k's train + validation and tested on its 1,000 test images, {args.seeds} seeds each.\n\n" + figures
+    )
     write_section("Augmentation ablation", command_line(), body)
     print(figures)
 

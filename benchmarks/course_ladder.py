@@ -63,8 +63,7 @@ def course_models():
         x = layers.Dropout(0.25)(x)
         return keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
 
-    return {"course linear": linear, "course dnn": dnn, "course dnn + dropout": lambda: dnn(0.25),
-            "course cnn": cnn}
+    return {"course linear": linear, "course dnn": dnn, "course dnn + dropout": lambda: dnn(0.25), "course cnn": cnn}
 
 
 def train_course_model(build, data, epochs: int, seed: int) -> dict:
@@ -82,13 +81,32 @@ def train_course_model(build, data, epochs: int, seed: int) -> dict:
 
 
 def search(space: str, args, seed: int, runs: Path) -> dict:
-    run, seconds = nas_search(runs, f"{space}-{seed}", "--space", space, "--data", "mnist5k", "--controller", "random",
-                              "--budget", str(args.budget), "--epochs", str(args.epochs), "--final-epochs",
-                              str(args.final_epochs), "--seed", str(seed))
+    run, seconds = nas_search(
+        runs,
+        f"{space}-{seed}",
+        "--space",
+        space,
+        "--data",
+        "mnist5k",
+        "--controller",
+        "random",
+        "--budget",
+        str(args.budget),
+        "--epochs",
+        str(args.epochs),
+        "--final-epochs",
+        str(args.final_epochs),
+        "--seed",
+        str(seed),
+    )
     summary = read_summary(run)
-    return {"test_accuracy": summary["test_accuracy"], "params": summary["final"]["params"],
-            "seconds": seconds, "best_val_accuracy": summary["best"]["val_accuracy"],
-            "winner": summary["best"]["values"]}
+    return {
+        "test_accuracy": summary["test_accuracy"],
+        "params": summary["final"]["params"],
+        "seconds": seconds,
+        "best_val_accuracy": summary["best"]["val_accuracy"],
+        "winner": summary["best"]["values"],
+    }
 
 
 def main() -> None:
@@ -118,14 +136,24 @@ def main() -> None:
     result = {"settings": vars(args), "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "course_ladder.json").write_text(json.dumps(result, indent=1))
-    figures = table(["model", "test accuracy (mean of seeds)", "parameters", "seconds (search + final training)"],
-                    [[name, f"{statistics.mean(r['test_accuracy'] for r in runs):.4f}",
-                      f"{int(statistics.median(r['params'] for r in runs)):,}",
-                      f"{statistics.mean(r['seconds'] for r in runs):.0f}"] for name, runs in rows.items()])
-    body = (f"mnist5k (3,200 train, 800 validation, 1,000 test), {args.seeds} seed(s). Searches: random controller, "
-            f"budget {args.budget}, {args.epochs} epochs per child; every final model {args.final_epochs} epochs on "
-            "train + validation, tested once, but the hand-written BN CNN, trained with its own recipe "
-            "(25 epochs).\n\n" + figures)
+    figures = table(
+        ["model", "test accuracy (mean of seeds)", "parameters", "seconds (search + final training)"],
+        [
+            [
+                name,
+                f"{statistics.mean(r['test_accuracy'] for r in runs):.4f}",
+                f"{int(statistics.median(r['params'] for r in runs)):,}",
+                f"{statistics.mean(r['seconds'] for r in runs):.0f}",
+            ]
+            for name, runs in rows.items()
+        ],
+    )
+    body = (
+        f"mnist5k (3,200 train, 800 validation, 1,000 test), {args.seeds} seed(s). Searches: random controller, "
+        f"budget {args.budget}, {args.epochs} epochs per child; every final model {args.final_epochs} epochs on "
+        "train + validation, tested once, but the hand-written BN CNN, trained with its own recipe "
+        "(25 epochs).\n\n" + figures
+    )
     write_section("Course ladder", command_line(), body)
     print(figures)
 

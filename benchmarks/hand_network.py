@@ -34,8 +34,13 @@ HAND_EPOCHS = 25
 
 # Measured before this benchmark existed, on commit 79974f8 (cnn10 with 8-32 filters, no augmentation,
 # fifo, batch 32, Adam 5e-3), seed 0, the same split and machine: issue 20's table.
-BEFORE = {"test_accuracy": 0.9840, "wall_seconds": 68.8 * 60, "winner_trial": 9, "params": 91_000,
-          "best_val_accuracy": 0.9862}
+BEFORE = {
+    "test_accuracy": 0.9840,
+    "wall_seconds": 68.8 * 60,
+    "winner_trial": 9,
+    "params": 91_000,
+    "best_val_accuracy": 0.9862,
+}
 
 
 def hand_model(input_shape=(28, 28, 1), num_classes=10):
@@ -69,8 +74,11 @@ def train_hand(data, seed: int, epochs: int = HAND_EPOCHS) -> dict:
     arrays = data.final_arrays()
     model = hand_model(data.input_shape, data.num_classes)
     steps = -(-len(arrays["y_train"]) // 64) * epochs
-    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps)),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps)),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     start = time.perf_counter()
     model.fit(arrays["x_train"], arrays["y_train"], batch_size=64, epochs=epochs, verbose=0)
     seconds = time.perf_counter() - start
@@ -86,8 +94,10 @@ def finished_run(run: Path) -> dict | None:
         return None
     config = json.loads((run / "config.json").read_text())
     if config["space_fingerprint"] != load_space("cnn10").fingerprint():
-        raise SystemExit(f"{run}: a search of another cnn10 (space fingerprint {config['space_fingerprint']}); "
-                         "expected today's, or another --runs-dir")
+        raise SystemExit(
+            f"{run}: a search of another cnn10 (space fingerprint {config['space_fingerprint']}); "
+            "expected today's, or another --runs-dir"
+        )
     return read_summary(run)
 
 
@@ -95,25 +105,35 @@ def search(seed: int, args) -> dict:
     run = Path(args.runs_dir) / f"cnn10-seed{seed}"
     summary, process_seconds = finished_run(run), None
     if summary is None:
-        run, process_seconds = nas_search(Path(args.runs_dir), run.name, "--space", "cnn10", "--budget",
-                                          str(args.budget), "--seed", str(seed))
+        run, process_seconds = nas_search(
+            Path(args.runs_dir), run.name, "--space", "cnn10", "--budget", str(args.budget), "--seed", str(seed)
+        )
         summary = read_summary(run)
     trained = [t for t in read_trials(run) if t["status"] != "failed"]
     # From the search's start (config.json, once Ray is up) to its summary: a resumed run's sessions and
     # the pause between them included, where summary.json's wall_seconds counts only its last session.
     started = datetime.fromisoformat(json.loads((run / "config.json").read_text())["started"])
     elapsed = datetime.fromtimestamp((run / "summary.json").stat().st_mtime) - started
-    return {"run": str(run), "test_accuracy": summary["test_accuracy"], "wall_seconds": elapsed.total_seconds(),
-            "last_session_wall_seconds": summary["wall_seconds"], "budget": summary["budget"],
-            "process_seconds": process_seconds, "search_wall_seconds": summary["search_wall_seconds"],
-            "final_fit_seconds": summary["final"]["fit_seconds"], "winner_trial": summary["best"]["trial"],
-            "best_val_accuracy": summary["best"]["val_accuracy"], "params": summary["final"]["params"],
-            "trials_stopped_early": summary["trials_stopped_early"], "engine_overhead": summary["engine_overhead"],
-            "mean_child_params": statistics.mean(t["metrics"]["params"] for t in trained),
-            "mean_epochs_per_child": statistics.mean(t["metrics"]["epochs"] for t in trained),
-            "fit_seconds_per_epoch": sum(t["metrics"]["fit_seconds"] for t in trained)
-            / sum(t["metrics"]["epochs"] for t in trained),
-            "winner": summary["best"]["values"]}
+    return {
+        "run": str(run),
+        "test_accuracy": summary["test_accuracy"],
+        "wall_seconds": elapsed.total_seconds(),
+        "last_session_wall_seconds": summary["wall_seconds"],
+        "budget": summary["budget"],
+        "process_seconds": process_seconds,
+        "search_wall_seconds": summary["search_wall_seconds"],
+        "final_fit_seconds": summary["final"]["fit_seconds"],
+        "winner_trial": summary["best"]["trial"],
+        "best_val_accuracy": summary["best"]["val_accuracy"],
+        "params": summary["final"]["params"],
+        "trials_stopped_early": summary["trials_stopped_early"],
+        "engine_overhead": summary["engine_overhead"],
+        "mean_child_params": statistics.mean(t["metrics"]["params"] for t in trained),
+        "mean_epochs_per_child": statistics.mean(t["metrics"]["epochs"] for t in trained),
+        "fit_seconds_per_epoch": sum(t["metrics"]["fit_seconds"] for t in trained)
+        / sum(t["metrics"]["epochs"] for t in trained),
+        "winner": summary["best"]["values"],
+    }
 
 
 def fidelity(run: Path, top: int) -> dict:
@@ -128,13 +148,19 @@ def fidelity(run: Path, top: int) -> dict:
     config = json.loads((run / "config.json").read_text())
     space = parse_space((run / "space.yaml").read_text(), source=str(run / "space.yaml"))
     data = load_data("mnist5k", seed=config["seed"])
-    best = sorted((t for t in read_trials(run) if t["status"] == "completed"),
-                  key=lambda t: (-t["reward"], t["trial"]))[:top]
+    best = sorted(
+        (t for t in read_trials(run) if t["status"] == "completed"), key=lambda t: (-t["reward"], t["trial"])
+    )[:top]
     rows = []
     for t in best:
-        _, metrics = train_final(space.resolve(space.from_json(t["arch"])), data.final_arrays(),
-                                 input_shape=data.input_shape, num_classes=data.num_classes,
-                                 epochs=config["final_epochs"], seed=config["seed"])
+        _, metrics = train_final(
+            space.resolve(space.from_json(t["arch"])),
+            data.final_arrays(),
+            input_shape=data.input_shape,
+            num_classes=data.num_classes,
+            epochs=config["final_epochs"],
+            seed=config["seed"],
+        )
         rows.append({"trial": t["trial"], "reward": t["reward"], "test_accuracy": metrics["test_accuracy"]})
         print("fidelity", rows[-1], flush=True)
     rho = spearmanr([r["reward"] for r in rows], [r["test_accuracy"] for r in rows]).statistic
@@ -144,53 +170,99 @@ def fidelity(run: Path, top: int) -> dict:
 def report(result: dict) -> str:
     seeds = sorted(result["seeds"], key=int)
     done = [s for s in seeds if "hand" in result["seeds"][s] and "nas" in result["seeds"][s]]
-    rows = [["before (issue 20, commit 79974f8)", "0", "200", f"{BEFORE['test_accuracy']:.4f}", "",
-             f"{BEFORE['wall_seconds'] / 60:.1f}", str(BEFORE["winner_trial"]), f"{BEFORE['best_val_accuracy']:.4f}",
-             f"{BEFORE['params']:,}"]]
+    rows = [
+        [
+            "before (issue 20, commit 79974f8)",
+            "0",
+            "200",
+            f"{BEFORE['test_accuracy']:.4f}",
+            "",
+            f"{BEFORE['wall_seconds'] / 60:.1f}",
+            str(BEFORE["winner_trial"]),
+            f"{BEFORE['best_val_accuracy']:.4f}",
+            f"{BEFORE['params']:,}",
+        ]
+    ]
     for s in done:
         hand, nas = result["seeds"][s]["hand"], result["seeds"][s]["nas"]
-        verdict = "**beats**" if nas["test_accuracy"] > hand["test_accuracy"] else (
-            "ties" if nas["test_accuracy"] == hand["test_accuracy"] else "**loses**")
-        rows.append([f"nas search, every default ({verdict} the hand network)", s, str(nas.get("budget", "")),
-                     f"{nas['test_accuracy']:.4f}",
-                     f"{hand['test_accuracy']:.4f}", f"{nas['wall_seconds'] / 60:.1f}", str(nas["winner_trial"]),
-                     f"{nas['best_val_accuracy']:.4f}", f"{nas['params']:,}"])
-    text = (f"mnist5k, nas's split per seed (3,200 train, 800 validation, 1,000 test). nas: `nas search --space "
-            f"cnn10 --budget {result['settings']['budget']} --seed S`, every other setting its default (REINFORCE, "
-            "2 workers, the space's recipe). The hand network: 3 blocks of two 3x3 conv + BN (32/64/96), max "
-            "pooling, global average pooling, dropout 0.3, random translation 0.1 and rotation 0.05, Adam 2e-3 "
-            f"cosine, batch 64, {HAND_EPOCHS} epochs on train + validation. Wall: the run's own search and final "
-            "training, from config.json's start to summary.json (Ray's start and the data's loading, about 15 s, not "
-            "counted).\n\n")
-    text += table(["search", "seed", "children", "nas test accuracy", "hand network test accuracy", "wall (min)",
-                   "trial that found the winner", "winner's search reward", "winner's parameters"], rows)
+        verdict = (
+            "**beats**"
+            if nas["test_accuracy"] > hand["test_accuracy"]
+            else ("ties" if nas["test_accuracy"] == hand["test_accuracy"] else "**loses**")
+        )
+        rows.append(
+            [
+                f"nas search, every default ({verdict} the hand network)",
+                s,
+                str(nas.get("budget", "")),
+                f"{nas['test_accuracy']:.4f}",
+                f"{hand['test_accuracy']:.4f}",
+                f"{nas['wall_seconds'] / 60:.1f}",
+                str(nas["winner_trial"]),
+                f"{nas['best_val_accuracy']:.4f}",
+                f"{nas['params']:,}",
+            ]
+        )
+    text = (
+        f"mnist5k, nas's split per seed (3,200 train, 800 validation, 1,000 test). nas: `nas search --space "
+        f"cnn10 --budget {result['settings']['budget']} --seed S`, every other setting its default (REINFORCE, "
+        "2 workers, the space's recipe). The hand network: 3 blocks of two 3x3 conv + BN (32/64/96), max "
+        "pooling, global average pooling, dropout 0.3, random translation 0.1 and rotation 0.05, Adam 2e-3 "
+        f"cosine, batch 64, {HAND_EPOCHS} epochs on train + validation. Wall: the run's own search and final "
+        "training, from config.json's start to summary.json (Ray's start and the data's loading, about 15 s, not "
+        "counted).\n\n"
+    )
+    text += table(
+        [
+            "search",
+            "seed",
+            "children",
+            "nas test accuracy",
+            "hand network test accuracy",
+            "wall (min)",
+            "trial that found the winner",
+            "winner's search reward",
+            "winner's parameters",
+        ],
+        rows,
+    )
     if done:
         hand_times = [result["seeds"][s]["hand"]["seconds"] for s in done]
-        text += (f"\n\nThe hand network trained in {statistics.mean(hand_times):.0f} s on average "
-                 f"({result['seeds'][done[0]]['hand']['params']:,} parameters). ")
-        wins = sum(result["seeds"][s]["nas"]["test_accuracy"] >= result["seeds"][s]["hand"]["test_accuracy"]
-                   for s in done)
+        text += (
+            f"\n\nThe hand network trained in {statistics.mean(hand_times):.0f} s on average "
+            f"({result['seeds'][done[0]]['hand']['params']:,} parameters). "
+        )
+        wins = sum(
+            result["seeds"][s]["nas"]["test_accuracy"] >= result["seeds"][s]["hand"]["test_accuracy"] for s in done
+        )
         under = sum(result["seeds"][s]["nas"]["wall_seconds"] <= 3600 for s in done)
-        text += (f"nas at or above the hand network on {wins} of {len(done)} seed(s); within 60 minutes on "
-                 f"{under} of {len(done)}. Per seed: children stopped early by ASHA "
-                 + ", ".join(str(result["seeds"][s]["nas"]["trials_stopped_early"]) for s in done)
-                 + "; epochs per child " + ", ".join(f"{result['seeds'][s]['nas']['mean_epochs_per_child']:.2f}"
-                                                      for s in done)
-                 + " (of 4); a child's fit seconds per epoch " + ", ".join(
-                     f"{result['seeds'][s]['nas']['fit_seconds_per_epoch']:.1f}" for s in done)
-                 + "; mean child parameters " + ", ".join(
-                     f"{result['seeds'][s]['nas']['mean_child_params']:,.0f}" for s in done) + ".")
+        text += (
+            f"nas at or above the hand network on {wins} of {len(done)} seed(s); within 60 minutes on "
+            f"{under} of {len(done)}. Per seed: children stopped early by ASHA "
+            + ", ".join(str(result["seeds"][s]["nas"]["trials_stopped_early"]) for s in done)
+            + "; epochs per child "
+            + ", ".join(f"{result['seeds'][s]['nas']['mean_epochs_per_child']:.2f}" for s in done)
+            + " (of 4); a child's fit seconds per epoch "
+            + ", ".join(f"{result['seeds'][s]['nas']['fit_seconds_per_epoch']:.1f}" for s in done)
+            + "; mean child parameters "
+            + ", ".join(f"{result['seeds'][s]['nas']['mean_child_params']:,.0f}" for s in done)
+            + "."
+        )
         if result.get("notes"):
             text += "\n\n" + result["notes"]
     if len(done) < 3:
         text += f"\n\nOnly {len(done)} of the 3 seeds the target asks for are measured so far."
     if "fidelity" in result:
         f = result["fidelity"]
-        text += (f"\n\nReward fidelity: the top {len(f['children'])} children of {Path(f['run']).name}, retrained as "
-                 "the winner is: Spearman rho between search reward and test accuracy "
-                 f"**{f['spearman_rho']:.2f}**.\n\n")
-        text += table(["trial", "search reward", "test accuracy after the final training"],
-                      [[str(c["trial"]), f"{c['reward']:.4f}", f"{c['test_accuracy']:.4f}"] for c in f["children"]])
+        text += (
+            f"\n\nReward fidelity: the top {len(f['children'])} children of {Path(f['run']).name}, retrained as "
+            "the winner is: Spearman rho between search reward and test accuracy "
+            f"**{f['spearman_rho']:.2f}**.\n\n"
+        )
+        text += table(
+            ["trial", "search reward", "test accuracy after the final training"],
+            [[str(c["trial"]), f"{c['reward']:.4f}", f"{c['test_accuracy']:.4f}"] for c in f["children"]],
+        )
     return text
 
 
@@ -198,13 +270,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=200)
-    parser.add_argument("--runs-dir", default=str(RESULTS / "hand_network_runs"),
-                        help="where the searches' run directories go (and are reused from)")
-    parser.add_argument("--fidelity", type=int, default=0, metavar="N",
-                        help="retrain the first seed's top N children and report the rank correlation")
+    parser.add_argument(
+        "--runs-dir",
+        default=str(RESULTS / "hand_network_runs"),
+        help="where the searches' run directories go (and are reused from)",
+    )
+    parser.add_argument(
+        "--fidelity",
+        type=int,
+        default=0,
+        metavar="N",
+        help="retrain the first seed's top N children and report the rank correlation",
+    )
     parser.add_argument("--report-only", action="store_true", help="render RESULTS.md from the saved JSON")
-    parser.add_argument("--note", help="what the measurements' conditions were, if not an idle machine; kept in "
-                                       "the JSON and printed under the table")
+    parser.add_argument(
+        "--note",
+        help="what the measurements' conditions were, if not an idle machine; kept in "
+        "the JSON and printed under the table",
+    )
     args = parser.parse_args()
 
     result = json.loads(OUT.read_text()) if OUT.exists() else {"seeds": {}}

@@ -75,14 +75,24 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", default=",".join(KT_METHODS + NAS_METHODS))
     parser.add_argument("--workers", type=int, default=2, help="nas's concurrent children; KT's TensorFlow threads")
-    parser.add_argument("--bayesian-initial-points", type=int, default=None,
-                        help="random trials before KT's Gaussian process [default: KT's, 3 per decision]")
+    parser.add_argument(
+        "--bayesian-initial-points",
+        type=int,
+        default=None,
+        help="random trials before KT's Gaussian process [default: KT's, 3 per decision]",
+    )
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--no-results-md", action="store_true", help="do not write benchmarks/RESULTS.md")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep the seeds a killed run of the same settings finished (OUT_DIR's JSON)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="only rewrite the RESULTS.md section from OUT_DIR's finished JSON, measuring nothing")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the seeds a killed run of the same settings finished (OUT_DIR's JSON)",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rewrite the RESULTS.md section from OUT_DIR's finished JSON, measuring nothing",
+    )
     args = parser.parse_args()
     args.methods = args.methods.split(",")
     unknown = [m for m in args.methods if m not in KT_METHODS + NAS_METHODS]
@@ -92,6 +102,7 @@ def parse_args() -> argparse.Namespace:
 
 
 # -- Keras Tuner, run by Keras Tuner ---------------------------------------------------------------
+
 
 def keras_tuner_classes():
     """KT's tuners with a clock: the seconds since `search()` began at which each trial ended, and a
@@ -141,8 +152,11 @@ def space_hypermodel(space, data, epochs: int, seed: int):
             keras.utils.set_random_seed(seed + self.trial_number)
             model = build_model(spec, data.input_shape, data.num_classes)
             steps = math.ceil(len(data.y_train) / spec["training"]["batch_size"]) * epochs
-            model.compile(optimizer=make_optimizer(spec["training"], steps), loss="sparse_categorical_crossentropy",
-                          metrics=["accuracy"])
+            model.compile(
+                optimizer=make_optimizer(spec["training"], steps),
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+            )
             return model
 
         def fit(self, hp, model, *args, **kwargs):
@@ -161,15 +175,37 @@ def run_keras_tuner(method: str, space, data, args, seed: int, tmp: Path) -> dic
     extra = {"num_initial_points": args.bayesian_initial_points} if method == "kt-bayesian" else {}
     # KT's oracle takes a seed of 0 as "pick one at random".
     tuner = keras_tuner_classes()[method](
-        hypermodel=space_hypermodel(space, data, args.epochs, seed), objective="val_accuracy",
-        max_trials=args.budget, seed=seed + 1, hyperparameters=to_hyperparameters(space), tune_new_entries=False,
-        directory=str(tmp), project_name=f"{method}-{seed}", overwrite=True, **extra)
-    tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=args.epochs,
-                 verbose=0, callbacks=[keras.callbacks.TerminateOnNaN()])
+        hypermodel=space_hypermodel(space, data, args.epochs, seed),
+        objective="val_accuracy",
+        max_trials=args.budget,
+        seed=seed + 1,
+        hyperparameters=to_hyperparameters(space),
+        tune_new_entries=False,
+        directory=str(tmp),
+        project_name=f"{method}-{seed}",
+        overwrite=True,
+        **extra,
+    )
+    tuner.search(
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        epochs=args.epochs,
+        verbose=0,
+        callbacks=[keras.callbacks.TerminateOnNaN()],
+    )
     wall = time.perf_counter() - tuner.started
-    trials = sorted(({"seconds": tuner.ended[t.trial_id], "val_accuracy": _finite(t.score)
-                      if t.status == kt.engine.trial.TrialStatus.COMPLETED else None}
-                     for t in tuner.oracle.trials.values() if t.trial_id in tuner.ended), key=lambda t: t["seconds"])
+    trials = sorted(
+        (
+            {
+                "seconds": tuner.ended[t.trial_id],
+                "val_accuracy": _finite(t.score) if t.status == kt.engine.trial.TrialStatus.COMPLETED else None,
+            }
+            for t in tuner.oracle.trials.values()
+            if t.trial_id in tuner.ended
+        ),
+        key=lambda t: t["seconds"],
+    )
     best = tuner.oracle.get_best_trials(1)
     winner = from_hyperparameters(space, best[0].hyperparameters.values).to_json() if best else None
     return {"wall_seconds": wall, "trials": trials, "winner": winner}
@@ -202,24 +238,53 @@ def _finite(value) -> float | None:
 
 # -- nas, run by `nas search` ----------------------------------------------------------------------
 
+
 def run_nas(controller: str, args, seed: int, runs: Path) -> dict[str, Any]:
     """One `nas search`; its trials as (seconds since the search started, validation accuracy) and its winner."""
-    run, seconds = nas_search(runs, f"{controller}-{seed}", "--space", args.space, "--data", args.data,
-                              "--controller", controller, "--budget", str(args.budget), "--epochs", str(args.epochs),
-                              "--final-epochs", "1", "--seed", str(seed), "--workers", str(args.workers))
+    run, seconds = nas_search(
+        runs,
+        f"{controller}-{seed}",
+        "--space",
+        args.space,
+        "--data",
+        args.data,
+        "--controller",
+        controller,
+        "--budget",
+        str(args.budget),
+        "--epochs",
+        str(args.epochs),
+        "--final-epochs",
+        "1",
+        "--seed",
+        str(seed),
+        "--workers",
+        str(args.workers),
+    )
     summary = read_summary(run)
     # config.json's `started` is local time, each trial's `finished` UTC; both to the second.
     started = datetime.fromisoformat(json.loads((run / "config.json").read_text())["started"]).astimezone()
     records = read_trials(run)
-    trials = sorted(({"seconds": (datetime.fromisoformat(r["finished"]) - started).total_seconds(),
-                      "val_accuracy": r["metrics"]["val_accuracy"] if r["status"] == "completed" else None}
-                     for r in records), key=lambda t: t["seconds"])
-    return {"wall_seconds": summary["search_wall_seconds"], "trials": trials,
-            "winner": summary["best"] and summary["best"]["arch"],
-            "process_seconds": seconds}  # with Ray's start-up and nas's own 1-epoch retraining
+    trials = sorted(
+        (
+            {
+                "seconds": (datetime.fromisoformat(r["finished"]) - started).total_seconds(),
+                "val_accuracy": r["metrics"]["val_accuracy"] if r["status"] == "completed" else None,
+            }
+            for r in records
+        ),
+        key=lambda t: t["seconds"],
+    )
+    return {
+        "wall_seconds": summary["search_wall_seconds"],
+        "trials": trials,
+        "winner": summary["best"] and summary["best"]["arch"],
+        "process_seconds": seconds,
+    }  # with Ray's start-up and nas's own 1-epoch retraining
 
 
 # -- curves, final training, comparison ------------------------------------------------------------
+
 
 def best_at(trials: list[dict], seconds: float, wall: float) -> float | None:
     """The best validation accuracy among the trials finished by `seconds` (a trial's time is capped at
@@ -244,9 +309,14 @@ def final_test(space, data, winner: dict | None, final_epochs: int, seed: int) -
 
     if winner is None:
         return None
-    _, metrics = train_final(space.resolve(space.from_json(winner)), data.final_arrays(),
-                             input_shape=data.input_shape, num_classes=data.num_classes, epochs=final_epochs,
-                             seed=seed)
+    _, metrics = train_final(
+        space.resolve(space.from_json(winner)),
+        data.final_arrays(),
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        epochs=final_epochs,
+        seed=seed,
+    )
     return metrics
 
 
@@ -281,13 +351,17 @@ def run_seed(args, space, seed: int, tmp: Path, runs: dict[str, dict], keep) -> 
         run["final_fit_seconds"] = final and final["fit_seconds"]
         runs[method] = run
         keep(runs)
-        print(f"seed {seed} {method}: {run['wall_seconds']:.0f} s, {len(run['trials'])} trials, "
-              f"best val {_fmt(best_at(run['trials'], math.inf, math.inf))}, "
-              f"winner's test {_fmt(run['test_accuracy'])}", flush=True)
+        print(
+            f"seed {seed} {method}: {run['wall_seconds']:.0f} s, {len(run['trials'])} trials, "
+            f"best val {_fmt(best_at(run['trials'], math.inf, math.inf))}, "
+            f"winner's test {_fmt(run['test_accuracy'])}",
+            flush=True,
+        )
     return {"seed": seed, **compare({m: runs[m] for m in args.methods})}
 
 
 # -- report ----------------------------------------------------------------------------------------
+
 
 def _mean(values) -> float | None:
     """The mean over seeds, or None where a seed has none (no child finished by then, or none trained)."""
@@ -300,9 +374,13 @@ def _fmt(value, digits: int = 4) -> str:
 
 
 def summarise(args, seeds: list[dict]) -> dict[str, dict]:
-    return {m: {key: _mean(s["methods"][m][key] for s in seeds)
-                for key in ("best_val_accuracy", "at_equal_time", "test_accuracy", "wall_seconds")}
-            for m in args.methods}
+    return {
+        m: {
+            key: _mean(s["methods"][m][key] for s in seeds)
+            for key in ("best_val_accuracy", "at_equal_time", "test_accuracy", "wall_seconds")
+        }
+        for m in args.methods
+    }
 
 
 def target_line(means: dict[str, dict]) -> str:
@@ -314,27 +392,52 @@ def target_line(means: dict[str, dict]) -> str:
     bar = max(means[m]["at_equal_time"] or 0.0 for m in theirs)
     winners = [m for m in ours if (means[m]["at_equal_time"] or 0.0) > bar]
     verdict = f"**met** by {' and '.join(winners)}" if winners else "**not met**"
-    return (f"Target (nas reinforce or evolution beats both Keras Tuner tuners on mean best validation accuracy at "
-            f"equal wall time): {verdict} (best Keras Tuner: {bar:.4f}).")
+    return (
+        f"Target (nas reinforce or evolution beats both Keras Tuner tuners on mean best validation accuracy at "
+        f"equal wall time): {verdict} (best Keras Tuner: {bar:.4f})."
+    )
 
 
 def report(args, space, seeds: list[dict], means: dict[str, dict], threads: str, val_images: int) -> str:
-    figures = table(["method", "mean best val accuracy at the end", "at equal wall time", "winner's test accuracy",
-                     "mean wall time (s)"],
-                    [[m, _fmt(v["best_val_accuracy"]), _fmt(v["at_equal_time"]), _fmt(v["test_accuracy"]),
-                      _fmt(v["wall_seconds"], 0)] for m, v in means.items()])
-    per_seed = table(["method", *(f"seed {s['seed']} (at {s['equal_seconds']:.0f} s)" for s in seeds)],
-                     [[m, *(_fmt(s["methods"][m]["at_equal_time"]) for s in seeds)] for m in means])
+    figures = table(
+        [
+            "method",
+            "mean best val accuracy at the end",
+            "at equal wall time",
+            "winner's test accuracy",
+            "mean wall time (s)",
+        ],
+        [
+            [
+                m,
+                _fmt(v["best_val_accuracy"]),
+                _fmt(v["at_equal_time"]),
+                _fmt(v["test_accuracy"]),
+                _fmt(v["wall_seconds"], 0),
+            ]
+            for m, v in means.items()
+        ],
+    )
+    per_seed = table(
+        ["method", *(f"seed {s['seed']} (at {s['equal_seconds']:.0f} s)" for s in seeds)],
+        [[m, *(_fmt(s["methods"][m]["at_equal_time"]) for s in seeds)] for m in means],
+    )
     # KT's default: 3 random trials per decision, drawn as RandomSearch draws them from the same seed.
     initial = args.bayesian_initial_points or max(3 * len(space.decisions), 3)
     bayesian = f"BayesianOptimization's random initial trials: {initial}" + (
-        " (at least the budget: it trains the same children as kt-random)" if initial >= args.budget else "")
-    return (f"{args.space} on {args.data}, budget {args.budget}, {args.epochs} epochs per child, winners retrained "
-            f"for {args.final_epochs} epochs, {args.seeds} seed(s); nas with {args.workers} workers of 1 CPU, Keras "
-            f"Tuner one child at a time with {threads}; {bayesian}. Equal wall time: each seed's shortest search; "
-            "- where a seed had no child finished by then.\n\n" + figures + "\n\n" + target_line(means)
-            + f"\n\nBest validation accuracy at each seed's equal wall time. The validation split has {val_images} "
-            f"images, so one image is {1 / val_images:.4f} of accuracy:\n\n" + per_seed)
+        " (at least the budget: it trains the same children as kt-random)" if initial >= args.budget else ""
+    )
+    return (
+        f"{args.space} on {args.data}, budget {args.budget}, {args.epochs} epochs per child, winners retrained "
+        f"for {args.final_epochs} epochs, {args.seeds} seed(s); nas with {args.workers} workers of 1 CPU, Keras "
+        f"Tuner one child at a time with {threads}; {bayesian}. Equal wall time: each seed's shortest search; "
+        "- where a seed had no child finished by then.\n\n"
+        + figures
+        + "\n\n"
+        + target_line(means)
+        + f"\n\nBest validation accuracy at each seed's equal wall time. The validation split has {val_images} "
+        f"images, so one image is {1 / val_images:.4f} of accuracy:\n\n" + per_seed
+    )
 
 
 def saved_progress(out: Path, settings: dict) -> tuple[list[dict], dict[str, dict]]:
@@ -346,19 +449,28 @@ def saved_progress(out: Path, settings: dict) -> tuple[list[dict], dict[str, dic
     different = [k for k in settings if k not in ("seeds", "threads") and saved["settings"].get(k) != settings[k]]
     if different:
         raise SystemExit(f"--resume: {out} was run with other settings ({', '.join(different)}); expected the same")
-    seeds, current = saved["seeds"][:settings["seeds"]], saved.get("current") or {}
+    seeds, current = saved["seeds"][: settings["seeds"]], saved.get("current") or {}
     runs = current.get("methods", {}) if current.get("seed") == len(seeds) else {}
     print(f"Resuming after {len(seeds)} finished seed(s) and {len(runs)} search(es) of the next in {out}", flush=True)
     return seeds, runs
 
 
-def save(out: Path, settings: dict, seeds: list[dict], current: dict | None = None, means: dict | None = None,
-         measured: dict | None = None) -> None:
+def save(
+    out: Path,
+    settings: dict,
+    seeds: list[dict],
+    current: dict | None = None,
+    means: dict | None = None,
+    measured: dict | None = None,
+) -> None:
     """The results so far (the finished seeds, and the searches of the `current` one), written whole
     and then renamed over the last ones; a finished run adds its `means` and what `measured` it."""
     partial = out.with_suffix(".json.partial")
-    partial.write_text(json.dumps({"settings": settings, "means": means, "seeds": seeds, "current": current,
-                                   "measured": measured}, indent=1))
+    partial.write_text(
+        json.dumps(
+            {"settings": settings, "means": means, "seeds": seeds, "current": current, "measured": measured}, indent=1
+        )
+    )
     partial.replace(out)
 
 
@@ -377,9 +489,9 @@ def report_only(args) -> None:
     if not saved.get("means") or not saved.get("measured"):
         raise SystemExit(f"--report-only: {out} holds no finished run: run the benchmark first")
     args = argparse.Namespace(**{**vars(args), **saved["settings"]})
-    body = (f"Measured by `{saved['measured']['command']}`, finished {saved['measured']['finished']}.\n\n"
-            + report(args, load_space(args.space), saved["seeds"], saved["means"], args.threads,
-                     validation_images(args.data)))
+    body = f"Measured by `{saved['measured']['command']}`, finished {saved['measured']['finished']}.\n\n" + report(
+        args, load_space(args.space), saved["seeds"], saved["means"], args.threads, validation_images(args.data)
+    )
     write_section("Against Keras Tuner", command_line(), body)
     print(body)
 
@@ -389,24 +501,34 @@ def main() -> None:
     import_tensorflow()
     if args.report_only:
         return report_only(args)
+    import tensorflow as tf
+
     from nas.trainer import configure_threads
     from search_spaces import load_space
 
-    import tensorflow as tf
-
     configure_threads(args.workers)  # before TensorFlow's first op: as nas sets a trial of --workers CPUs
-    threads = (f"{tf.config.threading.get_intra_op_parallelism_threads()} intra-op and "
-               f"{tf.config.threading.get_inter_op_parallelism_threads()} inter-op TensorFlow threads")
-    print(f"Keras Tuner (a process for each search) and the final trainings run with {threads} "
-          f"(nas: {args.workers} workers of 1 thread each)", flush=True)
+    threads = (
+        f"{tf.config.threading.get_intra_op_parallelism_threads()} intra-op and "
+        f"{tf.config.threading.get_inter_op_parallelism_threads()} inter-op TensorFlow threads"
+    )
+    print(
+        f"Keras Tuner (a process for each search) and the final trainings run with {threads} "
+        f"(nas: {args.workers} workers of 1 thread each)",
+        flush=True,
+    )
     space = load_space(args.space)
     out = args.out_dir / "keras_tuner_vs_nas.json"
-    settings = {**{k: v for k, v in vars(args).items() if k not in ("resume", "no_results_md", "report_only")},
-                "out_dir": str(args.out_dir), "threads": threads, "keras_tuner_process": "fresh for each search"}
+    settings = {
+        **{k: v for k, v in vars(args).items() if k not in ("resume", "no_results_md", "report_only")},
+        "out_dir": str(args.out_dir),
+        "threads": threads,
+        "keras_tuner_process": "fresh for each search",
+    }
     seeds, runs = saved_progress(out, settings) if args.resume else ([], {})
     args.out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(len(seeds), args.seeds):
+
             def keep(runs, seed=seed):  # a seed's searches take over an hour: each is kept as soon as done
                 save(out, settings, seeds, {"seed": seed, "methods": runs})
 
@@ -414,8 +536,13 @@ def main() -> None:
             runs = {}
             save(out, settings, seeds)
     means = summarise(args, seeds)
-    save(out, settings, seeds, means=means,
-         measured={"command": command_line(), "finished": f"{datetime.now():%Y-%m-%d %H:%M}"})
+    save(
+        out,
+        settings,
+        seeds,
+        means=means,
+        measured={"command": command_line(), "finished": f"{datetime.now():%Y-%m-%d %H:%M}"},
+    )
     body = report(args, space, seeds, means, threads, validation_images(args.data))
     if not args.no_results_md:
         write_section("Against Keras Tuner", command_line(), body)

@@ -47,13 +47,15 @@ def report() -> str:
     saved = json.loads(OUT.read_text())
     runs = saved["repetitions"]
     failed = [f"seed {r['seed']}: {'; '.join(r['problems'])}" for r in runs if not r["ok"]]
-    body = (f"Measured {saved['date'].replace('T', ' ')[:16]}. A search (linear on digits, 1-epoch children, budget "
-            f"{saved['budget']}) had its driver SIGKILLed {saved['kills_per_repetition']} times at random moments and "
-            f"was resumed each time: **{saved['passed']} of {len(runs)}** repetitions ended with exactly "
-            f"{saved['budget']} trials, numbered 1..{saved['budget']}, no architecture trained twice, and a summary "
-            f"that agrees with trials.jsonl ({saved['total_kills']} kills in all; "
-            f"{min(r['seconds'] for r in runs):.0f}-{max(r['seconds'] for r in runs):.0f} s a repetition)."
-            + "".join(f"\n- {line}" for line in failed))
+    body = (
+        f"Measured {saved['date'].replace('T', ' ')[:16]}. A search (linear on digits, 1-epoch children, budget "
+        f"{saved['budget']}) had its driver SIGKILLed {saved['kills_per_repetition']} times at random moments and "
+        f"was resumed each time: **{saved['passed']} of {len(runs)}** repetitions ended with exactly "
+        f"{saved['budget']} trials, numbered 1..{saved['budget']}, no architecture trained twice, and a summary "
+        f"that agrees with trials.jsonl ({saved['total_kills']} kills in all; "
+        f"{min(r['seconds'] for r in runs):.0f}-{max(r['seconds'] for r in runs):.0f} s a repetition)."
+        + "".join(f"\n- {line}" for line in failed)
+    )
     write_section("Kill and resume", command_line(), body)
     return body
 
@@ -77,13 +79,26 @@ def main() -> None:
                 problems = check(run, args.budget)
             except AssertionError as e:  # the last session did not finish: say why, go on with the next
                 kills, problems = None, [f"the last session failed: {str(e).strip().splitlines()[-1][:300]}"]
-            outcomes.append({"seed": seed, "kills": kills, "ok": not problems, "problems": problems,
-                             "seconds": round(time.perf_counter() - start, 1)})
+            outcomes.append(
+                {
+                    "seed": seed,
+                    "kills": kills,
+                    "ok": not problems,
+                    "problems": problems,
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+            )
             print(json.dumps(outcomes[-1]), flush=True)
-    result = {"benchmark": "kill_resume", "date": datetime.now().isoformat(timespec="seconds"),
-              "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
-              "budget": args.budget, "kills_per_repetition": args.kills, "repetitions": outcomes,
-              "passed": sum(o["ok"] for o in outcomes), "total_kills": sum(o["kills"] or 0 for o in outcomes)}
+    result = {
+        "benchmark": "kill_resume",
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
+        "budget": args.budget,
+        "kills_per_repetition": args.kills,
+        "repetitions": outcomes,
+        "passed": sum(o["ok"] for o in outcomes),
+        "total_kills": sum(o["kills"] or 0 for o in outcomes),
+    }
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{result['passed']}/{len(outcomes)} repetitions correct after {result['total_kills']} kills; {OUT}")
     report()

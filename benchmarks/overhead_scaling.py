@@ -60,9 +60,13 @@ print(json.dumps(metrics["fit_seconds"]))
 
 def hardware_ceiling(args, seed: int = 3) -> dict:
     """The fit seconds of one child alone and of the same child in two processes at once."""
+
     def start():
-        return subprocess.Popen([sys.executable, "-c", ONE_CHILD, args.space, args.data, str(args.epochs), str(seed)],
-                                stdout=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-c", ONE_CHILD, args.space, args.data, str(args.epochs), str(seed)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def seconds(process) -> float:
         out, _ = process.communicate()
@@ -73,14 +77,30 @@ def hardware_ceiling(args, seed: int = 3) -> dict:
     alone = seconds(start())
     together = [start(), start()]
     at_once = [seconds(p) for p in together]
-    return {"alone_fit_seconds": alone, "at_once_fit_seconds": at_once,
-            "ceiling": 2 * alone / (sum(at_once) / 2)}
+    return {"alone_fit_seconds": alone, "at_once_fit_seconds": at_once, "ceiling": 2 * alone / (sum(at_once) / 2)}
 
 
 def search(args, workers: int, runs: Path) -> dict:
-    run, _ = nas_search(runs, f"workers-{workers}", "--space", args.space, "--data", args.data, "--controller",
-                        args.controller, "--budget", str(args.budget), "--epochs", str(args.epochs),
-                        "--final-epochs", "1", "--workers", str(workers), "--cpus-per-trial", "1")
+    run, _ = nas_search(
+        runs,
+        f"workers-{workers}",
+        "--space",
+        args.space,
+        "--data",
+        args.data,
+        "--controller",
+        args.controller,
+        "--budget",
+        str(args.budget),
+        "--epochs",
+        str(args.epochs),
+        "--final-epochs",
+        "1",
+        "--workers",
+        str(workers),
+        "--cpus-per-trial",
+        "1",
+    )
     summary = read_summary(run)
     records = read_trials(run)
     trials = summary["trials_completed"] + summary["trials_failed"] + summary.get("trials_stopped_early", 0)
@@ -88,11 +108,19 @@ def search(args, workers: int, runs: Path) -> dict:
     in_trials = sum(r.get("seconds") or 0.0 for r in records)
     finished = sorted(datetime.fromisoformat(r["finished"]).timestamp() for r in records)
     tail = sum(finished[-1] - f for f in finished[-workers:-1])  # to the second
-    return {"workers": workers, "search_wall_seconds": summary["search_wall_seconds"],
-            "child_fit_seconds": summary["child_fit_seconds"], "engine_overhead": summary["engine_overhead"],
-            "trials": trials, "trials_per_hour": trials / summary["search_wall_seconds"] * 3600,
-            "overhead_seconds": {"in_trials_outside_fit": in_trials - summary["child_fit_seconds"], "tail": tail,
-                                 "outside_trials_before_the_tail": slots - in_trials - tail}}
+    return {
+        "workers": workers,
+        "search_wall_seconds": summary["search_wall_seconds"],
+        "child_fit_seconds": summary["child_fit_seconds"],
+        "engine_overhead": summary["engine_overhead"],
+        "trials": trials,
+        "trials_per_hour": trials / summary["search_wall_seconds"] * 3600,
+        "overhead_seconds": {
+            "in_trials_outside_fit": in_trials - summary["child_fit_seconds"],
+            "tail": tail,
+            "outside_trials_before_the_tail": slots - in_trials - tail,
+        },
+    }
 
 
 def saved_searches(settings: dict) -> dict:
@@ -107,31 +135,64 @@ def saved_searches(settings: dict) -> dict:
 def report(args, settings: dict, rows: list[dict], ceiling: dict, searches_date: str | None) -> None:
     speedup = rows[1]["trials_per_hour"] / rows[0]["trials_per_hour"]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "overhead_scaling.json").write_text(json.dumps(
-        {"settings": settings, "rows": rows, "speedup": speedup, "searches_date": searches_date, "hardware": ceiling},
-        indent=1))
-    figures = table(["workers", "search wall (s)", "children's fit (s)", "engine overhead (target < 5 %)",
-                     "trials per hour"],
-                    [[str(r["workers"]), f"{r['search_wall_seconds']:.0f}", f"{r['child_fit_seconds']:.0f}",
-                      f"{r['engine_overhead']:.1%}", f"{r['trials_per_hour']:.0f}"] for r in rows])
+    (RESULTS / "overhead_scaling.json").write_text(
+        json.dumps(
+            {
+                "settings": settings,
+                "rows": rows,
+                "speedup": speedup,
+                "searches_date": searches_date,
+                "hardware": ceiling,
+            },
+            indent=1,
+        )
+    )
+    figures = table(
+        ["workers", "search wall (s)", "children's fit (s)", "engine overhead (target < 5 %)", "trials per hour"],
+        [
+            [
+                str(r["workers"]),
+                f"{r['search_wall_seconds']:.0f}",
+                f"{r['child_fit_seconds']:.0f}",
+                f"{r['engine_overhead']:.1%}",
+                f"{r['trials_per_hour']:.0f}",
+            ]
+            for r in rows
+        ],
+    )
     split = [r for r in rows if "overhead_seconds" in r]  # not in searches saved before it was measured
     if split:
         figures += "\n\nWhere the overhead went, in worker-seconds:\n\n" + table(
             ["workers", "in trials, outside fit", "idle at the end (the tail)", "other time outside trials"],
-            [[str(r["workers"]), *(f"{r['overhead_seconds'][k]:.0f}" for k in
-                                   ("in_trials_outside_fit", "tail", "outside_trials_before_the_tail"))]
-             for r in split])
+            [
+                [
+                    str(r["workers"]),
+                    *(
+                        f"{r['overhead_seconds'][k]:.0f}"
+                        for k in ("in_trials_outside_fit", "tail", "outside_trials_before_the_tail")
+                    ),
+                ]
+                for r in split
+            ],
+        )
     slower = (rows[1]["child_fit_seconds"] / rows[1]["trials"]) / (rows[0]["child_fit_seconds"] / rows[0]["trials"])
-    searched = (f" The searches were run on {searches_date or 'an earlier day'}; this command measured only the "
-                "ceiling." if args.ceiling_only else "")
-    body = (f"{args.space} on {args.data}, {args.controller} controller, budget {args.budget}, {args.epochs} epochs per "
-            f"child, 1 CPU per trial.{searched}\n\n" + figures +
-            f"\n\nSpeed-up of trials per hour with 2 workers: **{speedup:.2f}x** (target at least 1.7x).\n\n"
-            f"The machine's ceiling: one child ({args.epochs} epochs, one TensorFlow thread, no Ray) took "
-            f"{ceiling['alone_fit_seconds']:.1f} s alone and {' and '.join(f'{t:.1f}' for t in ceiling['at_once_fit_seconds'])} "
-            f"s as two processes at once, so two workers can reach about **{ceiling['ceiling']:.2f}x** one "
-            f"(the searches reached {speedup / ceiling['ceiling']:.0%} of it); in the searches above a child's "
-            f"mean fit took {slower:.2f}x as long with 2 workers as with 1.")
+    searched = (
+        f" The searches were run on {searches_date or 'an earlier day'}; this command measured only the ceiling."
+        if args.ceiling_only
+        else ""
+    )
+    body = (
+        f"{args.space} on {args.data}, {args.controller} controller, budget {args.budget}, {args.epochs} epochs per "
+        f"child, 1 CPU per trial.{searched}\n\n"
+        + figures
+        + f"\n\nSpeed-up of trials per hour with 2 workers: **{speedup:.2f}x** (target at least 1.7x).\n\n"
+        f"The machine's ceiling: one child ({args.epochs} epochs, one TensorFlow thread, no Ray) took "
+        f"{ceiling['alone_fit_seconds']:.1f} s alone and "
+        f"{' and '.join(f'{t:.1f}' for t in ceiling['at_once_fit_seconds'])} "
+        f"s as two processes at once, so two workers can reach about **{ceiling['ceiling']:.2f}x** one "
+        f"(the searches reached {speedup / ceiling['ceiling']:.0%} of it); in the searches above a child's "
+        f"mean fit took {slower:.2f}x as long with 2 workers as with 1."
+    )
     write_section("Engine overhead and worker scaling", command_line(), body)
     print(figures, f"\nspeed-up {speedup:.2f}x, ceiling {ceiling['ceiling']:.2f}x")
 
@@ -143,8 +204,11 @@ def main() -> None:
     parser.add_argument("--controller", default="random")
     parser.add_argument("--budget", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--ceiling-only", action="store_true",
-                        help="measure only the machine's ceiling; keep the saved searches of the same settings")
+    parser.add_argument(
+        "--ceiling-only",
+        action="store_true",
+        help="measure only the machine's ceiling; keep the saved searches of the same settings",
+    )
     args = parser.parse_args()
     settings = {k: v for k, v in vars(args).items() if k != "ceiling_only"}
     saved = saved_searches(settings) if args.ceiling_only else None
@@ -159,6 +223,7 @@ def main() -> None:
             rows.append(search(args, workers, Path(tmp)))
             print(rows[-1], flush=True)
     report(args, settings, rows, ceiling, date.today().isoformat())
+
 
 if __name__ == "__main__":
     main()

@@ -21,7 +21,10 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 PROJECT = RESULTS.parent.parent
 RAY_RETRY_SECONDS = 60  # wait before the one retry of a search that could not start Ray on a busy machine
-HEADER = "# Benchmark results\n\nEach section is written by its script (see README.md here); rerun the script to refresh it.\n"
+HEADER = (
+    "# Benchmark results\n\n"
+    "Each section is written by its script (see README.md here); rerun the script to refresh it.\n"
+)
 
 
 def machine() -> str:
@@ -30,8 +33,10 @@ def machine() -> str:
 
 def write_section(title: str, command: str, body: str) -> None:
     text = RESULTS.read_text() if RESULTS.exists() else HEADER
-    section = (f"## {title}\n\n- **Date:** {datetime.now():%Y-%m-%d %H:%M}\n- **Machine:** {machine()}\n"
-               f"- **Command:** `{command}`\n\n{body.strip()}\n")
+    section = (
+        f"## {title}\n\n- **Date:** {datetime.now():%Y-%m-%d %H:%M}\n- **Machine:** {machine()}\n"
+        f"- **Command:** `{command}`\n\n{body.strip()}\n"
+    )
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(text.rstrip("\n") + "\n")  # the last section, replaced, leaves no blank line behind
@@ -56,8 +61,9 @@ def finish(out: Path, result: dict, title: str, report, measured: bool) -> None:
 
 def table(header: list[str], rows: list[list[str]]) -> str:
     """A markdown table."""
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                      *("| " + " | ".join(row) + " |" for row in rows)])
+    return "\n".join(
+        ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(row) + " |" for row in rows)]
+    )
 
 
 def nas_search(runs: Path, name: str, *args: str) -> tuple[Path, float]:

@@ -66,14 +66,20 @@ def child_epochs(run: Path) -> int:
 def enas_arm(runs: Path, seed: int, controller: str) -> dict:
     run = runs / f"enas-{controller}-seed{seed}"
     if not finished(run):
-        run, _ = nas_search(runs, run.name, "--space", "cnn10", "--strategy", "enas", "--controller", controller,
-                            "--seed", str(seed))
+        run, _ = nas_search(
+            runs, run.name, "--space", "cnn10", "--strategy", "enas", "--controller", controller, "--seed", str(seed)
+        )
     summary = read_summary(run)
     settings = json.loads((run / "config.json").read_text())["weight_sharing"]
-    return {"run": str(run), "test_accuracy": summary["test_accuracy"], "wall_seconds": wall_seconds(run),
-            "child_epochs": child_epochs(run) + settings["supernet_epochs"],
-            "kendall_tau_finalists": summary["supernet"]["kendall_tau"],
-            "finalists": summary["supernet"]["finalists"], "final_fit_seconds": summary["final"]["fit_seconds"]}
+    return {
+        "run": str(run),
+        "test_accuracy": summary["test_accuracy"],
+        "wall_seconds": wall_seconds(run),
+        "child_epochs": child_epochs(run) + settings["supernet_epochs"],
+        "kendall_tau_finalists": summary["supernet"]["kendall_tau"],
+        "finalists": summary["supernet"]["finalists"],
+        "final_fit_seconds": summary["final"]["fit_seconds"],
+    }
 
 
 def retrain(arch_json: dict, seed: int) -> dict:
@@ -86,9 +92,14 @@ def retrain(arch_json: dict, seed: int) -> dict:
     space = load_space("cnn10")
     data = load_data("mnist5k", seed=seed)
     start = time.perf_counter()
-    _, metrics = train_final(space.resolve(space.from_json(arch_json)), data.final_arrays(),
-                             input_shape=data.input_shape, num_classes=data.num_classes,
-                             epochs=space.fixed["training"]["final_epochs"], seed=seed)
+    _, metrics = train_final(
+        space.resolve(space.from_json(arch_json)),
+        data.final_arrays(),
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        epochs=space.fixed["training"]["final_epochs"],
+        seed=seed,
+    )
     return {**metrics, "seconds": time.perf_counter() - start}
 
 
@@ -97,10 +108,26 @@ def random_standalone_arm(runs: Path, seed: int, seconds: float, final_seconds: 
     winner's retraining will take, then its best finished child retrained."""
     run = runs / f"random-seed{seed}"
     if not (run / "trials.jsonl").is_file():
-        command = [sys.executable, "-m", "nas.cli", "search", "--space", "cnn10", "--controller", "random",
-                   "--seed", str(seed), "--no-dashboard", "--runs-dir", str(runs), "--name", run.name]
-        process = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   start_new_session=True)
+        command = [
+            sys.executable,
+            "-m",
+            "nas.cli",
+            "search",
+            "--space",
+            "cnn10",
+            "--controller",
+            "random",
+            "--seed",
+            str(seed),
+            "--no-dashboard",
+            "--runs-dir",
+            str(runs),
+            "--name",
+            run.name,
+        ]
+        process = subprocess.Popen(
+            command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         while not (run / "config.json").is_file() and process.poll() is None:
             time.sleep(0.5)
         started = time.monotonic()  # config.json is written once Ray is up, as (a)'s wall is counted
@@ -112,9 +139,15 @@ def random_standalone_arm(runs: Path, seed: int, seconds: float, final_seconds: 
     trials = [t for t in read_trials(run) if t["status"] == "completed"]
     best = max(trials, key=lambda t: (t["reward"], -t["trial"]))
     result = retrain(best["arch"], seed)
-    return {"run": str(run), "children": len(read_trials(run)), "test_accuracy": result["test_accuracy"],
-            "wall_seconds": seconds, "winner_trial": best["trial"], "child_epochs": child_epochs(run) +
-            result["epochs"], "final_fit_seconds": result["fit_seconds"]}
+    return {
+        "run": str(run),
+        "children": len(read_trials(run)),
+        "test_accuracy": result["test_accuracy"],
+        "wall_seconds": seconds,
+        "winner_trial": best["trial"],
+        "child_epochs": child_epochs(run) + result["epochs"],
+        "final_fit_seconds": result["fit_seconds"],
+    }
 
 
 def random_architecture_arm(seed: int) -> dict:
@@ -123,8 +156,11 @@ def random_architecture_arm(seed: int) -> dict:
 
     arch = make_controller("random", load_space("cnn10"), seed=seed).ask()
     result = retrain(arch.to_json(), seed)
-    return {"test_accuracy": result["test_accuracy"], "wall_seconds": result["seconds"],
-            "child_epochs": result["epochs"]}
+    return {
+        "test_accuracy": result["test_accuracy"],
+        "wall_seconds": result["seconds"],
+        "child_epochs": result["epochs"],
+    }
 
 
 def standalone_arm(standalone_runs: Path, seed: int) -> dict | None:
@@ -132,8 +168,13 @@ def standalone_arm(standalone_runs: Path, seed: int) -> dict | None:
     if not finished(run):
         return None
     summary = read_summary(run)
-    return {"run": str(run), "test_accuracy": summary["test_accuracy"], "wall_seconds": wall_seconds(run),
-            "child_epochs": child_epochs(run) + summary["final"]["epochs"], "budget": summary["budget"]}
+    return {
+        "run": str(run),
+        "test_accuracy": summary["test_accuracy"],
+        "wall_seconds": wall_seconds(run),
+        "child_epochs": child_epochs(run) + summary["final"]["epochs"],
+        "budget": summary["budget"],
+    }
 
 
 def shared_scores(run: Path, archs: list, data) -> list[float]:
@@ -144,9 +185,15 @@ def shared_scores(run: Path, archs: list, data) -> list[float]:
     config = json.loads((run / "config.json").read_text())
     space = parse_space((run / "space.yaml").read_text(), source=str(run / "space.yaml"))
     settings = read_settings(space, {"finalists": config["budget"]})
-    phase = SupernetPhase(space, data.search_arrays(), data.input_shape, data.num_classes, settings,
-                          make_enas_controller(config["controller"], space, settings, seed=config["seed"]),
-                          seed=config["seed"])
+    phase = SupernetPhase(
+        space,
+        data.search_arrays(),
+        data.input_shape,
+        data.num_classes,
+        settings,
+        make_enas_controller(config["controller"], space, settings, seed=config["seed"]),
+        seed=config["seed"],
+    )
     phase.load_bytes((run / CHECKPOINT).read_bytes())
     return [phase.score(space.from_json(a)) for a in archs]
 
@@ -159,8 +206,11 @@ def fidelity_cnn10(enas_run: Path, standalone_run: Path, seed: int) -> dict:
     children = [t for t in read_trials(standalone_run) if t["status"] == "completed"]
     shared = shared_scores(enas_run, [t["arch"] for t in children], load_data("mnist5k", seed=seed))
     alone = [t["metrics"]["val_accuracy"] for t in children]
-    return {"architectures": len(children), "kendall_tau": float(kendalltau(shared, alone).statistic),
-            "spearman_rho": float(spearmanr(shared, alone).statistic)}
+    return {
+        "architectures": len(children),
+        "kendall_tau": float(kendalltau(shared, alone).statistic),
+        "spearman_rho": float(spearmanr(shared, alone).statistic),
+    }
 
 
 def fidelity_bench_cnn(seed: int, epochs: int = 10) -> dict:
@@ -180,17 +230,27 @@ def fidelity_bench_cnn(seed: int, epochs: int = 10) -> dict:
     rows = [(i, a) for i, a in enumerate(table.archs) if a.choices[position] == lr_index]
     data = load_data(table.meta["data"], seed=0)
     settings = read_settings(space)
-    phase = SupernetPhase(space, data.search_arrays(), data.input_shape, data.num_classes, settings,
-                          make_enas_controller("random", space, settings, seed=seed), seed=seed)
+    phase = SupernetPhase(
+        space,
+        data.search_arrays(),
+        data.input_shape,
+        data.num_classes,
+        settings,
+        make_enas_controller("random", space, settings, seed=seed),
+        seed=seed,
+    )
     start = time.perf_counter()
     for _ in range(epochs):
         phase.train_epoch()
-    shared = [phase.score(space.architecture([c for k, c in enumerate(a.choices) if k != position]))
-              for _, a in rows]
+    shared = [phase.score(space.architecture([c for k, c in enumerate(a.choices) if k != position])) for _, a in rows]
     alone = [float(table.val[i].mean()) for i, _ in rows]
-    return {"architectures": len(rows), "epochs": epochs, "seconds": time.perf_counter() - start,
-            "kendall_tau": float(kendalltau(shared, alone).statistic),
-            "spearman_rho": float(spearmanr(shared, alone).statistic)}
+    return {
+        "architectures": len(rows),
+        "epochs": epochs,
+        "seconds": time.perf_counter() - start,
+        "kendall_tau": float(kendalltau(shared, alone).statistic),
+        "spearman_rho": float(spearmanr(shared, alone).statistic),
+    }
 
 
 def learning_curve(seed: int, epochs: int = 20, fixed_epochs: int = 6) -> dict:
@@ -213,14 +273,20 @@ def learning_curve(seed: int, epochs: int = 20, fixed_epochs: int = 6) -> dict:
         if name == "one path":
             arch = make_controller("random", space, seed=seed).ask()
             controller.ask = lambda arch=arch: arch
-        phase = SupernetPhase(space, data.search_arrays(), data.input_shape, data.num_classes, settings, controller,
-                              seed=seed)
+        phase = SupernetPhase(
+            space, data.search_arrays(), data.input_shape, data.num_classes, settings, controller, seed=seed
+        )
         curves[name] = [phase.train_epoch() for _ in range(n)]
     return curves
 
 
-ARMS = [("a", "enas, REINFORCE"), ("b", "enas, random paths"), ("c", "stand-alone random search, (a)'s wall time"),
-        ("d", "stand-alone REINFORCE, 200 children (the default)"), ("e", "one random architecture, retrained")]
+ARMS = [
+    ("a", "enas, REINFORCE"),
+    ("b", "enas, random paths"),
+    ("c", "stand-alone random search, (a)'s wall time"),
+    ("d", "stand-alone REINFORCE, 200 children (the default)"),
+    ("e", "one random architecture, retrained"),
+]
 
 
 def report(result: dict) -> str:
@@ -233,41 +299,60 @@ def report(result: dict) -> str:
             continue
         accuracy = [d["test_accuracy"] for d in done]
         spread = f" ± {statistics.stdev(accuracy):.4f}" if len(accuracy) > 1 else ""
-        rows.append([f"({key}) {label}", f"{len(done)}", f"{statistics.mean(accuracy):.4f}{spread}",
-                     ", ".join(f"{a:.4f}" for a in accuracy),
-                     f"{statistics.mean(d['wall_seconds'] for d in done) / 60:.1f}",
-                     f"{statistics.mean(d['child_epochs'] for d in done):.0f}"])
-    text = ("mnist5k, nas's split per seed. Wall: the run's own time from config.json's start to its summary "
-            "(the final training included; Ray's start and the data's loading, about 15 s, not). (c) is "
-            "interrupted once its search has run (a)'s wall less the retraining; its best child is then "
-            "retrained as a winner is.\n\n")
-    text += table(["search", "seeds", "test accuracy (mean ± sd)", "per seed", "wall (min)",
-                   "child-epoch equivalents"], rows)
+        rows.append(
+            [
+                f"({key}) {label}",
+                f"{len(done)}",
+                f"{statistics.mean(accuracy):.4f}{spread}",
+                ", ".join(f"{a:.4f}" for a in accuracy),
+                f"{statistics.mean(d['wall_seconds'] for d in done) / 60:.1f}",
+                f"{statistics.mean(d['child_epochs'] for d in done):.0f}",
+            ]
+        )
+    text = (
+        "mnist5k, nas's split per seed. Wall: the run's own time from config.json's start to its summary "
+        "(the final training included; Ray's start and the data's loading, about 15 s, not). (c) is "
+        "interrupted once its search has run (a)'s wall less the retraining; its best child is then "
+        "retrained as a winner is.\n\n"
+    )
+    text += table(
+        ["search", "seeds", "test accuracy (mean ± sd)", "per seed", "wall (min)", "child-epoch equivalents"], rows
+    )
     lines = []
     for s in seeds:
         entry = result["seeds"][s]
         if entry.get("a") and entry.get("d"):
             a, d = entry["a"], entry["d"]
-            lines.append(f"seed {s}: (a) took {a['wall_seconds'] / d['wall_seconds']:.2f} of (d)'s wall (target: at "
-                         f"most 0.17) and tested {a['test_accuracy']:.4f} against (d)'s {d['test_accuracy']:.4f}")
+            lines.append(
+                f"seed {s}: (a) took {a['wall_seconds'] / d['wall_seconds']:.2f} of (d)'s wall (target: at "
+                f"most 0.17) and tested {a['test_accuracy']:.4f} against (d)'s {d['test_accuracy']:.4f}"
+            )
         if entry.get("a") and s == "0":
-            lines.append(f"seed 0: (a) {entry['a']['test_accuracy']:.4f} against the hand network's "
-                         f"{HAND_NETWORK_SEED0:.4f} (issue 20)")
+            lines.append(
+                f"seed 0: (a) {entry['a']['test_accuracy']:.4f} against the hand network's "
+                f"{HAND_NETWORK_SEED0:.4f} (issue 20)"
+            )
         for key in ("a", "b"):
             if entry.get(key) and entry[key].get("kendall_tau_finalists") is not None:
                 tau, count = entry[key]["kendall_tau_finalists"], len(entry[key]["finalists"])
-                lines.append(f"seed {s}: ({key})'s finalists, shared-weight against stand-alone validation accuracy: "
-                             f"Kendall tau {tau:.2f} over {count}")
+                lines.append(
+                    f"seed {s}: ({key})'s finalists, shared-weight against stand-alone validation accuracy: "
+                    f"Kendall tau {tau:.2f} over {count}"
+                )
     fidelity = result.get("fidelity", {})
     for name, f in fidelity.items():
-        lines.append(f"rank fidelity, {name}: Kendall tau **{f['kendall_tau']:.2f}**, Spearman rho "
-                     f"{f['spearman_rho']:.2f} over {f['architectures']} architectures (target: tau at least 0.3)")
+        lines.append(
+            f"rank fidelity, {name}: Kendall tau **{f['kendall_tau']:.2f}**, Spearman rho "
+            f"{f['spearman_rho']:.2f} over {f['architectures']} architectures (target: tau at least 0.3)"
+        )
     for name, curve in result.get("curve", {}).items():
-        lines.append(f"cnn10 supernet, {name}, seed 0, per epoch (loss / mean shared-weight accuracy of the sampled "
-                     "children on validation batches): " + ", ".join(
-                         f"{e['loss']:.2f} / {e['reward_mean']:.2f}" for e in curve)
-                     + f"; {statistics.mean(e['train_seconds'] + e['controller_seconds'] for e in curve[1:]):.1f} s "
-                     "an epoch after the first")
+        lines.append(
+            f"cnn10 supernet, {name}, seed 0, per epoch (loss / mean shared-weight accuracy of the sampled "
+            "children on validation batches): "
+            + ", ".join(f"{e['loss']:.2f} / {e['reward_mean']:.2f}" for e in curve)
+            + f"; {statistics.mean(e['train_seconds'] + e['controller_seconds'] for e in curve[1:]):.1f} s "
+            "an epoch after the first"
+        )
     if lines:
         text += "\n\n" + "\n".join(f"- {line}" for line in lines)
     if result.get("notes"):
@@ -278,11 +363,15 @@ def report(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--arms", default="a,b,c,e,fidelity,curve",
-                        help="which to run, of a, b, c, e, fidelity and curve")
+    parser.add_argument(
+        "--arms", default="a,b,c,e,fidelity,curve", help="which to run, of a, b, c, e, fidelity and curve"
+    )
     parser.add_argument("--runs-dir", default=str(RESULTS / "weight_sharing_runs"))
-    parser.add_argument("--standalone-runs", default=str(RESULTS / "hand_network_runs"),
-                        help="where benchmarks/hand_network.py left its cnn10-seedS runs: arm (d)")
+    parser.add_argument(
+        "--standalone-runs",
+        default=str(RESULTS / "hand_network_runs"),
+        help="where benchmarks/hand_network.py left its cnn10-seedS runs: arm (d)",
+    )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--note", help="conditions of the measurement, printed under the results")
     args = parser.parse_args()
@@ -300,8 +389,9 @@ def main() -> None:
             if "b" in arms:
                 entry["b"] = enas_arm(runs, seed, "random")
             if "c" in arms and entry.get("a"):
-                entry["c"] = random_standalone_arm(runs, seed, entry["a"]["wall_seconds"],
-                                                   entry["a"]["final_fit_seconds"])
+                entry["c"] = random_standalone_arm(
+                    runs, seed, entry["a"]["wall_seconds"], entry["a"]["final_fit_seconds"]
+                )
             entry["d"] = standalone_arm(standalone, seed)
             if "e" in arms and "e" not in entry:
                 entry["e"] = random_architecture_arm(seed)
@@ -315,7 +405,8 @@ def main() -> None:
             fidelity = result.setdefault("fidelity", {})
             if result["seeds"].get("0", {}).get("d") and result["seeds"]["0"].get("a"):
                 fidelity["cnn10, (d)'s completed children, (a)'s supernet, seed 0"] = fidelity_cnn10(
-                    Path(result["seeds"]["0"]["a"]["run"]), Path(result["seeds"]["0"]["d"]["run"]), 0)
+                    Path(result["seeds"]["0"]["a"]["run"]), Path(result["seeds"]["0"]["d"]["run"]), 0
+                )
             fidelity["bench_cnn, learning rate 0.01, random paths"] = fidelity_bench_cnn(0)
             OUT.write_text(json.dumps(result, indent=1))
     finish(OUT, result, "Weight sharing", report, measured=not args.report_only)

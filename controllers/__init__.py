@@ -1,11 +1,12 @@
 """Search strategies behind one ask/tell interface (`base.Controller`).
 
-    controller = make_controller("reinforce", space, seed=0)
+controller = make_controller("reinforce", space, seed=0)
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from controllers.base import Controller
 from search_spaces import SearchSpace
@@ -13,8 +14,9 @@ from search_spaces import SearchSpace
 NAMES = ("reinforce", "random", "evolution", "kt-random", "kt-bayesian", "kt-hyperband")
 
 
-def make_controller(name: str, space: SearchSpace, seed: int = 0,
-                    overrides: Mapping[str, Any] | None = None, budget: int | None = None) -> Controller:
+def make_controller(
+    name: str, space: SearchSpace, seed: int = 0, overrides: Mapping[str, Any] | None = None, budget: int | None = None
+) -> Controller:
     """A controller by name, with settings from the space file's `controller:` section (REINFORCE,
     evolution). `budget`, the children the search will train, scales evolution's population."""
     from controllers.base import read_settings
@@ -27,8 +29,9 @@ def make_controller(name: str, space: SearchSpace, seed: int = 0,
         from controllers.evolution import EvolutionSettings
         from controllers.reinforce import ReinforceController, ReinforceSettings
 
-        return ReinforceController(space, seed, read_settings(ReinforceSettings, space, overrides,
-                                                              shared_with=(EvolutionSettings,)))
+        return ReinforceController(
+            space, seed, read_settings(ReinforceSettings, space, overrides, shared_with=(EvolutionSettings,))
+        )
     if name == "evolution":
         from controllers.evolution import EvolutionController, evolution_settings
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -64,8 +65,9 @@ class Controller(abc.ABC):
 SEARCH_SETTINGS = ("failure_reward",)
 
 
-def read_settings(cls: type, space: SearchSpace, overrides: Mapping[str, Any] | None = None,
-                  shared_with: Sequence[type] = ()):
+def read_settings(
+    cls: type, space: SearchSpace, overrides: Mapping[str, Any] | None = None, shared_with: Sequence[type] = ()
+):
     """Builds a controller's settings dataclass from the space file's `controller:` section and any
     overrides, checking names and types; errors name the space file and the field. The section's
     settings of the controllers in `shared_with` (their settings classes) are skipped: one section
@@ -77,15 +79,19 @@ def read_settings(cls: type, space: SearchSpace, overrides: Mapping[str, Any] | 
     values = {}
     for key, value in given.items():
         if key not in fields:
-            raise SpaceError(f"{space.source}: controller.{key}: unknown setting, expected one of "
-                             f"{', '.join([*fields, *SEARCH_SETTINGS, *sorted(others)])}")
+            raise SpaceError(
+                f"{space.source}: controller.{key}: unknown setting, expected one of "
+                f"{', '.join([*fields, *SEARCH_SETTINGS, *sorted(others)])}"
+            )
         default = fields[key].default
         kind = type(default)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise SpaceError(f"{space.source}: controller.{key}: got {value!r}, expected {kind.__name__} "
-                             f"like the default {default!r}")
+            raise SpaceError(
+                f"{space.source}: controller.{key}: got {value!r}, expected {kind.__name__} "
+                f"like the default {default!r}"
+            )
         values[key] = value
     settings = cls(**values)
     problem = settings.check() if hasattr(settings, "check") else None

@@ -27,8 +27,9 @@ section fix them instead.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from controllers.base import Controller, read_settings
 from search_spaces import Architecture, SearchSpace, SpaceError
@@ -49,8 +50,9 @@ class EvolutionSettings:
         return None
 
 
-def evolution_settings(space: SearchSpace, overrides: Mapping[str, Any] | None = None,
-                       budget: int | None = None) -> EvolutionSettings:
+def evolution_settings(
+    space: SearchSpace, overrides: Mapping[str, Any] | None = None, budget: int | None = None
+) -> EvolutionSettings:
     """The settings from the space file's `controller:` section and `overrides`, with P and S scaled
     to the budget where neither gives them: P = min(100, max(10, budget // 10)), S = max(2, P // 2)
     (S = max(2, P // 2) too when only P is given)."""
@@ -118,9 +120,14 @@ class EvolutionController(Controller):
         return dataclasses.asdict(self.settings)
 
     def state(self) -> dict[str, Any]:
-        return {**super().state(), "settings": self.settings_json(), "born": self.born,
-                "population": [{"arch": arch.to_json(), "reward": reward, "born": born}
-                               for arch, reward, born in self.population]}
+        return {
+            **super().state(),
+            "settings": self.settings_json(),
+            "born": self.born,
+            "population": [
+                {"arch": arch.to_json(), "reward": reward, "born": born} for arch, reward, born in self.population
+            ],
+        }
 
     def load(self, state: Mapping[str, Any]) -> None:
         """Continues from `state`, with its population and sample sizes: a resumed search may have
@@ -131,5 +138,6 @@ class EvolutionController(Controller):
         if problem:
             raise ValueError(f"settings: {problem}")
         self.born = int(state["born"])
-        self.population = [(self.space.from_json(m["arch"]), float(m["reward"]), int(m["born"]))
-                           for m in state["population"]]
+        self.population = [
+            (self.space.from_json(m["arch"]), float(m["reward"]), int(m["born"])) for m in state["population"]
+        ]

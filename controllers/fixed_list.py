@@ -4,7 +4,8 @@ recorded, resumed and reported like any other trial."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from controllers.base import Controller, ControllerExhausted
 from search_spaces import Architecture, SearchSpace

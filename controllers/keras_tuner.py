@@ -36,8 +36,9 @@ import dataclasses
 import json
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import keras_tuner as kt
 import numpy as np
@@ -134,10 +135,15 @@ class KerasTunerController(Controller):
         # by one: derive the oracle's seed from ours instead.
         self.oracle_seed = int(np.random.default_rng([seed, 7]).integers(1, 2**31 - 1))
         self.hyperparameters = to_hyperparameters(space)
-        self.oracle = self._make_oracle(objective=kt.Objective(OBJECTIVE, "max"), seed=self.oracle_seed,
-                                        hyperparameters=self.hyperparameters.copy(), allow_new_entries=False,
-                                        tune_new_entries=False, max_retries_per_trial=0,
-                                        max_consecutive_failed_trials=None)
+        self.oracle = self._make_oracle(
+            objective=kt.Objective(OBJECTIVE, "max"),
+            seed=self.oracle_seed,
+            hyperparameters=self.hyperparameters.copy(),
+            allow_new_entries=False,
+            tune_new_entries=False,
+            max_retries_per_trial=0,
+            max_consecutive_failed_trials=None,
+        )
         self.oracle.verbose = 0  # KT prints a table per trial otherwise
         self.pending: list[tuple[str, Architecture]] = []  # (trial id, architecture) asked and not yet told
         self.asks = 0  # tuner ids handed out: one per ask, so asks may be outstanding together
@@ -151,8 +157,10 @@ class KerasTunerController(Controller):
         if trial.status != TrialStatus.RUNNING:
             # STOPPED, or IDLE: with configurations running, the sampler found no untried one; what
             # Hyperband would offer once they finish are promotions, which nas has trained already.
-            raise ControllerExhausted(f"Keras Tuner's {type(self.oracle).__bases__[-1].__name__} has no untried "
-                                      f"configuration left (trial status {trial.status})")
+            raise ControllerExhausted(
+                f"Keras Tuner's {type(self.oracle).__bases__[-1].__name__} has no untried "
+                f"configuration left (trial status {trial.status})"
+            )
         arch = from_hyperparameters(self.space, trial.hyperparameters.values)
         self.pending.append((trial.trial_id, arch))
         return arch
@@ -160,8 +168,9 @@ class KerasTunerController(Controller):
     def tell(self, arch: Architecture, reward: float) -> None:
         index = next((i for i, (_, asked) in enumerate(self.pending) if asked == arch), None)
         if index is None:
-            raise ValueError(f"{self.name}: told the reward of architecture {arch.key}, which was not asked for "
-                             "or was told already")
+            raise ValueError(
+                f"{self.name}: told the reward of architecture {arch.key}, which was not asked for or was told already"
+            )
         trial_id, _ = self.pending.pop(index)
         trial = self.oracle.trials[trial_id]
         if math.isfinite(reward):
@@ -172,18 +181,34 @@ class KerasTunerController(Controller):
         self.oracle.end_trial(trial)
 
     def settings_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self.settings), "oracle": type(self.oracle).__bases__[-1].__name__,
-                "oracle_seed": self.oracle_seed}
+        return {
+            **dataclasses.asdict(self.settings),
+            "oracle": type(self.oracle).__bases__[-1].__name__,
+            "oracle_seed": self.oracle_seed,
+        }
 
     # -- state -----------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        trials = [{"id": t.trial_id, "values": t.hyperparameters.values, "status": t.status, "score": t.score,
-                   "best_step": t.best_step, "metrics": t.metrics.get_config()}
-                  for t in self.oracle.trials.values()]
-        state = {**super().state(), "settings": self.settings_json(), "oracle": self.oracle.get_state(),
-                 "trials": trials, "pending": [[tid, arch.to_json()] for tid, arch in self.pending],
-                 "asks": self.asks}
+        trials = [
+            {
+                "id": t.trial_id,
+                "values": t.hyperparameters.values,
+                "status": t.status,
+                "score": t.score,
+                "best_step": t.best_step,
+                "metrics": t.metrics.get_config(),
+            }
+            for t in self.oracle.trials.values()
+        ]
+        state = {
+            **super().state(),
+            "settings": self.settings_json(),
+            "oracle": self.oracle.get_state(),
+            "trials": trials,
+            "pending": [[tid, arch.to_json()] for tid, arch in self.pending],
+            "asks": self.asks,
+        }
         state["oracle"]["tried_so_far"] = sorted(state["oracle"]["tried_so_far"])  # a set: one order for one state
         return json.loads(json.dumps(state))  # a copy: the oracle's lists go on changing
 
@@ -224,13 +249,17 @@ class KerasTunerBayesian(KerasTunerController):
 
     def _make_oracle(self, **kwargs) -> kt.Oracle:
         s = self.settings
-        return _BayesianOracle(max_trials=None, num_initial_points=s.num_initial_points or None, alpha=s.alpha,
-                               beta=s.beta, **kwargs)
+        return _BayesianOracle(
+            max_trials=None, num_initial_points=s.num_initial_points or None, alpha=s.alpha, beta=s.beta, **kwargs
+        )
 
     def state(self) -> dict[str, Any]:
         name, keys, pos, has_gauss, cached = self.oracle._random_state.get_state()
-        return {**super().state(), "random_state": [name, keys.tolist(), pos, has_gauss, cached],
-                "last_fit": self.oracle.last_fit}
+        return {
+            **super().state(),
+            "random_state": [name, keys.tolist(), pos, has_gauss, cached],
+            "last_fit": self.oracle.last_fit,
+        }
 
     def load(self, state: Mapping[str, Any]) -> None:
         super().load(state)  # set_state leaves a fresh, unfitted Gaussian process
@@ -248,15 +277,17 @@ class KerasTunerHyperband(KerasTunerController):
     def _make_oracle(self, **kwargs) -> kt.Oracle:
         s = self.settings
         max_epochs = s.max_epochs or int(self.space.fixed["training"]["search_epochs"])
-        return _HyperbandOracle(max_epochs=max_epochs, factor=s.factor, hyperband_iterations=HYPERBAND_ITERATIONS,
-                                **kwargs)
+        return _HyperbandOracle(
+            max_epochs=max_epochs, factor=s.factor, hyperband_iterations=HYPERBAND_ITERATIONS, **kwargs
+        )
 
 
 CONTROLLERS = {c.name: c for c in (KerasTunerRandom, KerasTunerBayesian, KerasTunerHyperband)}
 
 
-def make_keras_tuner_controller(name: str, space: SearchSpace, seed: int = 0,
-                                overrides: Mapping[str, Any] | None = None) -> KerasTunerController:
+def make_keras_tuner_controller(
+    name: str, space: SearchSpace, seed: int = 0, overrides: Mapping[str, Any] | None = None
+) -> KerasTunerController:
     """A Keras Tuner controller by name; settings come from `overrides` only (the space file's
     `controller:` section holds REINFORCE's and evolution's)."""
     cls = CONTROLLERS[name]

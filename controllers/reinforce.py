@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -117,8 +118,7 @@ class ReinforceController(Controller):
             layer.build((None, s.hidden_size))
         for layer in [*self.embed.values(), self.go]:
             layer.build((None,))
-        modules = [*self.cells, self.go, *self.softmax.values(), *self.embed.values(), self.w_prev, self.w_curr,
-                   self.v]
+        modules = [*self.cells, self.go, *self.softmax.values(), *self.embed.values(), self.w_prev, self.w_curr, self.v]
         self.variables = [v for m in modules for v in m.trainable_variables]
         init = np.random.default_rng([seed, 1])  # weights from the seed alone: runs are reproducible
         for v in self.variables:
@@ -129,15 +129,26 @@ class ReinforceController(Controller):
         import tensorflow as tf
 
         d = len(space.decisions)
-        self._sample = tf.function(lambda u: self._policy(None, u, tf.ones((1, d)))[0], autograph=False,
-                                   input_signature=[tf.TensorSpec([d], tf.float32)])
-        self._score_graph = tf.function(lambda c, a: self._policy(c, None, a)[1:], autograph=False,
-                                        input_signature=[tf.TensorSpec([None, d], tf.int64),
-                                                         tf.TensorSpec([None, d], tf.float32)])
+        self._sample = tf.function(
+            lambda u: self._policy(None, u, tf.ones((1, d)))[0],
+            autograph=False,
+            input_signature=[tf.TensorSpec([d], tf.float32)],
+        )
+        self._score_graph = tf.function(
+            lambda c, a: self._policy(c, None, a)[1:],
+            autograph=False,
+            input_signature=[tf.TensorSpec([None, d], tf.int64), tf.TensorSpec([None, d], tf.float32)],
+        )
         # The update too: Adam's eager step alone took 0.15 s, most of a replayed search's time.
-        self._train_step = tf.function(self._step, autograph=False, input_signature=[tf.TensorSpec([None, d], tf.int64),
-                                                                    tf.TensorSpec([None, d], tf.float32),
-                                                                    tf.TensorSpec([None], tf.float32)])
+        self._train_step = tf.function(
+            self._step,
+            autograph=False,
+            input_signature=[
+                tf.TensorSpec([None, d], tf.int64),
+                tf.TensorSpec([None, d], tf.float32),
+                tf.TensorSpec([None], tf.float32),
+            ],
+        )
         self.baseline: float | None = None
         self.pending: list[tuple[list[int], float]] = []
         self.log: list[dict[str, Any]] = []
@@ -235,8 +246,11 @@ class ReinforceController(Controller):
         with tf.GradientTape() as tape:
             logp, entropy, skip_kl = self._policy(choices, None, active)[1:]
             entropy = tf.reduce_mean(entropy)
-            loss = (-tf.reduce_mean(advantage * tf.reduce_sum(logp, -1)) - self.settings.entropy_weight * entropy
-                    + self.settings.skip_weight * tf.reduce_mean(skip_kl))
+            loss = (
+                -tf.reduce_mean(advantage * tf.reduce_sum(logp, -1))
+                - self.settings.entropy_weight * entropy
+                + self.settings.skip_weight * tf.reduce_mean(skip_kl)
+            )
         # Variables a space does not use (anchors without skip decisions, the last choice's
         # embedding) get no gradient: leave them out rather than have Keras warn about them.
         grads = tape.gradient(loss, self.variables)
@@ -251,8 +265,16 @@ class ReinforceController(Controller):
             self.baseline = float(rewards.mean())
         active = np.array([self.space.active(c) for c in choices], np.float32)
         loss, entropy = self._train_step(choices, active, (rewards - self.baseline).astype(np.float32))
-        self.log.append({"update": len(self.log) + 1, "children": len(rewards), "mean_reward": float(rewards.mean()),
-                         "baseline": self.baseline, "entropy": float(entropy), "loss": float(loss)})
+        self.log.append(
+            {
+                "update": len(self.log) + 1,
+                "children": len(rewards),
+                "mean_reward": float(rewards.mean()),
+                "baseline": self.baseline,
+                "entropy": float(entropy),
+                "loss": float(loss),
+            }
+        )
         self.baseline = s.baseline_decay * self.baseline + (1 - s.baseline_decay) * float(rewards.mean())
         self.pending = []
 
@@ -265,10 +287,15 @@ class ReinforceController(Controller):
     # -- state -----------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        return {**super().state(), "settings": self.settings_json(),
-                "weights": [_encode(v.numpy()) for v in self.variables],
-                "optimizer": [_encode(v.numpy()) for v in self.optimizer.variables],
-                "baseline": self.baseline, "pending": self.pending, "log": self.log}
+        return {
+            **super().state(),
+            "settings": self.settings_json(),
+            "weights": [_encode(v.numpy()) for v in self.variables],
+            "optimizer": [_encode(v.numpy()) for v in self.optimizer.variables],
+            "baseline": self.baseline,
+            "pending": self.pending,
+            "log": self.log,
+        }
 
     def load(self, state: Mapping[str, Any]) -> None:
         super().load(state)

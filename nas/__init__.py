@@ -26,5 +26,17 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'nas' has no attribute {name!r}")
 
 
-__all__ = ["ImageClassifier", "InputError", "Metrics", "Run", "SearchInterrupted", "SearchResult", "SearchStopped",
-           "SpaceError", "TrialRecord", "load", "open_run", "search"]
+__all__ = [
+    "ImageClassifier",
+    "InputError",
+    "Metrics",
+    "Run",
+    "SearchInterrupted",
+    "SearchResult",
+    "SearchStopped",
+    "SpaceError",
+    "TrialRecord",
+    "load",
+    "open_run",
+    "search",
+]

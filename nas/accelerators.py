@@ -35,8 +35,12 @@ class Plan:
     tpu: str | None = None  # TPUClusterResolver's tpu argument: "local" on a TPU VM, or a name/address
 
     def to_json(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "policy": self.policy, "steps_per_execution": self.steps_per_execution,
-                "tpu": self.tpu}
+        return {
+            "strategy": self.strategy,
+            "policy": self.policy,
+            "steps_per_execution": self.steps_per_execution,
+            "tpu": self.tpu,
+        }
 
 
 CPU = Plan("default", "float32")
@@ -56,8 +60,10 @@ def choose(gpus: float = 0, tpu: str | None = None, mixed_precision: str | None 
         return Plan("tpu", POLICIES[precision], TPU_STEPS_PER_EXECUTION, tpu)
     precision = mixed_precision or "off"
     if precision == "float16" and not gpus:
-        raise InputError("mixed_precision: float16 without GPUs, expected --gpus-per-trial N (CPUs have no fast "
-                         "float16), or bfloat16 or off")
+        raise InputError(
+            "mixed_precision: float16 without GPUs, expected --gpus-per-trial N (CPUs have no fast "
+            "float16), or bfloat16 or off"
+        )
     return Plan("mirrored" if gpus > 1 else "default", POLICIES[precision])
 
 

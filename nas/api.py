@@ -14,10 +14,11 @@ started (`ray.init()`) is used and left running; one that nas started is shut do
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,8 +33,9 @@ class SearchResult(Run):
     """A run directory read back (nas.Run: trials, summary, best, best_model, to_dataframe) that can
     also export its winner."""
 
-    def export(self, out: str | Path | None = None, formats: Sequence[str] = ("python", "keras"),
-               trial: int | None = None) -> Path:
+    def export(
+        self, out: str | Path | None = None, formats: Sequence[str] = ("python", "keras"), trial: int | None = None
+    ) -> Path:
         """Exports the winner (or `trial`) as `nas export` does, in formats of python, keras, savedmodel
         and tflite, into `out` (default RUN/export). Returns the model directory, which `nas.load` reads."""
         from nas.export import export_run
@@ -47,9 +49,16 @@ def open_run(run: str | Path, runs_dir: str | Path = "runs") -> SearchResult:
     return SearchResult(**vars(read_run(find_run(run, runs_dir))))
 
 
-def search(data: Any = None, *, validation_data: Any = None, test_data: Any = None,
-           class_names: Sequence[str] | None = None, resume: bool = False, progress: bool = True,
-           **settings: Any) -> SearchResult:
+def search(
+    data: Any = None,
+    *,
+    validation_data: Any = None,
+    test_data: Any = None,
+    class_names: Sequence[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    **settings: Any,
+) -> SearchResult:
     """Searches a space for the best image classifier, retrains and tests the winner, and returns the
     run as its directory holds it (a `SearchResult`: a `nas.Run` that can export its winner).
 
@@ -78,8 +87,9 @@ def search(data: Any = None, *, validation_data: Any = None, test_data: Any = No
 
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
-        raise TypeError(f"search() got unexpected keyword argument(s) {', '.join(unknown)}; the settings are "
-                        f"{', '.join(SETTINGS)}")
+        raise TypeError(
+            f"search() got unexpected keyword argument(s) {', '.join(unknown)}; the settings are {', '.join(SETTINGS)}"
+        )
     if "image_size" in settings and isinstance(settings["image_size"], int):
         settings["image_size"] = (settings["image_size"],) * 2
     if isinstance(settings.get("image_size"), list):
@@ -94,8 +104,10 @@ def search(data: Any = None, *, validation_data: Any = None, test_data: Any = No
             raise InputError("validation_data: given without data, expected it beside data=(x, y)")
     elif isinstance(data, (str, os.PathLike)):
         if validation_data is not None or test_data is not None or class_names is not None:
-            raise InputError(f"data: {data}: validation_data, test_data and class_names go with array data, not "
-                             "with a path (an .npz holds x_val, y_val, x_test, y_test and class_names)")
+            raise InputError(
+                f"data: {data}: validation_data, test_data and class_names go with array data, not "
+                "with a path (an .npz holds x_val, y_val, x_test, y_test and class_names)"
+            )
         settings["data"] = os.fspath(data)
     else:
         arrays = data_arrays(data, validation_data, test_data, class_names)
@@ -116,8 +128,9 @@ def search(data: Any = None, *, validation_data: Any = None, test_data: Any = No
     return open_run(Path(config.runs_dir) / config.name)
 
 
-def data_arrays(data: Any, validation_data: Any = None, test_data: Any = None,
-                class_names: Sequence[str] | None = None) -> dict[str, Any]:
+def data_arrays(
+    data: Any, validation_data: Any = None, test_data: Any = None, class_names: Sequence[str] | None = None
+) -> dict[str, Any]:
     """The arrays of nas.data.checked_arrays from the pairs or tf.data datasets `search` takes."""
     arrays: dict[str, Any] = {}
     for key, value in (("", data), ("_val", validation_data), ("_test", test_data)):
@@ -141,8 +154,10 @@ def _pair(value: Any, argument: str) -> tuple[np.ndarray, np.ndarray, list[str] 
         images, labels = [], []
         for element in value.as_numpy_iterator():
             if not isinstance(element, tuple) or len(element) != 2:
-                raise InputError(f"{argument}: a dataset of {type(element).__name__}, expected (images, labels) "
-                                 "batches, as keras.utils.image_dataset_from_directory gives")
+                raise InputError(
+                    f"{argument}: a dataset of {type(element).__name__}, expected (images, labels) "
+                    "batches, as keras.utils.image_dataset_from_directory gives"
+                )
             x, y = np.asarray(element[0]), np.asarray(element[1])
             if x.ndim == 3:  # an unbatched dataset: one image and its label
                 x, y = x[None], y[None]
@@ -156,8 +171,10 @@ def _pair(value: Any, argument: str) -> tuple[np.ndarray, np.ndarray, list[str] 
             raise InputError(f"{argument}: the dataset is empty, expected (images, labels) batches")
         names = getattr(value, "class_names", None)
         return np.concatenate(images), np.concatenate(labels), list(names) if names else None
-    raise InputError(f"{argument}: got {type(value).__name__}, expected a path, an (x, y) pair of arrays or a "
-                     "tf.data.Dataset of (images, labels)")
+    raise InputError(
+        f"{argument}: got {type(value).__name__}, expected a path, an (x, y) pair of arrays or a "
+        "tf.data.Dataset of (images, labels)"
+    )
 
 
 class ImageClassifier:
@@ -177,7 +194,7 @@ class ImageClassifier:
         self._model = None
         self._indexed = False  # whether fit's labels were indices of given class names
 
-    def fit(self, x: Any, y: Any = None, validation_data: Any = None, test_data: Any = None) -> "ImageClassifier":
+    def fit(self, x: Any, y: Any = None, validation_data: Any = None, test_data: Any = None) -> ImageClassifier:
         """Searches on (x, y) (or x, a tf.data.Dataset) and keeps the retrained winner."""
         data = x if y is None else (x, y)
         self._indexed = "class_names" in self.settings or getattr(x, "class_names", None) is not None

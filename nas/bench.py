@@ -26,10 +26,11 @@ import math
 import os
 import platform
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,15 +53,17 @@ TOP_FRACTION = 0.01
 
 # -- building --------------------------------------------------------------------------------------
 
+
 def progress_path(out: str | Path) -> Path:
     """Where a build of `out` keeps its finished results: `NAME.progress.jsonl` beside `NAME.json.gz`."""
     out = Path(out)
-    stem = out.name[:-len(".json.gz")] if out.name.endswith(".json.gz") else out.stem
+    stem = out.name[: -len(".json.gz")] if out.name.endswith(".json.gz") else out.stem
     return out.with_name(stem + ".progress.jsonl")
 
 
-def build_table(space: SearchSpace, out: str | Path, *, data: str = "digits", seeds: int = 3, epochs: int = 4,
-                workers: int = 1) -> dict[str, Any]:
+def build_table(
+    space: SearchSpace, out: str | Path, *, data: str = "digits", seeds: int = 3, epochs: int = 4, workers: int = 1
+) -> dict[str, Any]:
     """Trains every architecture of `space` once per seed (0..seeds-1) and writes the table to `out`
     (.json.gz). Resumes from `out`'s progress file; `workers` processes train at once."""
     out = Path(out)
@@ -70,22 +73,31 @@ def build_table(space: SearchSpace, out: str | Path, *, data: str = "digits", se
         raise InputError(f"--seeds, --epochs, --workers: got {seeds}, {epochs}, {workers}, expected integers >= 1")
     size = space.size()
     if size > MAX_ARCHITECTURES:
-        raise InputError(f"space: {space.source}: {space.describe_size()} architectures, expected at most "
-                         f"{MAX_ARCHITECTURES:,} for a table that trains every one")
+        raise InputError(
+            f"space: {space.source}: {space.describe_size()} architectures, expected at most "
+            f"{MAX_ARCHITECTURES:,} for a table that trains every one"
+        )
     from nas.data import load_data
 
     dataset = load_data(data, seed=SPLIT_SEED, stream=False)  # checked here, before any worker starts
-    header = {"format": FORMAT, "space_fingerprint": space.fingerprint(), "data": data, "epochs": epochs,
-              "split_seed": SPLIT_SEED}
+    header = {
+        "format": FORMAT,
+        "space_fingerprint": space.fingerprint(),
+        "data": data,
+        "epochs": epochs,
+        "split_seed": SPLIT_SEED,
+    }
     progress = progress_path(out)
     done = _read_progress(progress, header)
     archs = list(iter_architectures(space))
     index = {a.choices: i for i, a in enumerate(archs)}
     finished = {(i, r["seed"]) for i, results in done.items() for r in results}
     todo = [(i, seed) for seed in range(seeds) for i in range(len(archs)) if (i, seed) not in finished]
-    reporter().text(f"{space.name}: {len(archs)} architectures x {seeds} seeds on {dataset.describe()}; "
-                    f"{epochs} epochs each; {len(archs) * seeds - len(todo)} done already, {len(todo)} to train with "
-                    f"{workers} process(es)")
+    reporter().text(
+        f"{space.name}: {len(archs)} architectures x {seeds} seeds on {dataset.describe()}; "
+        f"{epochs} epochs each; {len(archs) * seeds - len(todo)} done already, {len(todo)} to train with "
+        f"{workers} process(es)"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     if not progress.exists() or progress.stat().st_size == 0:
         append_json_line(progress, header)
@@ -96,8 +108,9 @@ def build_table(space: SearchSpace, out: str | Path, *, data: str = "digits", se
         done.setdefault(index[tuple(record["choices"])], []).append(record)
         if n % 10 == 0 or n == len(tasks):
             rate = (time.perf_counter() - start) / n
-            reporter().text(f"  {n}/{len(tasks)} trained, {rate:.1f} s each, "
-                            f"about {rate * (len(tasks) - n) / 60:.0f} min left")
+            reporter().text(
+                f"  {n}/{len(tasks)} trained, {rate:.1f} s each, about {rate * (len(tasks) - n) / 60:.0f} min left"
+            )
     table = _compile(space, archs, done, header, seeds)
     write_atomic(out, gzip.compress(json.dumps(table, separators=(",", ":")).encode(), mtime=0))
     reporter().text(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB); the progress file {progress} may be deleted")
@@ -110,20 +123,24 @@ def _read_progress(path: Path, header: Mapping[str, Any]) -> dict[int, list[dict
     if not path.exists():
         return {}
     text = path.read_bytes()
-    whole = text[:text.rfind(b"\n") + 1]  # without a torn last line
+    whole = text[: text.rfind(b"\n") + 1]  # without a torn last line
     records = []
     for n, line in enumerate(whole.decode("utf-8", "replace").splitlines(), start=1):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            raise InputError(f"{path}: line {n}: not JSON, expected the progress lines of a table build "
-                             "(delete the file to start over)") from None
+            raise InputError(
+                f"{path}: line {n}: not JSON, expected the progress lines of a table build "
+                "(delete the file to start over)"
+            ) from None
     if records:
         for key, value in header.items():
             if records[0].get(key) != value:
-                raise InputError(f"{path}: a build with {key} {records[0].get(key)!r} is in progress, got {value!r}; "
-                                 "expected the same space, --data and --epochs to continue it (or delete the file to "
-                                 "start over)")
+                raise InputError(
+                    f"{path}: a build with {key} {records[0].get(key)!r} is in progress, got {value!r}; "
+                    "expected the same space, --data and --epochs to continue it (or delete the file to "
+                    "start over)"
+                )
     if len(whole) < len(text):
         with path.open("r+b") as f:
             f.truncate(len(whole))
@@ -173,18 +190,31 @@ def _train_one(task: tuple) -> dict[str, Any]:
     index, choices, spec, seed, epochs = task
     record = {"index": index, "choices": choices, "seed": seed}
     try:
-        metrics = train_child(spec, _DATA.search_arrays(), input_shape=_DATA.input_shape,
-                              num_classes=_DATA.num_classes, epochs=epochs, seed=seed,
-                              test=(_DATA.x_test, _DATA.y_test))
+        metrics = train_child(
+            spec,
+            _DATA.search_arrays(),
+            input_shape=_DATA.input_shape,
+            num_classes=_DATA.num_classes,
+            epochs=epochs,
+            seed=seed,
+            test=(_DATA.x_test, _DATA.y_test),
+        )
     except ChildFailed as e:  # a diverging child scores 0 (none did in the shipped table)
-        return {**record, "val_accuracy": 0.0, "test_accuracy": 0.0, "params": 0, "fit_seconds": 0.0,
-                "error": str(e)}
-    return {**record, **{k: metrics[k] for k in ("val_accuracy", "test_accuracy", "params")},
-            "fit_seconds": round(metrics["fit_seconds"], 3)}
+        return {**record, "val_accuracy": 0.0, "test_accuracy": 0.0, "params": 0, "fit_seconds": 0.0, "error": str(e)}
+    return {
+        **record,
+        **{k: metrics[k] for k in ("val_accuracy", "test_accuracy", "params")},
+        "fit_seconds": round(metrics["fit_seconds"], 3),
+    }
 
 
-def _compile(space: SearchSpace, archs: list[Architecture], done: Mapping[int, list[dict[str, Any]]],
-             header: Mapping[str, Any], seeds: int) -> dict[str, Any]:
+def _compile(
+    space: SearchSpace,
+    archs: list[Architecture],
+    done: Mapping[int, list[dict[str, Any]]],
+    header: Mapping[str, Any],
+    seeds: int,
+) -> dict[str, Any]:
     rows = []
     for i, arch in enumerate(archs):
         by_seed = {r["seed"]: r for r in done.get(i, []) if r["seed"] < seeds}
@@ -192,22 +222,44 @@ def _compile(space: SearchSpace, archs: list[Architecture], done: Mapping[int, l
         if missing:
             raise RuntimeError(f"architecture {i} has no result for seeds {missing}")
         results = [by_seed[s] for s in range(seeds)]
-        rows.append({"choices": list(arch.choices), "params": results[0]["params"],
-                     "val_accuracy": [round(r["val_accuracy"], 6) for r in results],
-                     "test_accuracy": [round(r["test_accuracy"], 6) for r in results],
-                     "fit_seconds": [r["fit_seconds"] for r in results]})
+        rows.append(
+            {
+                "choices": list(arch.choices),
+                "params": results[0]["params"],
+                "val_accuracy": [round(r["val_accuracy"], 6) for r in results],
+                "test_accuracy": [round(r["test_accuracy"], 6) for r in results],
+                "fit_seconds": [r["fit_seconds"] for r in results],
+            }
+        )
     from importlib.metadata import version
 
-    return {"format": FORMAT, "space": {"name": space.name, "fingerprint": space.fingerprint(), "text": space.text,
-                                        "decisions": [d.name for d in space.decisions], "size": len(archs)},
-            "data": header["data"], "split_seed": header["split_seed"], "epochs": header["epochs"],
-            "seeds": list(range(seeds)), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
-                        "python": platform.python_version(), "tensorflow": version("tensorflow")},
-            "architectures": rows}
+    return {
+        "format": FORMAT,
+        "space": {
+            "name": space.name,
+            "fingerprint": space.fingerprint(),
+            "text": space.text,
+            "decisions": [d.name for d in space.decisions],
+            "size": len(archs),
+        },
+        "data": header["data"],
+        "split_seed": header["split_seed"],
+        "epochs": header["epochs"],
+        "seeds": list(range(seeds)),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "tensorflow": version("tensorflow"),
+        },
+        "architectures": rows,
+    }
 
 
 # -- reading a table -------------------------------------------------------------------------------
+
 
 @dataclass
 class Table:
@@ -233,9 +285,12 @@ class Table:
 
     def describe(self) -> str:
         m = self.meta
-        return (f"{self.space.name}: {len(self.archs)} architectures x {len(m['seeds'])} seeds, {m['data']}, "
-                f"{m['epochs']} epochs; top 1 %: {int(self.top.sum())} architectures (ties included) with mean test accuracy >= "
-                f"{self.top_threshold:.4f} (best {self.mean_test.max():.4f}, median {np.median(self.mean_test):.4f})")
+        return (
+            f"{self.space.name}: {len(self.archs)} architectures x {len(m['seeds'])} seeds, {m['data']}, "
+            f"{m['epochs']} epochs; top 1 %: {int(self.top.sum())} architectures (ties included) with mean test "
+            "accuracy >= "
+            f"{self.top_threshold:.4f} (best {self.mean_test.max():.4f}, median {np.median(self.mean_test):.4f})"
+        )
 
 
 def table_path(name_or_path: str | Path) -> Path:
@@ -250,9 +305,11 @@ def load_table(name_or_path: str | Path) -> Table:
     """Reads and checks a table written by `build_table`; errors name the file and what is wrong."""
     path = table_path(name_or_path)
     if not path.is_file():
-        known = ", ".join(sorted(p.name[:-len(".json.gz")] for p in TABLES_DIR.glob("*.json.gz"))) or "none"
-        raise InputError(f"table: {name_or_path}: no such table, expected a table name ({known}) or the path of a "
-                         ".json.gz file written by nas bench build")
+        known = ", ".join(sorted(p.name[: -len(".json.gz")] for p in TABLES_DIR.glob("*.json.gz"))) or "none"
+        raise InputError(
+            f"table: {name_or_path}: no such table, expected a table name ({known}) or the path of a "
+            ".json.gz file written by nas bench build"
+        )
     try:
         with gzip.open(path, "rt") as f:
             data = json.load(f)
@@ -262,35 +319,52 @@ def load_table(name_or_path: str | Path) -> Table:
     except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
         if isinstance(e, SpaceError):
             raise InputError(str(e)) from None
-        raise InputError(f"table: {path}: not a readable table ({type(e).__name__}: {e}), expected a .json.gz file "
-                         "written by nas bench build") from None
+        raise InputError(
+            f"table: {path}: not a readable table ({type(e).__name__}: {e}), expected a .json.gz file "
+            "written by nas bench build"
+        ) from None
     if data.get("format") != FORMAT or space.fingerprint() != data["space"].get("fingerprint"):
-        raise InputError(f"table: {path}: format {data.get('format')!r} or space fingerprint does not match, "
-                         f"expected format {FORMAT} written by this version of nas bench build")
+        raise InputError(
+            f"table: {path}: format {data.get('format')!r} or space fingerprint does not match, "
+            f"expected format {FORMAT} written by this version of nas bench build"
+        )
     archs = [space.architecture(r["choices"]) for r in rows]
     if len(set(archs)) != space.size() or any(len(r["val_accuracy"]) != seeds for r in rows):
-        raise InputError(f"table: {path}: {len(rows)} rows for {space.size()} architectures x {seeds} seeds, "
-                         "expected one row per architecture with a result per seed")
+        raise InputError(
+            f"table: {path}: {len(rows)} rows for {space.size()} architectures x {seeds} seeds, "
+            "expected one row per architecture with a result per seed"
+        )
     meta = {k: v for k, v in data.items() if k != "architectures"}
-    return Table(path, meta, space, archs, np.array([r["val_accuracy"] for r in rows], float),
-                 np.array([r["test_accuracy"] for r in rows], float), np.array([r["params"] for r in rows]),
-                 np.array([r["fit_seconds"] for r in rows], float))
+    return Table(
+        path,
+        meta,
+        space,
+        archs,
+        np.array([r["val_accuracy"] for r in rows], float),
+        np.array([r["test_accuracy"] for r in rows], float),
+        np.array([r["params"] for r in rows]),
+        np.array([r["fit_seconds"] for r in rows], float),
+    )
 
 
 def with_space(table: Table, space: SearchSpace) -> Table:
     """The table with another copy of its space, whose `controller:` section configures the controllers
     of a replay (a space's fingerprint leaves that section out); the decisions must be the table's."""
     if space.fingerprint() != table.space.fingerprint():
-        raise InputError(f"space: {space.source}: its decisions or training differ from those of the table's space "
-                         f"{table.space.name!r} (fingerprint {space.fingerprint()}, expected "
-                         f"{table.space.fingerprint()}); expected the space the table was built from")
+        raise InputError(
+            f"space: {space.source}: its decisions or training differ from those of the table's space "
+            f"{table.space.name!r} (fingerprint {space.fingerprint()}, expected "
+            f"{table.space.fingerprint()}); expected the space the table was built from"
+        )
     return dataclasses.replace(table, space=space)
 
 
 # -- replaying controllers -------------------------------------------------------------------------
 
-def replay_one(table: Table, name: str, seed: int, budget: int, reuse: Controller | None = None,
-               objective: Objective | None = None) -> dict[str, Any]:
+
+def replay_one(
+    table: Table, name: str, seed: int, budget: int, reuse: Controller | None = None, objective: Objective | None = None
+) -> dict[str, Any]:
     """One search of `budget` trials by controller `name` (seeded with `seed`) against the table.
     Returns the trial that first trained a top-1 % architecture (None: never) and, after each trial,
     the mean test accuracy of the architecture with the best reward so far (the winner), and the
@@ -335,27 +409,39 @@ def replay_one(table: Table, name: str, seed: int, budget: int, reuse: Controlle
         pass
     stopped = len(curve) < budget
     curve += [curve[-1] if curve else math.nan] * (budget - len(curve))  # a run that stopped keeps its best
-    return {"trials_to_top1pct": first_top, "curve": curve, "winner_params": winner_params, "trained": len(rewards),
-            "duplicates": duplicates, "stopped_early": stopped,
-            "settings": controller.settings_json(), "controller": controller}
+    return {
+        "trials_to_top1pct": first_top,
+        "curve": curve,
+        "winner_params": winner_params,
+        "trained": len(rewards),
+        "duplicates": duplicates,
+        "stopped_early": stopped,
+        "settings": controller.settings_json(),
+        "controller": controller,
+    }
 
 
-def replay(table: Table, controllers: Sequence[str], seeds: int = 20, budget: int = 100,
-           objective: Objective | None = None) -> dict[str, Any]:
+def replay(
+    table: Table, controllers: Sequence[str], seeds: int = 20, budget: int = 100, objective: Objective | None = None
+) -> dict[str, Any]:
     """Replays each controller `seeds` times (seeds 0..seeds-1) with `budget` trials. A run that never
     trains a top-1 % architecture counts as budget + 1 trials."""
     objective = objective or Objective()
     if objective.kind not in ("accuracy", "accuracy-params"):
-        raise InputError(f"objective: got {objective.kind!r}, expected accuracy or accuracy-params: a table "
-                         "holds no latencies")
+        raise InputError(
+            f"objective: got {objective.kind!r}, expected accuracy or accuracy-params: a table holds no latencies"
+        )
     results: dict[str, Any] = {}
     at = [b for b in BUDGETS if b < budget] + [budget]
     for name in controllers:
         start = time.perf_counter()
         runs = []
         for seed in range(seeds):
-            runs.append(replay_one(table, name, seed, budget, reuse=runs[0]["controller"] if runs else None,
-                                   objective=objective))
+            runs.append(
+                replay_one(
+                    table, name, seed, budget, reuse=runs[0]["controller"] if runs else None, objective=objective
+                )
+            )
         seconds = time.perf_counter() - start
         trials = np.array([r["trials_to_top1pct"] or budget + 1 for r in runs], float)
         curves = np.array([r["curve"] for r in runs])
@@ -373,32 +459,48 @@ def replay(table: Table, controllers: Sequence[str], seeds: int = 20, budget: in
             "seconds": round(seconds, 2),
         }
         reporter().text(f"  {name}: {seconds:.1f} s ({seconds / seeds:.2f} s a run)")
-    return {"table": str(table.path), "space": table.space.name, "architectures": len(table.archs),
-            "table_seeds": len(table.meta["seeds"]), "data": table.meta["data"], "epochs": table.meta["epochs"],
-            "top1pct_threshold": table.top_threshold, "top1pct_architectures": int(table.top.sum()),
-            "best_mean_test": float(table.mean_test.max()), "seeds": seeds, "budget": budget,
-            "objective": objective.describe(),
-            "controllers": results}
+    return {
+        "table": str(table.path),
+        "space": table.space.name,
+        "architectures": len(table.archs),
+        "table_seeds": len(table.meta["seeds"]),
+        "data": table.meta["data"],
+        "epochs": table.meta["epochs"],
+        "top1pct_threshold": table.top_threshold,
+        "top1pct_architectures": int(table.top.sum()),
+        "best_mean_test": float(table.mean_test.max()),
+        "seeds": seeds,
+        "budget": budget,
+        "objective": objective.describe(),
+        "controllers": results,
+    }
 
 
 def format_results(results: Mapping[str, Any]) -> str:
     """The replay's table, as `nas bench run` prints it."""
     budget, seeds = results["budget"], results["seeds"]
     at = list(next(iter(results["controllers"].values()))["best_test_at"]) if results["controllers"] else []
-    header = (f"{'controller':<13} {'trials to top 1 %':>17} {'IQR':>12} {'reached':>8} "
-              + " ".join(f"{'test@' + b:>8}" for b in at) + f" {'params':>8} {'seconds':>8}")
+    header = (
+        f"{'controller':<13} {'trials to top 1 %':>17} {'IQR':>12} {'reached':>8} "
+        + " ".join(f"{'test@' + b:>8}" for b in at)
+        + f" {'params':>8} {'seconds':>8}"
+    )
     lines = [header, "-" * len(header)]
     for name, r in results["controllers"].items():
         iqr = "[{:g}, {:g}]".format(*r["iqr_trials_to_top1pct"])
-        lines.append(f"{name:<13} {r['median_trials_to_top1pct']:>17g} {iqr:>12} "
-                     f"{str(r['runs_reaching_top1pct']) + '/' + str(seeds):>8} "
-                     + " ".join(f"{r['best_test_at'][b]:>8.4f}" for b in at)
-                     + f" {r['median_winner_params']:>8.0f} {r['seconds']:>8.1f}")
-    lines.append(f"Median over {seeds} runs of {budget} trials; a run that never trained a top-1 % architecture "
-                 f"(see 'reached') counts as {budget + 1}. test@N: after N trials, the mean test accuracy (over the "
-                 f"table's seeds) of the architecture with the best reward ({results['objective']}) so far, averaged "
-                 f"over runs; the table's best is {results['best_mean_test']:.4f}. params: the final winner's, "
-                 "median over runs.")
+        lines.append(
+            f"{name:<13} {r['median_trials_to_top1pct']:>17g} {iqr:>12} "
+            f"{str(r['runs_reaching_top1pct']) + '/' + str(seeds):>8} "
+            + " ".join(f"{r['best_test_at'][b]:>8.4f}" for b in at)
+            + f" {r['median_winner_params']:>8.0f} {r['seconds']:>8.1f}"
+        )
+    lines.append(
+        f"Median over {seeds} runs of {budget} trials; a run that never trained a top-1 % architecture "
+        f"(see 'reached') counts as {budget + 1}. test@N: after N trials, the mean test accuracy (over the "
+        f"table's seeds) of the architecture with the best reward ({results['objective']}) so far, averaged "
+        f"over runs; the table's best is {results['best_mean_test']:.4f}. params: the final winner's, "
+        "median over runs."
+    )
     return "\n".join(lines)
 
 
@@ -414,10 +516,14 @@ def plot_curves(results: Mapping[str, Any], path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for name, r in results["controllers"].items():
         regret = np.maximum(best - np.array(r["mean_best_test_curve"]), 1e-4)  # a log scale: never 0
-        ax.plot(range(1, len(regret) + 1), regret, label=f"{name} (median {r['median_trials_to_top1pct']:g} "
-                                                         "trials to top 1 %)")
-    ax.axhline(max(best - results["top1pct_threshold"], 1e-4), color="grey", linestyle="--", linewidth=1,
-               label="top 1 %")
+        ax.plot(
+            range(1, len(regret) + 1),
+            regret,
+            label=f"{name} (median {r['median_trials_to_top1pct']:g} trials to top 1 %)",
+        )
+    ax.axhline(
+        max(best - results["top1pct_threshold"], 1e-4), color="grey", linestyle="--", linewidth=1, label="top 1 %"
+    )
     ax.set_yscale("log")
     ax.set_xlabel("trials (architectures trained)")
     ax.set_ylabel("regret: best test accuracy - best-so-far's")

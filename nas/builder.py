@@ -9,7 +9,8 @@ augmentation layers, which Keras runs only while training. No search logic lives
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 from keras import layers
@@ -34,8 +35,13 @@ def build_model(spec: dict[str, Any], input_shape: tuple[int, ...], num_classes:
     l2 = spec.get("l2", 0.0)
     # The softmax in float32 whatever the dtype policy: in bfloat16 or float16 it loses the small
     # probabilities (the course's rule for TPUs).
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32",
-                           kernel_regularizer=keras.regularizers.L2(l2) if l2 else None)(x)
+    outputs = layers.Dense(
+        num_classes,
+        activation="softmax",
+        name="predictions",
+        dtype="float32",
+        kernel_regularizer=keras.regularizers.L2(l2) if l2 else None,
+    )(x)
     return keras.Model(inputs, outputs, name=f"{spec['space']}_child")
 
 
@@ -56,8 +62,13 @@ def augmentation(x, augment: dict[str, Any], value_range: tuple[float, float] = 
         x = layers.RandomTranslation(t, t, fill_mode="constant", name="aug_translation")(x)
     if augment.get("crop"):
         height, width = x.shape[1], x.shape[2]
-        x = layers.RandomTranslation(augment["crop"] / height, augment["crop"] / width, fill_mode="constant",
-                                     interpolation="nearest", name="aug_crop")(x)
+        x = layers.RandomTranslation(
+            augment["crop"] / height,
+            augment["crop"] / width,
+            fill_mode="constant",
+            interpolation="nearest",
+            name="aug_crop",
+        )(x)
     if augment.get("contrast"):
         x = layers.RandomContrast(augment["contrast"], value_range=value_range, name="aug_contrast")(x)
     if augment.get("brightness"):
@@ -120,8 +131,13 @@ def conv_body(x, spec):
         if len(sources) > 1:
             h = layers.Concatenate(name=f"layer{i}_concat")(sources)
             h = layers.Conv2D(layer["filters"], 1, use_bias=False, name=f"layer{i}_project")(h)
-        h = layers.Conv2D(layer["filters"], (layer["kernel_height"], layer["kernel_width"]), padding="same",
-                          use_bias=_use_bias(layer), name=f"layer{i}_conv")(h)
+        h = layers.Conv2D(
+            layer["filters"],
+            (layer["kernel_height"], layer["kernel_width"]),
+            padding="same",
+            use_bias=_use_bias(layer),
+            name=f"layer{i}_conv",
+        )(h)
         h = _normalise_and_activate(h, layer, f"layer{i}")
         outputs.append(h)
         stages.append(stage)

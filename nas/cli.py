@@ -49,48 +49,98 @@ def main() -> None:
 
 def _objective_options(command):
     """--objective and its targets, for nas search and nas bench run."""
-    for option in reversed([
-        click.option("--objective", type=click.Choice(["accuracy", "accuracy-params", "accuracy-latency"]),
-                     default="accuracy", show_default=True,
-                     help="The reward: validation accuracy, or accuracy x (cost / target) ^ w as in MnasNet."),
-        click.option("--target-params", type=click.IntRange(min=1), metavar="N",
-                     help="The parameter count accuracy-params aims at."),
-        click.option("--target-latency-ms", type=click.FloatRange(min=0, min_open=True), metavar="MS",
-                     callback=lambda ctx, param, value: _finite(value, ctx, param),
-                     help="Milliseconds per image (batch of 1, on a worker) accuracy-latency aims at."),
-        click.option("--objective-weight", type=click.FloatRange(max=0), default=-0.07, show_default=True,
-                     metavar="W", callback=lambda ctx, param, value: _finite(value, ctx, param),
-                     help="w in accuracy x (cost / target) ^ w."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--objective",
+                type=click.Choice(["accuracy", "accuracy-params", "accuracy-latency"]),
+                default="accuracy",
+                show_default=True,
+                help="The reward: validation accuracy, or accuracy x (cost / target) ^ w as in MnasNet.",
+            ),
+            click.option(
+                "--target-params",
+                type=click.IntRange(min=1),
+                metavar="N",
+                help="The parameter count accuracy-params aims at.",
+            ),
+            click.option(
+                "--target-latency-ms",
+                type=click.FloatRange(min=0, min_open=True),
+                metavar="MS",
+                callback=lambda ctx, param, value: _finite(value, ctx, param),
+                help="Milliseconds per image (batch of 1, on a worker) accuracy-latency aims at.",
+            ),
+            click.option(
+                "--objective-weight",
+                type=click.FloatRange(max=0),
+                default=-0.07,
+                show_default=True,
+                metavar="W",
+                callback=lambda ctx, param, value: _finite(value, ctx, param),
+                help="w in accuracy x (cost / target) ^ w.",
+            ),
+        ]
+    ):
         command = option(command)
     return command
 
 
 @main.command()
-@click.option("--space", default="cnn10", show_default=True, help="A built-in space (see `nas spaces`) or a space file.")
-@click.option("--budget", type=click.IntRange(min=1),
-              help="Child models to train from scratch: every child of a standalone search [default: 200]; the "
-                   "finalists of an enas search [default: the space's weight_sharing.finalists, 4].")
-@click.option("--strategy", type=click.Choice(["standalone", "enas"]), default="standalone", show_default=True,
-              help="standalone: every child trains from scratch; enas: a weight-sharing supernet (conv spaces) "
-                   "scores thousands of children, and its finalists train from scratch.")
-@click.option("--data", default="mnist5k", show_default=True,
-              help="mnist5k, digits, a folder with a sub-folder per class, a CSV of path,label, or an .npz of x, y.")
+@click.option(
+    "--space", default="cnn10", show_default=True, help="A built-in space (see `nas spaces`) or a space file."
+)
+@click.option(
+    "--budget",
+    type=click.IntRange(min=1),
+    help="Child models to train from scratch: every child of a standalone search [default: 200]; the "
+    "finalists of an enas search [default: the space's weight_sharing.finalists, 4].",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(["standalone", "enas"]),
+    default="standalone",
+    show_default=True,
+    help="standalone: every child trains from scratch; enas: a weight-sharing supernet (conv spaces) "
+    "scores thousands of children, and its finalists train from scratch.",
+)
+@click.option(
+    "--data",
+    default="mnist5k",
+    show_default=True,
+    help="mnist5k, digits, a folder with a sub-folder per class, a CSV of path,label, or an .npz of x, y.",
+)
 @click.option("--image-size", type=ImageSize(), help="Resize folder and CSV images to SIZE (default 32).")
-@click.option("--color-mode", type=click.Choice(["rgb", "grayscale"]), default="rgb", show_default=True,
-              help="Channels of folder and CSV images.")
+@click.option(
+    "--color-mode",
+    type=click.Choice(["rgb", "grayscale"]),
+    default="rgb",
+    show_default=True,
+    help="Channels of folder and CSV images.",
+)
 @click.option("--controller", type=click.Choice(CONTROLLERS), default="reinforce", show_default=True)
 @click.option("--base", metavar="PATH", help="For a transfer space: the trained model (.keras) its children build on.")
 @click.option("--workers", type=click.IntRange(min=1), help="Concurrent trials [default: CPUs / cpus-per-trial].")
 @click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option("--gpus-per-trial", type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option("--tpu", is_flag=False, flag_value="local", metavar="[NAME]",
-              help="Train each child on a TPU (TPUStrategy, bfloat16), asking Ray for one TPU per trial; NAME is "
-                   "the TPU's name or address for TPUClusterResolver [default: local, a TPU VM host].")
-@click.option("--mixed-precision", type=click.Choice(["off", "float16", "bfloat16"]),
-              help="Keras mixed precision for the children [default: bfloat16 with --tpu, else off].")
-@click.option("--address", help="Join the Ray cluster at this address (HOST:6379) instead of starting Ray locally; "
-                                "`local` starts a Ray of its own (on --resume: forgets the run's address).")
+@click.option(
+    "--tpu",
+    is_flag=False,
+    flag_value="local",
+    metavar="[NAME]",
+    help="Train each child on a TPU (TPUStrategy, bfloat16), asking Ray for one TPU per trial; NAME is "
+    "the TPU's name or address for TPUClusterResolver [default: local, a TPU VM host].",
+)
+@click.option(
+    "--mixed-precision",
+    type=click.Choice(["off", "float16", "bfloat16"]),
+    help="Keras mixed precision for the children [default: bfloat16 with --tpu, else off].",
+)
+@click.option(
+    "--address",
+    help="Join the Ray cluster at this address (HOST:6379) instead of starting Ray locally; "
+    "`local` starts a Ray of its own (on --resume: forgets the run's address).",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per child [default: the space's search_epochs].")
 @click.option("--final-epochs", type=click.IntRange(min=1), help="Epochs to retrain the winner [default: the space's].")
 @click.option("--name", help="Run name [default: <space>-<date>-<time>].")
@@ -98,30 +148,65 @@ def _objective_options(command):
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard.")
 @click.option("--verbose", is_flag=True, help="Show Ray Tune's status table and the workers' own logs.")
-@click.option("--max-failures", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Stop the search (exit code 3) after this many failed trials in a row.")
-@click.option("--trial-timeout", type=click.FloatRange(min=0, max=10**7, min_open=True), metavar="SECONDS",
-              callback=lambda ctx, param, value: _finite(value, ctx, param),
-              help="Stop and fail a child that runs longer than this.")
-@click.option("--worker-memory-growth", type=click.IntRange(min=1), default=1024, show_default=True, metavar="MB",
-              help="Replace the worker processes once one has grown by this much (TensorFlow keeps every "
-                   "child's graphs).")
+@click.option(
+    "--max-failures",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Stop the search (exit code 3) after this many failed trials in a row.",
+)
+@click.option(
+    "--trial-timeout",
+    type=click.FloatRange(min=0, max=10**7, min_open=True),
+    metavar="SECONDS",
+    callback=lambda ctx, param, value: _finite(value, ctx, param),
+    help="Stop and fail a child that runs longer than this.",
+)
+@click.option(
+    "--worker-memory-growth",
+    type=click.IntRange(min=1),
+    default=1024,
+    show_default=True,
+    metavar="MB",
+    help="Replace the worker processes once one has grown by this much (TensorFlow keeps every child's graphs).",
+)
 @_objective_options
-@click.option("--scheduler", type=click.Choice(["fifo", "asha"]),
-              help="asha: Ray Tune's ASHAScheduler stops children whose validation accuracy trails at a rung.")
-@click.option("--grace-period", type=click.IntRange(min=1), default=1, show_default=True, metavar="EPOCHS",
-              help="ASHA: epochs every child trains before it may be stopped.")
-@click.option("--reduction-factor", type=click.IntRange(min=2), default=3, show_default=True, metavar="N",
-              help="ASHA: 1 in N children goes on at each rung.")
-@click.option("--resume", is_flag=True,
-              help="Continue the run --name where it stopped; its config.json gives every setting not passed.")
+@click.option(
+    "--scheduler",
+    type=click.Choice(["fifo", "asha"]),
+    help="asha: Ray Tune's ASHAScheduler stops children whose validation accuracy trails at a rung.",
+)
+@click.option(
+    "--grace-period",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="EPOCHS",
+    help="ASHA: epochs every child trains before it may be stopped.",
+)
+@click.option(
+    "--reduction-factor",
+    type=click.IntRange(min=2),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="ASHA: 1 in N children goes on at each rung.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run --name where it stopped; its config.json gives every setting not passed.",
+)
 @click.pass_context
 def search(ctx: click.Context, no_dashboard: bool, resume: bool, **options) -> None:
     """Search a space for the best child model, then retrain and test the winner."""
     from nas.engine import run_search
 
-    given = {name for name in [*options, "no_dashboard"]
-             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    given = {
+        name
+        for name in [*options, "no_dashboard"]
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    }
     given = {"dashboard" if name == "no_dashboard" else name for name in given}
     run_search(SearchConfig(dashboard=not no_dashboard, **options), resume=resume, given=given - {"name", "runs_dir"})
 
@@ -146,8 +231,10 @@ def spaces(spaces: tuple[str, ...]) -> None:
         return
     for name in spaces:
         space = load_space(name)
-        console.print(f"[bold]{space.name}[/bold] ({space.source}), family {space.family}: "
-                      f"{len(space.decisions)} decisions, {space.describe_size()} architectures")
+        console.print(
+            f"[bold]{space.name}[/bold] ({space.source}), family {space.family}: "
+            f"{len(space.decisions)} decisions, {space.describe_size()} architectures"
+        )
         for d in space.decisions:
             console.print(f"  {d.name:<28} {', '.join(map(str, d.choices))}")
 
@@ -155,9 +242,15 @@ def spaces(spaces: tuple[str, ...]) -> None:
 @main.command()
 @click.argument("run")
 @click.option("--trial", type=click.IntRange(min=1), help="The trial to export [default: the run's best].")
-@click.option("--format", "formats", default="python,keras", show_default=True, metavar="LIST",
-              help="Comma-separated: python (model.py), keras (model.keras, weights, labels, metadata; always "
-                   "written), savedmodel (saved_model/), tflite (model.tflite).")
+@click.option(
+    "--format",
+    "formats",
+    default="python,keras",
+    show_default=True,
+    metavar="LIST",
+    help="Comma-separated: python (model.py), keras (model.keras, weights, labels, metadata; always "
+    "written), savedmodel (saved_model/), tflite (model.tflite).",
+)
 @click.option("--out", help="A new or empty folder [default: RUN/export, or RUN/export-trial-N].")
 @click.option("--runs-dir", default="runs", show_default=True, help="Where to look for RUN given as a name.")
 def export(run: str, trial: int | None, formats: str, out: str | None, runs_dir: str) -> None:
@@ -174,8 +267,9 @@ def export(run: str, trial: int | None, formats: str, out: str | None, runs_dir:
 @click.argument("model_dir")
 @click.argument("inputs", nargs=-1, required=True, metavar="IMAGE_OR_FOLDER...")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Labels per image.")
-@click.option("--json", "as_json", is_flag=True,
-              help="One JSON document on stdout: [{image, labels: [{label, probability}]}].")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON document on stdout: [{image, labels: [{label, probability}]}]."
+)
 def predict(model_dir: str, inputs: tuple[str, ...], top_k: int, as_json: bool) -> None:
     """Label images (files, or folders walked for image files) with a model directory from `nas export`.
 
@@ -209,8 +303,13 @@ def predict(model_dir: str, inputs: tuple[str, ...], top_k: int, as_json: bool) 
 @click.argument("model_dir")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Copies of the model, one CPU each, spread over the Ray cluster.")
+@click.option(
+    "--replicas",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Copies of the model, one CPU each, spread over the Ray cluster.",
+)
 @click.option("--address", help="Join the Ray cluster at this address (HOST:6379) instead of starting Ray locally.")
 def serve(model_dir: str, host: str, port: int, replicas: int, address: str | None) -> None:
     """Serve a model directory from `nas export` over HTTP on Ray Serve, until Ctrl-C.
@@ -224,22 +323,42 @@ def serve(model_dir: str, host: str, port: int, replicas: int, address: str | No
 
 @main.command()
 @click.argument("model_dir")
-@click.option("--data", required=True,
-              help="As for nas search: digits, mnist5k, a folder with a sub-folder per class, a CSV of path,label, "
-                   "or an .npz of x, y; folders and CSVs are decoded with the model's image size and colour mode.")
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Epochs in all. With --new-labels: 30 % (at least 1) train the new head with the body frozen, "
-                   "the rest fine-tune (all train the head with --freeze-base).")
-@click.option("--new-labels", is_flag=True,
-              help="Transfer learning: keep the trained body, replace the head with one for the data's labels.")
+@click.option(
+    "--data",
+    required=True,
+    help="As for nas search: digits, mnist5k, a folder with a sub-folder per class, a CSV of path,label, "
+    "or an .npz of x, y; folders and CSVs are decoded with the model's image size and colour mode.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Epochs in all. With --new-labels: 30 % (at least 1) train the new head with the body frozen, "
+    "the rest fine-tune (all train the head with --freeze-base).",
+)
+@click.option(
+    "--new-labels",
+    is_flag=True,
+    help="Transfer learning: keep the trained body, replace the head with one for the data's labels.",
+)
 @click.option("--freeze-base", is_flag=True, help="With --new-labels: train the new head only, no fine-tuning.")
-@click.option("--learning-rate", type=float,
-              help="Learning rate (cosine decay within each phase) [default: a tenth of the model's own when "
-                   "training further; the model's own for a new head]. Fine-tuning uses 0.3x the head's.")
-@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
-              help="Seeds the data's split and the training.")
-def train(model_dir: str, data: str, epochs: int, new_labels: bool, freeze_base: bool,
-          learning_rate: float | None, seed: int) -> None:
+@click.option(
+    "--learning-rate",
+    type=float,
+    help="Learning rate (cosine decay within each phase) [default: a tenth of the model's own when "
+    "training further; the model's own for a new head]. Fine-tuning uses 0.3x the head's.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, MAX_SEED),
+    default=0,
+    show_default=True,
+    help="Seeds the data's split and the training.",
+)
+def train(
+    model_dir: str, data: str, epochs: int, new_labels: bool, freeze_base: bool, learning_rate: float | None, seed: int
+) -> None:
     """Train a model directory further on new images, or transfer it to new labels (--new-labels).
 
     Writes a new version beside MODEL_DIR and never overwrites: the exported directory is version 1,
@@ -248,8 +367,15 @@ def train(model_dir: str, data: str, epochs: int, new_labels: bool, freeze_base:
     Without --new-labels, the data's labels must be among the model's (labels.json); a subset is fine."""
     from nas.retrain import retrain
 
-    retrain(model_dir, data, epochs=epochs, new_labels=new_labels, freeze_base=freeze_base,
-            learning_rate=learning_rate, seed=seed)
+    retrain(
+        model_dir,
+        data,
+        epochs=epochs,
+        new_labels=new_labels,
+        freeze_base=freeze_base,
+        learning_rate=learning_rate,
+        seed=seed,
+    )
 
 
 @main.command()
@@ -296,10 +422,16 @@ def data_group() -> None:
 @click.option("--image-size", type=ImageSize(), help="Resize the images to SIZE (default 32).")
 @click.option("--shards", type=click.IntRange(min=1), help="Files per split [default: about 100 MB each].")
 @click.option("--color-mode", type=click.Choice(["rgb", "grayscale"]), default="rgb", show_default=True)
-@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
-              help="Seeds the split, made here once for every search on the output.")
-def data_prepare(source: str, out: str, image_size: tuple[int, int] | None, shards: int | None, color_mode: str,
-                 seed: int) -> None:
+@click.option(
+    "--seed",
+    type=click.IntRange(0, MAX_SEED),
+    default=0,
+    show_default=True,
+    help="Seeds the split, made here once for every search on the output.",
+)
+def data_prepare(
+    source: str, out: str, image_size: tuple[int, int] | None, shards: int | None, color_mode: str, seed: int
+) -> None:
     """Decode SOURCE (a folder with a sub-folder per class, or a CSV of path,label) once into sharded
     TFRecord files in --out, split into train, validation and test as nas search splits a folder.
 
@@ -310,13 +442,17 @@ def data_prepare(source: str, out: str, image_size: tuple[int, int] | None, shar
 
     info = prepare(source, out, image_size=image_size, shards=shards, color_mode=color_mode, seed=seed)
     h, w = info["image_size"]
-    click.echo(f"{len(info['class_names'])} classes ({', '.join(info['class_names'][:10])}"
-               f"{', ...' if len(info['class_names']) > 10 else ''}), {h}x{w}x{info['channels']} images")
+    click.echo(
+        f"{len(info['class_names'])} classes ({', '.join(info['class_names'][:10])}"
+        f"{', ...' if len(info['class_names']) > 10 else ''}), {h}x{w}x{info['channels']} images"
+    )
     for split in SPLITS:
         about = info["splits"][split]
         counts = ", ".join(f"{name} {n}" for name, n in list(about["class_counts"].items())[:10])
-        click.echo(f"  {split:<10} {about['count']:>7} images in {len(about['files'])} file(s): {counts}"
-                   f"{', ...' if len(about['class_counts']) > 10 else ''}")
+        click.echo(
+            f"  {split:<10} {about['count']:>7} images in {len(about['files'])} file(s): {counts}"
+            f"{', ...' if len(about['class_counts']) > 10 else ''}"
+        )
     if info["skipped"]:
         click.echo(f"  skipped {len(info['skipped'])} unreadable image(s), listed in dataset.json")
     click.echo(f"wrote {out}")
@@ -328,15 +464,28 @@ def bench() -> None:
 
 
 @bench.command("build")
-@click.option("--space", required=True, help="A built-in space (such as bench_cnn) or a space file; at most a few "
-                                              "thousand architectures.")
+@click.option(
+    "--space",
+    required=True,
+    help="A built-in space (such as bench_cnn) or a space file; at most a few thousand architectures.",
+)
 @click.option("--data", default="digits", show_default=True, help="As for nas search; split with seed 0.")
-@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Trainings of each architecture, seeded 0..N-1.")
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Trainings of each architecture, seeded 0..N-1.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per child [default: the space's search_epochs].")
 @click.option("--out", required=True, help="The table to write, NAME.json.gz (progress goes to NAME.progress.jsonl).")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes training at once, one TensorFlow thread each.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes training at once, one TensorFlow thread each.",
+)
 def bench_build(space: str, data: str, seeds: int, epochs: int | None, out: str, workers: int) -> None:
     """Train every architecture of SPACE once per seed and write a table of their accuracies.
 
@@ -346,25 +495,47 @@ def bench_build(space: str, data: str, seeds: int, epochs: int | None, out: str,
     from search_spaces import load_space
 
     loaded = load_space(space)
-    build_table(loaded, out, data=data, seeds=seeds, epochs=epochs or loaded.fixed["training"]["search_epochs"],
-                workers=workers)
+    build_table(
+        loaded, out, data=data, seeds=seeds, epochs=epochs or loaded.fixed["training"]["search_epochs"], workers=workers
+    )
 
 
 @bench.command("run")
 @click.option("--table", required=True, help="A table's name (under benchmarks/tables/) or its path.")
-@click.option("--controllers", default="random,reinforce,evolution", show_default=True, metavar="LIST",
-              help=f"Comma-separated, from: {', '.join(CONTROLLERS)}.")
+@click.option(
+    "--controllers",
+    default="random,reinforce,evolution",
+    show_default=True,
+    metavar="LIST",
+    help=f"Comma-separated, from: {', '.join(CONTROLLERS)}.",
+)
 @click.option("--seeds", type=click.IntRange(min=1), default=20, show_default=True, help="Runs per controller.")
 @click.option("--budget", type=click.IntRange(min=1), default=100, show_default=True, help="Trials per run.")
 @click.option("--json", "json_path", metavar="FILE", help="Write the results as JSON.")
-@click.option("--plot", metavar="FILE", help="Write a PNG of the mean regret (the table's best test accuracy minus the "
-                                          "best-so-far's) against trials.")
-@click.option("--space", help="A space file with the table's decisions whose controller: section configures the "
-                              "controllers [default: the table's copy of its space].")
+@click.option(
+    "--plot",
+    metavar="FILE",
+    help="Write a PNG of the mean regret (the table's best test accuracy minus the best-so-far's) against trials.",
+)
+@click.option(
+    "--space",
+    help="A space file with the table's decisions whose controller: section configures the "
+    "controllers [default: the table's copy of its space].",
+)
 @_objective_options
-def bench_run(table: str, controllers: str, seeds: int, budget: int, json_path: str | None,
-              plot: str | None, space: str | None, objective: str, target_params: int | None,
-              target_latency_ms: float | None, objective_weight: float) -> None:
+def bench_run(
+    table: str,
+    controllers: str,
+    seeds: int,
+    budget: int,
+    json_path: str | None,
+    plot: str | None,
+    space: str | None,
+    objective: str,
+    target_params: int | None,
+    target_latency_ms: float | None,
+    objective_weight: float,
+) -> None:
     """Replay controllers against a table: rewards are looked up, nothing is trained.
 
     Prints per controller the median and IQR of the trials needed to first train a top-1 % architecture
@@ -382,7 +553,9 @@ def bench_run(table: str, controllers: str, seeds: int, budget: int, json_path: 
     names = [n.strip() for n in controllers.split(",") if n.strip()]
     for name in names or [controllers]:
         if name not in CONTROLLERS:
-            raise InputError(f"--controllers: got {name!r}, expected a comma-separated list from {', '.join(CONTROLLERS)}")
+            raise InputError(
+                f"--controllers: got {name!r}, expected a comma-separated list from {', '.join(CONTROLLERS)}"
+            )
     for flag, path in (("--json", json_path), ("--plot", plot)):
         if path and not Path(path).resolve().parent.is_dir():
             raise InputError(f"{flag}: {path}: its folder does not exist, expected a file in an existing folder")
@@ -436,10 +609,15 @@ def _with_flags(message: str, argv: list[str]) -> str:
             command = command.commands[token]
         elif not token.startswith("-"):
             break
-    options = {opt.lstrip("-").replace("-", "_"): opt for p in command.params if isinstance(p, click.Option)
-               for opt in p.opts if opt.startswith("--")}
+    options = {
+        opt.lstrip("-").replace("-", "_"): opt
+        for p in command.params
+        if isinstance(p, click.Option)
+        for opt in p.opts
+        if opt.startswith("--")
+    }
     head = re.match(r"[a-z][a-z0-9_]*(?=[: ])", message)
-    return options[head.group()] + message[head.end():] if head and head.group() in options else message
+    return options[head.group()] + message[head.end() :] if head and head.group() in options else message
 
 
 def _fail(message: str, code: int) -> int:

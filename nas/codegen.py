@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numbers
 import re
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from nas.builder import BN_MOMENTUM, bn_placement
 
@@ -47,8 +48,9 @@ def literal(value: Any) -> str:
     raise TypeError(f"no literal for {type(value).__name__}")
 
 
-def model_source(spec: dict[str, Any], input_shape: Sequence[int], class_names: Sequence[str],
-                 about: dict[str, Any] | None = None) -> str:
+def model_source(
+    spec: dict[str, Any], input_shape: Sequence[int], class_names: Sequence[str], about: dict[str, Any] | None = None
+) -> str:
     """The text of `model.py` for a resolved child spec (`SearchSpace.resolve`).
 
     `about` may give `run`, `trial`, `val_accuracy`, `test_accuracy`, `nas_version` and `date` for the
@@ -69,41 +71,61 @@ def model_source(spec: dict[str, Any], input_shape: Sequence[int], class_names: 
 
     shape = tuple(int(d) for d in input_shape)
     transfer = family == "transfer"
-    parts = [_header(spec, about or {}),
-             '"""A child model found by nas, as plain Keras: build_model() returns it untrained."""',
-             "", "import argparse", *(["import os"] if transfer else []), "", "import keras", "from keras import layers",
-             "", f"CLASS_NAMES = {_class_names(class_names)}  # in the order of the model's outputs"]
+    parts = [
+        _header(spec, about or {}),
+        '"""A child model found by nas, as plain Keras: build_model() returns it untrained."""',
+        "",
+        "import argparse",
+        *(["import os"] if transfer else []),
+        "",
+        "import keras",
+        "from keras import layers",
+        "",
+        f"CLASS_NAMES = {_class_names(class_names)}  # in the order of the model's outputs",
+    ]
     if transfer:
-        parts += ["# The trained model this one was built on, beside this file.",
-                  'BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "base.keras")']
+        parts += [
+            "# The trained model this one was built on, beside this file.",
+            'BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "base.keras")',
+        ]
     if uses_bn:
-        parts += ["# Keras's default momentum of 0.99 suits long training; nas trains children briefly.",
-                  f"BN_MOMENTUM = {literal(float(BN_MOMENTUM))}"]
+        parts += [
+            "# Keras's default momentum of 0.99 suits long training; nas trains children briefly.",
+            f"BN_MOMENTUM = {literal(float(BN_MOMENTUM))}",
+        ]
     parts += ["", ""]
     helpers = HELPERS.get(family, lambda spec: [])(spec)
     for helper in helpers:
         parts += [helper.rstrip("\n"), "", ""]
-    parts += [f"def build_model(input_shape={literal(shape)}, num_classes={len(class_names)}"
-              f"{', base_path=BASE' if transfer else ''}):",
-              f'{INDENT}"""Images of input_shape (height, width, channels) as raw 0-255 pixels in, class '
-              'probabilities out."""',
-              f'{INDENT}inputs = keras.Input(shape=input_shape, name="image")',
-              f'{INDENT}x = inputs  # the base rescales the pixels itself' if transfer else
-              f'{INDENT}x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)']
+    parts += [
+        f"def build_model(input_shape={literal(shape)}, num_classes={len(class_names)}"
+        f"{', base_path=BASE' if transfer else ''}):",
+        f'{INDENT}"""Images of input_shape (height, width, channels) as raw 0-255 pixels in, class '
+        'probabilities out."""',
+        f'{INDENT}inputs = keras.Input(shape=input_shape, name="image")',
+        f"{INDENT}x = inputs  # the base rescales the pixels itself"
+        if transfer
+        else f'{INDENT}x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)',
+    ]
     augment = _augmentation(spec.get("augment", {}), "(0, 255)" if transfer else "(0, 1)")
     if augment:
         parts.append(f"{INDENT}# Augmentation: active only while training, the identity at inference.")
         parts += [INDENT + line for line in augment]
     parts += body.indented() + head.indented()
-    parts += ["", "", 'if __name__ == "__main__":',
-              f'{INDENT}parser = argparse.ArgumentParser(description="Builds the model and prints its summary.")',
-              f'{INDENT}parser.add_argument("--weights", help="weights to load, such as model.weights.h5")',
-              f"{INDENT}args = parser.parse_args()",
-              f"{INDENT}model = build_model()",
-              f"{INDENT}if args.weights:",
-              f"{INDENT * 2}model.load_weights(args.weights)",
-              f'{INDENT * 2}print(f"Loaded weights from {{args.weights}}")',
-              f"{INDENT}model.summary()", ""]
+    parts += [
+        "",
+        "",
+        'if __name__ == "__main__":',
+        f'{INDENT}parser = argparse.ArgumentParser(description="Builds the model and prints its summary.")',
+        f'{INDENT}parser.add_argument("--weights", help="weights to load, such as model.weights.h5")',
+        f"{INDENT}args = parser.parse_args()",
+        f"{INDENT}model = build_model()",
+        f"{INDENT}if args.weights:",
+        f"{INDENT * 2}model.load_weights(args.weights)",
+        f'{INDENT * 2}print(f"Loaded weights from {{args.weights}}")',
+        f"{INDENT}model.summary()",
+        "",
+    ]
     return "\n".join(parts)
 
 
@@ -123,18 +145,22 @@ class Code:
 def _header(spec: dict[str, Any], about: dict[str, Any]) -> str:
     """Comment lines naming where the model came from. Names are literals (`repr()`), so a quote or a
     line break in one cannot end the comment."""
+
     def number(key: str) -> str:
         value = about.get(key)
         return f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "unknown"
 
     made = ", ".join(_plain(str(about[k])) for k in ("nas_version", "date") if about.get(k))
     trial = about.get("trial")
-    return "\n".join([
-        f"# Generated by nas export{f' ({made})' if made else ''} from run {literal(str(about.get('run', '')))}, "
-        f"trial {int(trial) if isinstance(trial, int) else 'unknown'}:",
-        f"# validation accuracy {number('val_accuracy')}, test accuracy {number('test_accuracy')}; "
-        f"space {literal(str(spec['space']))} (family {_plain(str(spec['family']))}).",
-        "# Plain Keras 3: nas is not needed to build, train or load it."])
+    return "\n".join(
+        [
+            f"# Generated by nas export{f' ({made})' if made else ''} from run {literal(str(about.get('run', '')))}, "
+            f"trial {int(trial) if isinstance(trial, int) else 'unknown'}:",
+            f"# validation accuracy {number('val_accuracy')}, test accuracy {number('test_accuracy')}; "
+            f"space {literal(str(spec['space']))} (family {_plain(str(spec['family']))}).",
+            "# Plain Keras 3: nas is not needed to build, train or load it.",
+        ]
+    )
 
 
 def _plain(text: str) -> str:
@@ -155,30 +181,40 @@ def _augmentation(augment: dict[str, Any], value_range: str = "(0, 1)") -> list[
     if augment.get("flip"):
         lines.append('x = layers.RandomFlip("horizontal", name="aug_flip")(x)')
     if augment.get("rotation"):
-        lines.append(f'x = layers.RandomRotation({literal(float(augment["rotation"]))}, fill_mode="constant", '
-                     'name="aug_rotation")(x)')
+        lines.append(
+            f'x = layers.RandomRotation({literal(float(augment["rotation"]))}, fill_mode="constant", '
+            'name="aug_rotation")(x)'
+        )
     if augment.get("zoom"):
-        lines.append(f'x = layers.RandomZoom({literal(float(augment["zoom"]))}, fill_mode="constant", '
-                     'name="aug_zoom")(x)')
+        lines.append(
+            f'x = layers.RandomZoom({literal(float(augment["zoom"]))}, fill_mode="constant", name="aug_zoom")(x)'
+        )
     if augment.get("translation"):
         t = literal(float(augment["translation"]))
         lines.append(f'x = layers.RandomTranslation({t}, {t}, fill_mode="constant", name="aug_translation")(x)')
     if augment.get("crop"):
         crop = int(augment["crop"])
         lines.append(f"# Pad {crop} pixels and crop at random: a random shift of up to {crop} whole pixels.")
-        lines.append(f"x = layers.RandomTranslation({crop} / input_shape[0], {crop} / input_shape[1], "
-                     'fill_mode="constant", interpolation="nearest", name="aug_crop")(x)')
+        lines.append(
+            f"x = layers.RandomTranslation({crop} / input_shape[0], {crop} / input_shape[1], "
+            'fill_mode="constant", interpolation="nearest", name="aug_crop")(x)'
+        )
     if augment.get("contrast"):
-        lines.append(f'x = layers.RandomContrast({literal(float(augment["contrast"]))}, value_range={value_range}, '
-                     'name="aug_contrast")(x)')
+        lines.append(
+            f"x = layers.RandomContrast({literal(float(augment['contrast']))}, value_range={value_range}, "
+            'name="aug_contrast")(x)'
+        )
     if augment.get("brightness"):
-        lines.append(f'x = layers.RandomBrightness({literal(float(augment["brightness"]))}, '
-                     f'value_range={value_range}, name="aug_brightness")(x)')
+        lines.append(
+            f"x = layers.RandomBrightness({literal(float(augment['brightness']))}, "
+            f'value_range={value_range}, name="aug_brightness")(x)'
+        )
     return lines
 
 
 # -- bodies: each writes `x = ...` lines ending with the features the classifier takes; returns
 # whether the code uses batch normalisation (and so the BN_MOMENTUM constant) -------------------------
+
 
 def _activation(activation: str, prefix: str) -> str:
     name = f"{prefix}_{activation}"
@@ -252,8 +288,7 @@ def _conv(code: Code, spec: dict[str, Any]) -> bool:
             code.line(f"# Layer {i} takes {_listing('layer', inputs)}, concatenated and projected to its width.")
         else:
             code.line(f"# Layer {i} takes {_listing('layer', inputs) if inputs else 'the image'}.")
-        sources = [pool("x" if j == i - 1 else f"layer{j}", stages[i] - stages[j], f"layer{i}_pool{j}")
-                   for j in inputs]
+        sources = [pool("x" if j == i - 1 else f"layer{j}", stages[i] - stages[j], f"layer{i}_pool{j}") for j in inputs]
         if len(sources) > 1:
             code.line(f'x = layers.Concatenate(name="layer{i}_concat")([')
             for source in sources:
@@ -268,8 +303,10 @@ def _conv(code: Code, spec: dict[str, Any]) -> bool:
                 h = "x"
         kernel = (int(layer["kernel_height"]), int(layer["kernel_width"]))
         bias = ", use_bias=False" if bn_placement(layer["batch_norm"]) == "before_activation" else ""
-        code.line(f'x = layers.Conv2D({int(layer["filters"])}, {literal(kernel)}, padding="same"{bias}, '
-                  f'name="layer{i}_conv")({h})')
+        code.line(
+            f'x = layers.Conv2D({int(layer["filters"])}, {literal(kernel)}, padding="same"{bias}, '
+            f'name="layer{i}_conv")({h})'
+        )
         _normalise_and_activate(code, layer, f"layer{i}")
         if i in kept:
             takers = [k for k, later in enumerate(layers_) if i in later["inputs"] and k != i + 1]
@@ -290,26 +327,26 @@ def _conv(code: Code, spec: dict[str, Any]) -> bool:
 
 def _resnet(code: Code, spec: dict[str, Any]) -> bool:
     k = int(spec["kernel"])
-    code.line(f'x = layers.Conv2D({int(spec["stem_filters"])}, {k}, padding="same", use_bias=False, '
-              'name="stem_conv")(x)')
+    code.line(
+        f'x = layers.Conv2D({int(spec["stem_filters"])}, {k}, padding="same", use_bias=False, name="stem_conv")(x)'
+    )
     code.line('x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)')
     code.line('x = layers.Activation("relu", name="stem_relu")(x)')
     block = "basic_block" if spec["block"] == "basic" else "bottleneck_block"
     for s in range(int(spec["stages"])):
         for b in range(int(spec["blocks"])):
             strides = 2 if s > 0 and b == 0 else 1
-            code.line(f'x = {block}(x, {int(spec["width"]) * 2**s}, {k}, strides={strides}, '
-                      f'name="stage{s}_block{b}")')
+            code.line(f'x = {block}(x, {int(spec["width"]) * 2**s}, {k}, strides={strides}, name="stage{s}_block{b}")')
     code.line('x = layers.GlobalAveragePooling2D(name="gap")(x)')
     return True
 
 
-CONV_BN = '''\
+CONV_BN = """\
 def conv_bn(x, filters, kernel_size, strides, name, relu):
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False, name=name)(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
-'''
+"""
 
 SHORTCUT = '''\
 def shortcut(x, filters, strides, name):
@@ -319,16 +356,16 @@ def shortcut(x, filters, strides, name):
     return conv_bn(x, filters, 1, strides, f"{name}_shortcut", relu=False)
 '''
 
-BASIC_BLOCK = '''\
+BASIC_BLOCK = """\
 def basic_block(x, filters, kernel_size, strides, name):
     residual = shortcut(x, filters, strides, name)
     x = conv_bn(x, filters, kernel_size, strides, f"{name}_conv1", relu=True)
     x = conv_bn(x, filters, kernel_size, 1, f"{name}_conv2", relu=False)
     x = layers.Add(name=f"{name}_add")([residual, x])
     return layers.Activation("relu", name=f"{name}_out")(x)
-'''
+"""
 
-BOTTLENECK_BLOCK = '''\
+BOTTLENECK_BLOCK = """\
 def bottleneck_block(x, filters, kernel_size, strides, name):
     residual = shortcut(x, filters, strides, name)
     inner = max(filters // 4, 4)
@@ -337,7 +374,8 @@ def bottleneck_block(x, filters, kernel_size, strides, name):
     x = conv_bn(x, filters, 1, 1, f"{name}_expand", relu=False)
     x = layers.Add(name=f"{name}_add")([residual, x])
     return layers.Activation("relu", name=f"{name}_out")(x)
-'''
+"""
+
 
 def _transfer(code: Code, spec: dict[str, Any]) -> bool:
     """Mirrors `nas.builder.transfer_body`."""
@@ -364,8 +402,13 @@ def features(base):
     return keras.Model(base.inputs, kept[-1].output, name="base")
 '''
 
-BODIES: dict[str, Callable[[Code, dict], bool]] = {"linear": _linear, "dense": _dense, "conv": _conv,
-                                                     "resnet": _resnet, "transfer": _transfer}
+BODIES: dict[str, Callable[[Code, dict], bool]] = {
+    "linear": _linear,
+    "dense": _dense,
+    "conv": _conv,
+    "resnet": _resnet,
+    "transfer": _transfer,
+}
 HELPERS: dict[str, Callable[[dict], list[str]]] = {
     "transfer": lambda spec: [FEATURES],
     "resnet": lambda spec: [CONV_BN, SHORTCUT, BASIC_BLOCK if spec["block"] == "basic" else BOTTLENECK_BLOCK],

@@ -45,8 +45,20 @@ class SearchConfig:
     objective_weight: float = -0.07  # w in accuracy x (cost / target) ^ w (MnasNet)
 
     # What a resumed search may change: how it runs, not what it searches.
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("budget", "workers", "cpus_per_trial", "gpus_per_trial", "tpu", "mixed_precision", "address", "dashboard",
-                 "max_failures", "trial_timeout", "worker_memory_growth", "verbose")
+    RESUMABLE: ClassVar[tuple[str, ...]] = (
+        "budget",
+        "workers",
+        "cpus_per_trial",
+        "gpus_per_trial",
+        "tpu",
+        "mixed_precision",
+        "address",
+        "dashboard",
+        "max_failures",
+        "trial_timeout",
+        "worker_memory_growth",
+        "verbose",
+    )
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -54,7 +66,7 @@ class SearchConfig:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "SearchConfig":
+    def from_json(cls, data: dict[str, Any]) -> SearchConfig:
         """The settings saved in a run's config.json (which holds more keys than these). A value of
         the wrong type is a ValueError naming the key, the value and the type expected."""
         values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
@@ -69,15 +81,31 @@ class SearchConfig:
         return cls(**values)
 
 
-CHOICES = {"strategy": ("standalone", "enas"), "color_mode": ("rgb", "grayscale"), "scheduler": (None, "fifo", "asha"),
-           "objective": ("accuracy", "accuracy-params", "accuracy-latency"),
-           "mixed_precision": (None, "off", "float16", "bfloat16")}
+CHOICES = {
+    "strategy": ("standalone", "enas"),
+    "color_mode": ("rgb", "grayscale"),
+    "scheduler": (None, "fifo", "asha"),
+    "objective": ("accuracy", "accuracy-params", "accuracy-latency"),
+    "mixed_precision": (None, "off", "float16", "bfloat16"),
+}
 # (least, whether the least is excluded) of the numeric settings that have one; None is always allowed
 # where the type allows it.
-LIMITS = {"budget": (1, False), "workers": (1, False), "cpus_per_trial": (0, True), "gpus_per_trial": (0, False),
-          "epochs": (1, False), "final_epochs": (1, False), "seed": (0, False), "max_failures": (1, False),
-          "trial_timeout": (0, True), "worker_memory_growth": (1, False), "grace_period": (1, False),
-          "reduction_factor": (2, False), "target_params": (1, False), "target_latency_ms": (0, True)}
+LIMITS = {
+    "budget": (1, False),
+    "workers": (1, False),
+    "cpus_per_trial": (0, True),
+    "gpus_per_trial": (0, False),
+    "epochs": (1, False),
+    "final_epochs": (1, False),
+    "seed": (0, False),
+    "max_failures": (1, False),
+    "trial_timeout": (0, True),
+    "worker_memory_growth": (1, False),
+    "grace_period": (1, False),
+    "reduction_factor": (2, False),
+    "target_params": (1, False),
+    "target_latency_ms": (0, True),
+}
 
 
 def check_settings(settings: dict[str, Any]) -> None:
@@ -101,16 +129,23 @@ def check_settings(settings: dict[str, Any]) -> None:
         if name in LIMITS and value is not None:
             least, excluded = LIMITS[name]
             if value < least or (excluded and value == least):
-                raise ValueError(f"{name}: got {value!r}, expected a number {'above' if excluded else 'of at least'} "
-                                 f"{least}")
+                raise ValueError(
+                    f"{name}: got {value!r}, expected a number {'above' if excluded else 'of at least'} {least}"
+                )
         if name == "seed" and value > MAX_SEED:
             raise ValueError(f"seed: got {value}, expected an integer from 0 to {MAX_SEED}")
         if name == "objective_weight" and value > 0:
             raise ValueError(f"objective_weight: got {value!r}, expected a number of at most 0")
 
 
-_WORDS = {"int": "an integer", "float": "a number", "str": "text", "bool": "true or false", "None": "null",
-          "tuple[int, int]": "a pair of positive integers"}
+_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "text",
+    "bool": "true or false",
+    "None": "null",
+    "tuple[int, int]": "a pair of positive integers",
+}
 
 
 def _has_type(value: Any, annotation: str) -> bool:
@@ -126,7 +161,11 @@ def _has_type(value: Any, annotation: str) -> bool:
             return True
         if kind == "str" and isinstance(value, str):
             return True
-        if kind == "tuple[int, int]" and isinstance(value, (list, tuple)) and len(value) == 2 \
-                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        if (
+            kind == "tuple[int, int]"
+            and isinstance(value, (list, tuple))
+            and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        ):
             return True
     return False

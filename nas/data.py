@@ -15,8 +15,9 @@ validation only.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,9 +30,13 @@ if TYPE_CHECKING:
     from nas.records import StreamingDataset
 
 
-
-def load_data(source: str, image_size: Sequence[int] | None = None, color_mode: str = "rgb",
-              seed: int = 0, stream: bool | None = None) -> Dataset | StreamingDataset:
+def load_data(
+    source: str,
+    image_size: Sequence[int] | None = None,
+    color_mode: str = "rgb",
+    seed: int = 0,
+    stream: bool | None = None,
+) -> Dataset | StreamingDataset:
     """Loads and validates a data source; raises InputError naming the file or value at fault.
 
     A prepared directory (nas.records) was split, sized and coloured when it was prepared: `seed`
@@ -47,8 +52,10 @@ def load_data(source: str, image_size: Sequence[int] | None = None, color_mode: 
         x, y, names, test = _builtin(source)
         val = None
     elif not path.exists():
-        raise InputError(f"data: {source}: no such file or folder, expected {', '.join(BUILTIN)}, "
-                         "a folder of class sub-folders, a .csv or an .npz file")
+        raise InputError(
+            f"data: {source}: no such file or folder, expected {', '.join(BUILTIN)}, "
+            "a folder of class sub-folders, a .csv or an .npz file"
+        )
     else:
         size = images.image_size(image_size)
         if path.is_dir() and (path / "dataset.json").is_file():  # before the class sub-folders: it has none
@@ -64,8 +71,16 @@ def load_data(source: str, image_size: Sequence[int] | None = None, color_mode: 
             test = val = None
         else:
             raise InputError(f"data: {source}: unsupported file type {path.suffix!r}, expected a folder, .csv or .npz")
-    return _split(source, x, y, names, test, seed, {"source": source, "color_mode": color_mode,
-                                                    "image_size": list(x.shape[1:3])}, val=val)
+    return _split(
+        source,
+        x,
+        y,
+        names,
+        test,
+        seed,
+        {"source": source, "color_mode": color_mode, "image_size": list(x.shape[1:3])},
+        val=val,
+    )
 
 
 def _builtin(name: str):
@@ -90,8 +105,10 @@ def _npz(path: Path):
         contents = {k: arrays[k] for k in arrays.files}
     except Exception as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise InputError(f"data: {path}: not a readable .npz file ({type(e).__name__}{': ' if reason else ''}"
-                         f"{reason}), expected one written by numpy.savez with arrays x and y") from None
+        raise InputError(
+            f"data: {path}: not a readable .npz file ({type(e).__name__}{': ' if reason else ''}"
+            f"{reason}), expected one written by numpy.savez with arrays x and y"
+        ) from None
     return checked_arrays(contents, f"data: {path}")
 
 
@@ -122,14 +139,16 @@ def checked_arrays(contents: dict[str, Any], where: str):
         for split, (_, labels) in parts.items():
             wrong = next((label for label in labels if label not in index), None)
             if wrong is not None:
-                raise InputError(f"{where}: y{'_' + split if split else ''}: label {wrong} is not an index of the "
-                                 f"{len(names)} class_names, expected integers 0 to {len(names) - 1}")
+                raise InputError(
+                    f"{where}: y{'_' + split if split else ''}: label {wrong} is not an index of the "
+                    f"{len(names)} class_names, expected integers 0 to {len(names) - 1}"
+                )
             coded[split] = np.array([index[label] for label in labels], np.int32)
     else:
         names, every = images.encode_labels([label for _, labels in parts.values() for label in labels])
         coded, start = {}, 0
         for split, (pixels, _) in parts.items():
-            coded[split], start = every[start:start + len(pixels)], start + len(pixels)
+            coded[split], start = every[start : start + len(pixels)], start + len(pixels)
     split = {name: (parts[name][0], coded[name]) if name in parts else None for name in ("val", "test")}
     return x, coded[""], names, split["test"], split["val"]
 
@@ -156,13 +175,14 @@ def _checked_images(where: str, key: str, x: np.ndarray) -> np.ndarray:
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] not in (1, 3, 4) or min(x.shape[1:3]) < 1:
-        raise InputError(f"{where}: {key} has shape {x.shape}, expected (N, height, width) or "
-                         "(N, height, width, channels) with 1, 3 or 4 channels")
+        raise InputError(
+            f"{where}: {key} has shape {x.shape}, expected (N, height, width) or "
+            "(N, height, width, channels) with 1, 3 or 4 channels"
+        )
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise InputError(f"{where}: {key} has dtype {x.dtype}, expected numbers")
     if len(x) == 0:
-        raise InputError(f"{where}: {key} has shape {x.shape}, no images, expected at least {MIN_PER_CLASS} "
-                         "per class")
+        raise InputError(f"{where}: {key} has shape {x.shape}, no images, expected at least {MIN_PER_CLASS} per class")
     floats = np.issubdtype(x.dtype, np.floating)
     x = x.astype(np.float64)
     if not np.isfinite(x).all() or x.min() < 0 or x.max() > 255:
@@ -179,15 +199,15 @@ def _labels(where: str, key: str, y: np.ndarray, n: int) -> list[str]:
     return [str(v) for v in y.tolist()]
 
 
-def _split(name: str, x: np.ndarray, y: np.ndarray, names: list[str], test, seed: int,
-           preprocessing: dict, val=None) -> Dataset:
+def _split(
+    name: str, x: np.ndarray, y: np.ndarray, names: list[str], test, seed: int, preprocessing: dict, val=None
+) -> Dataset:
     """The splits: those given (an .npz's or arrays' validation and test images), the others drawn
     from x and y, stratified and seeded."""
     test_size = 1000 if name == "mnist5k" else 0.2
-    train, held_val, held = split_indices(name, y, names, seed, hold_out_test=test is None, test_size=test_size,
-                                          hold_out_val=val is None)
+    train, held_val, held = split_indices(
+        name, y, names, seed, hold_out_test=test is None, test_size=test_size, hold_out_val=val is None
+    )
     x_test, y_test = (x[held], y[held]) if test is None else test
     x_val, y_val = (x[held_val], y[held_val]) if val is None else val
     return Dataset(name, names, x[train], y[train], x_val, y_val, x_test, y_test, preprocessing)
-
-

@@ -39,14 +39,19 @@ class Dataset:
 
     def final_arrays(self) -> dict[str, np.ndarray]:
         """What the winner is retrained on (train + validation) and tested on."""
-        return {"x_train": np.concatenate([self.x_train, self.x_val]),
-                "y_train": np.concatenate([self.y_train, self.y_val]),
-                "x_test": self.x_test, "y_test": self.y_test}
+        return {
+            "x_train": np.concatenate([self.x_train, self.x_val]),
+            "y_train": np.concatenate([self.y_train, self.y_val]),
+            "x_test": self.x_test,
+            "y_test": self.y_test,
+        }
 
     def describe(self) -> str:
         h, w, c = self.input_shape
-        return (f"{self.name}: {self.num_classes} classes, {h}x{w}x{c} images, train {len(self.y_train)} / "
-                f"validation {len(self.y_val)} / test {len(self.y_test)} (held out)")
+        return (
+            f"{self.name}: {self.num_classes} classes, {h}x{w}x{c} images, train {len(self.y_train)} / "
+            f"validation {len(self.y_val)} / test {len(self.y_test)} (held out)"
+        )
 
 
 def data_fingerprint(data) -> str:

@@ -26,8 +26,9 @@ import io
 import json
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -38,9 +39,18 @@ from search_spaces import Architecture, SearchSpace, SpaceError
 # The ENAS code's controller (melodyguan/enas, the macro search; ../REFERENCES in the docs): they
 # replace the space's own `controller:` settings, which suit a stand-alone search of a few hundred
 # children; the space's `weight_sharing.controller` overrides them in turn.
-ENAS_CONTROLLER = {"hidden_size": 64, "lstm_layers": 1, "learning_rate": 0.001, "tanh_constant": 1.5,
-                   "temperature": 1.0, "entropy_weight": 1e-4, "baseline_decay": 0.99, "skip_target": 0.4,
-                   "skip_weight": 0.8, "reward_power": 1.0}
+ENAS_CONTROLLER = {
+    "hidden_size": 64,
+    "lstm_layers": 1,
+    "learning_rate": 0.001,
+    "tanh_constant": 1.5,
+    "temperature": 1.0,
+    "entropy_weight": 1e-4,
+    "baseline_decay": 0.99,
+    "skip_target": 0.4,
+    "skip_weight": 0.8,
+    "reward_power": 1.0,
+}
 
 
 CONTROLLERS = ("reinforce", "random")  # those that can sample the supernet's paths as it trains
@@ -107,8 +117,9 @@ def make_enas_controller(name: str, space: SearchSpace, settings: EnasSettings, 
     uniform paths ("random"). Other controllers learn from trained children only."""
     if name not in CONTROLLERS:
         raise ValueError(f"got controller {name!r}, expected one of {', '.join(CONTROLLERS)}")
-    return make_controller(name, space, seed=seed, overrides=_controller_overrides(settings) if name == "reinforce"
-                           else None)
+    return make_controller(
+        name, space, seed=seed, overrides=_controller_overrides(settings) if name == "reinforce" else None
+    )
 
 
 def controller_settings(name: str, space: SearchSpace, settings: EnasSettings) -> dict[str, Any]:
@@ -119,13 +130,24 @@ def controller_settings(name: str, space: SearchSpace, settings: EnasSettings) -
     from controllers.evolution import EvolutionSettings
     from controllers.reinforce import ReinforceSettings
 
-    return dataclasses.asdict(read_controller_settings(ReinforceSettings, space, _controller_overrides(settings),
-                                                       shared_with=(EvolutionSettings,)))
+    return dataclasses.asdict(
+        read_controller_settings(
+            ReinforceSettings, space, _controller_overrides(settings), shared_with=(EvolutionSettings,)
+        )
+    )
 
 
 class SupernetPhase:
-    def __init__(self, space: SearchSpace, arrays: Mapping[str, np.ndarray], input_shape, num_classes: int,
-                 settings: EnasSettings, controller: Controller, seed: int = 0):
+    def __init__(
+        self,
+        space: SearchSpace,
+        arrays: Mapping[str, np.ndarray],
+        input_shape,
+        num_classes: int,
+        settings: EnasSettings,
+        controller: Controller,
+        seed: int = 0,
+    ):
         import keras
 
         from nas.supernet import ConvSupernet
@@ -138,9 +160,13 @@ class SupernetPhase:
         learning_rate = float(training["learning_rate"])
         self.steps_per_epoch = math.ceil(len(self.y_train) / self.batch_size)
         # The space's schedule over all the supernet's steps, as nas.trainer.make_optimizer's over a child's
-        self.learning_rate = (keras.optimizers.schedules.CosineDecay(
-            learning_rate, decay_steps=self.steps_per_epoch * settings.supernet_epochs)
-            if training["schedule"] == "cosine" else lambda step: learning_rate)
+        self.learning_rate = (
+            keras.optimizers.schedules.CosineDecay(
+                learning_rate, decay_steps=self.steps_per_epoch * settings.supernet_epochs
+            )
+            if training["schedule"] == "cosine"
+            else lambda step: learning_rate
+        )
         self.net = ConvSupernet(space, tuple(input_shape), num_classes, seed=seed, learning_rate=learning_rate)
         self.rng = np.random.default_rng([seed, 21])
         self.epoch = 0  # finished epochs
@@ -155,13 +181,14 @@ class SupernetPhase:
         order = self.rng.permutation(len(self.y_train))
         losses = []
         for b in range(self.steps_per_epoch):
-            batch = order[b * self.batch_size:(b + 1) * self.batch_size]
+            batch = order[b * self.batch_size : (b + 1) * self.batch_size]
             net.optimizer.learning_rate.assign(self.learning_rate(self.epoch * self.steps_per_epoch + b))
             arch = self.controller.ask()
             loss = float(net.train_step(self.x_train[batch], self.y_train[batch], net.encode(arch)))
             if not math.isfinite(loss):
-                raise SupernetDiverged(f"the supernet's training loss became {loss} in epoch {self.epoch + 1}, "
-                                       f"step {b + 1}")
+                raise SupernetDiverged(
+                    f"the supernet's training loss became {loss} in epoch {self.epoch + 1}, step {b + 1}"
+                )
             losses.append(loss)
         train_seconds = time.perf_counter() - start
         rewards = []
@@ -173,9 +200,15 @@ class SupernetPhase:
             rewards.append(reward)
         updates = self.controller.updates()
         self.epoch += 1
-        record = {"epoch": self.epoch, "loss": float(np.mean(losses)), "reward_mean": float(np.mean(rewards)),
-                  "reward_max": float(np.max(rewards)), "entropy": updates[-1]["entropy"] if updates else None,
-                  "train_seconds": train_seconds, "controller_seconds": time.perf_counter() - start - train_seconds}
+        record = {
+            "epoch": self.epoch,
+            "loss": float(np.mean(losses)),
+            "reward_mean": float(np.mean(rewards)),
+            "reward_max": float(np.max(rewards)),
+            "entropy": updates[-1]["entropy"] if updates else None,
+            "train_seconds": train_seconds,
+            "controller_seconds": time.perf_counter() - start - train_seconds,
+        }
         self.history.append(record)
         return record
 
@@ -196,8 +229,9 @@ class SupernetPhase:
         encoded = net.encode(arch)
         picks = self.rng.permutation(len(self.y_train))
         n = min(self.settings.recalibration_batches, self.steps_per_epoch)
-        net.recalibrate([self.x_train[picks[k * self.batch_size:(k + 1) * self.batch_size]] for k in range(n)],
-                        encoded)
+        net.recalibrate(
+            [self.x_train[picks[k * self.batch_size : (k + 1) * self.batch_size]] for k in range(n)], encoded
+        )
         return net.accuracy(self.x_val, self.y_val, encoded)
 
     def finalists(self) -> list[tuple[Architecture, float]]:
@@ -209,16 +243,21 @@ class SupernetPhase:
         finally:
             self.net.load_state(saved)
         scored.sort(key=lambda pair: -pair[1])  # stable: ties keep the order they were drawn in
-        return scored[:self.settings.finalists]
+        return scored[: self.settings.finalists]
 
     # -- state -----------------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
         """The supernet, its optimizer, the controller and the sampling generator, as one file's bytes
         (the driver writes it atomically: a kill leaves the previous epoch's file or this one)."""
-        meta = {"epoch": self.epoch, "history": self.history, "rng": self.rng.bit_generator.state,
-                "controller": self.controller.state(), "space_fingerprint": self.space.fingerprint(),
-                "settings": dataclasses.asdict(self.settings)}
+        meta = {
+            "epoch": self.epoch,
+            "history": self.history,
+            "rng": self.rng.bit_generator.state,
+            "controller": self.controller.state(),
+            "space_fingerprint": self.space.fingerprint(),
+            "settings": dataclasses.asdict(self.settings),
+        }
         buffer = io.BytesIO()
         np.savez(buffer, *self.net.state(), meta=np.array(json.dumps(meta)))
         return buffer.getvalue()
@@ -261,8 +300,9 @@ class _Phase:
         space = parse_space(space_text, source=space_source)
         settings = read_settings(space, {"finalists": setup["finalists"]})
         controller = make_enas_controller(setup["controller"], space, settings, seed=setup["seed"])
-        self.phase = SupernetPhase(space, arrays, setup["input_shape"], setup["num_classes"], settings, controller,
-                                   seed=setup["seed"])
+        self.phase = SupernetPhase(
+            space, arrays, setup["input_shape"], setup["num_classes"], settings, controller, seed=setup["seed"]
+        )
         if saved is not None:
             self.phase.load_bytes(saved)
 
@@ -278,17 +318,35 @@ class _Phase:
         return [(arch.to_json(), accuracy) for arch, accuracy in self.phase.finalists()]
 
 
-def search_supernet(space: SearchSpace, rundir, arrays: dict, *, input_shape, num_classes: int, controller: str,
-                    seed: int, finalists: int, cpus: float, gpus: float = 0, here: bool = False,
-                    on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[tuple[Architecture, float]]:
+def search_supernet(
+    space: SearchSpace,
+    rundir,
+    arrays: dict,
+    *,
+    input_shape,
+    num_classes: int,
+    controller: str,
+    seed: int,
+    finalists: int,
+    cpus: float,
+    gpus: float = 0,
+    here: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> list[tuple[Architecture, float]]:
     """Runs (or resumes, from the run's checkpoint) the supernet phase and returns its finalists with
     their shared-weight accuracy, best first; they are also written to the run's supernet/finalists.json.
     `here` runs it in this process (a local Ray without accelerators), else as one Ray actor."""
     settings = read_settings(space, {"finalists": finalists})
     checkpoint = rundir.file(CHECKPOINT)
     saved = checkpoint.read_bytes() if checkpoint.is_file() else None
-    setup = {"cpus": cpus, "controller": controller, "seed": seed, "input_shape": list(input_shape),
-             "num_classes": num_classes, "finalists": finalists}
+    setup = {
+        "cpus": cpus,
+        "controller": controller,
+        "seed": seed,
+        "input_shape": list(input_shape),
+        "num_classes": num_classes,
+        "finalists": finalists,
+    }
     start = time.perf_counter()
     if here:
         phase = _Phase(space.text, space.source, arrays, setup, saved)
@@ -296,16 +354,23 @@ def search_supernet(space: SearchSpace, rundir, arrays: dict, *, input_shape, nu
     else:
         import ray
 
-        actor = ray.remote(_Phase).options(num_cpus=cpus, num_gpus=gpus, max_restarts=0).remote(
-            space.text, space.source, ray.put(arrays), setup, saved)
+        actor = (
+            ray.remote(_Phase)
+            .options(num_cpus=cpus, num_gpus=gpus, max_restarts=0)
+            .remote(space.text, space.source, ray.put(arrays), setup, saved)
+        )
 
         def call(method: str):
             try:
                 return ray.get(getattr(actor, method).remote())
             except ray.exceptions.RayTaskError as e:  # the phase's own error, as if it ran here
                 cause = e.as_instanceof_cause()
-                raise (cause if isinstance(cause, (SupernetDiverged, CheckpointMismatch)) else
-                       RuntimeError(str(e).strip().splitlines()[-1])) from None
+                raise (
+                    cause
+                    if isinstance(cause, (SupernetDiverged, CheckpointMismatch))
+                    else RuntimeError(str(e).strip().splitlines()[-1])
+                ) from None
+
     try:
         while call("epochs_done") < settings.supernet_epochs:
             history, state = call("epoch")
@@ -317,9 +382,16 @@ def search_supernet(space: SearchSpace, rundir, arrays: dict, *, input_shape, nu
     finally:
         if not here:
             ray.kill(actor)
-    rundir.write_json(FINALISTS, {"finalists": [{"arch": a.to_json(), "values": space.decode(a),
-                                                 "shared_accuracy": accuracy} for a, accuracy in finalists],
-                                  "seconds": time.perf_counter() - start})
+    rundir.write_json(
+        FINALISTS,
+        {
+            "finalists": [
+                {"arch": a.to_json(), "values": space.decode(a), "shared_accuracy": accuracy}
+                for a, accuracy in finalists
+            ],
+            "seconds": time.perf_counter() - start,
+        },
+    )
     return finalists
 
 
@@ -342,9 +414,14 @@ def finalists_summary(space: SearchSpace, rundir, records: list[TrialRecord]) ->
     saved = rundir.read_saved(FINALISTS, required=("finalists",))
     finalists = _finalists(space, saved)
     trained = {space.from_json(r.arch): r for r in records if r.completed}
-    rows = [{"trial": trained[a].trial if a in trained else None, "shared_accuracy": accuracy,
-             "val_accuracy": trained[a].metrics.val_accuracy if a in trained else None}
-            for a, accuracy in finalists]
+    rows = [
+        {
+            "trial": trained[a].trial if a in trained else None,
+            "shared_accuracy": accuracy,
+            "val_accuracy": trained[a].metrics.val_accuracy if a in trained else None,
+        }
+        for a, accuracy in finalists
+    ]
     pairs = [(r["shared_accuracy"], r["val_accuracy"]) for r in rows if r["val_accuracy"] is not None]
     tau = None
     if len(pairs) >= 2:

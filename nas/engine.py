@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any
 
 from controllers import make_controller
 from controllers.fixed_list import FixedListController
@@ -35,12 +36,12 @@ from nas.trial_record import TrialRecord
 from nas.worker import Job
 from search_spaces import SearchSpace, load_space
 
-
 STANDALONE_BUDGET = 200
 
 
-def run_search(config: SearchConfig, resume: bool = False, given: Collection[str] = (),
-               arrays: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_search(
+    config: SearchConfig, resume: bool = False, given: Collection[str] = (), arrays: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Runs a search to its end and returns its summary. `arrays` are in-memory images instead of
     config.data (nas.data.checked_arrays: x, y, and optionally validation and test splits and class
     names); the run directory keeps them as data.npz, which config.json's data then names."""
@@ -51,8 +52,9 @@ def run_search(config: SearchConfig, resume: bool = False, given: Collection[str
         rundir, config, space, saved = _new(config)
     if config.address == "local":  # as no --address; given on resume, it drops the run's saved address
         config = replace(config, address=None)
-    objective = Objective.parse(config.objective, config.target_params, config.target_latency_ms,
-                                config.objective_weight)
+    objective = Objective.parse(
+        config.objective, config.target_params, config.target_latency_ms, config.objective_weight
+    )
     plan = accelerators.choose(config.gpus_per_trial, config.tpu, config.mixed_precision)
     _check_scheduler(config)
     try:
@@ -69,8 +71,10 @@ def run_search(config: SearchConfig, resume: bool = False, given: Collection[str
             data = load_data(config.data, config.image_size, config.color_mode, seed=config.seed)
         fingerprint = data_fingerprint(data)
         if saved and saved.get("data_fingerprint", fingerprint) != fingerprint:
-            raise InputError(f"data: {config.data}: the images differ from those run {rundir.name!r} started "
-                             "with; expected the same data (or a new search)")
+            raise InputError(
+                f"data: {config.data}: the images differ from those run {rundir.name!r} started "
+                "with; expected the same data (or a new search)"
+            )
         import_tensorflow()  # the REINFORCE controller runs on TensorFlow in this process
         base = _base(config, space, data, rundir, saved)
         if base and saved is None:
@@ -79,8 +83,19 @@ def run_search(config: SearchConfig, resume: bool = False, given: Collection[str
             controller = FixedListController(space, seed=config.seed)
         else:
             controller = make_controller(config.controller, space, seed=config.seed, budget=config.budget)
-        return _run(config, space, data, fingerprint, controller, objective, rundir, saved, base, plan,
-                    files if saved is None else {})
+        return _run(
+            config,
+            space,
+            data,
+            fingerprint,
+            controller,
+            objective,
+            rundir,
+            saved,
+            base,
+            plan,
+            files if saved is None else {},
+        )
     finally:
         rundir.unlock()
 
@@ -89,15 +104,22 @@ def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]
     space = load_space(config.space)
     failure_reward_setting(space)  # checked here, before anything starts
     training = space.fixed["training"]
-    config = replace(config, epochs=config.epochs or training["search_epochs"],
-                     final_epochs=config.final_epochs or training["final_epochs"],
-                     name=config.name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}")
-    config = replace(config, scheduler=config.scheduler or _space_scheduler(config, training),
-                     budget=_budget(config, space))
+    config = replace(
+        config,
+        epochs=config.epochs or training["search_epochs"],
+        final_epochs=config.final_epochs or training["final_epochs"],
+        name=config.name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}",
+    )
+    config = replace(
+        config, scheduler=config.scheduler or _space_scheduler(config, training), budget=_budget(config, space)
+    )
     if (space.family == "transfer") != bool(config.base):
-        raise InputError(f"base: space {space.name!r} is a transfer space, expected --base PATH, a trained .keras "
-                         "model its children build on" if space.family == "transfer" else
-                         f"base: given for space {space.name!r} of family {space.family}, expected a transfer space")
+        raise InputError(
+            f"base: space {space.name!r} is a transfer space, expected --base PATH, a trained .keras "
+            "model its children build on"
+            if space.family == "transfer"
+            else f"base: given for space {space.name!r} of family {space.family}, expected a transfer space"
+        )
     if config.base:
         transfer.check_base_file(config.base)
     rundir = _rundir(config)
@@ -116,14 +138,18 @@ def _budget(config: SearchConfig, space: SearchSpace) -> int:
     if problem:
         raise InputError(f"strategy: enas needs a supernet, but {problem}")
     if config.controller not in enas.CONTROLLERS:
-        raise InputError(f"controller: got {config.controller!r} with --strategy enas, expected "
-                         f"{' or '.join(enas.CONTROLLERS)} (the supernet's paths are sampled as it trains)")
+        raise InputError(
+            f"controller: got {config.controller!r} with --strategy enas, expected "
+            f"{' or '.join(enas.CONTROLLERS)} (the supernet's paths are sampled as it trains)"
+        )
     if config.tpu:
         raise InputError("tpu: the supernet does not train on TPUs yet, expected --strategy standalone with it")
     settings = enas.read_settings(space)
     if config.budget and config.budget > settings.candidates:
-        raise InputError(f"budget: got {config.budget} finalists, expected at most the {settings.candidates} "
-                         f"candidates of {space.source}'s weight_sharing.candidates")
+        raise InputError(
+            f"budget: got {config.budget} finalists, expected at most the {settings.candidates} "
+            f"candidates of {space.source}'s weight_sharing.candidates"
+        )
     return config.budget or settings.finalists
 
 
@@ -137,8 +163,12 @@ def _space_scheduler(config: SearchConfig, training: dict[str, Any]) -> str:
     needs every child's latency, measured after its last epoch. Given as --scheduler asha, either
     is an error instead (`_check_scheduler`). An enas search's few finalists all train to the end:
     they are compared trained from scratch, and with the supernet's ranking."""
-    if training.get("scheduler", "fifo") == "asha" and config.grace_period < config.epochs \
-            and config.objective != "accuracy-latency" and config.strategy != "enas":
+    if (
+        training.get("scheduler", "fifo") == "asha"
+        and config.grace_period < config.epochs
+        and config.objective != "accuracy-latency"
+        and config.strategy != "enas"
+    ):
         return "asha"
     return "fifo"
 
@@ -147,11 +177,15 @@ def _check_scheduler(config: SearchConfig) -> None:
     if config.scheduler != "asha":
         return
     if config.grace_period >= config.epochs:
-        raise InputError(f"grace_period: got {config.grace_period}, expected fewer than the {config.epochs} epochs "
-                         "a child trains (--epochs), or ASHA could stop no child")
+        raise InputError(
+            f"grace_period: got {config.grace_period}, expected fewer than the {config.epochs} epochs "
+            "a child trains (--epochs), or ASHA could stop no child"
+        )
     if config.objective == "accuracy-latency":
-        raise InputError("scheduler: asha stops children before their latency is measured, expected --objective "
-                         "accuracy or accuracy-params with it")
+        raise InputError(
+            "scheduler: asha stops children before their latency is measured, expected --objective "
+            "accuracy or accuracy-params with it"
+        )
 
 
 def _base(config: SearchConfig, space: SearchSpace, data: Dataset, rundir: RunDir, saved: dict | None) -> bytes | None:
@@ -179,17 +213,25 @@ def _resumed(config: SearchConfig, given: Collection[str]) -> tuple[RunDir, Sear
         for key in given:
             if key not in SearchConfig.RESUMABLE and getattr(config, key) != getattr(previous, key):
                 flag = "--" + key.replace("_", "-")
-                raise InputError(f"{key}: run {rundir.name!r} was started with {getattr(previous, key)!r}, got "
-                                 f"{getattr(config, key)!r}; expected the same value or no {flag} (a resumed search "
-                                 f"may change only {', '.join('--' + k.replace('_', '-') for k in SearchConfig.RESUMABLE)})")
-        config = replace(previous, name=config.name, runs_dir=config.runs_dir, **{k: getattr(config, k) for k in given
-                                                                 if k in SearchConfig.RESUMABLE})
+                raise InputError(
+                    f"{key}: run {rundir.name!r} was started with {getattr(previous, key)!r}, got "
+                    f"{getattr(config, key)!r}; expected the same value or no {flag} (a resumed search "
+                    f"may change only {', '.join('--' + k.replace('_', '-') for k in SearchConfig.RESUMABLE)})"
+                )
+        config = replace(
+            previous,
+            name=config.name,
+            runs_dir=config.runs_dir,
+            **{k: getattr(config, k) for k in given if k in SearchConfig.RESUMABLE},
+        )
         space = read_space(rundir, saved)
         finished = read_trials(rundir, space=space)  # checked before Ray starts; Search.resume reads them again
         summary = read_summary(rundir)
         if summary and summary["status"] == "finished" and len(finished) >= config.budget:
-            raise InputError(f"resume: run {rundir.name!r} has finished its {config.budget} trials; expected an "
-                             "unfinished run, or a larger --budget to search further")
+            raise InputError(
+                f"resume: run {rundir.name!r} has finished its {config.budget} trials; expected an "
+                "unfinished run, or a larger --budget to search further"
+            )
     except BaseException:
         rundir.unlock()
         raise
@@ -202,42 +244,77 @@ def _rundir(config: SearchConfig) -> RunDir:
     return RunDir(Path(config.runs_dir) / config.name)
 
 
-def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: str, controller,
-         objective: Objective, rundir: RunDir, saved: dict | None, base: bytes | None,
-         plan: accelerators.Plan, files: dict[str, bytes]) -> dict[str, Any]:
+def _run(
+    config: SearchConfig,
+    space: SearchSpace,
+    data: Dataset,
+    fingerprint: str,
+    controller,
+    objective: Objective,
+    rundir: RunDir,
+    saved: dict | None,
+    base: bytes | None,
+    plan: accelerators.Plan,
+    files: dict[str, bytes],
+) -> dict[str, Any]:
     from nas import cluster as ray_cluster  # Ray is imported only once the input is known to be good
 
-    resources = ray_cluster.Resources(cpus=config.cpus_per_trial, gpus=config.gpus_per_trial,
-                                      tpus=1 if config.tpu else 0)
+    resources = ray_cluster.Resources(
+        cpus=config.cpus_per_trial, gpus=config.gpus_per_trial, tpus=1 if config.tpu else 0
+    )
     cluster = ray_cluster.connect(config.address, config.dashboard, verbose=config.verbose)
     try:
         ray_cluster.check_resources(cluster, resources)
         config = replace(config, workers=config.workers or ray_cluster.default_workers(cluster, resources))
         if config.strategy == "enas":  # the settings of the controller that learns on the supernet
             settings = _enas_settings(config, space)
-            strategy = {"controller_settings": enas.controller_settings(config.controller, space, settings),
-                        "weight_sharing": dataclasses.asdict(settings)}
+            strategy = {
+                "controller_settings": enas.controller_settings(config.controller, space, settings),
+                "weight_sharing": dataclasses.asdict(settings),
+            }
         else:
             strategy = {"controller_settings": controller.settings_json()}
-        resolved = {**config.to_json(), "space_file": space.source, "space_fingerprint": space.fingerprint(),
-                    "space_size": space.describe_size(), "data_summary": data.describe(),
-                    "class_names": data.class_names,
-                    "data_fingerprint": fingerprint, "training": space.fixed["training"], **strategy,
-                    "reward": objective.describe(), "accelerator": plan.to_json(),
-                    "ray_resources": {k: v for k, v in cluster.resources.items() if k in ("CPU", "GPU", "TPU")},
-                    "dashboard_url": cluster.dashboard_url, "started": datetime.now().isoformat(timespec="seconds")}
+        resolved = {
+            **config.to_json(),
+            "space_file": space.source,
+            "space_fingerprint": space.fingerprint(),
+            "space_size": space.describe_size(),
+            "data_summary": data.describe(),
+            "class_names": data.class_names,
+            "data_fingerprint": fingerprint,
+            "training": space.fixed["training"],
+            **strategy,
+            "reward": objective.describe(),
+            "accelerator": plan.to_json(),
+            "ray_resources": {k: v for k, v in cluster.resources.items() if k in ("CPU", "GPU", "TPU")},
+            "dashboard_url": cluster.dashboard_url,
+            "started": datetime.now().isoformat(timespec="seconds"),
+        }
         # A resumed search's files are checked (and a torn line repaired) before config.json notes the resume.
         printer = progress.TrialPrinter(config.budget, running=lambda: len(search.running))
         make = Search.resume if saved else Search
-        search = make(space, controller, rundir, config.budget, max_failures=config.max_failures, on_record=printer,
-                      objective=objective)
+        search = make(
+            space,
+            controller,
+            rundir,
+            config.budget,
+            max_failures=config.max_failures,
+            on_record=printer,
+            objective=objective,
+        )
         if saved is None:
             rundir.create({"config.json": rundir.json_text(resolved), "space.yaml": space.text, **files})
             rundir.lock()
         else:
             earlier = saved.get("resumes") if isinstance(saved.get("resumes"), list) else []
-            resolved.update(space_file=saved.get("space_file", space.source), started=saved.get("started"), resumes=[
-                *earlier, {"at": datetime.now().isoformat(timespec="seconds"), "trials_finished": len(search.records)}])
+            resolved.update(
+                space_file=saved.get("space_file", space.source),
+                started=saved.get("started"),
+                resumes=[
+                    *earlier,
+                    {"at": datetime.now().isoformat(timespec="seconds"), "trials_finished": len(search.records)},
+                ],
+            )
             rundir.write_json("config.json", resolved)
         tensorboard = TensorBoardLog(rundir.file("tensorboard"), space, controller)
         search.on_record = _monitor(printer, tensorboard)
@@ -246,32 +323,67 @@ def _run(config: SearchConfig, space: SearchSpace, data: Dataset, fingerprint: s
         if cluster.dashboard_url:
             progress.reporter().line(f"Ray dashboard: {cluster.dashboard_url}")
         # The winner's retraining gets the CPUs of all workers (and one trial's accelerators).
-        final_resources = ray_cluster.Resources(cpus=min(config.cpus_per_trial * config.workers,
-                                                         cluster.largest_node_cpus),
-                                                gpus=resources.gpus, tpus=resources.tpus)
+        final_resources = ray_cluster.Resources(
+            cpus=min(config.cpus_per_trial * config.workers, cluster.largest_node_cpus),
+            gpus=resources.gpus,
+            tpus=resources.tpus,
+        )
         final_here = cluster.address is None and not resources.gpus and not resources.tpus
-        job = Job(input_shape=data.input_shape, num_classes=data.num_classes, epochs=config.epochs, seed=config.seed,
-                  cpus=resources.cpus, base=base, plan=plan, trial_timeout=config.trial_timeout)
-        return _search(config, space, data, search, printer, tensorboard, rundir, job, resources, final_resources,
-                       resume=saved is not None, final_here=final_here)
+        job = Job(
+            input_shape=data.input_shape,
+            num_classes=data.num_classes,
+            epochs=config.epochs,
+            seed=config.seed,
+            cpus=resources.cpus,
+            base=base,
+            plan=plan,
+            trial_timeout=config.trial_timeout,
+        )
+        return _search(
+            config,
+            space,
+            data,
+            search,
+            printer,
+            tensorboard,
+            rundir,
+            job,
+            resources,
+            final_resources,
+            resume=saved is not None,
+            final_here=final_here,
+        )
     finally:
         ray_cluster.disconnect(cluster)
 
 
 def _monitor(printer: progress.TrialPrinter, tensorboard: TensorBoardLog):
     """What happens as each trial is recorded: its line on the console, its TensorBoard log."""
+
     def on_record(record: TrialRecord) -> None:
         printer(record)
         try:
             tensorboard.finished(record)
         except Exception as e:  # monitoring must never stop a search
             progress.reporter().line(f"[yellow]TensorBoard log of trial {record.trial} failed: {e}[/yellow]")
+
     return on_record
 
 
-def _search(config: SearchConfig, space, data, search: Search, printer: progress.TrialPrinter,
-            tensorboard: TensorBoardLog, rundir: RunDir, job: Job, resources, final_resources, resume: bool,
-            final_here: bool = False) -> dict[str, Any]:
+def _search(
+    config: SearchConfig,
+    space,
+    data,
+    search: Search,
+    printer: progress.TrialPrinter,
+    tensorboard: TensorBoardLog,
+    rundir: RunDir,
+    job: Job,
+    resources,
+    final_resources,
+    resume: bool,
+    final_here: bool = False,
+) -> dict[str, Any]:
     """The trials (after an enas search's supernet phase), then the winner's retraining: `job` is how
     every child trains, `resources` what each asks of Ray, `final_resources` what the winner's
     retraining asks (in this process when `final_here`)."""
@@ -279,8 +391,10 @@ def _search(config: SearchConfig, space, data, search: Search, printer: progress
 
     printer.resume(search.records)
     if search.rerun:
-        progress.reporter().line(f"Resuming after {len(search.records)} finished trials; running again "
-                               f"{', '.join(str(t.number) for t in search.rerun)}, which the last run left unfinished")
+        progress.reporter().line(
+            f"Resuming after {len(search.records)} finished trials; running again "
+            f"{', '.join(str(t.number) for t in search.rerun)}, which the last run left unfinished"
+        )
     elif resume:
         progress.reporter().line(f"Resuming after {len(search.records)} finished trials")
     start, phase_seconds = time.perf_counter(), 0.0
@@ -296,48 +410,81 @@ def _search(config: SearchConfig, space, data, search: Search, printer: progress
             start = time.perf_counter()  # the trials' time, and the engine's overhead, from here
         if not search.finished:
             with printer.live():
-                tune.run_trials(search, data.search_arrays(), job, resources=resources, workers=config.workers,
-                                worker_memory_growth=config.worker_memory_growth, storage=str(rundir.path),
-                                on_epoch=tensorboard.epoch, verbose=config.verbose,
-                                asha={"grace_period": config.grace_period, "reduction_factor": config.reduction_factor}
-                                if config.scheduler == "asha" else None)
+                tune.run_trials(
+                    search,
+                    data.search_arrays(),
+                    job,
+                    resources=resources,
+                    workers=config.workers,
+                    worker_memory_growth=config.worker_memory_growth,
+                    storage=str(rundir.path),
+                    on_epoch=tensorboard.epoch,
+                    verbose=config.verbose,
+                    asha={"grace_period": config.grace_period, "reduction_factor": config.reduction_factor}
+                    if config.scheduler == "asha"
+                    else None,
+                )
     except KeyboardInterrupt:
         _write_summary(rundir, config, search, time.perf_counter() - start, status="interrupted")
-        raise SearchInterrupted(f"interrupted after {len(search.records)} finished trials, which are kept in "
-                                f"{rundir.path}; continue with: {_resume_command(rundir)}") from None
+        raise SearchInterrupted(
+            f"interrupted after {len(search.records)} finished trials, which are kept in "
+            f"{rundir.path}; continue with: {_resume_command(rundir)}"
+        ) from None
     finally:
         tensorboard.close()
     search_seconds = time.perf_counter() - start
     if search.stopped:
         _write_summary(rundir, config, search, search_seconds, status="stopped")
-        raise SearchStopped(f"{search.stopped}. What finished is in {rundir.path}; fix the cause, then continue "
-                            f"with: {_resume_command(rundir)}")
+        raise SearchStopped(
+            f"{search.stopped}. What finished is in {rundir.path}; fix the cause, then continue "
+            f"with: {_resume_command(rundir)}"
+        )
     best = search.best()
     if best is None:
         _write_summary(rundir, config, search, search_seconds, status="failed")
-        raise SearchStopped(f"no child trained successfully ({len(search.failed)} failed); "
-                            f"see {rundir.file('trials.jsonl')}")
-    progress.reporter().line(f"Retraining trial {best.trial} on train + validation for {config.final_epochs} epochs ...")
+        raise SearchStopped(
+            f"no child trained successfully ({len(search.failed)} failed); see {rundir.file('trials.jsonl')}"
+        )
+    progress.reporter().line(
+        f"Retraining trial {best.trial} on train + validation for {config.final_epochs} epochs ..."
+    )
     try:
         final_job = replace(job, epochs=config.final_epochs, cpus=final_resources.cpus, trial_timeout=None)
-        model_bytes, final = tune.train_final(space.resolve(space.from_json(best.arch)), data.final_arrays(),
-                                              final_job, resources=final_resources, here=final_here)
+        model_bytes, final = tune.train_final(
+            space.resolve(space.from_json(best.arch)),
+            data.final_arrays(),
+            final_job,
+            resources=final_resources,
+            here=final_here,
+        )
     except KeyboardInterrupt:
         _write_summary(rundir, config, search, search_seconds, status="interrupted")
-        raise SearchInterrupted(f"interrupted while retraining the winner; {_resume_command(rundir)} retrains "
-                                "it") from None
+        raise SearchInterrupted(
+            f"interrupted while retraining the winner; {_resume_command(rundir)} retrains it"
+        ) from None
     except RuntimeError as e:
         _write_summary(rundir, config, search, search_seconds, status="stopped")
-        raise SearchStopped(f"retraining the winner (trial {best.trial}) failed: {e}; "
-                            f"{_resume_command(rundir)} tries again") from None
+        raise SearchStopped(
+            f"retraining the winner (trial {best.trial}) failed: {e}; {_resume_command(rundir)} tries again"
+        ) from None
     rundir.write_bytes("best/model.keras", model_bytes)
-    summary = _write_summary(rundir, config, search, search_seconds, status="finished", final=final,
-                             wall_seconds=time.perf_counter() - start + phase_seconds, phase_seconds=phase_seconds)
+    summary = _write_summary(
+        rundir,
+        config,
+        search,
+        search_seconds,
+        status="finished",
+        final=final,
+        wall_seconds=time.perf_counter() - start + phase_seconds,
+        phase_seconds=phase_seconds,
+    )
     progress.print_top(search.records, final["test_accuracy"])
     overhead = summary["engine_overhead"]
-    progress.reporter().line(f"search {progress.duration(search_seconds)}"
-                           f"{f' (engine overhead {overhead:.1%})' if overhead is not None else ''}, final training "
-                           f"{progress.duration(final['fit_seconds'])}; results in {rundir.path}")
+    progress.reporter().line(
+        f"search {progress.duration(search_seconds)}"
+        f"{f' (engine overhead {overhead:.1%})' if overhead is not None else ''}, final training "
+        f"{progress.duration(final['fit_seconds'])}; results in {rundir.path}"
+    )
     return summary
 
 
@@ -348,28 +495,44 @@ def _supernet_phase(config: SearchConfig, space, data, rundir: RunDir, resources
     if finalists is not None:
         return finalists
     settings = _enas_settings(config, space)
-    progress.reporter().line(f"Training the supernet for {settings.supernet_epochs} epochs, then scoring "
-                           f"{settings.candidates} candidates with shared weights for {settings.finalists} "
-                           "finalists ...")
+    progress.reporter().line(
+        f"Training the supernet for {settings.supernet_epochs} epochs, then scoring "
+        f"{settings.candidates} candidates with shared weights for {settings.finalists} "
+        "finalists ..."
+    )
 
     def on_epoch(record: dict[str, Any]) -> None:
         entropy = f", entropy {record['entropy']:.2f}" if record.get("entropy") is not None else ""
-        progress.reporter().line(f"\\[supernet {record['epoch']}/{settings.supernet_epochs}] loss {record['loss']:.3f}, "
-                               f"reward {record['reward_mean']:.4f} (best {record['reward_max']:.4f}){entropy}, "
-                               f"{progress.duration(record['train_seconds'] + record['controller_seconds'])}")
+        progress.reporter().line(
+            f"\\[supernet {record['epoch']}/{settings.supernet_epochs}] loss {record['loss']:.3f}, "
+            f"reward {record['reward_mean']:.4f} (best {record['reward_max']:.4f}){entropy}, "
+            f"{progress.duration(record['train_seconds'] + record['controller_seconds'])}"
+        )
+
     try:
-        finalists = enas.search_supernet(space, rundir, data.search_arrays(), input_shape=data.input_shape,
-                                         num_classes=data.num_classes, controller=config.controller,
-                                         seed=config.seed, finalists=settings.finalists, cpus=resources.cpus,
-                                         gpus=resources.gpus, here=here, on_epoch=on_epoch)
+        finalists = enas.search_supernet(
+            space,
+            rundir,
+            data.search_arrays(),
+            input_shape=data.input_shape,
+            num_classes=data.num_classes,
+            controller=config.controller,
+            seed=config.seed,
+            finalists=settings.finalists,
+            cpus=resources.cpus,
+            gpus=resources.gpus,
+            here=here,
+            on_epoch=on_epoch,
+        )
     except enas.CheckpointMismatch as e:
         raise InputError(f"{rundir.file(enas.CHECKPOINT)}: {e}; expected the checkpoint this run wrote") from None
     except enas.SupernetDiverged as e:
         raise SearchStopped(f"{e}; the last epoch's checkpoint is kept in {rundir.file(enas.CHECKPOINT)}") from None
     except RuntimeError as e:  # the Ray actor's death or an error inside it, in one line
-        raise SearchStopped(f"the supernet phase failed: {e}; {_resume_command(rundir)} goes on from its last "
-                            "checkpoint") from None
-    for rank, (arch, accuracy) in enumerate(finalists, 1):
+        raise SearchStopped(
+            f"the supernet phase failed: {e}; {_resume_command(rundir)} goes on from its last checkpoint"
+        ) from None
+    for rank, (_, accuracy) in enumerate(finalists, 1):
         progress.reporter().line(f"  finalist {rank}: shared-weight validation accuracy {accuracy:.4f}")
     return finalists
 
@@ -378,26 +541,50 @@ def _resume_command(rundir: RunDir) -> str:
     return f"nas search --name {rundir.name} --runs-dir {rundir.path.parent} --resume"
 
 
-def _write_summary(rundir: RunDir, config: SearchConfig, search: Search, search_seconds: float, *, status: str,
-                   final: dict | None = None, wall_seconds: float | None = None,
-                   phase_seconds: float | None = None) -> dict[str, Any]:
+def _write_summary(
+    rundir: RunDir,
+    config: SearchConfig,
+    search: Search,
+    search_seconds: float,
+    *,
+    status: str,
+    final: dict | None = None,
+    wall_seconds: float | None = None,
+    phase_seconds: float | None = None,
+) -> dict[str, Any]:
     """The outcome. Counts and the best are the whole run's; seconds and the engine overhead are this
     session's (a resumed search's earlier sessions are listed in config.json's `resumes`)."""
-    session = search.records[search.resumed_with:]
+    session = search.records[search.resumed_with :]
     fit_seconds = sum(r.metrics.fit_seconds for r in session if not r.failed)
     best = search.best()
     summary = {
-        "space": search.space.name, "budget": config.budget, "controller": config.controller, "status": status,
-        "trials_completed": len(search.completed), "trials_stopped_early": len(search.stopped_early),
+        "space": search.space.name,
+        "budget": config.budget,
+        "controller": config.controller,
+        "status": status,
+        "trials_completed": len(search.completed),
+        "trials_stopped_early": len(search.stopped_early),
         "trials_failed": len(search.failed),
         "duplicates_skipped": search.duplicates,
-        "best": best and {"trial": best.trial, "arch": best.arch, "values": best.values,
-                          "val_accuracy": best.metrics.val_accuracy, "reward": best.reward,
-                          "params": best.metrics.params, "latency_ms": best.metrics.latency_ms},
-        "test_accuracy": final and final["test_accuracy"], "final": final, "workers": config.workers,
-        "session_trials": len(session), "search_wall_seconds": search_seconds, "child_fit_seconds": fit_seconds,
+        "best": best
+        and {
+            "trial": best.trial,
+            "arch": best.arch,
+            "values": best.values,
+            "val_accuracy": best.metrics.val_accuracy,
+            "reward": best.reward,
+            "params": best.metrics.params,
+            "latency_ms": best.metrics.latency_ms,
+        },
+        "test_accuracy": final and final["test_accuracy"],
+        "final": final,
+        "workers": config.workers,
+        "session_trials": len(session),
+        "search_wall_seconds": search_seconds,
+        "child_fit_seconds": fit_seconds,
         "engine_overhead": 1 - fit_seconds / (config.workers * search_seconds) if session else None,
-        "wall_seconds": wall_seconds or search_seconds, "strategy": config.strategy,
+        "wall_seconds": wall_seconds or search_seconds,
+        "strategy": config.strategy,
     }
     if config.strategy == "enas":  # wall_seconds includes this session's supernet phase, if it ran one
         summary["supernet"] = enas.finalists_summary(search.space, rundir, search.records)

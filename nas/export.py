@@ -23,11 +23,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata as package_metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from nas.errors import InputError
 from nas.progress import reporter
@@ -79,8 +80,13 @@ def parse_formats(text: str) -> list[str]:
     return [f for f in FORMATS if f in given or f == "keras"]
 
 
-def plan_export(run: str, trial: int | None = None, formats: str = DEFAULT_FORMATS, out: str | Path | None = None,
-                runs_dir: str | Path = "runs") -> ExportPlan:
+def plan_export(
+    run: str,
+    trial: int | None = None,
+    formats: str = DEFAULT_FORMATS,
+    out: str | Path | None = None,
+    runs_dir: str | Path = "runs",
+) -> ExportPlan:
     """Checks the request against the run directory (no TensorFlow); one-line InputError for bad input."""
     chosen = parse_formats(formats)
     rundir = find_run(run, runs_dir)
@@ -94,12 +100,16 @@ def plan_export(run: str, trial: int | None = None, formats: str = DEFAULT_FORMA
     number = best if trial is None else trial
     record = next((r for r in records if r.trial == number), None)
     if record is None:
-        raise InputError(f"trial: got {number}, expected a completed trial of run {rundir.name!r} "
-                         f"({_numbers(completed)}; the best is {best})")
+        raise InputError(
+            f"trial: got {number}, expected a completed trial of run {rundir.name!r} "
+            f"({_numbers(completed)}; the best is {best})"
+        )
     if not record.completed:
         why = "stopped early" if record.status == "stopped" else f"failed ({record.error})"
-        raise InputError(f"trial: trial {number} of run {rundir.name!r} {why}, expected "
-                         f"a completed trial ({_numbers(completed)}; the best is {best})")
+        raise InputError(
+            f"trial: trial {number} of run {rundir.name!r} {why}, expected "
+            f"a completed trial ({_numbers(completed)}; the best is {best})"
+        )
     arch = space.from_json(record.arch)
     if out is None:
         out = rundir.path / ("export" if number == best else f"export-trial-{number}")
@@ -110,8 +120,13 @@ def plan_export(run: str, trial: int | None = None, formats: str = DEFAULT_FORMA
     return ExportPlan(run, rundir, config, space, record, arch, best, out, chosen)
 
 
-def export_run(run: str, trial: int | None = None, formats: str = DEFAULT_FORMATS, out: str | Path | None = None,
-               runs_dir: str | Path = "runs") -> Path:
+def export_run(
+    run: str,
+    trial: int | None = None,
+    formats: str = DEFAULT_FORMATS,
+    out: str | Path | None = None,
+    runs_dir: str | Path = "runs",
+) -> Path:
     """Exports a trial of a run (default: the best) into `out` (default: RUN/export or RUN/export-trial-N)."""
     plan = plan_export(run, trial, formats, out, runs_dir)
     from nas.quiet import import_tensorflow
@@ -126,6 +141,7 @@ def export_run(run: str, trial: int | None = None, formats: str = DEFAULT_FORMAT
 
 
 # -- the run and its trial ----------------------------------------------------------------------------
+
 
 def _best_trial(rundir: RunDir, completed: list[TrialRecord]) -> int:
     """summary.json's best, or (a run that stopped before writing it) the best completed trial."""
@@ -148,15 +164,19 @@ def _load_run_data(plan: ExportPlan):
 
     config = plan.config
     try:
-        return load_data(config["data"], config.get("image_size"), config.get("color_mode", "rgb"),
-                         seed=config["seed"], stream=False)
+        return load_data(
+            config["data"], config.get("image_size"), config.get("color_mode", "rgb"), seed=config["seed"], stream=False
+        )
     except InputError as e:
-        raise InputError(f"{plan.rundir.file('config.json')}: data: cannot reload the run's data "
-                         f"{config['data']!r} ({e}); expected it where the search read it (export needs its class "
-                         "names)") from None
+        raise InputError(
+            f"{plan.rundir.file('config.json')}: data: cannot reload the run's data "
+            f"{config['data']!r} ({e}); expected it where the search read it (export needs its class "
+            "names)"
+        ) from None
 
 
 # -- the model ----------------------------------------------------------------------------------------
+
 
 def _model(plan: ExportPlan, data) -> tuple[Any, dict[str, Any], str]:
     """(the Keras model, its metrics, how it was made)."""
@@ -167,9 +187,11 @@ def _model(plan: ExportPlan, data) -> tuple[Any, dict[str, Any], str]:
         model = _load(saved)
         outputs = int(model.output_shape[-1])
         if outputs != data.num_classes or tuple(model.input_shape[1:]) != data.input_shape:
-            raise InputError(f"{saved}: takes {tuple(model.input_shape[1:])} and gives {outputs} classes, but the "
-                             f"run's data {plan.config['data']!r} now has {data.input_shape} images of "
-                             f"{data.num_classes} classes; expected the data the search used")
+            raise InputError(
+                f"{saved}: takes {tuple(model.input_shape[1:])} and gives {outputs} classes, but the "
+                f"run's data {plan.config['data']!r} now has {data.input_shape} images of "
+                f"{data.num_classes} classes; expected the data the search used"
+            )
         probabilities = model.predict(data.x_test, batch_size=256, verbose=0)
         accuracy = float(np.mean(probabilities.argmax(axis=1) == data.y_test))
         how = "the search's winner, retrained on train + validation by nas search (best/model.keras)"
@@ -180,20 +202,30 @@ def _model(plan: ExportPlan, data) -> tuple[Any, dict[str, Any], str]:
 
     saved_fingerprint = plan.config.get("data_fingerprint")
     if saved_fingerprint is not None and data_fingerprint(data) != saved_fingerprint:
-        raise InputError(f"{plan.rundir.file('config.json')}: data_fingerprint: the run's data "
-                         f"{plan.config['data']!r} has changed since the search; expected the same images to "
-                         f"retrain trial {plan.trial}")
+        raise InputError(
+            f"{plan.rundir.file('config.json')}: data_fingerprint: the run's data "
+            f"{plan.config['data']!r} has changed since the search; expected the same images to "
+            f"retrain trial {plan.trial}"
+        )
     why = "" if not plan.is_best else " (the run has no best/model.keras)"
     epochs = int(plan.config["final_epochs"])
-    reporter().text(f"Retraining trial {plan.trial}{why} on train + validation for {epochs} epochs, as the search "
-               "retrains its winner ...")
+    reporter().text(
+        f"Retraining trial {plan.trial}{why} on train + validation for {epochs} epochs, as the search "
+        "retrains its winner ..."
+    )
     spec = plan.space.resolve(plan.arch)
     if spec["family"] == "transfer":
         from nas import transfer
 
         transfer.provide(_base_file(plan).read_bytes())
-    model, metrics = train_final(spec, data.final_arrays(), input_shape=data.input_shape,
-                                 num_classes=data.num_classes, epochs=epochs, seed=int(plan.config["seed"]))
+    model, metrics = train_final(
+        spec,
+        data.final_arrays(),
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        epochs=epochs,
+        seed=int(plan.config["seed"]),
+    )
     reporter().text(f"Trial {plan.trial} retrained: test accuracy {metrics['test_accuracy']:.4f}")
     how = f"retrained by nas export on train + validation for {epochs} epochs (seed {plan.config['seed']})"
     return model, metrics, how
@@ -214,8 +246,9 @@ def _load(path: Path):
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as e:
-        raise InputError(f"{path}: not a loadable Keras model ({type(e).__name__}), expected the model nas "
-                         "search saved") from None
+        raise InputError(
+            f"{path}: not a loadable Keras model ({type(e).__name__}), expected the model nas search saved"
+        ) from None
 
 
 def _metadata(plan: ExportPlan, data, metrics: dict[str, Any], how: str) -> dict[str, Any]:
@@ -229,22 +262,38 @@ def _metadata(plan: ExportPlan, data, metrics: dict[str, Any], how: str) -> dict
         "trial": plan.trial,
         "best_trial": plan.best_trial,
         "model": how,
-        "space": {"name": plan.space.name, "family": plan.space.family, "file": config.get("space_file"),
-                  "fingerprint": plan.space.fingerprint()},
-        "architecture": {"choices": list(plan.arch.choices), "hash": plan.arch.key,
-                         "values": plan.space.decode(plan.arch)},
+        "space": {
+            "name": plan.space.name,
+            "family": plan.space.family,
+            "file": config.get("space_file"),
+            "fingerprint": plan.space.fingerprint(),
+        },
+        "architecture": {
+            "choices": list(plan.arch.choices),
+            "hash": plan.arch.key,
+            "values": plan.space.decode(plan.arch),
+        },
         "spec": spec,
-        "metrics": {"val_accuracy": plan.val_accuracy, "reward": plan.record.reward,
-                    "test_accuracy": float(metrics["test_accuracy"]), "test_images": int(len(data.y_test)),
-                    "params": int(metrics["params"])},
+        "metrics": {
+            "val_accuracy": plan.val_accuracy,
+            "reward": plan.record.reward,
+            "test_accuracy": float(metrics["test_accuracy"]),
+            "test_images": int(len(data.y_test)),
+            "params": int(metrics["params"]),
+        },
         "training": {**spec["training"], "epochs": int(config["final_epochs"]), "seed": int(config["seed"])},
-        "data": {"source": config["data"], "image_size": config.get("image_size"),
-                 "color_mode": config.get("color_mode", "rgb"), "seed": int(config["seed"]),
-                 "summary": data.describe(), "fingerprint": config.get("data_fingerprint")},
+        "data": {
+            "source": config["data"],
+            "image_size": config.get("image_size"),
+            "color_mode": config.get("color_mode", "rgb"),
+            "seed": int(config["seed"]),
+            "summary": data.describe(),
+            "fingerprint": config.get("data_fingerprint"),
+        },
         "preprocessing": preprocessing_for(data.input_shape),
         "formats": plan.formats,
         "nas_version": _version(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -257,6 +306,7 @@ def _version() -> str:
 
 # -- writing --------------------------------------------------------------------------------------------
 
+
 def _write(plan: ExportPlan, model, class_names: Sequence[str], about: dict[str, Any]) -> None:
     """Writes every format into a hidden folder beside --out, then renames it to --out."""
     from nas.model_dir import write_model_dir
@@ -266,18 +316,26 @@ def _write(plan: ExportPlan, model, class_names: Sequence[str], about: dict[str,
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.incomplete-"))
     except OSError as e:
-        raise InputError(f"out: {out}: cannot create it ({e.strerror}), expected a folder you can write to") \
-            from None
+        raise InputError(f"out: {out}: cannot create it ({e.strerror}), expected a folder you can write to") from None
     try:
         staging.chmod(0o777 & ~_umask())
         write_model_dir(staging, model, class_names, about)
         if "python" in plan.formats:
             from nas.codegen import model_source
 
-            source = model_source(about["spec"], model.input_shape[1:], class_names, {
-                "run": about["run"]["name"], "trial": plan.trial, "val_accuracy": about["metrics"]["val_accuracy"],
-                "test_accuracy": about["metrics"]["test_accuracy"], "nas_version": about["nas_version"],
-                "date": about["date"]})
+            source = model_source(
+                about["spec"],
+                model.input_shape[1:],
+                class_names,
+                {
+                    "run": about["run"]["name"],
+                    "trial": plan.trial,
+                    "val_accuracy": about["metrics"]["val_accuracy"],
+                    "test_accuracy": about["metrics"]["test_accuracy"],
+                    "nas_version": about["nas_version"],
+                    "date": about["date"],
+                },
+            )
             (staging / "model.py").write_text(source)
             if about["spec"]["family"] == "transfer":  # model.py builds on it
                 shutil.copyfile(_base_file(plan), staging / "base.keras")
@@ -304,8 +362,10 @@ def _umask() -> int:
 
 def _report(plan: ExportPlan, metrics: dict[str, Any]) -> None:
     which = "the best" if plan.is_best else f"the best is {plan.best_trial}"
-    reporter().text(f"Exported trial {plan.trial} of run {plan.rundir.name} ({which}; validation accuracy "
-               f"{plan.val_accuracy:.4f}, test accuracy {metrics['test_accuracy']:.4f}) to {plan.out}")
+    reporter().text(
+        f"Exported trial {plan.trial} of run {plan.rundir.name} ({which}; validation accuracy "
+        f"{plan.val_accuracy:.4f}, test accuracy {metrics['test_accuracy']:.4f}) to {plan.out}"
+    )
     for path in sorted(plan.out.iterdir()):
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
         reporter().text(f"  {path.name + ('/' if path.is_dir() else ''):<20} {_size(size):>10}")
@@ -325,6 +385,9 @@ def _export_saved_model(model, path: Path) -> None:
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serve", lambda x: model(x, training=False),
-                         input_signature=[keras.InputSpec(shape=model.input_shape, dtype="float32")])
+    archive.add_endpoint(
+        "serve",
+        lambda x: model(x, training=False),
+        input_signature=[keras.InputSpec(shape=model.input_shape, dtype="float32")],
+    )
     archive.write_out(str(path), verbose=False)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -31,13 +31,17 @@ def image_size(size: Sequence[int] | None) -> tuple[int, int]:
 def list_folder(root: Path) -> tuple[list[Path], list[str]]:
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
-        raise InputError(f"data: {root}: found {len(classes)} class folder(s), expected one sub-folder per class "
-                         "and at least 2 classes")
+        raise InputError(
+            f"data: {root}: found {len(classes)} class folder(s), expected one sub-folder per class "
+            "and at least 2 classes"
+        )
     paths, labels = [], []
     for folder in classes:
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
         if not files:
-            raise InputError(f"data: {folder}: class folder has no images, expected {', '.join(IMAGE_EXTENSIONS)} files")
+            raise InputError(
+                f"data: {folder}: class folder has no images, expected {', '.join(IMAGE_EXTENSIONS)} files"
+            )
         paths += files
         labels += [folder.name] * len(files)
     return paths, labels
@@ -60,8 +64,10 @@ def list_csv(path: Path) -> tuple[list[Path], list[str]]:
             file = path.parent / name
             if not file.is_file():
                 if n == 1 and Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
-                    raise InputError(f"data: {path}: row 1: got header {row!r}, expected the header path,label "
-                                     "or a first row naming an image file")
+                    raise InputError(
+                        f"data: {path}: row 1: got header {row!r}, expected the header path,label "
+                        "or a first row naming an image file"
+                    )
                 where = "an existing image file" if Path(name).is_absolute() else f"a path relative to {path.parent}"
                 raise InputError(f"data: {path}: row {n}: image file {name} not found, expected {where}")
             paths.append(file)
@@ -78,8 +84,10 @@ def decode_all(paths: list[Path], size: tuple[int, int], color_mode: str) -> np.
     channels = 1 if color_mode == "grayscale" else 3
     need, memory = len(paths) * size[0] * size[1] * channels, physical_memory()
     if memory and need > memory // 2:  # a typo such as --image-size 6400 must not take the machine down
-        raise InputError(f"image_size: {len(paths)} images of {size[0]}x{size[1]}x{channels} would take "
-                         f"{need / 2**30:,.1f} GiB, expected at most half of this machine's {memory / 2**30:.0f} GiB")
+        raise InputError(
+            f"image_size: {len(paths)} images of {size[0]}x{size[1]}x{channels} would take "
+            f"{need / 2**30:,.1f} GiB, expected at most half of this machine's {memory / 2**30:.0f} GiB"
+        )
     from nas.quiet import import_tensorflow
 
     import_tensorflow()
@@ -92,14 +100,17 @@ def decode_all(paths: list[Path], size: tuple[int, int], color_mode: str) -> np.
     return images
 
 
-def decode_image(source: Path | io.BytesIO, size: Sequence[int], color_mode: str, name: str | None = None) -> np.ndarray:
+def decode_image(
+    source: Path | io.BytesIO, size: Sequence[int], color_mode: str, name: str | None = None
+) -> np.ndarray:
     """One image file (or its bytes) as training saw it: resized bilinearly to `size`, raw 0-255
     pixels, shape (height, width, channels). Raises InputError naming `name` (or the path)."""
     try:
         return read_pixels(source, size, color_mode)
     except Exception as e:  # PIL raises several types for unreadable files
-        raise InputError(f"{name or source}: not a readable image ({type(e).__name__}), expected "
-                         f"{', '.join(IMAGE_EXTENSIONS)}") from None
+        raise InputError(
+            f"{name or source}: not a readable image ({type(e).__name__}), expected {', '.join(IMAGE_EXTENSIONS)}"
+        ) from None
 
 
 def read_pixels(source: Path | io.BytesIO, size: Sequence[int], color_mode: str) -> np.ndarray:

@@ -32,8 +32,9 @@ Conversions (see `search_spaces.interop`):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import keras_tuner as kt
 from keras_tuner.engine.trial import TrialStatus
@@ -41,8 +42,15 @@ from keras_tuner.engine.trial import TrialStatus
 from controllers import NAMES, Controller, make_controller
 from controllers.base import ControllerExhausted
 from search_spaces import Architecture, SearchSpace, load_space
-from search_spaces.interop import (HyperparameterSpace, from_hyperparameters, from_tune_config,
-                                   space_from_hyperparameters, to_hyperparameters, to_tune_param_space, to_values)
+from search_spaces.interop import (
+    HyperparameterSpace,
+    from_hyperparameters,
+    from_tune_config,
+    space_from_hyperparameters,
+    to_hyperparameters,
+    to_tune_param_space,
+    to_values,
+)
 
 # Asks in a row answered from finished trials before the oracle declares the search over (as nas.search_state does).
 MAX_CONSECUTIVE_DUPLICATES = 200
@@ -59,10 +67,17 @@ class ControllerOracle(kt.Oracle):
     hypermodel declares after the first trial keep their default values.
     """
 
-    def __init__(self, space: SearchSpace | kt.HyperParameters | str | Path | None = None,
-                 controller: str = "reinforce", objective: Any = "val_accuracy", max_trials: int | None = 10,
-                 seed: int = 0, settings: Mapping[str, Any] | None = None,
-                 reward: Callable[[float], float] | None = None, **kwargs):
+    def __init__(
+        self,
+        space: SearchSpace | kt.HyperParameters | str | Path | None = None,
+        controller: str = "reinforce",
+        objective: Any = "val_accuracy",
+        max_trials: int | None = 10,
+        seed: int = 0,
+        settings: Mapping[str, Any] | None = None,
+        reward: Callable[[float], float] | None = None,
+        **kwargs,
+    ):
         if controller not in NAMES:
             raise ValueError(f"controller: got {controller!r}, expected one of {', '.join(NAMES)}")
         if isinstance(space, (str, Path)):
@@ -73,11 +88,14 @@ class ControllerOracle(kt.Oracle):
         elif isinstance(space, kt.HyperParameters):
             hyperparameters, space = space, None
         elif space is not None:
-            raise TypeError(f"space: got {type(space).__name__}, expected a SearchSpace, a space's name or file, "
-                            "keras_tuner.HyperParameters, or None (the hypermodel declares them)")
+            raise TypeError(
+                f"space: got {type(space).__name__}, expected a SearchSpace, a space's name or file, "
+                "keras_tuner.HyperParameters, or None (the hypermodel declares them)"
+            )
         # KT's Oracle takes a seed of 0 as "pick one at random"; only the controller draws, from `seed`.
-        super().__init__(objective=objective, max_trials=max_trials, hyperparameters=hyperparameters,
-                         seed=seed + 1, **kwargs)
+        super().__init__(
+            objective=objective, max_trials=max_trials, hyperparameters=hyperparameters, seed=seed + 1, **kwargs
+        )
         self.given_space = space
         self.controller_name = controller
         self.controller_seed = seed
@@ -94,8 +112,9 @@ class ControllerOracle(kt.Oracle):
         if self.space is None:
             self.space_hyperparameters = self.hyperparameters.get_config()
             self.space = space_from_hyperparameters(self.hyperparameters)
-        self.controller = make_controller(self.controller_name, self.space, seed=self.controller_seed,
-                                          overrides=self.controller_settings)
+        self.controller = make_controller(
+            self.controller_name, self.space, seed=self.controller_seed, overrides=self.controller_settings
+        )
 
     def _values(self, arch: Architecture) -> dict[str, Any]:
         """The trial's values: the architecture's choices, defaults for hyperparameters outside the
@@ -153,12 +172,16 @@ class ControllerOracle(kt.Oracle):
         return score if self.objective.direction == "max" else math.exp(-score)
 
     def get_state(self) -> dict[str, Any]:
-        return {**super().get_state(), "nas": {
-            "controller": self.controller.state() if self.controller else None,
-            "space_hyperparameters": self.space_hyperparameters,
-            "asked": {tid: arch.to_json() for tid, arch in self.asked.items()},
-            "rewards": self.rewards,
-            "echoes": {key: [a.to_json() for a in archs] for key, archs in self.echoes.items()}}}
+        return {
+            **super().get_state(),
+            "nas": {
+                "controller": self.controller.state() if self.controller else None,
+                "space_hyperparameters": self.space_hyperparameters,
+                "asked": {tid: arch.to_json() for tid, arch in self.asked.items()},
+                "rewards": self.rewards,
+                "echoes": {key: [a.to_json() for a in archs] for key, archs in self.echoes.items()},
+            },
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
@@ -178,5 +201,13 @@ class ControllerOracle(kt.Oracle):
         self.echoes = {key: [self.space.from_json(a) for a in archs] for key, archs in saved["echoes"].items()}
 
 
-__all__ = ["ControllerOracle", "HyperparameterSpace", "from_hyperparameters", "from_tune_config",
-           "space_from_hyperparameters", "to_hyperparameters", "to_tune_param_space", "to_values"]
+__all__ = [
+    "ControllerOracle",
+    "HyperparameterSpace",
+    "from_hyperparameters",
+    "from_tune_config",
+    "space_from_hyperparameters",
+    "to_hyperparameters",
+    "to_tune_param_space",
+    "to_values",
+]

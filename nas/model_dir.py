@@ -28,9 +28,10 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +46,12 @@ VERSION_NAME = re.compile(r"v([0-9]+)")  # `nas train` writes versions 2, 3, ...
 def preprocessing_for(input_shape: Sequence[int]) -> dict[str, Any]:
     """The `preprocessing` entry of metadata.json for a model taking images of `input_shape` (H, W, C)."""
     height, width, channels = (int(d) for d in input_shape)
-    return {"image_size": [height, width], "color_mode": COLOR_MODES[channels], "resize": "bilinear",
-            "pixels": "raw 0-255; the model rescales them itself"}
+    return {
+        "image_size": [height, width],
+        "color_mode": COLOR_MODES[channels],
+        "resize": "bilinear",
+        "pixels": "raw 0-255; the model rescales them itself",
+    }
 
 
 @dataclass
@@ -74,8 +79,9 @@ class ModelDir:
         try:
             return keras.saving.load_model(file, safe_mode=True)
         except Exception as e:
-            raise InputError(f"{file}: not a loadable Keras model ({type(e).__name__}), expected one written by "
-                             "nas export") from None
+            raise InputError(
+                f"{file}: not a loadable Keras model ({type(e).__name__}), expected one written by nas export"
+            ) from None
 
     def load_image(self, source: str | Path | bytes, name: str | None = None) -> np.ndarray:
         """One image (a path or its bytes) as the model's input, shape (H, W, C) uint8."""
@@ -103,8 +109,10 @@ class ModelDir:
         """Per image, the k most probable classes as [{"label": name, "probability": p}], best first."""
         k = min(k, len(self.class_names))
         order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-        return [[{"label": self.class_names[i], "probability": float(row[i])} for i in idx]
-                for row, idx in zip(probabilities, order)]
+        return [
+            [{"label": self.class_names[i], "probability": float(row[i])} for i in idx]
+            for row, idx in zip(probabilities, order)
+        ]
 
 
 def open_model_dir(path: str | Path) -> ModelDir:
@@ -114,17 +122,23 @@ def open_model_dir(path: str | Path) -> ModelDir:
         raise InputError(f"{path}: no such model directory, expected one written by nas export")
     for name in REQUIRED:
         if not (path / name).is_file():
-            raise InputError(f"{path / name}: missing, expected a model directory written by nas export "
-                             f"({', '.join(REQUIRED)})")
+            raise InputError(
+                f"{path / name}: missing, expected a model directory written by nas export ({', '.join(REQUIRED)})"
+            )
     labels = _read_json(path / "labels.json")
     metadata = _read_json(path / "metadata.json")
     if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(n, str) for n in labels):
         raise InputError(f"{path / 'labels.json'}: expected a list of at least 2 class names")
     prep = metadata.get("preprocessing") if isinstance(metadata, dict) else None
-    if not isinstance(prep, dict) or prep.get("color_mode") not in COLOR_MODES.values() \
-            or not (isinstance(prep.get("image_size"), list) and len(prep["image_size"]) == 2):
-        raise InputError(f"{path / 'metadata.json'}: preprocessing: expected image_size [height, width] and "
-                         f"color_mode one of {', '.join(COLOR_MODES.values())}")
+    if (
+        not isinstance(prep, dict)
+        or prep.get("color_mode") not in COLOR_MODES.values()
+        or not (isinstance(prep.get("image_size"), list) and len(prep["image_size"]) == 2)
+    ):
+        raise InputError(
+            f"{path / 'metadata.json'}: preprocessing: expected image_size [height, width] and "
+            f"color_mode one of {', '.join(COLOR_MODES.values())}"
+        )
     return ModelDir(path, labels, metadata)
 
 
@@ -189,8 +203,10 @@ def write_version(root: str | Path, model, class_names: Sequence[str], metadata:
         fsync_path(root)
     except OSError as e:
         shutil.rmtree(temporary, ignore_errors=True)
-        raise InputError(f"{root}: could not write a new version ({e.strerror or type(e).__name__}), expected a "
-                         "model directory you can write to") from None
+        raise InputError(
+            f"{root}: could not write a new version ({e.strerror or type(e).__name__}), expected a "
+            "model directory you can write to"
+        ) from None
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -207,5 +223,6 @@ def _read_json(file: Path) -> Any:
     try:
         return json.loads(file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{file}: not readable JSON ({type(e).__name__}), expected a file written by nas export") \
-            from None
+        raise InputError(
+            f"{file}: not readable JSON ({type(e).__name__}), expected a file written by nas export"
+        ) from None

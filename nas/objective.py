@@ -12,8 +12,9 @@ about 5 %, so accuracy still dominates but the controller learns to prefer cheap
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from nas.errors import InputError
 
@@ -33,8 +34,13 @@ class Objective:
     weight: float = DEFAULT_WEIGHT
 
     @classmethod
-    def parse(cls, kind: str, target_params: float | None = None, target_latency_ms: float | None = None,
-              weight: float = DEFAULT_WEIGHT) -> "Objective":
+    def parse(
+        cls,
+        kind: str,
+        target_params: float | None = None,
+        target_latency_ms: float | None = None,
+        weight: float = DEFAULT_WEIGHT,
+    ) -> Objective:
         """Checks the combination of --objective and its target; one-line errors naming the flag."""
         if kind not in KINDS:
             raise InputError(f"objective: got {kind!r}, expected one of {', '.join(KINDS)}")
@@ -42,8 +48,9 @@ class Objective:
         if kind == "accuracy":
             given = [flag for flag, value in targets.items() if value is not None]
             if given:
-                raise InputError(f"{given[0]}: applies to --objective accuracy-params or accuracy-latency, "
-                                 "not to accuracy")
+                raise InputError(
+                    f"{given[0]}: applies to --objective accuracy-params or accuracy-latency, not to accuracy"
+                )
             return cls()
         _, flag = COST[kind]
         other = next(f for f in targets if f != flag)

@@ -14,13 +14,14 @@ loaded once, on first use.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from nas.images import IMAGE_EXTENSIONS
 from nas.errors import InputError
+from nas.images import IMAGE_EXTENSIONS
 from nas.model_dir import COLOR_MODES, ModelDir, open_model_dir
 
 BATCH_SIZE = 256  # images decoded and predicted at a time: bounds memory for large folders
@@ -63,8 +64,12 @@ class Predictor:
         # predict_on_batch runs the model as one traced function, traced for a variable batch size
         # after two sizes: about 2 ms for a few images where an eager call takes 100 ms (measured
         # here on the digits CNN), and without model.predict's tf.data pipeline per call.
-        return np.concatenate([np.asarray(self.model.predict_on_batch(images[i:i + BATCH_SIZE]))
-                               for i in range(0, len(images), BATCH_SIZE)])
+        return np.concatenate(
+            [
+                np.asarray(self.model.predict_on_batch(images[i : i + BATCH_SIZE]))
+                for i in range(0, len(images), BATCH_SIZE)
+            ]
+        )
 
     def predict(self, images: np.ndarray | Sequence[str | Path]) -> tuple[list[str], np.ndarray]:
         """The most probable label of each image and the class probabilities (N, classes). Images are
@@ -73,8 +78,10 @@ class Predictor:
         if isinstance(images, np.ndarray):
             x = images[..., None] if images.ndim == 3 else images
             if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.input_shape):
-                raise InputError(f"images: got shape {images.shape}, expected (N, {', '.join(map(str, self.input_shape))})"
-                                 " raw pixels, as the model was trained on")
+                raise InputError(
+                    f"images: got shape {images.shape}, expected (N, {', '.join(map(str, self.input_shape))})"
+                    " raw pixels, as the model was trained on"
+                )
         else:
             x, errors, _ = self.model_dir.load_images(list(images))
             if errors:
@@ -94,7 +101,7 @@ class Predictor:
     def label_files(self, files: Sequence[str | Path], k: int = 3) -> Iterator[dict[str, Any]]:
         """Per file, in order: {"image": path, "labels": [...]} or {"image": path, "error": message}."""
         for start in range(0, len(files), BATCH_SIZE):
-            chunk = [Path(f) for f in files[start:start + BATCH_SIZE]]
+            chunk = [Path(f) for f in files[start : start + BATCH_SIZE]]
             images, errors, decoded = self.model_dir.load_images(chunk)
             results = {path: {"image": str(path), "error": message} for path, message in errors}
             for path, labels in zip(decoded, self.model_dir.top_k(self.probabilities(images), k)):

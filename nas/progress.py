@@ -14,18 +14,26 @@ the engine, export and run listing print through it, never to a console of their
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Callable
+from typing import Any
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 from nas.trial_record import TrialRecord, top_trials
-
 
 
 class Reporter:
@@ -63,12 +71,13 @@ class Recorder(Reporter):
 
 
 SILENT = Reporter(quiet=True)
-_current: ContextVar[Reporter] = ContextVar("nas_reporter", default=Reporter())
+_DEFAULT = Reporter()
+_current: ContextVar[Reporter | None] = ContextVar("nas_reporter", default=None)
 
 
 def reporter() -> Reporter:
     """The reporter in effect (a rich console unless `reporting` set another)."""
-    return _current.get()
+    return _current.get() or _DEFAULT
 
 
 @contextmanager
@@ -121,9 +130,19 @@ class TrialPrinter:
         if not console.is_terminal or console.quiet:
             yield
             return
-        self.bar = Progress(SpinnerColumn(), TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
-                            _StatusColumn(self), TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("eta"),
-                            TimeRemainingColumn(), console=console, transient=True)
+        self.bar = Progress(
+            SpinnerColumn(),
+            TextColumn("trials"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _StatusColumn(self),
+            TextColumn("elapsed"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
         self.task = self.bar.add_task("search", total=self.budget, completed=self.done)
         with self.bar:
             yield
@@ -160,8 +179,10 @@ class TrialPrinter:
         else:
             what = f"[red]failed[/red]: {record.error}"
         best = f"best {self.best.reward:.4f} (#{self.best.trial})" if self.best else "best -"
-        reporter().line(f"[{self.done:>{len(str(self.budget))}}/{self.budget}] trial {record.trial:<4} {what} | "
-                      f"{best}  failed {self.failed}  elapsed {duration(elapsed)}  eta {duration(eta)}")
+        reporter().line(
+            f"[{self.done:>{len(str(self.budget))}}/{self.budget}] trial {record.trial:<4} {what} | "
+            f"{best}  failed {self.failed}  elapsed {duration(elapsed)}  eta {duration(eta)}"
+        )
         if self.bar is not None:
             self.bar.update(self.task, completed=self.done)
 
@@ -184,11 +205,19 @@ def print_top(records: list[TrialRecord], test_accuracy: float | None, n: int = 
         table.add_column(column, justify="right" if column != "architecture" else "left")
     for r in completed:
         reward = [f"{r.reward:.4f}"] if shaped else []
-        table.add_row(str(r.trial), *reward, f"{r.metrics.val_accuracy:.4f}", f"{r.metrics.params:,}",
-                      f"{r.metrics.fit_seconds:.1f}", describe(r.values))
+        table.add_row(
+            str(r.trial),
+            *reward,
+            f"{r.metrics.val_accuracy:.4f}",
+            f"{r.metrics.params:,}",
+            f"{r.metrics.fit_seconds:.1f}",
+            describe(r.values),
+        )
     reporter().line(table)
     if test_accuracy is not None:
-        reporter().line(f"Winner (trial {completed[0].trial}) retrained: test accuracy [bold]{test_accuracy:.4f}[/bold]")
+        reporter().line(
+            f"Winner (trial {completed[0].trial}) retrained: test accuracy [bold]{test_accuracy:.4f}[/bold]"
+        )
 
 
 def describe(values: dict[str, Any], limit: int = 160) -> str:

@@ -28,10 +28,11 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -53,9 +54,16 @@ STREAM_ENV = "NAS_STREAM_RECORDS"  # =1: stream every prepared directory (tests:
 
 # -- preparing ---------------------------------------------------------------------------------------
 
-def prepare(source: str | Path, out: str | Path, image_size: Sequence[int] | None = None, shards: int | None = None,
-            color_mode: str = "rgb", seed: int = 0,
-            warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> dict[str, Any]:
+
+def prepare(
+    source: str | Path,
+    out: str | Path,
+    image_size: Sequence[int] | None = None,
+    shards: int | None = None,
+    color_mode: str = "rgb",
+    seed: int = 0,
+    warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+) -> dict[str, Any]:
     """Decodes an image folder (a sub-folder per class) or a CSV of path,label into TFRecord shards
     in `out` (new, or an empty folder) and returns its dataset.json. `shards`: files per split
     [default: about 100 MB each]. Progress goes to the reporter (nas.progress); an unreadable image is
@@ -72,8 +80,10 @@ def prepare(source: str | Path, out: str | Path, image_size: Sequence[int] | Non
     paths, labels = _listing(source)
     image_bytes, memory = size[0] * size[1] * channels, images.physical_memory()
     if memory and image_bytes > memory // 64:  # decoding holds dozens of images at once
-        raise InputError(f"image_size: one {size[0]}x{size[1]}x{channels} image would take "
-                         f"{image_bytes / 2**30:,.1f} GiB, expected at most 1/64 of this machine's memory")
+        raise InputError(
+            f"image_size: one {size[0]}x{size[1]}x{channels} image would take "
+            f"{image_bytes / 2**30:,.1f} GiB, expected at most 1/64 of this machine's memory"
+        )
     names, y = images.encode_labels(labels)
     try:
         parts = dict(zip(SPLITS, split_indices(str(source), y, names, seed)))
@@ -94,16 +104,29 @@ def prepare(source: str | Path, out: str | Path, image_size: Sequence[int] | Non
             index = parts[split]
             count = max(1, min(shards or math.ceil(len(index) * image_bytes / SHARD_BYTES), len(index)))
             reporter().text(f"{split}: decoding {len(index):,} images into {count} file(s) ...")
-            splits[split] = _write_split(staging, split, [paths[i] for i in index], y[index], names, count,
-                                         size, color_mode, root, skipped, warn)
+            splits[split] = _write_split(
+                staging, split, [paths[i] for i in index], y[index], names, count, size, color_mode, root, skipped, warn
+            )
         for split, about in splits.items():
             missing = [name for name, n in about["class_counts"].items() if n == 0]
             if missing:
-                raise InputError(f"{source}: after skipping {len(skipped)} unreadable image(s), the {split} split has "
-                                 f"no image of class {missing[0]!r}, expected every class in every split")
-        info = {"format": FORMAT, "version": VERSION, "source": str(source.resolve()), "class_names": names,
-                "image_size": list(size), "channels": channels, "color_mode": color_mode, "seed": seed,
-                "splits": splits, "skipped": skipped, "created": datetime.now().isoformat(timespec="seconds")}
+                raise InputError(
+                    f"{source}: after skipping {len(skipped)} unreadable image(s), the {split} split has "
+                    f"no image of class {missing[0]!r}, expected every class in every split"
+                )
+        info = {
+            "format": FORMAT,
+            "version": VERSION,
+            "source": str(source.resolve()),
+            "class_names": names,
+            "image_size": list(size),
+            "channels": channels,
+            "color_mode": color_mode,
+            "seed": seed,
+            "splits": splits,
+            "skipped": skipped,
+            "created": datetime.now().isoformat(timespec="seconds"),
+        }
         (staging / INDEX).write_text(json.dumps(info, indent=1) + "\n")
         staging.chmod(0o777 & ~_umask())  # mkdtemp makes the folder private; this is an ordinary result
         for path in [*staging.iterdir(), staging]:  # on disk before the rename makes them look complete
@@ -132,15 +155,19 @@ def _check_new(out: Path) -> None:
 def _listing(source: Path) -> tuple[list[Path], list[str]]:
     """The images and their labels, listed as `load_data` lists a folder or a CSV."""
     if str(source) in BUILTIN and not source.exists():
-        raise InputError(f"{source}: built-in data, which needs no preparing; expected a folder with a sub-folder "
-                         "per class or a .csv")
+        raise InputError(
+            f"{source}: built-in data, which needs no preparing; expected a folder with a sub-folder "
+            "per class or a .csv"
+        )
     if not source.exists():
         raise InputError(f"{source}: no such file or folder, expected a folder with a sub-folder per class or a .csv")
     if source.is_dir() and (source / INDEX).is_file():
         raise InputError(f"{source}: prepared already ({INDEX}), expected an image folder or a .csv")
     if not source.is_dir() and source.suffix.lower() != ".csv":
-        raise InputError(f"{source}: unsupported file type {source.suffix!r}, expected a folder with a sub-folder "
-                         "per class or a .csv (built-in data and .npz files need no preparing)")
+        raise InputError(
+            f"{source}: unsupported file type {source.suffix!r}, expected a folder with a sub-folder "
+            "per class or a .csv (built-in data and .npz files need no preparing)"
+        )
     try:
         return images.list_folder(source) if source.is_dir() else images.list_csv(source)
     except InputError as e:
@@ -152,8 +179,19 @@ def _about_source(error: InputError) -> InputError:
     return InputError(str(error).removeprefix("data: "))
 
 
-def _write_split(folder: Path, split: str, paths: list[Path], labels: np.ndarray, names: list[str], shards: int,
-                 size: tuple[int, int], color_mode: str, root: Path, skipped: list, warn) -> dict[str, Any]:
+def _write_split(
+    folder: Path,
+    split: str,
+    paths: list[Path],
+    labels: np.ndarray,
+    names: list[str],
+    shards: int,
+    size: tuple[int, int],
+    color_mode: str,
+    root: Path,
+    skipped: list,
+    warn,
+) -> dict[str, Any]:
     """Writes one split as `shards` files of consecutive images (reading them in order gives the
     split's order back) and returns its entry in dataset.json."""
     import tensorflow as tf
@@ -174,9 +212,14 @@ def _write_split(folder: Path, split: str, paths: list[Path], labels: np.ndarray
     finally:
         for writer in writers:
             writer.close()
-    return {"count": int(counts.sum()), "class_counts": dict(zip(names, counts.tolist())),
-            "files": [{"name": name, "examples": n, "bytes": (folder / name).stat().st_size,
-                       "sha1": _sha1(folder / name)} for name, n in zip(files, examples)]}
+    return {
+        "count": int(counts.sum()),
+        "class_counts": dict(zip(names, counts.tolist())),
+        "files": [
+            {"name": name, "examples": n, "bytes": (folder / name).stat().st_size, "sha1": _sha1(folder / name)}
+            for name, n in zip(files, examples)
+        ],
+    }
 
 
 def _decoded(paths: list[Path], size: tuple[int, int], color_mode: str) -> Iterator[tuple[np.ndarray, str]]:
@@ -193,7 +236,8 @@ def _decoded(paths: list[Path], size: tuple[int, int], color_mode: str) -> Itera
             return blank, f"not a readable image ({type(e).__name__})".encode()
 
     pipeline = tf.data.Dataset.from_tensor_slices([str(p) for p in paths]).map(
-        lambda path: tf.numpy_function(decode, [path], (tf.uint8, tf.string)), num_parallel_calls=tf.data.AUTOTUNE)
+        lambda path: tf.numpy_function(decode, [path], (tf.uint8, tf.string)), num_parallel_calls=tf.data.AUTOTUNE
+    )
     for image, reason in pipeline.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
         yield image, reason.decode()
 
@@ -201,9 +245,14 @@ def _decoded(paths: list[Path], size: tuple[int, int], color_mode: str) -> Itera
 def _example(image: np.ndarray, label: int) -> bytes:
     import tensorflow as tf
 
-    return tf.train.Example(features=tf.train.Features(feature={
-        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
-        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))})).SerializeToString()
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
+                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+            }
+        )
+    ).SerializeToString()
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -229,6 +278,7 @@ def _umask() -> int:
 
 # -- reading -------------------------------------------------------------------------------------------
 
+
 def read_index(directory: Path) -> dict[str, Any]:
     """dataset.json, validated: InputError naming the file and the field at fault."""
     path = directory / INDEX
@@ -236,8 +286,10 @@ def read_index(directory: Path) -> dict[str, Any]:
         info = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         where = f" at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else ""
-        raise InputError(f"data: {path}: not readable JSON ({type(e).__name__}{where}), expected the {INDEX} "
-                         "`nas data prepare` writes") from None
+        raise InputError(
+            f"data: {path}: not readable JSON ({type(e).__name__}{where}), expected the {INDEX} "
+            "`nas data prepare` writes"
+        ) from None
 
     def bad(field: str, expected: str):
         value = _get(info, field)
@@ -250,8 +302,12 @@ def read_index(directory: Path) -> dict[str, Any]:
         field = "format" if info.get("format") != FORMAT else "version"
         raise bad(field, f"{FORMAT!r} version {VERSION}")
     names = info.get("class_names")
-    if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names) \
-            or len(set(names)) != len(names):
+    if (
+        not isinstance(names, list)
+        or len(names) < 2
+        or not all(isinstance(n, str) for n in names)
+        or len(set(names)) != len(names)
+    ):
         raise bad("class_names", "a list of at least 2 distinct class names")
     size = info.get("image_size")
     if not isinstance(size, list) or len(size) != 2 or not all(_positive(v) for v in size):
@@ -272,8 +328,10 @@ def read_index(directory: Path) -> dict[str, Any]:
             if not isinstance(file.get("examples"), int) or file["examples"] < 0:
                 raise bad(f"splits.{split}.files.{n}.examples", "the number of images in the file")
             if not (directory / name).is_file():
-                raise InputError(f"data: {path}: splits.{split}.files.{n}: {directory / name} not found, "
-                                 "expected every shard the index lists")
+                raise InputError(
+                    f"data: {path}: splits.{split}.files.{n}: {directory / name} not found, "
+                    "expected every shard the index lists"
+                )
         if about.get("count") != sum(f["examples"] for f in about["files"]) or not about["count"]:
             raise bad(f"splits.{split}.count", "the sum of its files' examples, at least 1")
     return info
@@ -311,36 +369,47 @@ def fingerprint(info: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load(directory: Path, name: str, image_size: Sequence[int] | None = None,
-         stream: bool | None = None) -> Dataset | StreamingDataset:
+def load(
+    directory: Path, name: str, image_size: Sequence[int] | None = None, stream: bool | None = None
+) -> Dataset | StreamingDataset:
     """A prepared directory as a `nas.data.Dataset` (in memory) or a `StreamingDataset`; `stream`
     None decides by size, or by NAS_STREAM_RECORDS=1."""
     info = read_index(directory)
     shape = (*info["image_size"], info["channels"])
     if image_size is not None and tuple(image_size) != tuple(info["image_size"]):
-        raise InputError(f"image_size: {name} holds images prepared at {shape[0]}x{shape[1]}, got "
-                         f"{image_size[0]}x{image_size[1]}; expected no --image-size (or prepare it again at "
-                         "that size)")
+        raise InputError(
+            f"image_size: {name} holds images prepared at {shape[0]}x{shape[1]}, got "
+            f"{image_size[0]}x{image_size[1]}; expected no --image-size (or prepare it again at "
+            "that size)"
+        )
     counts = {split: info["splits"][split]["count"] for split in SPLITS}
     need, memory = sum(counts.values()) * math.prod(shape), images.physical_memory()
     if stream is None:
         stream = os.environ.get(STREAM_ENV) == "1" or bool(memory and need > memory // 4)
-    preprocessing = {"source": name, "color_mode": info.get("color_mode"), "image_size": info["image_size"],
-                     "prepared_from": info.get("source")}
+    preprocessing = {
+        "source": name,
+        "color_mode": info.get("color_mode"),
+        "image_size": info["image_size"],
+        "prepared_from": info.get("source"),
+    }
     directory = directory.resolve()  # a worker's working directory is not ours
-    streams = {split: Stream(tuple(str(directory / f["name"]) for f in info["splits"][split]["files"]),
-                             counts[split], shape) for split in SPLITS}
+    streams = {
+        split: Stream(tuple(str(directory / f["name"]) for f in info["splits"][split]["files"]), counts[split], shape)
+        for split in SPLITS
+    }
     if stream:
         return StreamingDataset(name, info["class_names"], streams, preprocessing, fingerprint(info))
     if memory and need > memory // 2:
-        raise InputError(f"data: {name}: {sum(counts.values())} images of {'x'.join(map(str, shape))} would take "
-                         f"{need / 2**30:,.1f} GiB, expected at most half of this machine's {memory / 2**30:.0f} GiB "
-                         "in memory (nas search streams it)")
+        raise InputError(
+            f"data: {name}: {sum(counts.values())} images of {'x'.join(map(str, shape))} would take "
+            f"{need / 2**30:,.1f} GiB, expected at most half of this machine's {memory / 2**30:.0f} GiB "
+            "in memory (nas search streams it)"
+        )
     arrays = [array for split in SPLITS for array in _read(streams[split], name, split)]
     return Dataset(name, info["class_names"], *arrays, preprocessing=preprocessing, fingerprint=fingerprint(info))
 
 
-def _read(stream: "Stream", name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _read(stream: Stream, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """A split's images and labels, shard after shard (their order is the split's)."""
     from nas.quiet import import_tensorflow
 
@@ -355,13 +424,15 @@ def _read(stream: "Stream", name: str, split: str) -> tuple[np.ndarray, np.ndarr
             for images, labels in batches.as_numpy_iterator():
                 if n + len(labels) > stream.count:
                     raise InputError(miscounted.format("more"))
-                x[n:n + len(labels)], y[n:n + len(labels)] = images, labels
+                x[n : n + len(labels)], y[n : n + len(labels)] = images, labels
                 n += len(labels)
         except tf.errors.OpError as e:  # a truncated or foreign file, an image of another size
             lines = (e.message or "").strip().splitlines()
             reason = lines[0][:120] if lines else ""
-            raise InputError(f"data: {name}: {file}: not readable ({type(e).__name__}: {reason}), expected the "
-                             "shards `nas data prepare` wrote") from None
+            raise InputError(
+                f"data: {name}: {file}: not readable ({type(e).__name__}: {reason}), expected the "
+                "shards `nas data prepare` wrote"
+            ) from None
     if n != stream.count:
         raise InputError(miscounted.format(n))
     return x, y
@@ -371,8 +442,9 @@ def _parse(records, shape: Sequence[int]):
     """A batch of serialized examples -> images uint8 (B, H, W, C) and labels int32 (B,)."""
     import tensorflow as tf
 
-    features = tf.io.parse_example(records, {"image": tf.io.FixedLenFeature([], tf.string),
-                                             "label": tf.io.FixedLenFeature([], tf.int64)})
+    features = tf.io.parse_example(
+        records, {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
+    )
     pixels = tf.io.decode_raw(features["image"], tf.uint8)
     return tf.reshape(pixels, (-1, *shape)), tf.cast(features["label"], tf.int32)
 
@@ -389,7 +461,7 @@ class Stream:
     def __len__(self) -> int:
         return self.count
 
-    def __add__(self, other: "Stream") -> "Stream":
+    def __add__(self, other: Stream) -> Stream:
         return Stream(self.files + other.files, self.count + other.count, self.shape)
 
     def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0, cache: bool | None = None):
@@ -401,8 +473,9 @@ class Stream:
         files = tf.data.Dataset.from_tensor_slices(list(self.files))
         if shuffle:
             files = files.shuffle(len(self.files), seed=seed)
-        records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(self.files), 8),
-                                   num_parallel_calls=tf.data.AUTOTUNE)
+        records = files.interleave(
+            tf.data.TFRecordDataset, cycle_length=min(len(self.files), 8), num_parallel_calls=tf.data.AUTOTUNE
+        )
         # Keras learns the steps per epoch from it; a shard short of its count fails the child.
         records = records.apply(tf.data.experimental.assert_cardinality(self.count))
         if self.fits_in_memory() if cache is None else cache:
@@ -410,8 +483,11 @@ class Stream:
         if shuffle:  # prepare wrote the split shuffled already; this varies each epoch's order
             image_bytes = math.prod(self.shape)
             records = records.shuffle(max(1, min(self.count, SHUFFLE_BYTES // image_bytes)), seed=seed)
-        return (records.batch(batch_size).map(lambda r: _parse(r, self.shape), num_parallel_calls=tf.data.AUTOTUNE)
-                .prefetch(tf.data.AUTOTUNE))
+        return (
+            records.batch(batch_size)
+            .map(lambda r: _parse(r, self.shape), num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE)
+        )
 
     def fits_in_memory(self) -> bool:
         """Whether every worker this machine may run (one per CPU) could cache these images within a
@@ -454,6 +530,8 @@ class StreamingDataset:
     def describe(self) -> str:
         h, w, c = self.input_shape
         files = sum(len(s.files) for s in self.splits.values())
-        return (f"{self.name}: {self.num_classes} classes, {h}x{w}x{c} images, train {self.splits['train'].count} / "
-                f"validation {self.splits['validation'].count} / test {self.splits['test'].count} (held out), "
-                f"streamed from {files} TFRecord files")
+        return (
+            f"{self.name}: {self.num_classes} classes, {h}x{w}x{c} images, train {self.splits['train'].count} / "
+            f"validation {self.splits['validation'].count} / test {self.splits['test'].count} (held out), "
+            f"streamed from {files} TFRecord files"
+        )

@@ -37,8 +37,18 @@ TOP = 10  # architectures in the table
 MAX_FAILED_SHOWN = 20
 
 BLUE, RED, ORANGE, GREEN, GREY = "#1f77b4", "#d62728", "#ff7f0e", "#2ca02c", "#7f7f7f"
-SOURCE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-                 "#bcbd22", "#7f7f7f")  # matplotlib's tab10
+SOURCE_COLORS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+)  # matplotlib's tab10
 
 
 def write_report(run: str | Path, runs_dir: str | Path = "runs", status: str | None = None) -> Path:
@@ -60,16 +70,24 @@ def write_report(run: str | Path, runs_dir: str | Path = "runs", status: str | N
                 path.unlink()  # from an earlier report: it would no longer match the page
         rundir.write_text("report.html", render_html(data, pngs))
     except OSError as e:
-        raise InputError(f"{e.filename or rundir.path}: cannot write the report ({e.strerror}); expected a run "
-                         "directory you can write to") from None
+        raise InputError(
+            f"{e.filename or rundir.path}: cannot write the report ({e.strerror}); expected a run "
+            "directory you can write to"
+        ) from None
     return rundir.file("report.html")
 
 
 # -- plots ------------------------------------------------------------------------------------------
 
+
 def _plots(data: Run) -> dict[str, bytes | None]:
-    return {"rewards": rewards_png(data), "controller": controller_png(data), "supernet": supernet_png(data),
-            "pareto": pareto_png(data), "winner": winner_png(data)}
+    return {
+        "rewards": rewards_png(data),
+        "controller": controller_png(data),
+        "supernet": supernet_png(data),
+        "pareto": pareto_png(data),
+        "winner": winner_png(data),
+    }
 
 
 def _figure(width: float, height: float, margins: tuple[float, float, float, float] = (0.8, 0.3, 0.55, 0.45)):
@@ -105,11 +123,16 @@ def rewards_png(data: Run) -> bytes | None:
     failed = [r for r in ordered if r.failed]
     stopped = [r for r in ordered if r.status == "stopped"]
     if stopped:
-        ax.scatter([r.trial for r in stopped], [r.reward for r in stopped], s=22, color="#999999", zorder=3,
-                   label=f"stopped early ({len(stopped)}; at their last epoch)")
+        ax.scatter(
+            [r.trial for r in stopped],
+            [r.reward for r in stopped],
+            s=22,
+            color="#999999",
+            zorder=3,
+            label=f"stopped early ({len(stopped)}; at their last epoch)",
+        )
     if done:
-        ax.scatter([r.trial for r in done], [r.reward for r in done], s=22, color=BLUE, zorder=3,
-                   label="completed")
+        ax.scatter([r.trial for r in done], [r.reward for r in done], s=22, color=BLUE, zorder=3, label="completed")
         best, xs, ys = -math.inf, [], []
         for r in ordered:
             if r.completed:
@@ -119,11 +142,26 @@ def rewards_png(data: Run) -> bytes | None:
                 ys.append(best)
         ax.step(xs, ys, where="post", color=GREEN, linewidth=2, label="best so far", zorder=2)
         winner = data.best
-        ax.scatter([winner.trial], [winner.reward], s=160, marker="*", color=ORANGE, edgecolor="black",
-                   zorder=4, label=f"best: trial {winner.trial}")
+        ax.scatter(
+            [winner.trial],
+            [winner.reward],
+            s=160,
+            marker="*",
+            color=ORANGE,
+            edgecolor="black",
+            zorder=4,
+            label=f"best: trial {winner.trial}",
+        )
     if failed:
-        ax.scatter([r.trial for r in failed], [r.reward for r in failed], s=40, marker="x", color=RED,
-                   zorder=3, label=f"failed ({len(failed)}; at the reward the controller was told)")
+        ax.scatter(
+            [r.trial for r in failed],
+            [r.reward for r in failed],
+            s=40,
+            marker="x",
+            color=RED,
+            zorder=3,
+            label=f"failed ({len(failed)}; at the reward the controller was told)",
+        )
     ax.set_xlim(0.5, max(data.config["budget"], ordered[-1].trial) + 0.5)  # the whole budget: how far it got
     ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
     ax.set_xlabel("trial")
@@ -144,8 +182,12 @@ def controller_log(data: Run) -> list[dict[str, Any]]:
     if not isinstance(log, list):
         return []
     keys = ("entropy", "mean_reward", "baseline")
-    return [e for e in log if isinstance(e, dict)
-            and all(isinstance(e.get(k), (int, float)) and not isinstance(e.get(k), bool) for k in keys)]
+    return [
+        e
+        for e in log
+        if isinstance(e, dict)
+        and all(isinstance(e.get(k), (int, float)) and not isinstance(e.get(k), bool) for k in keys)
+    ]
 
 
 def controller_png(data: Run) -> bytes | None:
@@ -161,8 +203,14 @@ def controller_png(data: Run) -> bytes | None:
     left.set_ylim(0, max(1e-9, max(e["entropy"] for e in log)) * 1.08)
     left.set_title("policy entropy (nats, summed over the decisions)", fontsize=10)
     left.set_xlabel("policy update")
-    right.plot(updates, [e["mean_reward"] for e in log], color=BLUE, marker="o" if len(log) < 30 else None,
-               markersize=3, label="mean reward of the batch")
+    right.plot(
+        updates,
+        [e["mean_reward"] for e in log],
+        color=BLUE,
+        marker="o" if len(log) < 30 else None,
+        markersize=3,
+        label="mean reward of the batch",
+    )
     right.plot(updates, [e["baseline"] for e in log], color=ORANGE, label="baseline (moving average)")
     right.set_title("reward and baseline", fontsize=10)
     right.set_xlabel("policy update")
@@ -181,8 +229,11 @@ def supernet_history(data: Run) -> list[dict[str, Any]]:
     except (OSError, ValueError):
         return []
     keys = ("epoch", "loss", "reward_mean")
-    return [e for e in history if isinstance(e, dict) and all(is_number(e.get(k)) for k in keys)] \
-        if isinstance(history, list) else []
+    return (
+        [e for e in history if isinstance(e, dict) and all(is_number(e.get(k)) for k in keys)]
+        if isinstance(history, list)
+        else []
+    )
 
 
 def supernet_finalists(data: Run) -> list[dict[str, Any]]:
@@ -211,8 +262,13 @@ def supernet_png(data: Run) -> bytes | None:
     if finalists:
         right.scatter([r["shared_accuracy"] for r in finalists], [r["val_accuracy"] for r in finalists], color=BLUE)
         for r in finalists:
-            right.annotate(f"#{r['trial']}", (r["shared_accuracy"], r["val_accuracy"]), fontsize=8,
-                           xytext=(3, 3), textcoords="offset points")
+            right.annotate(
+                f"#{r['trial']}",
+                (r["shared_accuracy"], r["val_accuracy"]),
+                fontsize=8,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         right.set_xlabel("shared-weight validation accuracy")
         right.set_ylabel("trained from scratch")
         right.grid(alpha=0.3)
@@ -241,20 +297,54 @@ def pareto_png(data: Run) -> bytes | None:
         return None
     fig = _figure(10, 4)
     ax = fig.add_subplot()
-    ax.scatter([r.metrics.params for r in done], [r.metrics.val_accuracy for r in done], s=22,
-               color=BLUE, alpha=0.7, label="completed trial", zorder=2)
+    ax.scatter(
+        [r.metrics.params for r in done],
+        [r.metrics.val_accuracy for r in done],
+        s=22,
+        color=BLUE,
+        alpha=0.7,
+        label="completed trial",
+        zorder=2,
+    )
     front = pareto_front(done)
-    ax.step([r.metrics.params for r in front], [r.metrics.val_accuracy for r in front], where="post",
-            color=ORANGE, linewidth=1.5, zorder=3)
-    ax.scatter([r.metrics.params for r in front], [r.metrics.val_accuracy for r in front], s=60,
-               facecolor="none", edgecolor=ORANGE, linewidth=2, zorder=4,
-               label=f"Pareto front ({len(front)}: none smaller and more accurate)")
+    ax.step(
+        [r.metrics.params for r in front],
+        [r.metrics.val_accuracy for r in front],
+        where="post",
+        color=ORANGE,
+        linewidth=1.5,
+        zorder=3,
+    )
+    ax.scatter(
+        [r.metrics.params for r in front],
+        [r.metrics.val_accuracy for r in front],
+        s=60,
+        facecolor="none",
+        edgecolor=ORANGE,
+        linewidth=2,
+        zorder=4,
+        label=f"Pareto front ({len(front)}: none smaller and more accurate)",
+    )
     winner = data.best
-    ax.scatter([winner.metrics.params], [winner.metrics.val_accuracy], s=180, marker="*", color=ORANGE,
-               edgecolor="black", zorder=5, label=f"best reward: trial {winner.trial}")
+    ax.scatter(
+        [winner.metrics.params],
+        [winner.metrics.val_accuracy],
+        s=180,
+        marker="*",
+        color=ORANGE,
+        edgecolor="black",
+        zorder=5,
+        label=f"best reward: trial {winner.trial}",
+    )
     for r in front if len(front) <= 12 else ():  # beyond a dozen, labels would only hide each other
-        ax.annotate(f"#{r.trial}", (r.metrics.params, r.metrics.val_accuracy), fontsize=8,
-                    xytext=(4, -10), textcoords="offset points", color="#444444")
+        ax.annotate(
+            f"#{r.trial}",
+            (r.metrics.params, r.metrics.val_accuracy),
+            fontsize=8,
+            xytext=(4, -10),
+            textcoords="offset points",
+            color="#444444",
+        )
     params = [r.metrics.params for r in done]
     if min(params) > 0 and max(params) / min(params) > 20:
         ax.set_xscale("log")
@@ -266,6 +356,7 @@ def pareto_png(data: Run) -> bytes | None:
 
 
 # -- the winner's diagram --------------------------------------------------------------------------
+
 
 def winner_spec(data: Run) -> dict[str, Any] | None:
     """The winner as the builder reads it, from the run's copy of its space file; None when the
@@ -290,8 +381,14 @@ def winner_nodes(data: Run) -> tuple[list[str], list[tuple[int, int]], list[int]
     layers = spec.get("layers") if isinstance(spec.get("layers"), list) else None
     family = spec.get("family")
     if family == "conv" and layers:
-        nodes = ["image"] + [f"layer {i}\n{l['kernel_height']}×{l['kernel_width']}\n{l['filters']} filters"
-                             for i, l in enumerate(layers)] + ["classifier"]
+        nodes = (
+            ["image"]
+            + [
+                f"layer {i}\n{lay['kernel_height']}×{lay['kernel_width']}\n{lay['filters']} filters"
+                for i, lay in enumerate(layers)
+            ]
+            + ["classifier"]
+        )
         edges, fed = [], set()
         for i, layer in enumerate(layers):
             sources = layer.get("inputs") or []
@@ -301,14 +398,18 @@ def winner_nodes(data: Run) -> tuple[list[str], list[tuple[int, int]], list[int]
         reduce = [i + 1 for i in spec.get("reduce_after", []) if i < len(layers)]
         return nodes, edges, reduce
     if family == "dense" and layers:
-        middle = [f"dense {l.get('units')}\n{l.get('activation', '')}"
-                  + (f"\ndropout {l['dropout']}" if l.get("dropout") else "") for l in layers]
+        middle = [
+            f"dense {lay.get('units')}\n{lay.get('activation', '')}"
+            + (f"\ndropout {lay['dropout']}" if lay.get("dropout") else "")
+            for lay in layers
+        ]
     elif family == "resnet":
-        width, middle = spec.get("width", 16), [f"stem\n{spec.get('kernel', 3)}×{spec.get('kernel', 3)} conv\n"
-                                                f"{spec.get('stem_filters')} filters"]
+        width, middle = (
+            spec.get("width", 16),
+            [f"stem\n{spec.get('kernel', 3)}×{spec.get('kernel', 3)} conv\n{spec.get('stem_filters')} filters"],
+        )
         for stage in range(int(spec.get("stages", 1))):
-            middle.append(f"stage {stage + 1}\n{spec.get('blocks')}× {spec.get('block')}\n"
-                          f"{width * 2 ** stage} filters")
+            middle.append(f"stage {stage + 1}\n{spec.get('blocks')}× {spec.get('block')}\n{width * 2**stage} filters")
     elif family == "linear":  # softmax regression: the classifier is the model
         return ["image", f"classifier\nlinear, softmax\nL2 {spec.get('l2', 0)}"], [(0, 1)], []
     else:  # no spec: the decoded decisions, a layer per box
@@ -354,26 +455,55 @@ def winner_png(data: Run) -> bytes | None:
     ax.axis("off")
     for i, label in enumerate(nodes):
         end = i in (0, n - 1)
-        ax.add_patch(FancyBboxPatch((i - half_w, -half_h), 2 * half_w, 2 * half_h, boxstyle="round,pad=0.02",
-                                    facecolor="#eeeeee" if end else "#d9e8f6", edgecolor="#555555" if end else BLUE))
+        ax.add_patch(
+            FancyBboxPatch(
+                (i - half_w, -half_h),
+                2 * half_w,
+                2 * half_h,
+                boxstyle="round,pad=0.02",
+                facecolor="#eeeeee" if end else "#d9e8f6",
+                edgecolor="#555555" if end else BLUE,
+            )
+        )
         ax.text(i, 0, label, ha="center", va="center", fontsize=9, linespacing=1.35)
     for i in reduce:
         ax.plot([i + 0.5, i + 0.5], [-half_h - 0.1, half_h + 0.1], linestyle="--", color=GREY, linewidth=1)
         ax.text(i + 0.5, -half_h - 0.15, "size ÷2", ha="center", va="top", fontsize=8, color=GREY)
     for a, b in edges:
         if b == a + 1:
-            ax.add_patch(FancyArrowPatch((a + half_w, 0), (b - half_w, 0), arrowstyle="-|>", mutation_scale=10,
-                                         color="#333333", linewidth=1, shrinkA=0, shrinkB=0))
+            ax.add_patch(
+                FancyArrowPatch(
+                    (a + half_w, 0),
+                    (b - half_w, 0),
+                    arrowstyle="-|>",
+                    mutation_scale=10,
+                    color="#333333",
+                    linewidth=1,
+                    shrinkA=0,
+                    shrinkB=0,
+                )
+            )
     for a, b, above, rad in arcs:
         y = half_h if above else -half_h
         color = SOURCE_COLORS[(a - 1) % len(SOURCE_COLORS)] if above else GREY  # one colour per feeding layer
-        ax.add_patch(FancyArrowPatch((a + 0.1, y), (b - 0.1, y), connectionstyle=f"arc3,rad={-rad if above else rad}",
-                                     arrowstyle="-|>", mutation_scale=10, color=color, linewidth=1, shrinkA=0,
-                                     shrinkB=0))
+        ax.add_patch(
+            FancyArrowPatch(
+                (a + 0.1, y),
+                (b - 0.1, y),
+                connectionstyle=f"arc3,rad={-rad if above else rad}",
+                arrowstyle="-|>",
+                mutation_scale=10,
+                color=color,
+                linewidth=1,
+                shrinkA=0,
+                shrinkB=0,
+            )
+        )
     return _png(fig)
 
 
 # -- the page ---------------------------------------------------------------------------------------
+
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
@@ -425,79 +555,124 @@ def render_html(data: Run, pngs: dict[str, bytes]) -> str:
     """The report page for a run, given its plots as PNG bytes (by name, as in PLOTS)."""
     rundir, summary, best = data.rundir, data.summary or {}, data.best
     test = data.test_accuracy
-    parts = [f"<h1>nas run {_e(rundir.name)}</h1>",
-             f'<p class="sub">space <b>{_e(data.space_name)}</b> · controller {_e(data.config.get("controller", "?"))}'
-             f" · reward {_e(data.config.get('reward', data.config.get('objective', 'accuracy')))}"
-             f" · data {_e(data.config.get('data', '?'))}"
-             f"{f' · started {data.started:%Y-%m-%d %H:%M}' if data.started else ''}</p>"]
-    cards = [("status", f'<span class="status-{_e(data.status)}">{_e(data.status)}</span>'),
-             ("trials", f"{len(data.trials)} / {_e(data.config['budget'])}"),
-             ("failed", str(len(data.failed))),
-             *([("stopped early", str(sum(r.status == "stopped" for r in data.trials)))]
-               if any(r.status == "stopped" for r in data.trials) else []),
-             ("best val accuracy", _num(best.metrics.val_accuracy) if best else "-"),
-             ("best trial", f"#{best.trial}" if best else "-"),
-             ("test accuracy", _num(test) if test is not None else "-")]
-    parts.append('<div class="cards">' + "".join(f'<div class="card"><div class="k">{k}</div><div class="v">{v}</div>'
-                                                 "</div>" for k, v in cards) + "</div>")
+    parts = [
+        f"<h1>nas run {_e(rundir.name)}</h1>",
+        f'<p class="sub">space <b>{_e(data.space_name)}</b> · controller {_e(data.config.get("controller", "?"))}'
+        f" · reward {_e(data.config.get('reward', data.config.get('objective', 'accuracy')))}"
+        f" · data {_e(data.config.get('data', '?'))}"
+        f"{f' · started {data.started:%Y-%m-%d %H:%M}' if data.started else ''}</p>",
+    ]
+    cards = [
+        ("status", f'<span class="status-{_e(data.status)}">{_e(data.status)}</span>'),
+        ("trials", f"{len(data.trials)} / {_e(data.config['budget'])}"),
+        ("failed", str(len(data.failed))),
+        *(
+            [("stopped early", str(sum(r.status == "stopped" for r in data.trials)))]
+            if any(r.status == "stopped" for r in data.trials)
+            else []
+        ),
+        ("best val accuracy", _num(best.metrics.val_accuracy) if best else "-"),
+        ("best trial", f"#{best.trial}" if best else "-"),
+        ("test accuracy", _num(test) if test is not None else "-"),
+    ]
+    parts.append(
+        '<div class="cards">'
+        + "".join(f'<div class="card"><div class="k">{k}</div><div class="v">{v}</div></div>' for k, v in cards)
+        + "</div>"
+    )
     parts.append(f'<p class="note">{_e(_outcome(data))}</p>')
 
     parts.append("<h2>Reward per trial</h2>")
-    parts.append(_img(pngs["rewards"], "reward per trial") if "rewards" in pngs else
-                 '<p class="note">No trial has finished yet.</p>')
+    parts.append(
+        _img(pngs["rewards"], "reward per trial")
+        if "rewards" in pngs
+        else '<p class="note">No trial has finished yet.</p>'
+    )
     log = controller_log(data)
     parts.append("<h2>Controller</h2>")
     if "controller" in pngs:
-        updates = f'{len(log)} policy update{"s" if len(log) != 1 else ""}'
-        parts.append(f'<p class="note">{updates}. Falling entropy means the policy is settling on its choices; '
-                     "the advantage of each update is its reward minus the baseline.</p>")
+        updates = f"{len(log)} policy update{'s' if len(log) != 1 else ''}"
+        parts.append(
+            f'<p class="note">{updates}. Falling entropy means the policy is settling on its choices; '
+            "the advantage of each update is its reward minus the baseline.</p>"
+        )
         parts.append(_img(pngs["controller"], "controller entropy, mean reward and baseline per update"))
     elif data.config.get("strategy") == "enas":
-        parts.append('<p class="note">The controller learned from children scored with shared weights: its mean '
-                     "reward and entropy per supernet epoch are under Supernet below; the finalists it chose were "
-                     "trained from scratch as the trials above.</p>")
+        parts.append(
+            '<p class="note">The controller learned from children scored with shared weights: its mean '
+            "reward and entropy per supernet epoch are under Supernet below; the finalists it chose were "
+            "trained from scratch as the trials above.</p>"
+        )
     else:
         controller = data.config.get("controller", "?")
-        parts.append('<p class="note">' + ("No policy update yet." if controller == "reinforce" else
-                     f"The {_e(controller)} controller learns no policy, so there is no entropy to show.") + "</p>")
+        parts.append(
+            '<p class="note">'
+            + (
+                "No policy update yet."
+                if controller == "reinforce"
+                else f"The {_e(controller)} controller learns no policy, so there is no entropy to show."
+            )
+            + "</p>"
+        )
     if data.config.get("strategy") == "enas":
         parts.append(_supernet_section(data, pngs))
     parts.append("<h2>Accuracy against size</h2>")
-    parts.append(_img(pngs["pareto"], "validation accuracy against parameters") if "pareto" in pngs else
-                 '<p class="note">No trial completed, so there is nothing to compare.</p>')
+    parts.append(
+        _img(pngs["pareto"], "validation accuracy against parameters")
+        if "pareto" in pngs
+        else '<p class="note">No trial completed, so there is nothing to compare.</p>'
+    )
     parts.append(_top_table(data))
     parts.append("<h2>The winner</h2>")
     if best is None:
         parts.append('<p class="note">No trial completed: there is no winner.</p>')
     else:
-        parts.append(f'<p>Trial {best.trial}: reward {_num(best.reward)}, validation accuracy '
-                     f'{_num(best.metrics.val_accuracy)}, {_num(best.metrics.params)} parameters. '
-                     + (f"Retrained on train + validation, its test accuracy is <b>{_num(test)}</b>."
-                        if test is not None else "It was not retrained, so it has no test accuracy yet "
-                        f"(<code>nas search --name {_e(rundir.name)} --runs-dir {_e(rundir.path.parent)} --resume"
-                        f"</code> finishes the search; <code>nas export {_e(rundir.path)}</code> retrains it).")
-                     + "</p>")
+        parts.append(
+            f"<p>Trial {best.trial}: reward {_num(best.reward)}, validation accuracy "
+            f"{_num(best.metrics.val_accuracy)}, {_num(best.metrics.params)} parameters. "
+            + (
+                f"Retrained on train + validation, its test accuracy is <b>{_num(test)}</b>."
+                if test is not None
+                else "It was not retrained, so it has no test accuracy yet "
+                f"(<code>nas search --name {_e(rundir.name)} --runs-dir {_e(rundir.path.parent)} --resume"
+                f"</code> finishes the search; <code>nas export {_e(rundir.path)}</code> retrains it)."
+            )
+            + "</p>"
+        )
         if "winner" in pngs:
             if _is_conv(data):
-                parts.append('<p class="note">Boxes are layers, left to right. Coloured arcs above are skip '
-                             "connections, one colour per feeding layer (a layer takes the concatenation of the "
-                             "layers feeding it); grey arcs below come from the image (a layer fed by no layer) or "
-                             "go to the classifier (layers that feed none).</p>")
+                parts.append(
+                    '<p class="note">Boxes are layers, left to right. Coloured arcs above are skip '
+                    "connections, one colour per feeding layer (a layer takes the concatenation of the "
+                    "layers feeding it); grey arcs below come from the image (a layer fed by no layer) or "
+                    "go to the classifier (layers that feed none).</p>"
+                )
             parts.append(_img(pngs["winner"], "the winner's layers"))
     parts.append(_failed_table(data))
     parts.append("<h2>Settings</h2>")
-    parts.append('<table class="settings">' + "".join(f"<tr><td>{_e(k)}</td><td>{_e(_value(v))}</td></tr>"
-                                                     for k, v in data.config.items()) + "</table>")
+    parts.append(
+        '<table class="settings">'
+        + "".join(f"<tr><td>{_e(k)}</td><td>{_e(_value(v))}</td></tr>" for k, v in data.config.items())
+        + "</table>"
+    )
     if summary:
         keep = {k: v for k, v in summary.items() if k not in ("best", "final")}
         parts.append("<h3>summary.json</h3>")
-        parts.append('<table class="settings">' + "".join(f"<tr><td>{_e(k)}</td><td>{_e(_value(v))}</td></tr>"
-                                                         for k, v in keep.items()) + "</table>")
-    parts.append(f'<p class="note">Written by <code>nas report</code> on {datetime.now():%Y-%m-%d %H:%M} from '
-                 f"{_e(rundir.path)}.</p>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>nas run {_e(rundir.name)}</title><style>{STYLE}</style></head><body>\n"
-            + "\n".join(p for p in parts if p) + "\n</body></html>\n")
+        parts.append(
+            '<table class="settings">'
+            + "".join(f"<tr><td>{_e(k)}</td><td>{_e(_value(v))}</td></tr>" for k, v in keep.items())
+            + "</table>"
+        )
+    parts.append(
+        f'<p class="note">Written by <code>nas report</code> on {datetime.now():%Y-%m-%d %H:%M} from '
+        f"{_e(rundir.path)}.</p>"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>nas run {_e(rundir.name)}</title><style>{STYLE}</style></head><body>\n"
+        + "\n".join(p for p in parts if p)
+        + "\n</body></html>\n"
+    )
 
 
 def _supernet_section(data: Run, pngs: dict[str, bytes]) -> str:
@@ -508,13 +683,22 @@ def _supernet_section(data: Run, pngs: dict[str, bytes]) -> str:
         return head + '<p class="note">No supernet epoch has finished yet.</p>'
     last = history[-1]
     tau = ((data.summary or {}).get("supernet") or {}).get("kendall_tau")
-    text = (f"{len(history)} of {_e(settings.get('supernet_epochs', '?'))} epochs; last training loss "
-            f"{_num(last['loss'], 3)}, mean reward {_num(last['reward_mean'])}"
-            + (f", policy entropy {_num(last['entropy'], 2)}" if is_number(last.get("entropy")) else "")
-            + (f". Finalists' Kendall tau between shared-weight and stand-alone accuracy: {_num(tau, 2)}"
-               if is_number(tau) else "") + ".")
-    return head + f'<p class="note">{text}</p>' + (_img(pngs["supernet"], "supernet per epoch, finalists")
-                                                    if "supernet" in pngs else "")
+    text = (
+        f"{len(history)} of {_e(settings.get('supernet_epochs', '?'))} epochs; last training loss "
+        f"{_num(last['loss'], 3)}, mean reward {_num(last['reward_mean'])}"
+        + (f", policy entropy {_num(last['entropy'], 2)}" if is_number(last.get("entropy")) else "")
+        + (
+            f". Finalists' Kendall tau between shared-weight and stand-alone accuracy: {_num(tau, 2)}"
+            if is_number(tau)
+            else ""
+        )
+        + "."
+    )
+    return (
+        head
+        + f'<p class="note">{text}</p>'
+        + (_img(pngs["supernet"], "supernet per epoch, finalists") if "supernet" in pngs else "")
+    )
 
 
 def _is_conv(data: Run) -> bool:
@@ -556,39 +740,73 @@ def _top_table(data: Run) -> str:
             elif name not in globals_:
                 globals_.append(name)
     layers.sort(key=lambda layer: int(layer[5:]))
-    columns = ["#", "trial", *(["reward"] if shaped else []), "val acc", "params", "fit s", *globals_,
-               *(f"layer {layer[5:]}" for layer in layers)]
+    columns = [
+        "#",
+        "trial",
+        *(["reward"] if shaped else []),
+        "val acc",
+        "params",
+        "fit s",
+        *globals_,
+        *(f"layer {layer[5:]}" for layer in layers),
+    ]
     rows = []
     for rank, r in enumerate(top, 1):
         m, values = r.metrics, r.values
-        cells = [f'<td class="n">{rank}</td>', f'<td class="n">{r.trial}</td>',
-                 *([f'<td class="n">{_num(r.reward)}</td>'] if shaped else []),
-                 f'<td class="n">{_num(m.val_accuracy)}</td>', f'<td class="n">{_num(m.params)}</td>',
-                 f'<td class="n">{_num(m.fit_seconds, 1)}</td>']
+        cells = [
+            f'<td class="n">{rank}</td>',
+            f'<td class="n">{r.trial}</td>',
+            *([f'<td class="n">{_num(r.reward)}</td>'] if shaped else []),
+            f'<td class="n">{_num(m.val_accuracy)}</td>',
+            f'<td class="n">{_num(m.params)}</td>',
+            f'<td class="n">{_num(m.fit_seconds, 1)}</td>',
+        ]
         cells += [f"<td>{_e(values[g]) if g in values else '-'}</td>" for g in globals_]
         for layer in layers:
             own = [str(values[f"{layer}.{k}"]) for k in layer_keys if f"{layer}.{k}" in values]
-            inputs = [str(name)[len(layer) + 6:] for name, v in values.items()
-                      if str(name).startswith(f"{layer}.input") and v is True]
+            inputs = [
+                str(name)[len(layer) + 6 :]
+                for name, v in values.items()
+                if str(name).startswith(f"{layer}.input") and v is True
+            ]
             fed = f'<br><span class="in">← {_e(",".join(inputs))}</span>' if inputs else ""
             text = _e(" · ".join(own)) + fed
             cells.append(f'<td class="layer">{text or "-"}</td>')
         rows.append(('<tr class="best">' if rank == 1 else "<tr>") + "".join(cells) + "</tr>")
     legend = ""
     if layers:
-        legend = ('<p class="note">Each layer cell lists its ' + _e(" · ".join(layer_keys) or "choices")
-                  + (", then ← the earlier layers that feed it" if any(".input" in str(n) for r in top
-                                                                       for n in r.values) else "") + ".</p>")
-    return (head + legend + '<div class="scroll"><table><tr>' + "".join(f"<th>{_e(c)}</th>" for c in columns)
-            + "</tr>" + "".join(rows) + "</table></div>")
+        legend = (
+            '<p class="note">Each layer cell lists its '
+            + _e(" · ".join(layer_keys) or "choices")
+            + (
+                ", then ← the earlier layers that feed it"
+                if any(".input" in str(n) for r in top for n in r.values)
+                else ""
+            )
+            + ".</p>"
+        )
+    return (
+        head
+        + legend
+        + '<div class="scroll"><table><tr>'
+        + "".join(f"<th>{_e(c)}</th>" for c in columns)
+        + "</tr>"
+        + "".join(rows)
+        + "</table></div>"
+    )
 
 
 def _failed_table(data: Run) -> str:
     failed = sorted(data.failed, key=lambda r: r.trial)
     if not failed:
         return ""
-    rows = "".join(f'<tr><td class="n">{r.trial}</td><td>{_e(str(r.error or "unknown error")[:300])}'
-                   "</td></tr>" for r in failed[:MAX_FAILED_SHOWN])
-    more = (f'<p class="note">and {len(failed) - MAX_FAILED_SHOWN} more in trials.jsonl</p>'
-            if len(failed) > MAX_FAILED_SHOWN else "")
+    rows = "".join(
+        f'<tr><td class="n">{r.trial}</td><td>{_e(str(r.error or "unknown error")[:300])}</td></tr>'
+        for r in failed[:MAX_FAILED_SHOWN]
+    )
+    more = (
+        f'<p class="note">and {len(failed) - MAX_FAILED_SHOWN} more in trials.jsonl</p>'
+        if len(failed) > MAX_FAILED_SHOWN
+        else ""
+    )
     return f"<h2>Failed trials ({len(failed)})</h2><table><tr><th>trial</th><th>error</th></tr>{rows}</table>{more}"

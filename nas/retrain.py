@@ -61,25 +61,35 @@ PHASES = {"train": "training", "head": "head (body frozen)", "fine_tune": "fine-
 class Retrained:
     """What `retrain` wrote and measured."""
 
-    path: Path                          # the new version's directory
+    path: Path  # the new version's directory
     version: int
-    mode: str                           # "incremental" or "new-labels"
+    mode: str  # "incremental" or "new-labels"
     class_names: list[str]
     test_accuracy_before: float | None  # None for new labels: the old head cannot answer the new classes
     test_accuracy_after: float
     phases: list[dict[str, Any]] = field(default_factory=list)
 
 
-def retrain(model_dir: str | Path, data: str, *, epochs: int | None = None, new_labels: bool = False,
-            freeze_base: bool = False, learning_rate: float | None = None, seed: int = 0) -> Retrained:
+def retrain(
+    model_dir: str | Path,
+    data: str,
+    *,
+    epochs: int | None = None,
+    new_labels: bool = False,
+    freeze_base: bool = False,
+    learning_rate: float | None = None,
+    seed: int = 0,
+) -> Retrained:
     """Trains the model in `model_dir` on `data` and writes it as the next version; returns what it did.
     Raises InputError (one line) for bad options, a bad model directory, bad data or unknown labels."""
     epochs = DEFAULT_EPOCHS if epochs is None else epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InputError(f"epochs: got {epochs!r}, expected an integer >= 1")
     if freeze_base and not new_labels:
-        raise InputError("freeze_base: applies only with --new-labels (it keeps the trained body frozen while "
-                         "a new head learns the new labels)")
+        raise InputError(
+            "freeze_base: applies only with --new-labels (it keeps the trained body frozen while "
+            "a new head learns the new labels)"
+        )
     if learning_rate is not None and not (math.isfinite(learning_rate) and learning_rate > 0):
         raise InputError(f"learning_rate: got {learning_rate}, expected a positive number")
     md = open_model_dir(model_dir)
@@ -87,8 +97,10 @@ def retrain(model_dir: str | Path, data: str, *, epochs: int | None = None, new_
     if not os.access(root, os.W_OK | os.X_OK):  # found out now, not after the training
         raise InputError(f"{root}: cannot write a new version here, expected a model directory you can write to")
     if not zipfile.is_zipfile(md.path / "model.keras"):  # found out before loading data and TensorFlow
-        raise InputError(f"{md.path / 'model.keras'}: not a loadable Keras model (not a .keras zip archive), "
-                         "expected one written by nas export")
+        raise InputError(
+            f"{md.path / 'model.keras'}: not a loadable Keras model (not a .keras zip archive), "
+            "expected one written by nas export"
+        )
     dataset = load_for_model(md, data, seed)
     index = None if new_labels else label_index(md, dataset)
 
@@ -110,8 +122,10 @@ def retrain(model_dir: str | Path, data: str, *, epochs: int | None = None, new_
         y_fit, y_test_fit, class_names = y, y_test, list(dataset.class_names)
     else:  # the data's class indices -> the model's outputs of the same names
         y_fit, y_test_fit, class_names = index[y], index[y_test], list(md.class_names)
-    reporter().text(f"nas train: {md.path} (version {parent_version}, {len(md.class_names)} classes) on {data}: "
-        f"{dataset.num_classes} classes, {len(y)} training / {len(y_test)} test images (held out), {mode}")
+    reporter().text(
+        f"nas train: {md.path} (version {parent_version}, {len(md.class_names)} classes) on {data}: "
+        f"{dataset.num_classes} classes, {len(y)} training / {len(y_test)} test images (held out), {mode}"
+    )
 
     def fit(phase: str, lr: float, phase_epochs: int) -> dict[str, Any]:
         label = PHASES[phase]
@@ -120,18 +134,33 @@ def retrain(model_dir: str | Path, data: str, *, epochs: int | None = None, new_
         optimizer = optimizer_class.from_config({**optimizer_config, "learning_rate": schedule})
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-        reporter().text(f"  {label}: {phase_epochs} epoch(s), learning rate {lr:g} (cosine decay), "
-            f"{trainable:,} of {model.count_params():,} parameters trainable")
-        history = model.fit(x, y_fit, batch_size=batch_size, epochs=phase_epochs, verbose=0,
-                            callbacks=[keras.callbacks.TerminateOnNaN(), _epoch_log(phase_epochs)])
+        reporter().text(
+            f"  {label}: {phase_epochs} epoch(s), learning rate {lr:g} (cosine decay), "
+            f"{trainable:,} of {model.count_params():,} parameters trainable"
+        )
+        history = model.fit(
+            x,
+            y_fit,
+            batch_size=batch_size,
+            epochs=phase_epochs,
+            verbose=0,
+            callbacks=[keras.callbacks.TerminateOnNaN(), _epoch_log(phase_epochs)],
+        )
         losses = history.history.get("loss", [])
         if len(losses) < phase_epochs or not all(math.isfinite(v) for v in losses):
-            raise InputError(f"learning_rate: training diverged at {lr:g} (loss {losses[-1] if losses else 'nan'} "
-                             f"in epoch {len(losses)} of {label}), expected a lower learning rate; nothing written")
+            raise InputError(
+                f"learning_rate: training diverged at {lr:g} (loss {losses[-1] if losses else 'nan'} "
+                f"in epoch {len(losses)} of {label}), expected a lower learning rate; nothing written"
+            )
         accuracy = evaluate()
         reporter().text(f"  test accuracy after {label}: {accuracy:.4f}")
-        return {"phase": phase, "epochs": phase_epochs, "learning_rate": lr, "test_accuracy": accuracy,
-                "train_accuracy": float(history.history["accuracy"][-1])}
+        return {
+            "phase": phase,
+            "epochs": phase_epochs,
+            "learning_rate": lr,
+            "test_accuracy": accuracy,
+            "train_accuracy": float(history.history["accuracy"][-1]),
+        }
 
     def evaluate() -> float:
         return float(model.evaluate(x_test, y_test_fit, batch_size=256, verbose=0)[1])
@@ -162,16 +191,27 @@ def retrain(model_dir: str | Path, data: str, *, epochs: int | None = None, new_
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     optimizer.build(model.trainable_variables)
 
-    metadata = {k: v for k, v in md.metadata.items() if k not in ("input_shape", "classes", "version", "parent",
-                                                                  "training_run", "metrics")}
-    metadata["parent"] = {"version": parent_version, "path": _relative(md.path, root),
-                          "metrics": md.metadata.get("metrics")}
+    metadata = {
+        k: v
+        for k, v in md.metadata.items()
+        if k not in ("input_shape", "classes", "version", "parent", "training_run", "metrics")
+    }
+    metadata["parent"] = {
+        "version": parent_version,
+        "path": _relative(md.path, root),
+        "metrics": md.metadata.get("metrics"),
+    }
     metadata["metrics"] = {"test_accuracy": after, "test_images": int(len(y_test))}
     metadata["training_run"] = {
         "mode": mode,
-        "data": {"source": data, "classes": list(dataset.class_names), "train_images": int(len(y)),
-                 "test_images": int(len(y_test)), "seed": seed,
-                 "split": "test held out first (stratified, seeded), trained on train + validation"},
+        "data": {
+            "source": data,
+            "classes": list(dataset.class_names),
+            "train_images": int(len(y)),
+            "test_images": int(len(y_test)),
+            "seed": seed,
+            "split": "test held out first (stratified, seeded), trained on train + validation",
+        },
         "epochs": {p["phase"]: p["epochs"] for p in phases},
         "learning_rates": {p["phase"]: p["learning_rate"] for p in phases},
         "schedule": "cosine decay per phase",
@@ -183,8 +223,10 @@ def retrain(model_dir: str | Path, data: str, *, epochs: int | None = None, new_
         "phases": phases,
     }
     path, version = write_version(root, model, class_names, metadata)
-    reporter().text(f"wrote {path} (version {version}): test accuracy "
-        + (f"{before:.4f} -> {after:.4f}" if before is not None else f"{after:.4f} on the new labels"))
+    reporter().text(
+        f"wrote {path} (version {version}): test accuracy "
+        + (f"{before:.4f} -> {after:.4f}" if before is not None else f"{after:.4f} on the new labels")
+    )
     return Retrained(path, version, mode, class_names, before, after, phases)
 
 
@@ -198,12 +240,16 @@ def load_for_model(md: ModelDir, source: str, seed: int = 0) -> Dataset:
         data = load_data(source, seed=seed, stream=False)
     else:
         if md.color_mode not in ("rgb", "grayscale") and Path(source).exists():
-            raise InputError(f"data: {source}: the model in {md.path} takes {md.color_mode} images, which nas "
-                             "decodes from .npz files only, expected an .npz of (N, H, W, 4) images")
+            raise InputError(
+                f"data: {source}: the model in {md.path} takes {md.color_mode} images, which nas "
+                "decodes from .npz files only, expected an .npz of (N, H, W, 4) images"
+            )
         data = load_data(source, image_size=md.image_size, color_mode=md.color_mode, seed=seed)
     if data.input_shape != expected:
-        raise InputError(f"data: {source}: images are {_shape(data.input_shape)}, but the model in {md.path} "
-                         f"takes {_shape(expected)}, expected images of the model's shape")
+        raise InputError(
+            f"data: {source}: images are {_shape(data.input_shape)}, but the model in {md.path} "
+            f"takes {_shape(expected)}, expected images of the model's shape"
+        )
     return data
 
 
@@ -212,10 +258,12 @@ def label_index(md: ModelDir, data: Dataset) -> np.ndarray:
     unknown = [name for name in data.class_names if name not in md.class_names]
     if unknown:
         known = ", ".join(md.class_names[:12]) + (", ..." if len(md.class_names) > 12 else "")
-        raise InputError(f"data: {data.name}: label(s) {', '.join(map(repr, unknown[:10]))}"
-                         f"{', ...' if len(unknown) > 10 else ''} not among the model's labels "
-                         f"({md.path / 'labels.json'}: {known}), expected those labels; use --new-labels to train "
-                         "a new head for the data's labels")
+        raise InputError(
+            f"data: {data.name}: label(s) {', '.join(map(repr, unknown[:10]))}"
+            f"{', ...' if len(unknown) > 10 else ''} not among the model's labels "
+            f"({md.path / 'labels.json'}: {known}), expected those labels; use --new-labels to train "
+            "a new head for the data's labels"
+        )
     return np.array([md.class_names.index(name) for name in data.class_names], np.int32)
 
 
@@ -240,8 +288,10 @@ def _epoch_log(epochs: int):
 
     def line(epoch: int, logs: dict | None) -> None:
         logs = logs or {}
-        reporter().text(f"    epoch {epoch + 1}/{epochs}: loss {logs.get('loss', math.nan):.4f}, "
-            f"accuracy {logs.get('accuracy', math.nan):.4f}")
+        reporter().text(
+            f"    epoch {epoch + 1}/{epochs}: loss {logs.get('loss', math.nan):.4f}, "
+            f"accuracy {logs.get('accuracy', math.nan):.4f}"
+        )
 
     return keras.callbacks.LambdaCallback(on_epoch_end=line)
 
@@ -251,12 +301,16 @@ def _check_model(md: ModelDir, model) -> None:
     channels = next(c for c, mode in COLOR_MODES.items() if mode == md.color_mode)
     shape = tuple(model.input_shape[1:])
     if shape != (*md.image_size, channels):
-        raise InputError(f"{file}: takes {_shape(shape)} images, but {md.path / 'metadata.json'} says "
-                         f"{_shape((*md.image_size, channels))}, expected them to agree")
+        raise InputError(
+            f"{file}: takes {_shape(shape)} images, but {md.path / 'metadata.json'} says "
+            f"{_shape((*md.image_size, channels))}, expected them to agree"
+        )
     outputs = model.output_shape[-1]
     if outputs != len(md.class_names):
-        raise InputError(f"{md.path / 'labels.json'}: {len(md.class_names)} labels, but the model has {outputs} "
-                         "outputs, expected one label per output")
+        raise InputError(
+            f"{md.path / 'labels.json'}: {len(md.class_names)} labels, but the model has {outputs} "
+            "outputs, expected one label per output"
+        )
     if "predictions" not in {layer.name for layer in model.layers}:
         raise InputError(f"{file}: no layer named 'predictions', expected a model built by nas")
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from nas.config import SearchConfig
 from nas.errors import InputError
@@ -98,8 +99,10 @@ class Run:
         0-255 pixels and gives class probabilities. InputError when the search has not retrained it."""
         path = self.rundir.file("best/model.keras")
         if not path.is_file():
-            raise InputError(f"{path}: missing; the winner is retrained when the search finishes (run "
-                             f"{self.name!r} is {self.status}), or `nas export` retrains any trial")
+            raise InputError(
+                f"{path}: missing; the winner is retrained when the search finishes (run "
+                f"{self.name!r} is {self.status}), or `nas export` retrains any trial"
+            )
         from nas.quiet import import_tensorflow
 
         import_tensorflow()
@@ -111,8 +114,17 @@ class Run:
         """One row per trial: its number, status, reward, metrics and decisions (pandas)."""
         import pandas as pd
 
-        rows = [{"trial": r.trial, "status": r.status, "reward": r.reward, **r.metrics.to_json(),
-                 "error": r.error, **r.values} for r in self.trials]
+        rows = [
+            {
+                "trial": r.trial,
+                "status": r.status,
+                "reward": r.reward,
+                **r.metrics.to_json(),
+                "error": r.error,
+                **r.values,
+            }
+            for r in self.trials
+        ]
         return pd.DataFrame(rows).set_index("trial") if rows else pd.DataFrame()
 
 
@@ -131,8 +143,10 @@ def find_run(run: str | Path, runs_dir: str | Path = "runs") -> RunDir:
     folder = next((p for p in candidates if p.is_dir()), None)
     if folder is not None:
         raise InputError(f"{folder}: no config.json, expected a run directory written by nas search")
-    raise InputError(f"{run}: no such run (neither a folder nor a run in {runs_dir}), expected a run directory "
-                     "written by nas search or its name")
+    raise InputError(
+        f"{run}: no such run (neither a folder nor a run in {runs_dir}), expected a run directory "
+        "written by nas search or its name"
+    )
 
 
 def read_run(rundir: RunDir) -> Run:
@@ -143,8 +157,9 @@ def read_run(rundir: RunDir) -> Run:
     if state is not None and not isinstance(state, dict):
         raise InputError(f"{rundir.file(STATE)}: got {type(state).__name__}, expected a JSON object")
     summary = read_summary(rundir)
-    return Run(rundir, config, trials, state, summary, status=run_status(rundir, summary, len(trials)),
-               started=started(rundir))
+    return Run(
+        rundir, config, trials, state, summary, status=run_status(rundir, summary, len(trials)), started=started(rundir)
+    )
 
 
 def read_config(rundir: RunDir, required: Iterable[str] = ("space", "budget")) -> dict[str, Any]:
@@ -201,8 +216,9 @@ def read_trials(rundir: RunDir, repair: bool = False, space: SearchSpace | None 
             what = f"arch: {e}" if isinstance(e, SpaceError) else str(e)
             raise InputError(f"{path}: line {number}: {what}; expected a trial as nas search writes it") from None
         if record.trial in seen:
-            raise InputError(f"{path}: line {number}: trial {record.trial} is recorded twice; expected one line "
-                             "per trial")
+            raise InputError(
+                f"{path}: line {number}: trial {record.trial} is recorded twice; expected one line per trial"
+            )
         seen.add(record.trial)
         records.append(record)
     return records
@@ -258,4 +274,3 @@ def started(rundir: RunDir) -> datetime | None:
         pass
     times = [p.stat().st_mtime for p in (rundir.file(SPACE), rundir.file(CONFIG)) if p.exists()]
     return datetime.fromtimestamp(min(times)) if times else None
-

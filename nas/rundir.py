@@ -21,8 +21,9 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from nas.errors import InputError
 
@@ -37,17 +38,20 @@ class RunDir:
 
     def check_new(self) -> None:
         if self.path.exists():
-            raise InputError(f"name: run {self.path} already exists, expected a new name "
-                             f"(or --resume to continue it)")
+            raise InputError(f"name: run {self.path} already exists, expected a new name (or --resume to continue it)")
         existing = next(p for p in self.path.parents if p.exists())
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-            raise InputError(f"runs_dir: {existing} is {'not a folder' if not existing.is_dir() else 'not writable'}; "
-                             f"expected a folder you can write to")
+            raise InputError(
+                f"runs_dir: {existing} is {'not a folder' if not existing.is_dir() else 'not writable'}; "
+                f"expected a folder you can write to"
+            )
 
     def check_existing(self) -> None:
         if not self.file("config.json").is_file():
-            raise InputError(f"resume: no run {self.name!r} in {self.path.parent} (no config.json there), "
-                             f"expected the name of an earlier search")
+            raise InputError(
+                f"resume: no run {self.name!r} in {self.path.parent} (no config.json there), "
+                f"expected the name of an earlier search"
+            )
 
     def lock(self) -> None:
         """Takes the run for this process, or refuses naming the process that holds it. The lock is
@@ -59,11 +63,16 @@ class RunDir:
             holder = os.pread(self._lock_fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(self._lock_fd)
             self._lock_fd = None
-            raise InputError(f"name: run {self.name!r} is in use by {holder}; expected it to be free "
-                             f"(wait for that search or stop it)") from None
+            raise InputError(
+                f"name: run {self.name!r} is in use by {holder}; expected it to be free "
+                f"(wait for that search or stop it)"
+            ) from None
         os.ftruncate(self._lock_fd, 0)
-        os.pwrite(self._lock_fd, f"process {os.getpid()} on {socket.gethostname()} since "
-                                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        os.pwrite(
+            self._lock_fd,
+            f"process {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(),
+            0,
+        )
 
     def unlock(self) -> None:
         fd = getattr(self, "_lock_fd", None)
@@ -80,8 +89,9 @@ class RunDir:
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise InputError(f"runs_dir: {parent}: cannot create it ({e.strerror}); "
-                             "expected a folder you can write to") from None
+            raise InputError(
+                f"runs_dir: {parent}: cannot create it ({e.strerror}); expected a folder you can write to"
+            ) from None
         if not os.access(parent, os.W_OK):
             raise InputError(f"runs_dir: {parent}: not writable, expected a directory you can write to")
         staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{self.name}."))
@@ -190,4 +200,3 @@ def fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-

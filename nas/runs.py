@@ -51,10 +51,18 @@ def run_info(path: Path) -> RunInfo:
         status = "running" if is_locked(path) else "damaged"
         return RunInfo(path.name, rundir.path, status, started=started(rundir), problem=str(e))
     best = run.best
-    return RunInfo(path.name, rundir.path, run.status, space=run.space_name, done=len(run.trials),
-                   budget=run.config["budget"], failed=len(run.failed),
-                   best_val_accuracy=best and best.metrics.val_accuracy, test_accuracy=run.test_accuracy,
-                   started=run.started)
+    return RunInfo(
+        path.name,
+        rundir.path,
+        run.status,
+        space=run.space_name,
+        done=len(run.trials),
+        budget=run.config["budget"],
+        failed=len(run.failed),
+        best_val_accuracy=best and best.metrics.val_accuracy,
+        test_accuracy=run.test_accuracy,
+        started=run.started,
+    )
 
 
 def list_runs(runs_dir: str | Path = "runs") -> list[RunInfo]:
@@ -65,11 +73,15 @@ def list_runs(runs_dir: str | Path = "runs") -> list[RunInfo]:
         what = "not a folder" if folder.exists() else "no such folder"
         raise InputError(f"runs_dir: {runs_dir}: {what}, expected the folder nas search writes its runs into")
     try:
-        runs = [run_info(p) for p in sorted(folder.iterdir())
-                if not p.name.startswith(".") and p.is_dir() and any((p / f).exists() for f in RUN_FILES)]
+        runs = [
+            run_info(p)
+            for p in sorted(folder.iterdir())
+            if not p.name.startswith(".") and p.is_dir() and any((p / f).exists() for f in RUN_FILES)
+        ]
     except OSError as e:
-        raise InputError(f"runs_dir: {e.filename or runs_dir}: cannot read it ({e.strerror}); expected a folder "
-                         "you can read") from None
+        raise InputError(
+            f"runs_dir: {e.filename or runs_dir}: cannot read it ({e.strerror}); expected a folder you can read"
+        ) from None
     return sorted(runs, key=lambda r: (r.started or datetime.max, r.name))
 
 
@@ -84,17 +96,31 @@ def print_runs(runs_dir: str | Path = "runs") -> None:
     if not runs:
         reporter().line(f"No runs in {escape(str(runs_dir))}")
         return
-    colors = {"running": "cyan", "finished": "green", "interrupted": "yellow", "stopped": "yellow",
-              "killed": "red", "failed": "red", "damaged": "red"}
+    colors = {
+        "running": "cyan",
+        "finished": "green",
+        "interrupted": "yellow",
+        "stopped": "yellow",
+        "killed": "red",
+        "failed": "red",
+        "damaged": "red",
+    }
     table = Table(title=f"Runs in {escape(str(runs_dir))}", title_justify="left")
     for column in ("run", "space", "trials", "failed", "best val", "test", "status", "started"):
         table.add_column(column, justify="right" if column in ("trials", "failed", "best val", "test") else "left")
     for r in runs:
         trials = f"{r.done}/{r.budget}" if r.done is not None else "-"
         color = colors.get(r.status, "white")
-        table.add_row(escape(r.name), escape(r.space), trials, "-" if r.failed is None else str(r.failed),
-                      _fmt(r.best_val_accuracy), _fmt(r.test_accuracy), f"[{color}]{escape(r.status)}[/{color}]",
-                      f"{r.started:%Y-%m-%d %H:%M}" if r.started else "-")
+        table.add_row(
+            escape(r.name),
+            escape(r.space),
+            trials,
+            "-" if r.failed is None else str(r.failed),
+            _fmt(r.best_val_accuracy),
+            _fmt(r.test_accuracy),
+            f"[{color}]{escape(r.status)}[/{color}]",
+            f"{r.started:%Y-%m-%d %H:%M}" if r.started else "-",
+        )
     reporter().line(table)
     for r in runs:
         if r.problem:
@@ -119,22 +145,36 @@ def show_run(run: str | Path, runs_dir: str | Path = "runs") -> None:
         lines[-1] = ("status", f"running{f' ({holder})' if holder else ''}")
     reward = data.config.get("reward", data.config.get("objective", "accuracy"))
     reward = reward if isinstance(reward, str) else json.dumps(reward)
-    lines += [("space", f"{data.space_name}, controller {data.config.get('controller', '?')}, reward {reward}"),
-              ("started", f"{data.started:%Y-%m-%d %H:%M:%S}" if data.started else "-"),
-              ("trials", f"{len(data.trials)} of {data.config['budget']} finished: {len(data.completed)} completed, "
-                         f"{len(data.failed)} failed"
-                         + (f", {summary['duplicates_skipped']} duplicates skipped"
-                            if is_int(summary.get("duplicates_skipped")) else ""))]
+    lines += [
+        ("space", f"{data.space_name}, controller {data.config.get('controller', '?')}, reward {reward}"),
+        ("started", f"{data.started:%Y-%m-%d %H:%M:%S}" if data.started else "-"),
+        (
+            "trials",
+            f"{len(data.trials)} of {data.config['budget']} finished: {len(data.completed)} completed, "
+            f"{len(data.failed)} failed"
+            + (
+                f", {summary['duplicates_skipped']} duplicates skipped"
+                if is_int(summary.get("duplicates_skipped"))
+                else ""
+            ),
+        ),
+    ]
     if best:
-        lines.append(("best", f"trial {best.trial}: reward {best.reward:.4f}, val accuracy "
-                              f"{best.metrics.val_accuracy:.4f}, {best.metrics.params:,} params"))
+        lines.append(
+            (
+                "best",
+                f"trial {best.trial}: reward {best.reward:.4f}, val accuracy "
+                f"{best.metrics.val_accuracy:.4f}, {best.metrics.params:,} params",
+            )
+        )
     else:
         lines.append(("best", "none: no trial completed"))
     test = data.test_accuracy
     epochs = data.config.get("final_epochs")
     retrained = f"the winner retrained on train + validation{f' for {epochs} epochs' if epochs else ''}"
-    lines.append(("test accuracy", f"{test:.4f} ({retrained})" if test is not None
-                  else "none: the winner was not retrained"))
+    lines.append(
+        ("test accuracy", f"{test:.4f} ({retrained})" if test is not None else "none: the winner was not retrained")
+    )
     if is_number(summary.get("wall_seconds")):
         lines.append(("time", f"{duration(summary['wall_seconds'])} (the latest session)"))
     report = rundir.file("report.html")
@@ -143,6 +183,8 @@ def show_run(run: str | Path, runs_dir: str | Path = "runs") -> None:
     for key, value in lines:
         reporter().line(f"{key:<{width}}  {escape(value)}")
     # Decisions are user text: escaped, so that rich prints "[x]" in a value as it is.
-    safe = [replace(r, values={escape(str(k)): escape(v) if isinstance(v, str) else v for k, v in r.values.items()})
-            for r in data.trials]
+    safe = [
+        replace(r, values={escape(str(k)): escape(v) if isinstance(v, str) else v for k, v in r.values.items()})
+        for r in data.trials
+    ]
     print_top(safe, test if data.completed else None)

@@ -24,9 +24,10 @@ driving it by hand.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from controllers import Controller
 from controllers.base import ControllerExhausted
@@ -59,17 +60,25 @@ def failure_reward_setting(space: SearchSpace) -> float | None:
     if value == "lowest":
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SpaceError(f"{space.source}: controller.failure_reward: got {value!r}, expected a finite number "
-                         "or 'lowest'")
+        raise SpaceError(
+            f"{space.source}: controller.failure_reward: got {value!r}, expected a finite number or 'lowest'"
+        )
     return float(value)
 
 
 class Search:
-    def __init__(self, space: SearchSpace, controller: Controller, rundir: RunDir, budget: int,
-                 max_failures: int | None = None, on_record: Callable[[dict[str, Any]], None] | None = None,
-                 objective: Objective = Objective()):
+    def __init__(
+        self,
+        space: SearchSpace,
+        controller: Controller,
+        rundir: RunDir,
+        budget: int,
+        max_failures: int | None = None,
+        on_record: Callable[[dict[str, Any]], None] | None = None,
+        objective: Objective | None = None,
+    ):
         self.space = space
-        self.objective = objective
+        self.objective = objective or Objective()
         self.controller = controller
         self.rundir = rundir
         self.budget = budget
@@ -89,8 +98,7 @@ class Search:
         self.resumed_with = 0  # records that earlier sessions of a resumed search finished
 
     @classmethod
-    def resume(cls, space: SearchSpace, controller: Controller, rundir: RunDir, budget: int,
-               **kwargs) -> "Search":
+    def resume(cls, space: SearchSpace, controller: Controller, rundir: RunDir, budget: int, **kwargs) -> Search:
         """The search as a killed or stopped run left it (see the module's docstring)."""
         search = cls(space, controller, rundir, budget, **kwargs)
         records = read_trials(rundir, repair=True, space=space)
@@ -99,15 +107,19 @@ class Search:
             search._remember(r)
         if not rundir.file("state.json").exists():  # killed before its first trial was asked
             if records:
-                raise InputError(f"{rundir.file('state.json')}: missing, but {len(records)} trials finished; "
-                                 "expected the state file of the run")
+                raise InputError(
+                    f"{rundir.file('state.json')}: missing, but {len(records)} trials finished; "
+                    "expected the state file of the run"
+                )
             return search
         state = rundir.read_saved("state.json", required=("asked", "duplicates", "running", "controller"))
         try:
             controller.load(state["controller"])
         except (ValueError, KeyError, TypeError) as e:
-            raise InputError(f"{rundir.file('state.json')}: controller: cannot be loaded ({type(e).__name__}: "
-                             f"{e}); expected the state this run's controller saved") from None
+            raise InputError(
+                f"{rundir.file('state.json')}: controller: cannot be loaded ({type(e).__name__}: "
+                f"{e}); expected the state this run's controller saved"
+            ) from None
         search.asked, search.duplicates = state["asked"], state["duplicates"]
         search.waiting = space.from_json(state["waiting"]) if state.get("waiting") else None
         for entry in state["running"]:
@@ -118,8 +130,10 @@ class Search:
                 search.rerun.append(Trial(entry["trial"], arch, space.resolve(arch)))
         unknown = set(finished) - set(range(1, search.asked + 1))
         if unknown:
-            raise InputError(f"{rundir.file('trials.jsonl')}: trials {sorted(unknown)} were never asked "
-                             f"according to state.json; expected the files of one run")
+            raise InputError(
+                f"{rundir.file('trials.jsonl')}: trials {sorted(unknown)} were never asked "
+                f"according to state.json; expected the files of one run"
+            )
         search.running = {t.arch: t for t in search.rerun}
         search.resumed_with = len(records)
         search._save()
@@ -131,12 +145,19 @@ class Search:
         self.consecutive_failures = 0 if not record.failed else self.consecutive_failures + 1
 
     def _save(self) -> None:
-        self.rundir.write_json("state.json", {
-            "asked": self.asked, "duplicates": self.duplicates,
-            "waiting": self.waiting.to_json() if self.waiting else None,
-            "running": [{"trial": t.number, "arch": t.arch.to_json()}
-                        for t in sorted(self.running.values(), key=lambda t: t.number)],
-            "controller": self.controller.state()})
+        self.rundir.write_json(
+            "state.json",
+            {
+                "asked": self.asked,
+                "duplicates": self.duplicates,
+                "waiting": self.waiting.to_json() if self.waiting else None,
+                "running": [
+                    {"trial": t.number, "arch": t.arch.to_json()}
+                    for t in sorted(self.running.values(), key=lambda t: t.number)
+                ],
+                "controller": self.controller.state(),
+            },
+        )
 
     @property
     def finished(self) -> bool:
@@ -173,8 +194,10 @@ class Search:
             self.running[arch] = trial
             self._save()
             return trial
-        raise SearchExhausted(f"the controller asked {MAX_CONSECUTIVE_DUPLICATES} architectures in a row "
-                              "that were already trained: it has converged or the space is exhausted")
+        raise SearchExhausted(
+            f"the controller asked {MAX_CONSECUTIVE_DUPLICATES} architectures in a row "
+            "that were already trained: it has converged or the space is exhausted"
+        )
 
     def requeue(self, trial: Trial) -> None:
         """A trial that never reached a worker runs again, first, under its number."""
@@ -201,20 +224,30 @@ class Search:
         rewarded = status != "failed"
         reward = self.objective.reward(result) if rewarded else self.failure_reward()
         record = TrialRecord(
-            trial=trial.number, status=status, arch=trial.arch.to_json(), values=self.space.decode(trial.arch),
-            reward=reward, metrics=Metrics.from_result(result) if rewarded else Metrics(), hash=trial.arch.key,
+            trial=trial.number,
+            status=status,
+            arch=trial.arch.to_json(),
+            values=self.space.decode(trial.arch),
+            reward=reward,
+            metrics=Metrics.from_result(result) if rewarded else Metrics(),
+            hash=trial.arch.key,
             error=None if rewarded else str(result.get("error") or "unknown error"),
-            traceback=None if rewarded else result.get("traceback"), seconds=result.get("seconds"),
-            node=result.get("node"), pid=result.get("pid"),
-            finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            traceback=None if rewarded else result.get("traceback"),
+            seconds=result.get("seconds"),
+            node=result.get("node"),
+            pid=result.get("pid"),
+            finished=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
         self.rundir.append_trial(record.to_json())
         self._remember(record)
         del self.running[trial.arch]
         self.controller.tell(trial.arch, reward)
         self._save()
         if self.max_failures and self.consecutive_failures >= self.max_failures:
-            self.stopped = (f"{self.consecutive_failures} trials failed in a row (--max-failures "
-                            f"{self.max_failures}); the last: {record.error}")
+            self.stopped = (
+                f"{self.consecutive_failures} trials failed in a row (--max-failures "
+                f"{self.max_failures}); the last: {record.error}"
+            )
         if self.on_record:
             self.on_record(record)
         return record

@@ -78,8 +78,12 @@ async def _uploads(request: Request) -> list[tuple[str | None, bytes]]:
 
 
 # A replica that cannot load the model fails the deployment at once: a bad model fails every time.
-@serve.deployment(max_ongoing_requests=MAX_BATCH_REQUESTS, graceful_shutdown_timeout_s=SHUTDOWN_SECONDS,
-                  graceful_shutdown_wait_loop_s=0.5, max_constructor_retry_count=1)
+@serve.deployment(
+    max_ongoing_requests=MAX_BATCH_REQUESTS,
+    graceful_shutdown_timeout_s=SHUTDOWN_SECONDS,
+    graceful_shutdown_wait_loop_s=0.5,
+    max_constructor_retry_count=1,
+)
 @serve.ingress(api)
 class Labeller:
     """One replica: the model directory's model, loaded once."""
@@ -101,8 +105,14 @@ class Labeller:
     @api.get("/health")
     async def health(self) -> dict[str, Any]:
         md = self.predictor.model_dir
-        return {"status": "ok", "model": self.name, "classes": md.class_names, "image_size": list(md.image_size),
-                "color_mode": md.color_mode, "replica": serve.get_replica_context().replica_id.unique_id}
+        return {
+            "status": "ok",
+            "model": self.name,
+            "classes": md.class_names,
+            "image_size": list(md.image_size),
+            "color_mode": md.color_mode,
+            "replica": serve.get_replica_context().replica_id.unique_id,
+        }
 
     @api.post("/")
     @api.post("/predict")
@@ -110,8 +120,9 @@ class Labeller:
         try:
             k = check_top_k(request.query_params.get("top_k", DEFAULT_TOP_K), "top_k")
             uploads = await _uploads(request)
-            images = await asyncio.to_thread(lambda: [self.predictor.decode(data, name or "request body")
-                                                      for name, data in uploads])
+            images = await asyncio.to_thread(
+                lambda: [self.predictor.decode(data, name or "request body") for name, data in uploads]
+            )
         except BodyTooLarge as e:
             return JSONResponse({"error": str(e)}, status_code=413)
         except InputError as e:
@@ -129,8 +140,14 @@ class Labeller:
         return np.split(probabilities, np.cumsum([len(b) for b in batches])[:-1])
 
 
-def serve_model(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, replicas: int = 1,
-                address: str | None = None, out=print) -> None:
+def serve_model(
+    model_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    replicas: int = 1,
+    address: str | None = None,
+    out=print,
+) -> None:
     """Serves `model_dir` over HTTP until SIGINT or SIGTERM, then shuts Serve (and a local Ray) down."""
     from nas.cluster import check_reachable, connect, disconnect
 
@@ -146,8 +163,10 @@ def serve_model(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000
     try:
         cpus = cluster.resources.get("CPU", 0)
         if replicas > cpus:
-            raise InputError(f"replicas: {replicas} replicas take {replicas} CPUs, but the Ray cluster has "
-                             f"{cpus:g}; expected at most {int(cpus)}")
+            raise InputError(
+                f"replicas: {replicas} replicas take {replicas} CPUs, but the Ray cluster has "
+                f"{cpus:g}; expected at most {int(cpus)}"
+            )
         files = ray.put({name: (md.path / name).read_bytes() for name in REQUIRED})
         app = Labeller.options(num_replicas=replicas).bind([files], str(md.path))
         logging.getLogger("ray.serve").setLevel(logging.WARNING)  # not Serve's start-up chatter
@@ -156,9 +175,11 @@ def serve_model(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000
             serve.start(http_options={"host": host, "port": port})
             _run(app)
         url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-        out(f"Serving {md.path} ({len(md.class_names)} classes) on {replicas} replica(s) at {url}/predict "
+        out(
+            f"Serving {md.path} ({len(md.class_names)} classes) on {replicas} replica(s) at {url}/predict "
             f"(POST an image; GET {url}/health), ready after {time.monotonic() - started:.0f} s. Ctrl-C stops.",
-            flush=True)
+            flush=True,
+        )
         stop.wait()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM while starting, or a second one
         pass
@@ -188,8 +209,10 @@ def check_port_free(host: str, port: int) -> None:
         try:
             s.bind(where)
         except OSError as e:
-            raise InputError(f"port: cannot listen on {host}:{port} ({e.strerror}), expected a free port "
-                             "of an address of this machine") from None
+            raise InputError(
+                f"port: cannot listen on {host}:{port} ({e.strerror}), expected a free port "
+                "of an address of this machine"
+            ) from None
 
 
 def _run(app) -> None:

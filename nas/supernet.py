@@ -60,16 +60,24 @@ def supported(space: SearchSpace) -> str | None:
     for d in space.decisions:
         group = d.name.partition(".")[0]
         if d.layer is None and d.name != "layers" and group != "head":
-            return (f"space {space.name!r} decides {d.name}, which shared weights cannot compare; expected only "
-                    "layer decisions, depth and head.dropout")
+            return (
+                f"space {space.name!r} decides {d.name}, which shared weights cannot compare; expected only "
+                "layer decisions, depth and head.dropout"
+            )
     return None
 
 
 class ConvSupernet:
     """The shared weights of every child of a conv space, and the traced steps that use them."""
 
-    def __init__(self, space: SearchSpace, input_shape: tuple[int, ...], num_classes: int, seed: int = 0,
-                 learning_rate: float = 0.002):
+    def __init__(
+        self,
+        space: SearchSpace,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        seed: int = 0,
+        learning_rate: float = 0.002,
+    ):
         import keras
         import tensorflow as tf
 
@@ -83,8 +91,10 @@ class ConvSupernet:
         self.max_depth = max(depths) if depths else int(space.fixed["top"]["layers"])
         self.depth = _Choice(positions.get("layers"), tuple(depths) if depths else (self.max_depth,))
         dropouts = next((d.choices for d in space.decisions if d.name == "head.dropout"), None)
-        self.dropout = _Choice(positions.get("head.dropout"),
-                               tuple(dropouts) if dropouts else (space.fixed.get("head", {}).get("dropout", 0.0),))
+        self.dropout = _Choice(
+            positions.get("head.dropout"),
+            tuple(dropouts) if dropouts else (space.fixed.get("head", {}).get("dropout", 0.0),),
+        )
         reduce_after = set(space.fixed.get("reduce_after", []))
 
         def choice(i: int, key: str) -> _Choice:
@@ -96,8 +106,9 @@ class ConvSupernet:
         self.layers = []
         stage = 0
         for i in range(self.max_depth):
-            layer = {key: choice(i, key) for key in ("kernel_height", "kernel_width", "filters", "batch_norm",
-                                                     "activation")}
+            layer = {
+                key: choice(i, key) for key in ("kernel_height", "kernel_width", "filters", "batch_norm", "activation")
+            }
             any_inputs = fixed_layer.get("inputs") == "any"
             layer["inputs"] = [positions[f"layer{i}.input{j}"] for j in range(i)] if any_inputs else None
             layer["stage"] = stage
@@ -118,22 +129,34 @@ class ConvSupernet:
             cin = max([self.channels, self.max_filters[i], *self.max_filters[:i]])
             self.kernels.append(var(init((height, width, cin, self.max_filters[i])), f"layer{i}_kernel"))
             self.biases.append(var(tf.zeros(self.max_filters[i]), f"layer{i}_bias"))
-            self.projections.append([var(init((1, 1, self.max_filters[j], self.max_filters[i])),
-                                         f"layer{i}_project{j}") for j in range(i)])
+            self.projections.append(
+                [var(init((1, 1, self.max_filters[j], self.max_filters[i])), f"layer{i}_project{j}") for j in range(i)]
+            )
             # gamma, beta, moving mean and variance per placement, one row per width (its first
             # `filters` entries used): a width is an index, not a branch of the graph
             shape = (len(layer["filters"].values), self.max_filters[i])
-            self.norms.append({placement: [var(tf.ones(shape), f"layer{i}_bn_{placement}_gamma"),
-                                           var(tf.zeros(shape), f"layer{i}_bn_{placement}_beta"),
-                                           var(tf.zeros(shape), f"layer{i}_bn_{placement}_mean"),
-                                           var(tf.ones(shape), f"layer{i}_bn_{placement}_variance")]
-                               for placement in {_placement(v) for v in layer["batch_norm"].values} - {"none"}})
+            self.norms.append(
+                {
+                    placement: [
+                        var(tf.ones(shape), f"layer{i}_bn_{placement}_gamma"),
+                        var(tf.zeros(shape), f"layer{i}_bn_{placement}_beta"),
+                        var(tf.zeros(shape), f"layer{i}_bn_{placement}_mean"),
+                        var(tf.ones(shape), f"layer{i}_bn_{placement}_variance"),
+                    ]
+                    for placement in {_placement(v) for v in layer["batch_norm"].values} - {"none"}
+                }
+            )
             self.heads.append(var(init((self.max_filters[i], num_classes)), f"layer{i}_head"))
         self.head_bias = var(tf.zeros(num_classes), "head_bias")
-        self.trainable = [*self.kernels, *self.biases, *(p for ps in self.projections for p in ps),
-                          # gamma and beta, not the moving statistics
-                          *(v for norms in self.norms for vs in norms.values() for v in vs[:2]),
-                          *self.heads, self.head_bias]
+        self.trainable = [
+            *self.kernels,
+            *self.biases,
+            *(p for ps in self.projections for p in ps),
+            # gamma and beta, not the moving statistics
+            *(v for norms in self.norms for vs in norms.values() for v in vs[:2]),
+            *self.heads,
+            self.head_bias,
+        ]
         self.optimizer = MaskedAdam(self.trainable, learning_rate)
         self.augment = _augmentation_model(space, input_shape)
         from nas.builder import BN_MOMENTUM
@@ -149,8 +172,9 @@ class ConvSupernet:
         self.correct = tf.function(self._correct, reduce_retracing=True, autograph=False)
         # With the batch's own normalisation statistics: a controller's reward on one validation batch
         # (the moving statistics are shared by children whose kernels and inputs differ).
-        self.correct_in_batch = tf.function(lambda x, y, arch: self._correct(x, y, arch, batch_statistics=True),
-                                            reduce_retracing=True, autograph=False)
+        self.correct_in_batch = tf.function(
+            lambda x, y, arch: self._correct(x, y, arch, batch_statistics=True), reduce_retracing=True, autograph=False
+        )
         self._calibrate = tf.function(self._calibrate_step, reduce_retracing=True, autograph=False)
 
     # -- architectures ---------------------------------------------------------------------------
@@ -172,11 +196,13 @@ class ConvSupernet:
             x = self.augment(x, training=True)
         depth = _value(self.depth, arch)
         outputs, fed = [], []
-        for i, layer in enumerate(self.layers):
+        for i in range(len(self.layers)):
             masks = self._input_masks(i, arch)
             active = tf.less(i, depth)
-            compute = lambda i=i, masks=masks: self._layer(i, x, outputs, masks, arch, training,  # noqa: E731
-                                                           batch_statistics)
+
+            def compute(i=i, masks=masks):
+                return self._layer(i, x, outputs, masks, arch, training, batch_statistics)
+
             if self.depth.position is None:  # every layer is active
                 outputs.append(compute())
             else:
@@ -193,8 +219,9 @@ class ConvSupernet:
             features = tf.reduce_mean(outputs[i], axis=(1, 2))
             if training and any(self.dropout.values):  # the identity at rate 0
                 features = tf.nn.experimental.stateless_dropout(
-                    features, rate=rate, seed=tf.stack([tf.constant(self.seed, tf.int64), self.steps * 64 + i]))
-            logits += is_end * tf.matmul(features, self.heads[i][:tf.shape(features)[-1]])
+                    features, rate=rate, seed=tf.stack([tf.constant(self.seed, tf.int64), self.steps * 64 + i])
+                )
+            logits += is_end * tf.matmul(features, self.heads[i][: tf.shape(features)[-1]])
         return logits
 
     def _zeros(self, i: int, image, arch):
@@ -236,9 +263,10 @@ class ConvSupernet:
             shape = tf.shape(from_image())  # of every pooled source at this layer's resolution
             total = None
             for j in range(i):
+
                 def project(j=j):
                     h = pooled(j)
-                    kernel = self.projections[i][j][:, :, :tf.shape(h)[-1], :filters]
+                    kernel = self.projections[i][j][:, :, : tf.shape(h)[-1], :filters]
                     return tf.nn.conv2d(h, kernel, 1, "SAME")
 
                 def nothing():
@@ -257,24 +285,27 @@ class ConvSupernet:
         kernel = self.kernels[i]
         top, left = (kernel.shape[0] - kh) // 2, (kernel.shape[1] - kw) // 2
         cin = tf.shape(h)[-1]
-        h = tf.nn.conv2d(h, tf.slice(kernel, tf.stack([top, left, 0, 0]), tf.stack([kh, kw, cin, filters])),
-                         1, "SAME")
+        h = tf.nn.conv2d(h, tf.slice(kernel, tf.stack([top, left, 0, 0]), tf.stack([kh, kw, cin, filters])), 1, "SAME")
 
         activations = layer["activation"].values
         if len(activations) == 1:
             activate = keras.activations.get(activations[0])
         else:
             act_index = _index(layer["activation"], arch)
-            activate = lambda t: tf.switch_case(act_index, [  # noqa: E731
-                lambda a=a: keras.activations.get(a)(t) for a in activations])
+
+            def activate(t):
+                return tf.switch_case(act_index, [lambda a=a: keras.activations.get(a)(t) for a in activations])
+
         bias = self.biases[i][:filters]
         width = _index(layer["filters"], arch)
         branches = {
             "none": lambda: activate(h + bias),
-            "before_activation": lambda: activate(self._norm(i, "before_activation", width, filters, h, training,
-                                                             batch_statistics)),
-            "after_activation": lambda: self._norm(i, "after_activation", width, filters, activate(h + bias), training,
-                                                   batch_statistics),
+            "before_activation": lambda: activate(
+                self._norm(i, "before_activation", width, filters, h, training, batch_statistics)
+            ),
+            "after_activation": lambda: self._norm(
+                i, "after_activation", width, filters, activate(h + bias), training, batch_statistics
+            ),
         }
         placements = [_placement(p) for p in layer["batch_norm"].values]
         if len(placements) == 1:
@@ -305,8 +336,9 @@ class ConvSupernet:
         self.traces += 1  # Python runs this once per trace
         with tf.GradientTape() as tape:
             logits = self.logits(x, arch, training=True)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(y, tf.int32),
-                                                                                 logits=logits))
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(y, tf.int32), logits=logits)
+            )
         gradients = tape.gradient(loss, self.trainable, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         self.optimizer.apply(gradients)
         self.steps.assign_add(1)
@@ -330,8 +362,9 @@ class ConvSupernet:
 
     def accuracy(self, x, y, arch, batch_size: int = 256) -> float:
         """The child's accuracy on all of `x`, `y` with the shared weights."""
-        right = sum(int(self.correct(x[k:k + batch_size], y[k:k + batch_size], arch))
-                    for k in range(0, len(y), batch_size))
+        right = sum(
+            int(self.correct(x[k : k + batch_size], y[k : k + batch_size], arch)) for k in range(0, len(y), batch_size)
+        )
         return right / max(1, len(y))
 
     # -- state -----------------------------------------------------------------------------------
@@ -358,8 +391,9 @@ class ConvSupernet:
         import tensorflow as tf
 
         self.traces += 1
-        predicted = tf.argmax(self.logits(x, arch, training=False, batch_statistics=batch_statistics), axis=-1,
-                              output_type=tf.int32)
+        predicted = tf.argmax(
+            self.logits(x, arch, training=False, batch_statistics=batch_statistics), axis=-1, output_type=tf.int32
+        )
         return tf.reduce_sum(tf.cast(tf.equal(predicted, tf.cast(y, tf.int32)), tf.int32))
 
     # -- children out of the supernet ------------------------------------------------------------
@@ -375,23 +409,31 @@ class ConvSupernet:
             sources = layer["inputs"]
             cin = self.channels if not sources else widths[sources[0]] if len(sources) == 1 else widths[i]
             if len(sources) > 1:
-                model.get_layer(f"layer{i}_project").set_weights([np.concatenate(
-                    [self.projections[i][j].numpy()[:, :, :widths[j], :widths[i]] for j in sources], axis=2)])
+                model.get_layer(f"layer{i}_project").set_weights(
+                    [
+                        np.concatenate(
+                            [self.projections[i][j].numpy()[:, :, : widths[j], : widths[i]] for j in sources], axis=2
+                        )
+                    ]
+                )
             kernel = self.kernels[i].numpy()
             top = (kernel.shape[0] - layer["kernel_height"]) // 2
             left = (kernel.shape[1] - layer["kernel_width"]) // 2
-            weights = [kernel[top:top + layer["kernel_height"], left:left + layer["kernel_width"], :cin, :widths[i]]]
+            weights = [
+                kernel[top : top + layer["kernel_height"], left : left + layer["kernel_width"], :cin, : widths[i]]
+            ]
             placement = bn_placement(layer["batch_norm"])
             if placement != "before_activation":
-                weights.append(self.biases[i].numpy()[:widths[i]])
+                weights.append(self.biases[i].numpy()[: widths[i]])
             model.get_layer(f"layer{i}_conv").set_weights(weights)
             if placement != "none":
                 c = self.layers[i]["filters"].values.index(widths[i])
-                model.get_layer(f"layer{i}_bn").set_weights([v.numpy()[c, :widths[i]]
-                                                             for v in self.norms[i][placement]])
+                model.get_layer(f"layer{i}_bn").set_weights(
+                    [v.numpy()[c, : widths[i]] for v in self.norms[i][placement]]
+                )
         fed = {j for layer in spec["layers"] for j in layer["inputs"]}
         ends = [i for i in range(len(spec["layers"])) if i not in fed]
-        head = np.concatenate([self.heads[i].numpy()[:widths[i]] for i in ends], axis=0)
+        head = np.concatenate([self.heads[i].numpy()[: widths[i]] for i in ends], axis=0)
         model.get_layer("predictions").set_weights([head, self.head_bias.numpy()])
         return model
 
@@ -403,8 +445,9 @@ class MaskedAdam:
     learning rate. (An entry whose gradient is exactly zero, a dead ReLU's say, counts as not
     sampled: its moments wait rather than decay.)"""
 
-    def __init__(self, variables: list, learning_rate: float, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7):
+    def __init__(
+        self, variables: list, learning_rate: float, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
+    ):
         import tensorflow as tf
 
         self.variables, self.learning_rate = variables, tf.Variable(learning_rate, trainable=False)

@@ -22,8 +22,12 @@ from typing import Any
 from nas.trial_record import TrialRecord
 from search_spaces import SearchSpace
 
-METRICS = (("val_accuracy", "validation accuracy"), ("reward", "reward"), ("params", "parameters"),
-           ("latency_ms", "latency (ms, batch of 1)"))
+METRICS = (
+    ("val_accuracy", "validation accuracy"),
+    ("reward", "reward"),
+    ("params", "parameters"),
+    ("latency_ms", "latency (ms, batch of 1)"),
+)
 
 
 class TensorBoardLog:
@@ -34,14 +38,17 @@ class TensorBoardLog:
         self.tf, self.hp = tf, hp
         self.root = Path(root)
         self.controller = controller
-        self.hparams = {d.name: hp.HParam(d.name, hp.Discrete([_plain(c) for c in _uniform(d.choices)]))
-                        for d in space.decisions}
+        self.hparams = {
+            d.name: hp.HParam(d.name, hp.Discrete([_plain(c) for c in _uniform(d.choices)])) for d in space.decisions
+        }
         self.writers: dict[int, Any] = {}
         self.started: set[int] = set()
         self.updates_written = len(controller.updates())
         with tf.summary.create_file_writer(str(self.root)).as_default():
-            hp.hparams_config(hparams=list(self.hparams.values()),
-                              metrics=[hp.Metric(key, display_name=name) for key, name in METRICS])
+            hp.hparams_config(
+                hparams=list(self.hparams.values()),
+                metrics=[hp.Metric(key, display_name=name) for key, name in METRICS],
+            )
 
     def _writer(self, trial: int):
         if trial not in self.writers:
@@ -64,8 +71,11 @@ class TensorBoardLog:
         controller learnt since the last call."""
         writer = self._writer(record.trial)
         with writer.as_default():
-            values = {self.hparams[name]: _plain(_uniform_value(self.hparams[name], value))
-                      for name, value in record.values.items() if name in self.hparams}
+            values = {
+                self.hparams[name]: _plain(_uniform_value(self.hparams[name], value))
+                for name, value in record.values.items()
+                if name in self.hparams
+            }
             self.hp.hparams(values, trial_id=f"trial_{record.trial:04d}")
             metrics = {**record.metrics.to_json(), "reward": record.reward}
             for key, _ in METRICS:
@@ -81,7 +91,7 @@ class TensorBoardLog:
             return
         writer = self.tf.summary.create_file_writer(str(self.root / "controller"))
         with writer.as_default():
-            for entry in updates[self.updates_written:]:
+            for entry in updates[self.updates_written :]:
                 for key, value in entry.items():
                     if key != "update" and isinstance(value, (int, float)):
                         self.tf.summary.scalar(f"controller/{key}", value, step=int(entry["update"]))

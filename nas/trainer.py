@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,8 +55,14 @@ def epoch_reporter(report):
             self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            report({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
-                    "params": int(self.model.count_params()), "fit_seconds": time.perf_counter() - self.start})
+            report(
+                {
+                    "epoch": epoch + 1,
+                    **{k: float(v) for k, v in (logs or {}).items()},
+                    "params": int(self.model.count_params()),
+                    "fit_seconds": time.perf_counter() - self.start,
+                }
+            )
 
     return _EpochReporter()
 
@@ -82,12 +89,24 @@ def make_optimizer(training: dict[str, Any], total_steps: int):
     name = training["optimizer"]
     if name == "sgd":
         return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
-    return {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
-            "rmsprop": keras.optimizers.RMSprop}[name](lr)
+    return {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "rmsprop": keras.optimizers.RMSprop}[name](
+        lr
+    )
 
 
-def _fit(spec, x, y, *, input_shape, num_classes, epochs, seed, validation=None, callbacks: Sequence = (),
-         plan: accelerators.Plan = accelerators.CPU):
+def _fit(
+    spec,
+    x,
+    y,
+    *,
+    input_shape,
+    num_classes,
+    epochs,
+    seed,
+    validation=None,
+    callbacks: Sequence = (),
+    plan: accelerators.Plan = accelerators.CPU,
+):
     """Builds and fits a fresh model under the plan's strategy and dtype policy; returns it with its
     history and the seconds spent in `fit`. `x`, `y` are arrays, or `x` is a `Stream` and `y` None
     (and `validation` likewise)."""
@@ -105,16 +124,32 @@ def _fit(spec, x, y, *, input_shape, num_classes, epochs, seed, validation=None,
         model = build_model(spec, input_shape, num_classes)
         batch = accelerators.batch_size(training["batch_size"], plan, strategy.num_replicas_in_sync)
         steps = math.ceil(len(x if y is None else y) / batch) * epochs
-        model.compile(optimizer=make_optimizer(training, steps), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"], steps_per_execution=plan.steps_per_execution)
+        model.compile(
+            optimizer=make_optimizer(training, steps),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            steps_per_execution=plan.steps_per_execution,
+        )
         start = time.perf_counter()
         if y is None:  # streamed: tf.data reads the batches from the shards, shuffled with the child's seed
-            history = model.fit(x.dataset(batch, shuffle=True, seed=seed), epochs=epochs, shuffle=False,
-                                validation_data=validation[0].dataset(batch) if validation else None,
-                                verbose=0, callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks])
+            history = model.fit(
+                x.dataset(batch, shuffle=True, seed=seed),
+                epochs=epochs,
+                shuffle=False,
+                validation_data=validation[0].dataset(batch) if validation else None,
+                verbose=0,
+                callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks],
+            )
         else:
-            history = model.fit(x, y, batch_size=batch, epochs=epochs, validation_data=validation,
-                                verbose=0, callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks])
+            history = model.fit(
+                x,
+                y,
+                batch_size=batch,
+                epochs=epochs,
+                validation_data=validation,
+                verbose=0,
+                callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks],
+            )
         seconds = time.perf_counter() - start
     losses = history.history.get("loss", [])
     if not losses or not all(math.isfinite(v) for v in losses):
@@ -127,21 +162,38 @@ def _split(arrays: dict[str, Any], name: str) -> tuple[Any, Any]:
     return (arrays[name], None) if name in arrays else (arrays[f"x_{name}"], arrays[f"y_{name}"])
 
 
-def train_child(spec: dict[str, Any], arrays: dict[str, Any], *, input_shape: Sequence[int],
-                num_classes: int, epochs: int, seed: int = 0, callbacks: Sequence = (),
-                test: tuple[np.ndarray, np.ndarray] | None = None,
-                plan: accelerators.Plan = accelerators.CPU) -> dict[str, Any]:
+def train_child(
+    spec: dict[str, Any],
+    arrays: dict[str, Any],
+    *,
+    input_shape: Sequence[int],
+    num_classes: int,
+    epochs: int,
+    seed: int = 0,
+    callbacks: Sequence = (),
+    test: tuple[np.ndarray, np.ndarray] | None = None,
+    plan: accelerators.Plan = accelerators.CPU,
+) -> dict[str, Any]:
     """Trains one child on the training split and returns its validation metrics; given `test`
     images and labels (tabular benchmarks), also the same trained model's `test_accuracy`."""
     x_val, y_val = _split(arrays, "val")
-    model, history, seconds = _fit(spec, *_split(arrays, "train"), input_shape=input_shape,
-                                   num_classes=num_classes, epochs=epochs, seed=seed,
-                                   validation=(x_val, y_val), callbacks=callbacks, plan=plan)
+    model, history, seconds = _fit(
+        spec,
+        *_split(arrays, "train"),
+        input_shape=input_shape,
+        num_classes=num_classes,
+        epochs=epochs,
+        seed=seed,
+        validation=(x_val, y_val),
+        callbacks=callbacks,
+        plan=plan,
+    )
     val = [float(v) for v in history["val_accuracy"]]
     extra = {}
     if test is not None:
         extra["test_accuracy"] = float(model.evaluate(test[0], test[1], batch_size=256, verbose=0)[1])
-    return {**extra,
+    return {
+        **extra,
         "val_accuracy": max(val[-REWARD_EPOCHS:]),
         "val_accuracy_last": val[-1],
         "val_accuracy_per_epoch": val,
@@ -167,14 +219,29 @@ def latency_ms(model, image: np.ndarray, calls: int = LATENCY_CALLS) -> float:
     return float(np.median(times) * 1000)
 
 
-def train_final(spec: dict[str, Any], arrays: dict[str, Any], *, input_shape: Sequence[int],
-                num_classes: int, epochs: int, seed: int = 0, plan: accelerators.Plan = accelerators.CPU):
+def train_final(
+    spec: dict[str, Any],
+    arrays: dict[str, Any],
+    *,
+    input_shape: Sequence[int],
+    num_classes: int,
+    epochs: int,
+    seed: int = 0,
+    plan: accelerators.Plan = accelerators.CPU,
+):
     """Retrains an architecture from scratch on train + validation and tests it once. The model
     returned (and tested) is float32 whatever precision it trained in, as exports must be."""
     from nas.builder import build_model
 
-    model, history, seconds = _fit(spec, *_split(arrays, "train"), input_shape=input_shape,
-                                   num_classes=num_classes, epochs=epochs, seed=seed, plan=plan)
+    model, history, seconds = _fit(
+        spec,
+        *_split(arrays, "train"),
+        input_shape=input_shape,
+        num_classes=num_classes,
+        epochs=epochs,
+        seed=seed,
+        plan=plan,
+    )
     trained = model
     model = accelerators.float32_copy(trained, lambda: build_model(spec, input_shape, num_classes))
     if model is not trained:  # with the optimizer it trained with and that optimizer's state (no loss scaling)
@@ -189,7 +256,12 @@ def train_final(spec: dict[str, Any], arrays: dict[str, Any], *, input_shape: Se
         loss, accuracy = model.evaluate(x_test.dataset(256), verbose=0)
     else:
         loss, accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
-    metrics = {"test_accuracy": float(accuracy), "test_loss": float(loss), "train_accuracy":
-               float(history["accuracy"][-1]), "params": int(model.count_params()), "epochs": epochs,
-               "fit_seconds": seconds}
+    metrics = {
+        "test_accuracy": float(accuracy),
+        "test_loss": float(loss),
+        "train_accuracy": float(history["accuracy"][-1]),
+        "params": int(model.count_params()),
+        "epochs": epochs,
+        "fit_seconds": seconds,
+    }
     return model, metrics

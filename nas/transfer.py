@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from nas.errors import InputError
 
@@ -27,8 +27,10 @@ def check_base_file(path: str | Path) -> Path:
     """The --base path, if it names a .keras file: checked at once, before the slow steps."""
     path = Path(path)
     if not path.is_file() or path.suffix != ".keras":
-        raise InputError(f"base: {path}: {'not a .keras file' if path.is_file() else 'no such file'}, expected "
-                         "a trained Keras model saved as .keras (such as a nas export's model.keras)")
+        raise InputError(
+            f"base: {path}: {'not a .keras file' if path.is_file() else 'no such file'}, expected "
+            "a trained Keras model saved as .keras (such as a nas export's model.keras)"
+        )
     return path
 
 
@@ -40,13 +42,16 @@ def read_base(path: str | Path, input_shape: Sequence[int]) -> bytes:
     try:
         model = _load(path)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for a file it cannot read
-        raise InputError(f"base: {path}: cannot load it ({type(e).__name__}), expected a model saved by "
-                         "Keras 3 with model.save()") from None
+        raise InputError(
+            f"base: {path}: cannot load it ({type(e).__name__}), expected a model saved by Keras 3 with model.save()"
+        ) from None
     expected = tuple(int(d) for d in input_shape)
     got = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
     if got != expected:
-        raise InputError(f"base: {path}: takes images of shape {got}, the data's are {expected}; expected a "
-                         "base trained on images of the same size and channels (see --image-size)")
+        raise InputError(
+            f"base: {path}: takes images of shape {got}, the data's are {expected}; expected a "
+            "base trained on images of the same size and channels (see --image-size)"
+        )
     try:
         features(model)
     except ValueError as e:
@@ -82,8 +87,9 @@ def features(base):
 
     layers = list(base.layers)
     if not layers or not isinstance(layers[-1], keras.layers.Dense):
-        raise ValueError("its last layer is not a Dense classifier, expected a classification model to cut "
-                         "the classifier off")
+        raise ValueError(
+            "its last layer is not a Dense classifier, expected a classification model to cut the classifier off"
+        )
     layers.pop()
     while layers and isinstance(layers[-1], keras.layers.Dropout):
         layers.pop()

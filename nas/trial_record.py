@@ -12,8 +12,9 @@ read: keys a record does not know are ignored.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 STATUSES = ("completed", "stopped", "failed")  # stopped: ended early by the scheduler (ASHA), rewarded
 
@@ -39,7 +40,7 @@ class Metrics:
     worker_rss_mb: float | None = None
 
     @classmethod
-    def from_result(cls, result: Mapping[str, Any]) -> "Metrics":
+    def from_result(cls, result: Mapping[str, Any]) -> Metrics:
         """The metrics in a worker's result or a saved record; other keys are left out, and so are
         values that are NaN or infinite. A value of the wrong type is a RecordError naming it."""
         values = {}
@@ -93,7 +94,7 @@ class TrialRecord:
         return self.status == "failed"
 
     @classmethod
-    def from_json(cls, data: Any) -> "TrialRecord":
+    def from_json(cls, data: Any) -> TrialRecord:
         """A saved line's record, checked; RecordError names what is wrong."""
         if not isinstance(data, dict):
             raise RecordError(f"got {type(data).__name__}, not a JSON object")
@@ -106,8 +107,11 @@ class TrialRecord:
         if not is_number(data.get("reward")):
             raise RecordError(f"reward: got {data.get('reward')!r}, expected a number")
         arch = data.get("arch")
-        if not isinstance(arch, dict) or not isinstance(arch.get("choices"), list) \
-                or not all(is_int(c) for c in arch["choices"]):
+        if (
+            not isinstance(arch, dict)
+            or not isinstance(arch.get("choices"), list)
+            or not all(is_int(c) for c in arch["choices"])
+        ):
             raise RecordError(f"arch: got {_short(arch)}, expected an object with a list of integer choices")
         if not isinstance(data.get("values"), dict):
             raise RecordError(f"values: got {_short(data.get('values'))}, expected an object of decisions")
@@ -129,8 +133,17 @@ class TrialRecord:
             raise RecordError(f"seconds: got {seconds!r}, expected a number")
         if pid is not None and not is_int(pid):
             raise RecordError(f"pid: got {pid!r}, expected an integer")
-        return cls(trial=trial, status=status, arch=arch, values=data["values"], reward=float(data["reward"]),
-                   metrics=metrics, seconds=seconds, pid=pid, **text)
+        return cls(
+            trial=trial,
+            status=status,
+            arch=arch,
+            values=data["values"],
+            reward=float(data["reward"]),
+            metrics=metrics,
+            seconds=seconds,
+            pid=pid,
+            **text,
+        )
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -48,8 +48,14 @@ from nas.worker import Job, child, final, one_line, train_final_here  # noqa: E4
 class ControllerSearcher(Searcher):
     """Ray Tune's view of a `Search`: suggest = ask the controller; complete = record and tell."""
 
-    def __init__(self, search: Search, trial_timeout: float | None = None, worker_memory_growth: float = 1024,
-                 on_epoch=None, early_stopping: bool = False):
+    def __init__(
+        self,
+        search: Search,
+        trial_timeout: float | None = None,
+        worker_memory_growth: float = 1024,
+        on_epoch=None,
+        early_stopping: bool = False,
+    ):
         super().__init__()
         self.search = search
         self.early_stopping = early_stopping  # a scheduler (ASHA) may stop children after any epoch
@@ -98,11 +104,22 @@ class ControllerSearcher(Searcher):
             return
         seconds = time.monotonic() - suggested
         if self.early_stopping and not error and result and "epoch" in result:  # the scheduler stopped it
-            return self._record(trial_id, {
-                "status": "stopped", "val_accuracy": result["val_accuracy"], "val_accuracy_last": result["val_accuracy"],
-                "epochs": result["epoch"], "params": result.get("params"), "fit_seconds": result.get("fit_seconds", 0.0),
-                "val_loss": result.get("val_loss"), "train_accuracy": result.get("accuracy"), "seconds": seconds,
-                "node": result.get("node"), "pid": result.get("pid")})
+            return self._record(
+                trial_id,
+                {
+                    "status": "stopped",
+                    "val_accuracy": result["val_accuracy"],
+                    "val_accuracy_last": result["val_accuracy"],
+                    "epochs": result["epoch"],
+                    "params": result.get("params"),
+                    "fit_seconds": result.get("fit_seconds", 0.0),
+                    "val_loss": result.get("val_loss"),
+                    "train_accuracy": result.get("accuracy"),
+                    "seconds": seconds,
+                    "node": result.get("node"),
+                    "pid": result.get("pid"),
+                },
+            )
         if self.trial_timeout and seconds >= self.trial_timeout:  # the watchdog could not report first
             reason = f"TrialTimeout: ran past --trial-timeout {self.trial_timeout:g}s; its worker was stopped"
         else:
@@ -184,11 +201,19 @@ class StopWhenSearchStops(tune.Stopper):
         return {"search": None}
 
 
-
-
-def run_trials(search: Search, data_arrays: dict, job: Job, *, resources: Resources, workers: int, storage: str,
-               worker_memory_growth: float = 1024, on_epoch=None, verbose: bool = False,
-               asha: dict | None = None) -> None:
+def run_trials(
+    search: Search,
+    data_arrays: dict,
+    job: Job,
+    *,
+    resources: Resources,
+    workers: int,
+    storage: str,
+    worker_memory_growth: float = 1024,
+    on_epoch=None,
+    verbose: bool = False,
+    asha: dict | None = None,
+) -> None:
     """Runs the search's trials on Ray Tune until its budget is spent, its controller is exhausted or
     it stops (too many failures in a row). `asha` ({"grace_period": epochs, "reduction_factor": n})
     lets Ray Tune's ASHAScheduler stop children whose validation accuracy trails at a rung."""
@@ -203,25 +228,47 @@ def run_trials(search: Search, data_arrays: dict, job: Job, *, resources: Resour
 
     trainable = tune.with_resources(tune.with_parameters(child, data=[data_ref], job=job), placement)
     trainable.__name__ = "nas_child"
-    searcher = ControllerSearcher(search, trial_timeout=job.trial_timeout, worker_memory_growth=worker_memory_growth,
-                                  on_epoch=on_epoch, early_stopping=asha is not None)
+    searcher = ControllerSearcher(
+        search,
+        trial_timeout=job.trial_timeout,
+        worker_memory_growth=worker_memory_growth,
+        on_epoch=on_epoch,
+        early_stopping=asha is not None,
+    )
     scheduler = None
     if asha:
         from ray.tune.schedulers import ASHAScheduler
 
         # stop_last_trials=False: a child that reaches its last epoch finishes and reports in full.
-        scheduler = ASHAScheduler(time_attr="epoch", metric="val_accuracy", mode="max", max_t=job.epochs,
-                                  grace_period=asha["grace_period"], reduction_factor=asha["reduction_factor"],
-                                  stop_last_trials=False)
+        scheduler = ASHAScheduler(
+            time_attr="epoch",
+            metric="val_accuracy",
+            mode="max",
+            max_t=job.epochs,
+            grace_period=asha["grace_period"],
+            reduction_factor=asha["reduction_factor"],
+            stop_last_trials=False,
+        )
     tuner = tune.Tuner(
         trainable,
         # As many trials as the search hands out (-1): trials are run again after a resume or a
         # worker's death, so Tune cannot count them; the searcher says when the budget is spent.
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
-                                    max_concurrent_trials=workers, reuse_actors=True, scheduler=scheduler,
-                                    trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
-        run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=1 if verbose else 0, stop=StopWhenSearchStops(search),
-                                  callbacks=[searcher.started], failure_config=tune.FailureConfig(max_failures=0)),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=-1,
+            max_concurrent_trials=workers,
+            reuse_actors=True,
+            scheduler=scheduler,
+            trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name="tune",
+            storage_path=storage,
+            verbose=1 if verbose else 0,
+            stop=StopWhenSearchStops(search),
+            callbacks=[searcher.started],
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
     )
     with _stop_on_interrupt(search):
         tuner.fit()
@@ -253,8 +300,9 @@ def _stop_on_interrupt(search: Search):
             signal.signal(signum, handler)
 
 
-def train_final(spec: dict, final_arrays: dict, job: Job, *, resources: Resources,
-                here: bool = False) -> tuple[bytes, dict]:
+def train_final(
+    spec: dict, final_arrays: dict, job: Job, *, resources: Resources, here: bool = False
+) -> tuple[bytes, dict]:
     """Retrains the winner on train + validation as one Ray task and tests it; returns the saved
     model's bytes (the run directory stays on the driver's machine) and its metrics.
 
@@ -267,8 +315,12 @@ def train_final(spec: dict, final_arrays: dict, job: Job, *, resources: Resource
             return train_final_here(spec, final_arrays, job)
         except Exception as e:  # in one line, as a Ray task's error (Ctrl-C is no Exception: it goes on up)
             raise RuntimeError(one_line(e)) from None
-    task = ray.remote(final).options(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0,
-                                      resources={"TPU": resources.tpus} if resources.tpus else None)
+    task = ray.remote(final).options(
+        num_cpus=resources.cpus,
+        num_gpus=resources.gpus,
+        max_retries=0,
+        resources={"TPU": resources.tpus} if resources.tpus else None,
+    )
     try:
         return ray.get(task.remote(spec, [ray.put(final_arrays)], job))
     except ray.exceptions.RayError as e:  # the child's own error, or its worker's death, in one line

@@ -87,8 +87,9 @@ def _train(config: dict, arrays: dict, job: Job) -> dict:
     timeout = job.trial_timeout
     watchdog = None
     if timeout:  # the last resort for a child that never reaches a training step again
-        watchdog = threading.Timer(timeout + min(timeout, TIMEOUT_GRACE_SECONDS), _end_hung_child,
-                                   args=(began, timeout))
+        watchdog = threading.Timer(
+            timeout + min(timeout, TIMEOUT_GRACE_SECONDS), _end_hung_child, args=(began, timeout)
+        )
         watchdog.daemon = True
         watchdog.start()
     try:
@@ -96,9 +97,19 @@ def _train(config: dict, arrays: dict, job: Job) -> dict:
         callbacks = [*faults.inject(config["trial"]), trainer.epoch_reporter(lambda r: _report({**r, **where}))]
         if timeout:
             callbacks.append(trainer.deadline(began + timeout, f"ran past --trial-timeout {timeout:g}s"))
-        return {"status": "completed", **trainer.train_child(
-            config["spec"], arrays, input_shape=job.input_shape, num_classes=job.num_classes,
-            epochs=job.epochs, seed=job.seed + config["trial"], callbacks=callbacks, plan=job.plan)}
+        return {
+            "status": "completed",
+            **trainer.train_child(
+                config["spec"],
+                arrays,
+                input_shape=job.input_shape,
+                num_classes=job.num_classes,
+                epochs=job.epochs,
+                seed=job.seed + config["trial"],
+                callbacks=callbacks,
+                plan=job.plan,
+            ),
+        }
     except Exception as e:  # a failing child is a result, not a crash of the search
         return _failure(e)
     finally:
@@ -127,8 +138,12 @@ def _failure(error: Exception, prefix: str = "") -> dict:
 def _end_hung_child(start: float, timeout: float) -> None:
     """The watchdog: reports the child as timed out (from this thread: the child's is stuck), then
     ends the worker process, the only way to stop a thread that never returns to Python's checks."""
-    result = {"status": "failed", "error": f"TrialTimeout: ran past --trial-timeout {timeout:g}s; its worker "
-              "was stopped", "seconds": time.perf_counter() - start, "pid": os.getpid()}
+    result = {
+        "status": "failed",
+        "error": f"TrialTimeout: ran past --trial-timeout {timeout:g}s; its worker was stopped",
+        "seconds": time.perf_counter() - start,
+        "pid": os.getpid(),
+    }
     reporter = threading.Thread(target=_report, args=(result,), daemon=True)
     reporter.start()
     reporter.join(REPORT_BEFORE_EXIT_SECONDS)
@@ -157,8 +172,15 @@ def train_final_here(spec: dict, arrays: dict, job: Job) -> tuple[bytes, dict]:
 
     trainer.configure_threads(job.cpus)
     transfer.provide(job.base)
-    model, metrics = trainer.train_final(spec, arrays, input_shape=job.input_shape, num_classes=job.num_classes,
-                                         epochs=job.epochs, seed=job.seed, plan=job.plan)
+    model, metrics = trainer.train_final(
+        spec,
+        arrays,
+        input_shape=job.input_shape,
+        num_classes=job.num_classes,
+        epochs=job.epochs,
+        seed=job.seed,
+        plan=job.plan,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"
         model.save(path)

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from search_spaces.space import Architecture, Decision, SearchSpace, SpaceError
 
@@ -37,8 +38,11 @@ KT_RESERVED_PREFIX = "tuner/"
 
 def is_boolean(decision: Decision) -> bool:
     """A true/false decision, which Keras Tuner holds as a `Boolean`."""
-    return len(decision.choices) == 2 and set(decision.choices) == {False, True} and all(
-        isinstance(c, bool) for c in decision.choices)
+    return (
+        len(decision.choices) == 2
+        and set(decision.choices) == {False, True}
+        and all(isinstance(c, bool) for c in decision.choices)
+    )
 
 
 def depth_conditions(space: SearchSpace) -> dict[str, list[int]]:
@@ -55,7 +59,7 @@ def depth_conditions(space: SearchSpace) -> dict[str, list[int]]:
     return conditions
 
 
-def to_hyperparameters(space: SearchSpace) -> "keras_tuner.HyperParameters":
+def to_hyperparameters(space: SearchSpace) -> keras_tuner.HyperParameters:
     """The space as Keras Tuner hyperparameters: one `Choice` (or `Boolean`) per decision, in order."""
     import keras_tuner
 
@@ -82,8 +86,9 @@ def to_values(space: SearchSpace, arch: Architecture) -> dict[str, Any]:
     return space.decode(arch)
 
 
-def from_hyperparameters(space: SearchSpace, values: "Mapping[str, Any] | keras_tuner.HyperParameters",
-                         ignore_unknown: bool = False) -> Architecture:
+def from_hyperparameters(
+    space: SearchSpace, values: Mapping[str, Any] | keras_tuner.HyperParameters, ignore_unknown: bool = False
+) -> Architecture:
     """The architecture a Keras Tuner trial's values (or `HyperParameters`) stand for. Decisions that
     have no effect may be missing; KT's own `tuner/...` entries are ignored."""
     if not isinstance(values, Mapping) and isinstance(getattr(values, "values", None), Mapping):
@@ -97,18 +102,22 @@ def from_tune_config(space: SearchSpace, config: Mapping[str, Any], ignore_unkno
     return from_values(space, config, ignore_unknown, what="config")
 
 
-def from_values(space: SearchSpace, values: Mapping[str, Any], ignore_unknown: bool = False,
-                what: str = "values") -> Architecture:
+def from_values(
+    space: SearchSpace, values: Mapping[str, Any], ignore_unknown: bool = False, what: str = "values"
+) -> Architecture:
     """Values by decision name -> the canonical architecture. Errors name the space, the decision,
     the value and what was expected."""
     if not isinstance(values, Mapping):
-        raise SpaceError(f"space {space.name}: {what}: got {type(values).__name__}, expected a mapping of "
-                         "decision names to values")
+        raise SpaceError(
+            f"space {space.name}: {what}: got {type(values).__name__}, expected a mapping of decision names to values"
+        )
     names = {d.name for d in space.decisions}
     unknown = [k for k in values if k not in names]
     if unknown and not ignore_unknown:
-        raise SpaceError(f"space {space.name}: {what}: unknown decision {unknown[0]!r}, expected names of the "
-                         f"space's decisions ({', '.join(sorted(names)[:6])}{', ...' if len(names) > 6 else ''})")
+        raise SpaceError(
+            f"space {space.name}: {what}: unknown decision {unknown[0]!r}, expected names of the "
+            f"space's decisions ({', '.join(sorted(names)[:6])}{', ...' if len(names) > 6 else ''})"
+        )
     choices = []
     for d in space.decisions:
         if d.name not in values:
@@ -119,8 +128,10 @@ def from_values(space: SearchSpace, values: Mapping[str, Any], ignore_unknown: b
     active = space.active([0 if c is None else c for c in choices])
     missing = [d.name for d, c, a in zip(space.decisions, choices, active) if c is None and a]
     if missing:
-        raise SpaceError(f"space {space.name}: {what}: missing {missing[0]!r}, expected a value for every "
-                         f"decision that has an effect ({len(missing)} missing)")
+        raise SpaceError(
+            f"space {space.name}: {what}: missing {missing[0]!r}, expected a value for every "
+            f"decision that has an effect ({len(missing)} missing)"
+        )
     return space.architecture([0 if c is None else c for c in choices])
 
 
@@ -129,7 +140,8 @@ def _index(space: SearchSpace, decision: Decision, value: Any, what: str) -> int
         # bool is an int in Python: True must not match the choice 1, nor 1.0 the choice True,
         # except for a true/false decision, which Keras Tuner's Choice would hold as 0 and 1.
         same_kind = isinstance(value, bool) == isinstance(choice, bool) or (
-            is_boolean(decision) and value in (0, 1) and not isinstance(value, float))
+            is_boolean(decision) and value in (0, 1) and not isinstance(value, float)
+        )
         if same_kind and value == choice:
             return i
     expected = ", ".join(repr(c) for c in decision.choices)
@@ -166,8 +178,9 @@ class HyperparameterSpace(SearchSpace):
         return math.prod(len(d.choices) for d in self.decisions)  # an upper bound: conditions are not counted
 
 
-def space_from_hyperparameters(hyperparameters: "keras_tuner.HyperParameters",
-                               name: str = "hyperparameters") -> HyperparameterSpace:
+def space_from_hyperparameters(
+    hyperparameters: keras_tuner.HyperParameters, name: str = "hyperparameters"
+) -> HyperparameterSpace:
     """A space with a decision per tunable Keras Tuner hyperparameter, in the order they were declared."""
     import keras_tuner
 
@@ -183,17 +196,22 @@ def space_from_hyperparameters(hyperparameters: "keras_tuner.HyperParameters",
             values = tuple(hp.values)
         elif isinstance(hp, (keras_tuner.engine.hyperparameters.Int, keras_tuner.engine.hyperparameters.Float)):
             if hp.step is None:
-                raise SpaceError(f"{where}: a {type(hp).__name__} without a step has no finite list of values, "
-                                 "expected a Choice, a Boolean, or an Int or Float with a step")
+                raise SpaceError(
+                    f"{where}: a {type(hp).__name__} without a step has no finite list of values, "
+                    "expected a Choice, a Boolean, or an Int or Float with a step"
+                )
             count = hp._get_n_values()
             if count > MAX_VALUES:
-                raise SpaceError(f"{where}: {count:,} values between {hp.min_value} and {hp.max_value}, expected at "
-                                 f"most {MAX_VALUES:,} (a larger step)")
+                raise SpaceError(
+                    f"{where}: {count:,} values between {hp.min_value} and {hp.max_value}, expected at "
+                    f"most {MAX_VALUES:,} (a larger step)"
+                )
             cast = int if isinstance(hp, keras_tuner.engine.hyperparameters.Int) else float
             values = tuple(cast(v) for v in hp.values)
         else:
-            raise SpaceError(f"{where}: {type(hp).__name__} is not supported, expected Choice, Boolean, Int, Float or "
-                             "Fixed")
+            raise SpaceError(
+                f"{where}: {type(hp).__name__} is not supported, expected Choice, Boolean, Int, Float or Fixed"
+            )
         if any(d.name == hp.name for d in decisions):
             raise SpaceError(f"{where}: declared twice (under different conditions), expected each name once")
         kind = re.sub(r"\W", "_", hp.name)  # REINFORCE names a softmax after it: Keras layer names take no '/'
@@ -201,8 +219,16 @@ def space_from_hyperparameters(hyperparameters: "keras_tuner.HyperParameters",
         if hp.conditions:
             conditions[hp.name] = list(hp.conditions)
     if not decisions:
-        raise SpaceError("hyperparameters: none to tune, expected at least one Choice, Boolean, or Int or Float "
-                         "with a step")
-    return HyperparameterSpace(name=name, family="hyperparameters", decisions=decisions, fixed={"top": {}},
-                               description="Keras Tuner hyperparameters", source="hyperparameters",
-                               conditions=conditions, constants=constants)
+        raise SpaceError(
+            "hyperparameters: none to tune, expected at least one Choice, Boolean, or Int or Float with a step"
+        )
+    return HyperparameterSpace(
+        name=name,
+        family="hyperparameters",
+        decisions=decisions,
+        fixed={"top": {}},
+        description="Keras Tuner hyperparameters",
+        source="hyperparameters",
+        conditions=conditions,
+        constants=constants,
+    )

@@ -29,9 +29,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -77,8 +78,11 @@ class Setting:
             ok = False
         else:
             value = int(value) if self.kind == "int" else float(value)
-            ok = (math.isfinite(value) and (self.low is None or value >= self.low)
-                  and (self.high is None or value < self.high or (self.high_inclusive and value == self.high)))
+            ok = (
+                math.isfinite(value)
+                and (self.low is None or value >= self.low)
+                and (self.high is None or value < self.high or (self.high_inclusive and value == self.high))
+            )
         if not ok:
             raise ValueError(f"got {value!r}, expected {self.expected()}")
         return value
@@ -115,8 +119,15 @@ TRAINING_ADDED_LATER = ("scheduler",)
 
 # `augment: standard` in a space file: every augmentation as a decision, off among the choices,
 # so the search finds out which ones help (a horizontal flip does not, on digits).
-STANDARD_AUGMENT = {"flip": [False, True], "rotation": [0.0, 0.05, 0.1], "zoom": [0.0, 0.1],
-                    "translation": [0.0, 0.1], "contrast": [0.0, 0.2], "brightness": [0.0, 0.2], "crop": [0, 2, 4]}
+STANDARD_AUGMENT = {
+    "flip": [False, True],
+    "rotation": [0.0, 0.05, 0.1],
+    "zoom": [0.0, 0.1],
+    "translation": [0.0, 0.1],
+    "contrast": [0.0, 0.2],
+    "brightness": [0.0, 0.2],
+    "crop": [0, 2, 4],
+}
 
 # Where a layer's batch normalisation goes: true (the same as before_activation, Ioffe & Szegedy's
 # placement), false (none), or after_activation. Read by `nas.builder.bn_placement`.
@@ -160,7 +171,9 @@ FAMILIES: dict[str, dict[str, dict[str, Setting]]] = {
     },
     "transfer": {  # the body is a trained model's (--base PATH, nas.transfer); these decide how it is reused
         "top": {
-            "freeze": Setting("float", 1.0, low=0, high=1, high_inclusive=True),  # of its weighted layers, from the input
+            "freeze": Setting(
+                "float", 1.0, low=0, high=1, high_inclusive=True
+            ),  # of its weighted layers, from the input
             "units": Setting("int", 0, low=0),  # a new hidden layer before the classifier; 0: none
         },
         "layer": {},
@@ -169,8 +182,18 @@ FAMILIES: dict[str, dict[str, dict[str, Setting]]] = {
 
 MAX_DECISIONS = 10_000  # cnn10 has 75; a typo such as `layers: 100000` would otherwise exhaust memory
 
-TOP_KEYS = ("name", "description", "family", "layer", "reduce_after", "training", "augment", "head",
-            "controller", "weight_sharing")
+TOP_KEYS = (
+    "name",
+    "description",
+    "family",
+    "layer",
+    "reduce_after",
+    "training",
+    "augment",
+    "head",
+    "controller",
+    "weight_sharing",
+)
 GROUPS = {"training": TRAINING, "augment": AUGMENT, "head": HEAD}
 
 
@@ -299,13 +322,19 @@ class SearchSpace:
         # The augmentations added to the schema later count only when on, so that the runs and
         # benchmark tables made before them keep their fingerprints.
         # So does a training setting added later while it has its default.
-        fixed = {**self.fixed, "augment": {k: v for k, v in self.fixed.get("augment", {}).items()
-                                           if v or k not in AUGMENT_ADDED_LATER}}
+        fixed = {
+            **self.fixed,
+            "augment": {k: v for k, v in self.fixed.get("augment", {}).items() if v or k not in AUGMENT_ADDED_LATER},
+        }
         if "training" in fixed:
-            fixed["training"] = {k: v for k, v in fixed["training"].items()
-                                 if k not in TRAINING_ADDED_LATER or v != TRAINING[k].default}
-        text = json.dumps([self.name, self.family, [(d.name, list(d.choices)) for d in self.decisions],
-                           fixed], sort_keys=True, default=str)
+            fixed["training"] = {
+                k: v for k, v in fixed["training"].items() if k not in TRAINING_ADDED_LATER or v != TRAINING[k].default
+            }
+        text = json.dumps(
+            [self.name, self.family, [(d.name, list(d.choices)) for d in self.decisions], fixed],
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -335,8 +364,9 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     if text in builtin_names():
         path = BUILTIN_DIR / f"{text}.yaml"
         return parse_space(path.read_text(), source=f"{text}.yaml", default_name=text)
-    raise SpaceError(f"unknown space {text!r}; known spaces: {', '.join(builtin_names())} "
-                     f"(or give a path to a .yaml file)")
+    raise SpaceError(
+        f"unknown space {text!r}; known spaces: {', '.join(builtin_names())} (or give a path to a .yaml file)"
+    )
 
 
 def parse_space(text: str, source: str = "<space>", default_name: str = "space") -> SearchSpace:
@@ -348,8 +378,10 @@ def parse_space(text: str, source: str = "<space>", default_name: str = "space")
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except _DuplicateKey as e:
-        raise fail(f"line {e.problem_mark.line + 1}", f"duplicate key {e.key!r} (first given on line "
-                   f"{e.first.line + 1}), expected each setting once") from None
+        raise fail(
+            f"line {e.problem_mark.line + 1}",
+            f"duplicate key {e.key!r} (first given on line {e.first.line + 1}), expected each setting once",
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "file"
@@ -434,21 +466,31 @@ def parse_space(text: str, source: str = "<space>", default_name: str = "space")
         skips = max_depth * (max_depth - 1) // 2 if layer_values.get("inputs") == "any" else 0
         count = len(decisions) + max_depth * per_layer + skips  # counted before they are made
         if count > MAX_DECISIONS:
-            raise fail("layers", f"got {data.get('layers', max_depth)!r}: {max_depth} layers make {count:,} decisions, "
-                       f"expected at most {MAX_DECISIONS:,} (fewer layers, or inputs: previous)")
+            raise fail(
+                "layers",
+                f"got {data.get('layers', max_depth)!r}: {max_depth} layers make {count:,} decisions, "
+                f"expected at most {MAX_DECISIONS:,} (fewer layers, or inputs: previous)",
+            )
         for i in range(max_depth):
             if layer_values.get("inputs") == "any":
-                decisions += [Decision(f"layer{i}.input{j}", "input", (False, True), layer=i, source=j) for j in range(i)]
-            decisions += [Decision(f"layer{i}.{k}", k, v, layer=i) for k, v in layer_values.items() if isinstance(v, tuple)]
+                decisions += [
+                    Decision(f"layer{i}.input{j}", "input", (False, True), layer=i, source=j) for j in range(i)
+                ]
+            decisions += [
+                Decision(f"layer{i}.{k}", k, v, layer=i) for k, v in layer_values.items() if isinstance(v, tuple)
+            ]
 
     if "reduce_after" in data:
         if family != "conv":
             raise fail("reduce_after", f"only the conv family reduces after layers, got it for family {family}")
         reduce_after = data["reduce_after"]
         max_depth = max(next((d.choices for d in decisions if d.name == "layers"), (fixed["top"].get("layers", 0),)))
-        if (not isinstance(reduce_after, list)
-                or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < max_depth for i in reduce_after)):
-            raise fail("reduce_after", f"got {reduce_after!r}, expected a list of layer indices from 0 to {max_depth - 1}")
+        if not isinstance(reduce_after, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < max_depth for i in reduce_after
+        ):
+            raise fail(
+                "reduce_after", f"got {reduce_after!r}, expected a list of layer indices from 0 to {max_depth - 1}"
+            )
         fixed["reduce_after"] = sorted(set(reduce_after))
 
     if not decisions:
@@ -460,9 +502,17 @@ def parse_space(text: str, source: str = "<space>", default_name: str = "space")
     if not isinstance(weight_sharing, dict):
         raise fail("weight_sharing", f"got {weight_sharing!r}, expected a mapping of settings for --strategy enas")
     description = data.get("description", "")
-    return SearchSpace(name=name, family=family, decisions=decisions, fixed=fixed,
-                       description=" ".join(str(description).split()), source=source, text=text,
-                       controller=controller, weight_sharing=weight_sharing)
+    return SearchSpace(
+        name=name,
+        family=family,
+        decisions=decisions,
+        fixed=fixed,
+        description=" ".join(str(description).split()),
+        source=source,
+        text=text,
+        controller=controller,
+        weight_sharing=weight_sharing,
+    )
 
 
 class _DuplicateKey(yaml.MarkedYAMLError):

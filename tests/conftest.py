@@ -10,8 +10,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 DASHBOARD_PORT_MODULES = {"test_end_to_end", "test_serve"}
 # The groups that take minutes, longest first (measured on 2 cores): handed out before the rest, so
 # that no worker starts one of them while the other has nothing left to do.
-SLOWEST_FIRST = ["test_export", "dashboard-port", "test_report", "test_cluster", "test_faults", "test_bad_inputs",
-                 "test_kill", "test_transfer"]
+SLOWEST_FIRST = [
+    "test_export",
+    "dashboard-port",
+    "test_report",
+    "test_cluster",
+    "test_faults",
+    "test_bad_inputs",
+    "test_kill",
+    "test_transfer",
+]
 
 
 @pytest.hookimpl(wrapper=True)  # around xdist's own hook, which reads the groups
@@ -25,8 +33,9 @@ def pytest_collection_modifyitems(config, items):
         module = item.module.__name__.rpartition(".")[2]
         groups[item] = "dashboard-port" if module in DASHBOARD_PORT_MODULES else module
         item.add_marker(pytest.mark.xdist_group(groups[item]))
-    items.sort(key=lambda item: SLOWEST_FIRST.index(groups[item]) if groups[item] in SLOWEST_FIRST
-               else len(SLOWEST_FIRST))  # stable: a module's tests keep their order
+    items.sort(
+        key=lambda item: SLOWEST_FIRST.index(groups[item]) if groups[item] in SLOWEST_FIRST else len(SLOWEST_FIRST)
+    )  # stable: a module's tests keep their order
     return (yield)
 
 
@@ -55,12 +64,16 @@ def train_digits_model_dir(out, classes=range(10), epochs=8, seed=0, data="digit
     spec = space.resolve(space.architecture([_chain_choice(d) for d in space.decisions]))
     # The recipe these tests were written with, not cnn10's own (tuned for 4,000 28x28 images, too few
     # steps for 1,400 8x8 digits): no augmentation or dropout, Adam 5e-3, batches of 32.
-    spec = {**spec, "augment": {}, "head": {"dropout": 0.0},
-            "training": {**spec["training"], "learning_rate": 0.005, "batch_size": 32}}
-    model, metrics = train_final(spec, data.final_arrays(), input_shape=data.input_shape,
-                                 num_classes=data.num_classes, epochs=epochs, seed=seed)
-    write_model_dir(out, model, data.class_names, {"source": "tests/conftest.py", "space": "cnn10",
-                                                   "metrics": metrics})
+    spec = {
+        **spec,
+        "augment": {},
+        "head": {"dropout": 0.0},
+        "training": {**spec["training"], "learning_rate": 0.005, "batch_size": 32},
+    }
+    model, metrics = train_final(
+        spec, data.final_arrays(), input_shape=data.input_shape, num_classes=data.num_classes, epochs=epochs, seed=seed
+    )
+    write_model_dir(out, model, data.class_names, {"source": "tests/conftest.py", "space": "cnn10", "metrics": metrics})
     return out, data
 
 
@@ -76,5 +89,6 @@ def _chain_choice(decision) -> int:
     layer, _, what = decision.name.partition(".")
     if what.startswith("input"):
         return decision.choices.index(int(what[5:]) == int(layer[5:]) - 1)
-    return decision.choices.index({"kernel_height": 3, "kernel_width": 3, "filters": 16,
-                                   "batch_norm": "before_activation"}[what])
+    return decision.choices.index(
+        {"kernel_height": 3, "kernel_width": 3, "filters": 16, "batch_norm": "before_activation"}[what]
+    )

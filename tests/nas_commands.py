@@ -26,16 +26,33 @@ def nas_env(faults: str | None = None, **extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def run_nas(*args: str, cwd, faults: str | None = None, timeout: float = 600,
-            **extra_env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*NAS, *args], cwd=cwd, env=nas_env(faults, **extra_env), stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=timeout)
+def run_nas(
+    *args: str, cwd, faults: str | None = None, timeout: float = 600, **extra_env: str
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*NAS, *args],
+        cwd=cwd,
+        env=nas_env(faults, **extra_env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-def start_nas(*args: str, cwd, faults: str | None = None, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-              **extra_env: str) -> subprocess.Popen:
+def start_nas(
+    *args: str, cwd, faults: str | None = None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **extra_env: str
+) -> subprocess.Popen:
     """Started now (the caller reads or waits); `stdout=subprocess.DEVNULL` for a command whose
     output nobody reads, which could otherwise fill the pipe and block it. `stdout` and `stderr`
     also take an open file, for output read while the command runs."""
-    return subprocess.Popen([*NAS, *args], cwd=cwd, env=nas_env(faults, **extra_env), stdin=subprocess.DEVNULL,
-                            stdout=stdout, stderr=stderr, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [*NAS, *args],
+        cwd=cwd,
+        env=nas_env(faults, **extra_env),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        text=True,
+        start_new_session=True,
+    )

@@ -10,28 +10,34 @@ from nas.errors import InputError
 keras = pytest.importorskip("keras")
 
 
-@pytest.mark.parametrize("gpus, tpu, precision, plan", [
-    (0, None, None, CPU),
-    (0, None, "off", CPU),
-    (0, None, "bfloat16", Plan("default", "mixed_bfloat16")),
-    (1, None, None, Plan("default", "float32")),
-    (1, None, "float16", Plan("default", "mixed_float16")),
-    (0.5, None, "float16", Plan("default", "mixed_float16")),
-    (2, None, None, Plan("mirrored", "float32")),
-    (4, None, "float16", Plan("mirrored", "mixed_float16")),
-    (0, "local", None, Plan("tpu", "mixed_bfloat16", 32, "local")),
-    (0, "my-tpu", "off", Plan("tpu", "float32", 32, "my-tpu")),
-])
+@pytest.mark.parametrize(
+    "gpus, tpu, precision, plan",
+    [
+        (0, None, None, CPU),
+        (0, None, "off", CPU),
+        (0, None, "bfloat16", Plan("default", "mixed_bfloat16")),
+        (1, None, None, Plan("default", "float32")),
+        (1, None, "float16", Plan("default", "mixed_float16")),
+        (0.5, None, "float16", Plan("default", "mixed_float16")),
+        (2, None, None, Plan("mirrored", "float32")),
+        (4, None, "float16", Plan("mirrored", "mixed_float16")),
+        (0, "local", None, Plan("tpu", "mixed_bfloat16", 32, "local")),
+        (0, "my-tpu", "off", Plan("tpu", "float32", 32, "my-tpu")),
+    ],
+)
 def test_each_flag_combination_gets_its_strategy_and_policy(gpus, tpu, precision, plan):
     assert choose(gpus, tpu, precision) == plan
 
 
-@pytest.mark.parametrize("gpus, tpu, precision, message", [
-    (0, None, "float16", "mixed_precision: float16 without GPUs"),
-    (1, "local", None, "tpu: given with --gpus-per-trial"),
-    (0, "local", "float16", "mixed_precision: float16 on a TPU, expected bfloat16"),
-    (0, None, "half", "mixed_precision: got 'half'"),
-])
+@pytest.mark.parametrize(
+    "gpus, tpu, precision, message",
+    [
+        (0, None, "float16", "mixed_precision: float16 without GPUs"),
+        (1, "local", None, "tpu: given with --gpus-per-trial"),
+        (0, "local", "float16", "mixed_precision: float16 on a TPU, expected bfloat16"),
+        (0, None, "half", "mixed_precision: got 'half'"),
+    ],
+)
 def test_combinations_that_cannot_work_are_refused(gpus, tpu, precision, message):
     with pytest.raises(InputError, match=message):
         choose(gpus, tpu, precision)
@@ -52,22 +58,39 @@ def _arrays():
     keep = digits.target < 3
     x = (digits.images[keep] * 16).clip(0, 255).astype(np.uint8)[..., None]
     y = digits.target[keep]
-    return {"x_train": x[:400], "y_train": y[:400], "x_val": x[400:], "y_val": y[400:], "x_test": x[400:],
-            "y_test": y[400:]}
+    return {
+        "x_train": x[:400],
+        "y_train": y[:400],
+        "x_val": x[400:],
+        "y_val": y[400:],
+        "x_test": x[400:],
+        "y_test": y[400:],
+    }
 
 
-SPEC = {"space": "s", "family": "dense", "layers": [
-    {"units": 32, "activation": "relu", "batch_norm": True, "dropout": 0.0}],
-    "training": {"optimizer": "adam", "learning_rate": 0.01, "schedule": "constant", "batch_size": 32}}
+SPEC = {
+    "space": "s",
+    "family": "dense",
+    "layers": [{"units": 32, "activation": "relu", "batch_norm": True, "dropout": 0.0}],
+    "training": {"optimizer": "adam", "learning_rate": 0.01, "schedule": "constant", "batch_size": 32},
+}
 
 
 def test_a_bfloat16_child_trains_on_cpu_with_a_float32_softmax():
     from nas.trainer import _fit
 
     arrays = _arrays()
-    model, history, _ = _fit(SPEC, arrays["x_train"], arrays["y_train"], input_shape=(8, 8, 1), num_classes=3,
-                             epochs=2, seed=0, validation=(arrays["x_val"], arrays["y_val"]),
-                             plan=choose(mixed_precision="bfloat16"))
+    model, history, _ = _fit(
+        SPEC,
+        arrays["x_train"],
+        arrays["y_train"],
+        input_shape=(8, 8, 1),
+        num_classes=3,
+        epochs=2,
+        seed=0,
+        validation=(arrays["x_val"], arrays["y_val"]),
+        plan=choose(mixed_precision="bfloat16"),
+    )
     assert model.get_layer("layer0_dense").compute_dtype == "bfloat16"
     assert model.get_layer("layer0_dense").variable_dtype == "float32"  # the weights stay float32
     assert model.get_layer("predictions").compute_dtype == "float32"
@@ -80,8 +103,9 @@ def test_a_bfloat16_trained_winner_is_exported_float32(tmp_path):
     from nas.trainer import train_final
 
     spec = {**SPEC, "training": {**SPEC["training"], "schedule": "cosine"}}
-    model, metrics = train_final(spec, _arrays(), input_shape=(8, 8, 1), num_classes=3, epochs=3, seed=0,
-                                 plan=choose(mixed_precision="bfloat16"))
+    model, metrics = train_final(
+        spec, _arrays(), input_shape=(8, 8, 1), num_classes=3, epochs=3, seed=0, plan=choose(mixed_precision="bfloat16")
+    )
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     assert metrics["test_accuracy"] > 0.5
     # compiled with the optimizer it trained with (its schedule's decay steps included) and its state

@@ -72,8 +72,17 @@ def test_image_classifier_fits_predicts_and_evaluates(digits, session, tmp_path,
     x, y = digits
     labels = np.array([int(v.split()[1]) for v in y])  # indices of class_names
     names = [f"class {i}" for i in range(10)]
-    clf = nas.ImageClassifier(space="linear", max_trials=1, epochs=2, final_epochs=8, seed=1, dashboard=False,
-                              runs_dir=str(tmp_path), class_names=names, progress=False)
+    clf = nas.ImageClassifier(
+        space="linear",
+        max_trials=1,
+        epochs=2,
+        final_epochs=8,
+        seed=1,
+        dashboard=False,
+        runs_dir=str(tmp_path),
+        class_names=names,
+        progress=False,
+    )
     capsys.readouterr()
     clf.fit(x[:1400], labels[:1400], validation_data=(x[1400:1600], labels[1400:1600]))
     assert "trial 1" not in capsys.readouterr().out  # progress=False: nothing printed

@@ -6,9 +6,35 @@ from nas_commands import run_nas
 
 
 def test_asha_stops_trailing_children_and_the_controller_learns_from_their_last_epoch(tmp_path):
-    done = run_nas("search", "--space", "linear", "--data", "digits", "--controller", "random", "--budget", "8",
-                   "--epochs", "3", "--final-epochs", "2", "--workers", "2", "--scheduler", "asha", "--grace-period", "1",
-                   "--reduction-factor", "2", "--no-dashboard", "--runs-dir", "runs", "--name", "a", cwd=tmp_path)
+    done = run_nas(
+        "search",
+        "--space",
+        "linear",
+        "--data",
+        "digits",
+        "--controller",
+        "random",
+        "--budget",
+        "8",
+        "--epochs",
+        "3",
+        "--final-epochs",
+        "2",
+        "--workers",
+        "2",
+        "--scheduler",
+        "asha",
+        "--grace-period",
+        "1",
+        "--reduction-factor",
+        "2",
+        "--no-dashboard",
+        "--runs-dir",
+        "runs",
+        "--name",
+        "a",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "runs" / "a"
     trials = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
@@ -27,8 +53,23 @@ def test_asha_stops_trailing_children_and_the_controller_learns_from_their_last_
 
 
 def test_a_grace_period_asha_cannot_use_is_refused(tmp_path):
-    done = run_nas("search", "--space", "linear", "--data", "digits", "--epochs", "2", "--scheduler", "asha",
-                   "--grace-period", "2", "--runs-dir", "runs", cwd=tmp_path, timeout=120)
+    done = run_nas(
+        "search",
+        "--space",
+        "linear",
+        "--data",
+        "digits",
+        "--epochs",
+        "2",
+        "--scheduler",
+        "asha",
+        "--grace-period",
+        "2",
+        "--runs-dir",
+        "runs",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert done.returncode == 2 and "--grace-period: got 2, expected fewer than the 2 epochs" in done.stderr
     assert not (tmp_path / "runs").exists()
 

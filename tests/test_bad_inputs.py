@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
-
 from nas_commands import start_nas
+from PIL import Image
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text())
@@ -29,6 +28,7 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # root writes anywhere: 
 
 
 # -- making a case's files -------------------------------------------------------------------------
+
 
 def _images(folder: Path, count: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,6 +97,7 @@ def snapshot(root: Path) -> dict[str, str]:
 
 # -- running a case ---------------------------------------------------------------------------------
 
+
 def nas(args: list[str], cwd: Path, timeout: float) -> tuple[int, str, str]:
     """Runs `nas ARGS`; a hang is ended with all it started, in the process group start_nas gave it."""
     process = start_nas(*args, cwd=cwd)
@@ -143,6 +144,7 @@ def test_bad_input_is_refused_with_one_line(case, tmp_path, request):
 
 
 # -- the corpus itself -----------------------------------------------------------------------------
+
 
 def test_the_corpus_is_well_formed():
     ids = [case["id"] for case in CASES]

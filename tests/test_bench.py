@@ -36,8 +36,13 @@ def test_a_build_trains_every_architecture_and_stores_what_a_replay_needs(tiny_t
     space = parse_space(TINY, source="tiny.yaml")
     with gzip.open(out, "rt") as f:
         assert json.load(f) == table
-    assert table["space"] == {"name": "tiny", "fingerprint": space.fingerprint(), "text": TINY,
-                              "decisions": ["l2", "training.learning_rate"], "size": 8}
+    assert table["space"] == {
+        "name": "tiny",
+        "fingerprint": space.fingerprint(),
+        "text": TINY,
+        "decisions": ["l2", "training.learning_rate"],
+        "size": 8,
+    }
     assert (table["data"], table["epochs"], table["seeds"], table["split_seed"]) == ("digits", 1, [0], 0)
     assert {"created", "machine"} <= set(table) and table["machine"]["tensorflow"]
     rows = table["architectures"]
@@ -74,8 +79,11 @@ def test_a_killed_build_resumes_without_retraining_what_is_done(tiny_table, tmp_
     build_table(parse_space(TINY, source="tiny.yaml"), target, data="digits", seeds=1, epochs=1)
     assert trained == []  # everything done: the table is compiled again, nothing trained
     other = TINY.replace("[0.0, 0.001]", "[0.0, 0.01]")
-    with pytest.raises(InputError, match=r"tiny.progress.jsonl: a build with space_fingerprint '\w+' is in progress, "
-                                         r"got '\w+'; expected the same space"):
+    with pytest.raises(
+        InputError,
+        match=r"tiny.progress.jsonl: a build with space_fingerprint '\w+' is in progress, "
+        r"got '\w+'; expected the same space",
+    ):
         build_table(parse_space(other), target, data="digits", seeds=1, epochs=1)
 
 
@@ -100,8 +108,24 @@ def test_the_shipped_table_is_complete():
 
 def test_replay_of_the_shipped_table_through_the_cli(tmp_path, capsys):
     out, plot = tmp_path / "out.json", tmp_path / "out.png"
-    code = run(["bench", "run", "--table", "bench_cnn", "--controllers", "random,evolution,reinforce",
-                "--seeds", "3", "--budget", "30", "--json", str(out), "--plot", str(plot)])
+    code = run(
+        [
+            "bench",
+            "run",
+            "--table",
+            "bench_cnn",
+            "--controllers",
+            "random,evolution,reinforce",
+            "--seeds",
+            "3",
+            "--budget",
+            "30",
+            "--json",
+            str(out),
+            "--plot",
+            str(plot),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     results = json.loads(out.read_text())

@@ -59,11 +59,25 @@ def test_cnn10_skip_connections_feed_layers_and_loose_ends_feed_the_head():
 def test_augmentation_is_part_of_the_model_and_off_at_inference():
     space = load_space("dnn")
     spec = space.resolve(space.architecture([0] * len(space.decisions)))
-    spec["augment"] = {"flip": True, "rotation": 0.1, "zoom": 0.1, "translation": 0.1, "contrast": 0.2,
-                       "brightness": 0.2, "crop": 2}
+    spec["augment"] = {
+        "flip": True,
+        "rotation": 0.1,
+        "zoom": 0.1,
+        "translation": 0.1,
+        "contrast": 0.2,
+        "brightness": 0.2,
+        "crop": 2,
+    }
     model = build_model(spec, (8, 8, 1), 3)
-    assert {"aug_flip", "aug_rotation", "aug_zoom", "aug_translation", "aug_contrast", "aug_brightness",
-            "aug_crop"} <= {l.name for l in model.layers}
+    assert {
+        "aug_flip",
+        "aug_rotation",
+        "aug_zoom",
+        "aug_translation",
+        "aug_contrast",
+        "aug_brightness",
+        "aug_crop",
+    } <= {lay.name for lay in model.layers}
     x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1)).astype("uint8")
     np.testing.assert_array_equal(model(x, training=False).numpy(), model(x, training=False).numpy())
     assert not np.allclose(model(x, training=True).numpy(), model(x, training=False).numpy())
@@ -78,8 +92,12 @@ def test_crop_shifts_whole_pixels_with_zero_fill():
     shifts = set()
     for _ in range(40):
         view = np.asarray(crop(image, training=True))[0, :, :, 0]
-        shift = next((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
-                     if np.array_equal(view, _shifted(image[0, :, :, 0], dy, dx)))  # StopIteration: not a shift
+        shift = next(
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if np.array_equal(view, _shifted(image[0, :, :, 0], dy, dx))
+        )  # StopIteration: not a shift
         shifts.add(shift)
     assert len(shifts) > 3
 
@@ -87,23 +105,39 @@ def test_crop_shifts_whole_pixels_with_zero_fill():
 def _shifted(image, dy, dx):
     out = np.zeros_like(image)
     h, w = image.shape
-    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = image[max(-dy, 0):h - max(dy, 0),
-                                                                      max(-dx, 0):w - max(dx, 0)]
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[
+        max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)
+    ]
     return out
 
 
-@pytest.mark.parametrize("placement, order", [
-    ("none", ["layer0_conv", "layer0_relu"]),
-    (False, ["layer0_conv", "layer0_relu"]),
-    ("before_activation", ["layer0_conv", "layer0_bn", "layer0_relu"]),
-    (True, ["layer0_conv", "layer0_bn", "layer0_relu"]),
-    ("after_activation", ["layer0_conv", "layer0_relu", "layer0_bn"]),
-])
+@pytest.mark.parametrize(
+    "placement, order",
+    [
+        ("none", ["layer0_conv", "layer0_relu"]),
+        (False, ["layer0_conv", "layer0_relu"]),
+        ("before_activation", ["layer0_conv", "layer0_bn", "layer0_relu"]),
+        (True, ["layer0_conv", "layer0_bn", "layer0_relu"]),
+        ("after_activation", ["layer0_conv", "layer0_relu", "layer0_bn"]),
+    ],
+)
 def test_batch_norm_goes_where_the_layer_says(placement, order):
-    spec = {"space": "s", "family": "conv", "reduce_after": [], "layers": [
-        {"kernel_height": 3, "kernel_width": 3, "filters": 4, "activation": "relu", "batch_norm": placement,
-         "inputs": []}]}
+    spec = {
+        "space": "s",
+        "family": "conv",
+        "reduce_after": [],
+        "layers": [
+            {
+                "kernel_height": 3,
+                "kernel_width": 3,
+                "filters": 4,
+                "activation": "relu",
+                "batch_norm": placement,
+                "inputs": [],
+            }
+        ],
+    }
     model = build_model(spec, (8, 8, 1), 2)
-    assert [l.name for l in model.layers if l.name.startswith("layer0_") and l.name != "layer0_gap"] == order
+    assert [lay.name for lay in model.layers if lay.name.startswith("layer0_") and lay.name != "layer0_gap"] == order
     # A bias before batch normalisation is subtracted with the mean: only then is it left out.
     assert model.get_layer("layer0_conv").use_bias == (order[1] != "layer0_bn")

@@ -1,8 +1,7 @@
 """The `nas` command as a user runs it: real subprocesses, real files, real Ray."""
 
-from PIL import Image
-
 from nas_commands import run_nas
+from PIL import Image
 
 
 def assert_one_line_error(result, *fragments, runs=None):
@@ -27,9 +26,12 @@ def test_spaces_lists_the_builtin_spaces_with_their_sizes(tmp_path):
 
 def test_unknown_space(tmp_path):
     result = run_nas("search", "--space", "cnn11", "--runs-dir", "runs", cwd=tmp_path)
-    assert_one_line_error(result, "unknown space 'cnn11'",
-                          "known spaces: bench_cnn, cnn10, cnn10_aug, dnn, linear, resnet, transfer",
-                          runs=tmp_path / "runs")
+    assert_one_line_error(
+        result,
+        "unknown space 'cnn11'",
+        "known spaces: bench_cnn, cnn10, cnn10_aug, dnn, linear, resnet, transfer",
+        runs=tmp_path / "runs",
+    )
 
 
 def test_budget_below_one(tmp_path):

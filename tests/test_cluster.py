@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from nas_commands import run_nas
 
 RAY = str(Path(sys.executable).parent / "ray")
@@ -31,8 +30,13 @@ def free_port():
 def start(args: list[str], env: dict) -> subprocess.Popen:
     """A `ray start --block` of its own process group: ended with it, as `ray stop` would end every
     Ray on the machine."""
-    return subprocess.Popen([RAY, "start", "--block", "--num-cpus", "1", "--disable-usage-stats", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [RAY, "start", "--block", "--num-cpus", "1", "--disable-usage-stats", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def end(process: subprocess.Popen, grace: float = 10) -> None:
@@ -47,10 +51,17 @@ def end(process: subprocess.Popen, grace: float = 10) -> None:
 
 
 def node_ids(address: str) -> list[str]:
-    script = (f"import ray; ray.init(address={address!r}, log_to_driver=False); "
-              "print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env={**CLEAN_ENV, "RAY_AUTH_MODE": "token"})
+    script = (
+        f"import ray; ray.init(address={address!r}, log_to_driver=False); "
+        "print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**CLEAN_ENV, "RAY_AUTH_MODE": "token"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.split()
 
@@ -94,8 +105,20 @@ def cluster():
 
 def search(address: str, cwd: Path, name: str, *extra: str, auth: str = "token") -> subprocess.CompletedProcess:
     """`nas search` on the cluster; `auth` is its RAY_AUTH_MODE, not this process's."""
-    return run_nas("search", "--address", address, "--data", "digits", "--runs-dir", "runs", "--name", name, *extra,
-                   cwd=cwd, RAY_AUTH_MODE=auth)
+    return run_nas(
+        "search",
+        "--address",
+        address,
+        "--data",
+        "digits",
+        "--runs-dir",
+        "runs",
+        "--name",
+        name,
+        *extra,
+        cwd=cwd,
+        RAY_AUTH_MODE=auth,
+    )
 
 
 def trials(run: Path) -> list[dict]:
@@ -141,8 +164,21 @@ def test_losing_a_node_mid_search_loses_no_finished_trial(tmp_path, cluster):
 
     killer = threading.Thread(target=kill_the_node_once_it_has_finished_a_trial, daemon=True)
     killer.start()
-    done = search(address, tmp_path, "k", "--space", "dnn", "--budget", str(budget), "--epochs", "3",
-                  "--final-epochs", "2", "--max-failures", "3")
+    done = search(
+        address,
+        tmp_path,
+        "k",
+        "--space",
+        "dnn",
+        "--budget",
+        str(budget),
+        "--epochs",
+        "3",
+        "--final-epochs",
+        "2",
+        "--max-failures",
+        "3",
+    )
     killer.join(timeout=5)
     assert killed_after, "the worker node finished no trial"
     assert done.returncode == 0, done.stderr[-3000:]
@@ -150,6 +186,6 @@ def test_losing_a_node_mid_search_loses_no_finished_trial(tmp_path, cluster):
     assert sorted(t["trial"] for t in records) == list(range(1, budget + 1))
     assert len({t["hash"] for t in records}) == budget  # no architecture trained twice
     assert all(t["status"] == "completed" or "WorkerDied" in t["error"] for t in records), records
-    after = [t for t in records[killed_after[0]:] if t["status"] == "completed"]
+    after = [t for t in records[killed_after[0] :] if t["status"] == "completed"]
     assert after and all(t["node"] == head_node for t in after)  # the rest ran on the node that is left
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"

@@ -66,13 +66,18 @@ def test_npz_with_its_own_test_split_and_pixels_scaled_to_0_1(tmp_path):
     assert data.x_train.max() > 200  # 0-1 values became raw pixel values
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: write_images(p, {"only": 10}), r"found 1 class folder\(s\), expected one sub-folder per class"),
-    (lambda p: (write_images(p, {"a": 6}), (p / "b").mkdir()), r"/b: class folder has no images"),
-    (lambda p: (write_images(p, {"a": 6, "b": 6}), (p / "b" / "bad.png").write_text("not a png")),
-     r"/b/bad.png: not a readable image"),
-    (lambda p: write_images(p, {"a": 6, "b": 2}), r"class 'b' has 2 image\(s\), expected at least 5 per class"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: write_images(p, {"only": 10}), r"found 1 class folder\(s\), expected one sub-folder per class"),
+        (lambda p: (write_images(p, {"a": 6}), (p / "b").mkdir()), r"/b: class folder has no images"),
+        (
+            lambda p: (write_images(p, {"a": 6, "b": 6}), (p / "b" / "bad.png").write_text("not a png")),
+            r"/b/bad.png: not a readable image",
+        ),
+        (lambda p: write_images(p, {"a": 6, "b": 2}), r"class 'b' has 2 image\(s\), expected at least 5 per class"),
+    ],
+)
 def test_bad_image_folders(tmp_path, make, message):
     make(tmp_path)
     with pytest.raises(InputError, match=message):
@@ -88,13 +93,19 @@ def test_bad_csv_rows(tmp_path):
         load_data(str(tmp_path / "b.csv"))
 
 
-@pytest.mark.parametrize("arrays, message", [
-    ({"x": np.zeros((10, 4, 4))}, r"no array 'y', expected arrays x \(images\) and y \(labels\)"),
-    ({"x": np.zeros((10, 4, 4)), "y": np.zeros(9)}, r"y has shape \(9,\), expected \(10,\): one label per image"),
-    ({"x": np.zeros((10, 4)), "y": np.zeros(10)}, r"x has shape \(10, 4\), expected \(N, height, width\)"),
-    ({"x": np.full((10, 4, 4), 300.0), "y": np.zeros(10)}, r"x has values outside 0-255"),
-    ({"x": np.zeros((10, 4, 4)), "y": np.zeros(10), "x_test": np.zeros((2, 4, 4))}, r"x_test and y_test must be given"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x": np.zeros((10, 4, 4))}, r"no array 'y', expected arrays x \(images\) and y \(labels\)"),
+        ({"x": np.zeros((10, 4, 4)), "y": np.zeros(9)}, r"y has shape \(9,\), expected \(10,\): one label per image"),
+        ({"x": np.zeros((10, 4)), "y": np.zeros(10)}, r"x has shape \(10, 4\), expected \(N, height, width\)"),
+        ({"x": np.full((10, 4, 4), 300.0), "y": np.zeros(10)}, r"x has values outside 0-255"),
+        (
+            {"x": np.zeros((10, 4, 4)), "y": np.zeros(10), "x_test": np.zeros((2, 4, 4))},
+            r"x_test and y_test must be given",
+        ),
+    ],
+)
 def test_bad_npz(tmp_path, arrays, message):
     np.savez(tmp_path / "d.npz", **arrays)
     with pytest.raises(InputError, match=message):

@@ -38,8 +38,15 @@ def digits():
 
 def phase(space, data, controller="reinforce", seed=0):
     settings = read_settings(space)
-    return SupernetPhase(space, data.search_arrays(), data.input_shape, data.num_classes, settings,
-                         make_enas_controller(controller, space, settings, seed=seed), seed=seed)
+    return SupernetPhase(
+        space,
+        data.search_arrays(),
+        data.input_shape,
+        data.num_classes,
+        settings,
+        make_enas_controller(controller, space, settings, seed=seed),
+        seed=seed,
+    )
 
 
 class Recording:
@@ -112,12 +119,15 @@ def test_random_paths_learn_nothing_but_train_the_supernet(digits):
     assert records[-1]["reward_mean"] > 0.2
 
 
-@pytest.mark.parametrize("section, message", [
-    ("{finalists: 0}", "weight_sharing.finalists: got 0, expected an integer >= 1"),
-    ("{candidates: 2, finalists: 3}", "weight_sharing.finalists: got 3, expected at most the 2 candidates"),
-    ("{epochs: 3}", "weight_sharing.epochs: unknown setting, expected one of supernet_epochs"),
-    ("{supernet_epochs: two}", "weight_sharing.supernet_epochs: got 'two', expected an integer"),
-])
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ("{finalists: 0}", "weight_sharing.finalists: got 0, expected an integer >= 1"),
+        ("{candidates: 2, finalists: 3}", "weight_sharing.finalists: got 3, expected at most the 2 candidates"),
+        ("{epochs: 3}", "weight_sharing.epochs: unknown setting, expected one of supernet_epochs"),
+        ("{supernet_epochs: two}", "weight_sharing.supernet_epochs: got 'two', expected an integer"),
+    ],
+)
 def test_bad_weight_sharing_settings_name_the_field(section, message):
     space = parse_space(SPACE.split("weight_sharing:")[0] + f"weight_sharing: {section}\n", source="mine.yaml")
     with pytest.raises(SpaceError, match=message):
@@ -134,10 +144,27 @@ def test_nas_search_strategy_enas_killed_mid_supernet_resumes_and_leaves_a_usual
 
     from nas_commands import start_nas
 
-    (tmp_path / "tiny.yaml").write_text(SPACE.replace("supernet_epochs: 3", "supernet_epochs: 2")
-                                        .replace("finalists: 3", "finalists: 2"))
-    args = ["search", "--space", "tiny.yaml", "--data", "digits", "--strategy", "enas", "--epochs", "2",
-            "--final-epochs", "3", "--no-dashboard", "--runs-dir", "runs", "--name", "shared"]
+    (tmp_path / "tiny.yaml").write_text(
+        SPACE.replace("supernet_epochs: 3", "supernet_epochs: 2").replace("finalists: 3", "finalists: 2")
+    )
+    args = [
+        "search",
+        "--space",
+        "tiny.yaml",
+        "--data",
+        "digits",
+        "--strategy",
+        "enas",
+        "--epochs",
+        "2",
+        "--final-epochs",
+        "3",
+        "--no-dashboard",
+        "--runs-dir",
+        "runs",
+        "--name",
+        "shared",
+    ]
     run = tmp_path / "runs" / "shared"
     process = start_nas(*args, cwd=tmp_path, stdout=subprocess.DEVNULL)
     checkpoint = run / "supernet" / "checkpoint.npz"
@@ -149,8 +176,9 @@ def test_nas_search_strategy_enas_killed_mid_supernet_resumes_and_leaves_a_usual
     process.wait()
     assert not (run / "supernet" / "finalists.json").exists() and not (run / "trials.jsonl").exists()
 
-    resumed = subprocess.run([sys.executable, "-m", "nas.cli", *args, "--resume"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "nas.cli", *args, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "[supernet 1/2]" not in resumed.stdout and "[supernet 2/2]" in resumed.stdout  # epoch 1 not redone
     trials = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
@@ -161,9 +189,12 @@ def test_nas_search_strategy_enas_killed_mid_supernet_resumes_and_leaves_a_usual
     finalists = summary["supernet"]["finalists"]
     assert sorted(f["trial"] for f in finalists) == [1, 2]
     assert {json.dumps(t["arch"]) for t in trials} == {
-        json.dumps(f["arch"]) for f in json.loads((run / "supernet" / "finalists.json").read_text())["finalists"]}
+        json.dumps(f["arch"]) for f in json.loads((run / "supernet" / "finalists.json").read_text())["finalists"]
+    }
     assert (run / "best" / "model.keras").is_file()
     history = json.loads((run / "supernet" / "history.json").read_text())
     assert [e["epoch"] for e in history] == [1, 2]
     page = (run / "report.html").read_text()
-    assert "Supernet (weight sharing)" in page and "2 of 2 epochs" in page and (run / "report" / "supernet.png").is_file()
+    assert (
+        "Supernet (weight sharing)" in page and "2 of 2 epochs" in page and (run / "report" / "supernet.png").is_file()
+    )

@@ -8,12 +8,20 @@ import time
 import urllib.request
 
 import numpy as np
-
-from nas.data import load_data
 from nas_commands import start_nas
 
-SUMMARY_KEYS = {"space", "budget", "trials_completed", "trials_failed", "best", "test_accuracy", "wall_seconds",
-                "child_fit_seconds"}
+from nas.data import load_data
+
+SUMMARY_KEYS = {
+    "space",
+    "budget",
+    "trials_completed",
+    "trials_failed",
+    "best",
+    "test_accuracy",
+    "wall_seconds",
+    "child_fit_seconds",
+}
 
 
 def run_with_dashboard(*args: str, cwd) -> tuple[subprocess.CompletedProcess, str | None, int | None]:
@@ -44,8 +52,23 @@ def run_with_dashboard(*args: str, cwd) -> tuple[subprocess.CompletedProcess, st
 
 def test_search_cnn10_on_digits_through_ray(tmp_path):
     result, url, status = run_with_dashboard(
-        "search", "--space", "cnn10", "--budget", "4", "--epochs", "1", "--final-epochs", "3", "--data", "digits",
-        "--runs-dir", str(tmp_path), "--name", "e2e", cwd=tmp_path)
+        "search",
+        "--space",
+        "cnn10",
+        "--budget",
+        "4",
+        "--epochs",
+        "1",
+        "--final-epochs",
+        "3",
+        "--data",
+        "digits",
+        "--runs-dir",
+        str(tmp_path),
+        "--name",
+        "e2e",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == "", result.stderr  # no start-up noise from TensorFlow or Ray
     assert url and status == 200, result.stdout  # the Ray dashboard's URL was printed, and it served
@@ -80,7 +103,7 @@ def test_search_cnn10_on_digits_through_ray(tmp_path):
 
     for t in trials:
         folder = events(run / "tensorboard" / f"trial_{t['trial']:04d}")
-        (step, value), = scalars(folder, "epoch_val_accuracy")
+        ((step, value),) = scalars(folder, "epoch_val_accuracy")
         assert step == 1 and abs(value - t["metrics"]["val_accuracy"]) < 1e-6
 
     # The saved winner is the model that was tested: same accuracy on the held-out split.

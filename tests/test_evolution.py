@@ -4,13 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from test_controllers import run
 
 from controllers import make_controller
 from controllers.base import read_settings
 from controllers.evolution import EvolutionController, EvolutionSettings
 from controllers.reinforce import ReinforceSettings
 from search_spaces import SpaceError, parse_space
-from test_controllers import run
 
 # Depth is a decision, so mutations must respect which decisions are active.
 TOY = """
@@ -39,18 +39,27 @@ def test_same_seed_same_architectures():
 
 def test_population_and_sample_scale_with_the_budget_unless_the_space_file_sets_them():
     space = parse_space(TOY)
-    sizes = {budget: (c.settings.population, c.settings.sample) for budget in (None, 20, 100, 200, 1000)
-             for c in [make_controller("evolution", space, budget=budget)]}
+    sizes = {
+        budget: (c.settings.population, c.settings.sample)
+        for budget in (None, 20, 100, 200, 1000)
+        for c in [make_controller("evolution", space, budget=budget)]
+    }
     assert sizes == {None: (100, 25), 20: (10, 5), 100: (10, 5), 200: (20, 10), 1000: (100, 50)}
     fixed = parse_space(TOY.replace("{learning_rate: 0.02}", "{population: 8, sample: 3}"))
     assert make_controller("evolution", fixed, budget=1000).settings == EvolutionSettings(8, 3)
     bad = parse_space(TOY.replace("{learning_rate: 0.02}", "{population: 8, sample: 9}"), source="toy.yaml")
-    with pytest.raises(SpaceError, match=r"toy.yaml: controller.sample: got 9, expected an integer from 1 to the "
-                                         r"population \(8\)"):
+    with pytest.raises(
+        SpaceError,
+        match=r"toy.yaml: controller.sample: got 9, expected an integer from 1 to the "
+        r"population \(8\)",
+    ):
         make_controller("evolution", bad)
     typo = parse_space(TOY.replace("{learning_rate: 0.02}", "{populaton: 8}"), source="toy.yaml")
-    with pytest.raises(SpaceError, match=r"toy.yaml: controller.populaton: unknown setting, expected one of "
-                                         r"population, sample"):
+    with pytest.raises(
+        SpaceError,
+        match=r"toy.yaml: controller.populaton: unknown setting, expected one of "
+        r"population, sample",
+    ):
         make_controller("evolution", typo)
     # REINFORCE skips evolution's settings, as evolution skips REINFORCE's (as make_controller reads them).
     assert read_settings(ReinforceSettings, fixed, shared_with=(EvolutionSettings,)) == ReinforceSettings()
@@ -133,8 +142,9 @@ def test_evolution_beats_random_search_on_a_synthetic_reward():
     space = parse_space(TOY)
     best = {}
     for name in ("random", "evolution"):
-        best[name] = np.mean([max(map(peaked, run(make_controller(name, space, seed=s, budget=300), 300, peaked)))
-                              for s in range(5)])
+        best[name] = np.mean(
+            [max(map(peaked, run(make_controller(name, space, seed=s, budget=300), 300, peaked))) for s in range(5)]
+        )
     assert best["evolution"] > best["random"] + 0.05 and best["evolution"] > 0.9, best
 
 

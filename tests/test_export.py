@@ -21,33 +21,44 @@ import threading
 import tokenize
 import types
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
+from nas_commands import NAS, nas_env
 from PIL import Image
 
 from nas.cli import run as nas_cli
 from nas.codegen import model_source
-from nas_commands import NAS, nas_env
 from search_spaces import SpaceError, builtin_names, load_space, parse_space
 
 EVIL = '"); import os; os.system("touch pwned"); ("'  # a class name, run name or space name
 # One worker each: the two searches share the machine, and each worker process imports TensorFlow.
 # The random controller: what is exported does not depend on how it was found.
-SEARCH = [*NAS, "search", "--controller", "random", "--epochs", "1", "--workers", "1", "--no-dashboard",
-          "--runs-dir", "runs"]
+SEARCH = [
+    *NAS,
+    "search",
+    "--controller",
+    "random",
+    "--epochs",
+    "1",
+    "--workers",
+    "1",
+    "--no-dashboard",
+    "--runs-dir",
+    "runs",
+]
 RAY_BUSY = "could not start Ray"  # nas search's message when Ray's start times out on an overloaded machine
 EXTRA_SPACES = {  # what the built-in spaces leave out: augmentation, batch norm in dense layers, head dropout,
     # plain conv chains without batch norm
     "extras": "name: extras\nfamily: dense\nlayers: [1, 2]\nlayer: {units: [16, 32], batch_norm: [true, false, "
-              "after_activation], activation: [relu, gelu], dropout: [0.0, 0.2]}\naugment: {flip: true, rotation: 0.1, "
-              "zoom: 0.1, translation: 0.1, contrast: 0.1, brightness: 0.2, crop: 2}\nhead: {dropout: 0.3}\n",
+    "after_activation], activation: [relu, gelu], dropout: [0.0, 0.2]}\naugment: {flip: true, rotation: 0.1, "
+    "zoom: 0.1, translation: 0.1, contrast: 0.1, brightness: 0.2, crop: 2}\nhead: {dropout: 0.3}\n",
     "chain": "name: chain\nfamily: conv\nlayers: [2, 3]\nreduce_after: [0]\nlayer: {kernel_height: [1, 3], "
-             "kernel_width: 3, filters: [4, 8], inputs: previous, batch_norm: [none, before_activation, "
-             "after_activation], "
-             "activation: [relu, tanh]}\n",
+    "kernel_width: 3, filters: [4, 8], inputs: previous, batch_norm: [none, before_activation, "
+    "after_activation], "
+    "activation: [relu, tanh]}\n",
 }
 
 
@@ -58,8 +69,12 @@ class Pipeline:
     returns its CompletedProcess; a step after a failed one fails with the failure's output.
     `printing` is set when the first command prints its first line (a search: once Ray is up)."""
 
-    def __init__(self, cwd: Path, steps: list[tuple[str, list[str] | Callable[[], object]]],
-                 start_after: threading.Event | None = None):
+    def __init__(
+        self,
+        cwd: Path,
+        steps: list[tuple[str, list[str] | Callable[[], object]]],
+        start_after: threading.Event | None = None,
+    ):
         self.cwd, self.steps, self.start_after = cwd, steps, start_after
         self.results: dict[str, subprocess.CompletedProcess | str] = {}
         self.ready = {name: threading.Event() for name, _ in steps}
@@ -88,10 +103,17 @@ class Pipeline:
         if callable(step):
             step()
             return subprocess.CompletedProcess([name], 0, "", "")
-        for attempt in (1, 2):  # a second time only if Ray could not start (the machine is shared)
+        for _attempt in (1, 2):  # a second time only if Ray could not start (the machine is shared)
             with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: stdout is read as it comes
-                process = subprocess.Popen(step, cwd=self.cwd, env=nas_env(), stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.PIPE, stderr=errors, text=True)
+                process = subprocess.Popen(
+                    step,
+                    cwd=self.cwd,
+                    env=nas_env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=errors,
+                    text=True,
+                )
                 self.processes.append(process)
                 lines = []
                 for line in process.stdout:
@@ -151,21 +173,64 @@ def runs(tmp_path_factory):
             pixels = np.full((8, 8, 3), colour, np.uint8) + np.uint8(i)
             Image.fromarray(pixels).save(root / "pics" / name / f"{i}.png")
     cnn10, evil = root / "runs" / "cnn10", root / "runs" / f"run{EVIL}"
-    first = Pipeline(root, [
-        ("search", [*SEARCH, "--space", "cnn10", "--budget", "2", "--final-epochs", "2", "--data", "digits",
-                    "--name", "cnn10"]),
-        ("export", [*NAS, "export", "cnn10", "--runs-dir", "runs", "--format", "python,keras,savedmodel,tflite"]),
-        ("round trip", [sys.executable, "-c", ROUND_TRIP, str(cnn10 / "export")]),
-    ])
+    first = Pipeline(
+        root,
+        [
+            (
+                "search",
+                [
+                    *SEARCH,
+                    "--space",
+                    "cnn10",
+                    "--budget",
+                    "2",
+                    "--final-epochs",
+                    "2",
+                    "--data",
+                    "digits",
+                    "--name",
+                    "cnn10",
+                ],
+            ),
+            ("export", [*NAS, "export", "cnn10", "--runs-dir", "runs", "--format", "python,keras,savedmodel,tflite"]),
+            ("round trip", [sys.executable, "-c", ROUND_TRIP, str(cnn10 / "export")]),
+        ],
+    )
     # Started once the first search has started its Ray: two Rays starting at once on a busy
     # machine can time out.
-    pipelines = types.SimpleNamespace(root=root, cnn10_run=cnn10, evil_run=evil, cnn10=first, evil=Pipeline(root, [
-        ("search", [*SEARCH, "--space", "linear", "--budget", "1", "--final-epochs", "1", "--data", "pics",
-                    "--image-size", "8", "--name", "linear"]),
-        # nas search refuses such a run name, the file system takes it: the name reaches model.py
-        # from the path given to nas export.
-        ("rename", lambda: (root / "runs" / "linear").rename(evil)),
-    ], start_after=first.printing))
+    pipelines = types.SimpleNamespace(
+        root=root,
+        cnn10_run=cnn10,
+        evil_run=evil,
+        cnn10=first,
+        evil=Pipeline(
+            root,
+            [
+                (
+                    "search",
+                    [
+                        *SEARCH,
+                        "--space",
+                        "linear",
+                        "--budget",
+                        "1",
+                        "--final-epochs",
+                        "1",
+                        "--data",
+                        "pics",
+                        "--image-size",
+                        "8",
+                        "--name",
+                        "linear",
+                    ],
+                ),
+                # nas search refuses such a run name, the file system takes it: the name reaches model.py
+                # from the path given to nas export.
+                ("rename", lambda: (root / "runs" / "linear").rename(evil)),
+            ],
+            start_after=first.printing,
+        ),
+    )
     yield pipelines
     pipelines.cnn10.stop()
     pipelines.evil.stop()
@@ -207,9 +272,12 @@ def test_model_py_builds_what_the_builder_builds(name):
         spec = space.resolve(space.architecture([rng.randrange(len(d.choices)) for d in space.decisions]))
         source = model_source(spec, input_shape, ["a", "b", "c"], {"run": "r", "trial": 1, "val_accuracy": 0.5})
         tree = ast.parse(source)
-        imported = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
-                    for alias in node.names} | {node.module for node in ast.walk(tree)
-                                                if isinstance(node, ast.ImportFrom)}
+        imported = {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for alias in node.names
+        } | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert imported == {"argparse", "keras", "layers"}, imported  # no nas
         module = types.ModuleType("generated")
         exec(compile(tree, "model.py", "exec"), module.__dict__)
@@ -243,6 +311,7 @@ def assert_code_only_in_literals(source: str) -> None:
 
 # -- names with code in them ---------------------------------------------------------------------------
 
+
 def test_class_and_run_names_with_code_stay_strings(runs, monkeypatch, capsys):
     """The class folder is named EVIL and the run directory renamed to hold EVIL too: model.py holds
     them as strings, runs (cwd: the test's folder) with the exported weights, and touches nothing."""
@@ -253,12 +322,18 @@ def test_class_and_run_names_with_code_stay_strings(runs, monkeypatch, capsys):
     source = (out / "model.py").read_text()
     assert_code_only_in_literals(source)
     assert repr(f"run{EVIL}") in source.splitlines()[0]
-    assignment = next(node for node in ast.parse(source).body if isinstance(node, ast.Assign)
-                      and node.targets[0].id == "CLASS_NAMES")
+    assignment = next(
+        node for node in ast.parse(source).body if isinstance(node, ast.Assign) and node.targets[0].id == "CLASS_NAMES"
+    )
     assert ast.literal_eval(assignment.value) == [EVIL, "cat"] == json.loads((out / "labels.json").read_text())
     assert json.loads((out / "metadata.json").read_text())["run"]["name"] == f"run{EVIL}"
-    result = subprocess.run([sys.executable, str(out / "model.py"), "--weights", str(out / "model.weights.h5")],
-                            cwd=runs.root, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(out / "model.py"), "--weights", str(out / "model.weights.h5")],
+        cwd=runs.root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert "Loaded weights" in result.stdout and "Total params" in result.stdout
     assert not list(runs.root.rglob("pwned")) and not Path("pwned").exists()
@@ -266,10 +341,18 @@ def test_class_and_run_names_with_code_stay_strings(runs, monkeypatch, capsys):
 
 # -- the cnn10 winner, exported in every format -------------------------------------------------------
 
+
 def test_export_writes_every_format_with_metadata(cnn10_export):
     run, out, stdout = cnn10_export.run, cnn10_export.out, cnn10_export.stdout
-    for name in ("model.py", "model.keras", "model.weights.h5", "labels.json", "metadata.json", "model.tflite",
-                 "saved_model/saved_model.pb"):
+    for name in (
+        "model.py",
+        "model.keras",
+        "model.weights.h5",
+        "labels.json",
+        "metadata.json",
+        "model.tflite",
+        "saved_model/saved_model.pb",
+    ):
         assert (out / name).is_file(), name
     assert not [p for p in run.iterdir() if p.name.startswith(".export")], "a staging folder was left behind"
     summary = json.loads((run / "summary.json").read_text())
@@ -284,8 +367,11 @@ def test_export_writes_every_format_with_metadata(cnn10_export):
     assert metadata["metrics"]["params"] == summary["final"]["params"]
     assert metadata["data"]["source"] == "digits" and metadata["preprocessing"]["image_size"] == [8, 8]
     assert metadata["preprocessing"]["color_mode"] == "grayscale" and metadata["input_shape"] == [8, 8, 1]
-    assert metadata["nas_version"] and metadata["date"] and metadata["formats"] == list(
-        ("python", "keras", "savedmodel", "tflite"))
+    assert (
+        metadata["nas_version"]
+        and metadata["date"]
+        and metadata["formats"] == list(("python", "keras", "savedmodel", "tflite"))
+    )
     assert json.loads((out / "labels.json").read_text()) == [str(i) for i in range(10)]
     source = (out / "model.py").read_text()
     assert f"trial {best['trial']}" in source.splitlines()[0] and '"cnn10"' in source.splitlines()[0]
@@ -310,8 +396,10 @@ def test_savedmodel_and_tflite_give_the_keras_top1(cnn10_export):
     for name, got in (("savedmodel", served), ("tflite", lite)):
         assert got.shape == expected.shape
         assert np.array_equal(got.argmax(1), expected.argmax(1)), name
-        print(f"{name}: top-1 agrees on {len(x)} test images, max probability difference "
-              f"{np.abs(got - expected).max():.2e}")
+        print(
+            f"{name}: top-1 agrees on {len(x)} test images, max probability difference "
+            f"{np.abs(got - expected).max():.2e}"
+        )
 
 
 def tflite_predict(path: Path, x: np.ndarray) -> np.ndarray:
@@ -358,8 +446,10 @@ def test_another_trial_is_retrained_and_named(cnn10_export, tmp_path, capsys):
     with open(copy / "trials.jsonl", "a") as f:
         f.write(json.dumps(failed) + "\n")
     capsys.readouterr()
-    for trial, message in (("3", "--trial: trial 3 of run 'copy' failed (ValueError: boom), expected a completed"),
-                           ("7", "--trial: got 7, expected a completed trial of run 'copy' (completed: 1, 2")):
+    for trial, message in (
+        ("3", "--trial: trial 3 of run 'copy' failed (ValueError: boom), expected a completed"),
+        ("7", "--trial: got 7, expected a completed trial of run 'copy' (completed: 1, 2"),
+    ):
         assert nas_cli(["export", str(copy), "--trial", trial]) == 2
         assert message in capsys.readouterr().err
     assert sorted(p.name for p in copy.iterdir()) == ["config.json", "space.yaml", "trials.jsonl"]
@@ -371,5 +461,7 @@ def test_model_py_round_trip_in_a_fresh_process(runs):
     assert report["params"][0] == report["params"][1]
     assert report["layers"][0] == report["layers"][1]
     assert report["difference"] <= 1e-5, report["difference"]
-    print(f"round trip: {report['params'][0]} parameters, max difference {report['difference']:.2e} on "
-          f"{report['images']} test images")
+    print(
+        f"round trip: {report['params'][0]} parameters, max difference {report['difference']:.2e} on "
+        f"{report['images']} test images"
+    )

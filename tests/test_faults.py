@@ -7,8 +7,19 @@ import json
 
 from nas_commands import run_nas
 
-FAST = ["--space", "linear", "--data", "digits", "--epochs", "1", "--final-epochs", "10", "--no-dashboard",
-        "--runs-dir", "runs"]
+FAST = [
+    "--space",
+    "linear",
+    "--data",
+    "digits",
+    "--epochs",
+    "1",
+    "--final-epochs",
+    "10",
+    "--no-dashboard",
+    "--runs-dir",
+    "runs",
+]
 
 
 def trials(run):
@@ -16,9 +27,23 @@ def trials(run):
 
 
 def test_each_kind_of_child_fault_is_recorded_and_the_search_goes_on(tmp_path):
-    result = run_nas("search", *FAST, "--name", "faults", "--budget", "7", "--controller", "random",
-                     "--trial-timeout", "20", "--max-failures", "10", cwd=tmp_path, timeout=900,
-                     faults="2:raise,3:nan,4:exit,5:slow,6:hang")
+    result = run_nas(
+        "search",
+        *FAST,
+        "--name",
+        "faults",
+        "--budget",
+        "7",
+        "--controller",
+        "random",
+        "--trial-timeout",
+        "20",
+        "--max-failures",
+        "10",
+        cwd=tmp_path,
+        timeout=900,
+        faults="2:raise,3:nan,4:exit,5:slow,6:hang",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr  # the reasons are in trials.jsonl, not tracebacks on stderr
     in_order = trials(tmp_path / "runs" / "faults")
@@ -41,10 +66,23 @@ def test_each_kind_of_child_fault_is_recorded_and_the_search_goes_on(tmp_path):
 
 
 def test_failures_in_a_row_stop_the_search_and_it_resumes_with_a_higher_limit(tmp_path):
-    stopped = run_nas("search", *FAST, "--name", "run", "--budget", "4", "--workers", "1", "--max-failures", "2",
-                      cwd=tmp_path, timeout=900, faults="1:raise,2:raise")
+    stopped = run_nas(
+        "search",
+        *FAST,
+        "--name",
+        "run",
+        "--budget",
+        "4",
+        "--workers",
+        "1",
+        "--max-failures",
+        "2",
+        cwd=tmp_path,
+        timeout=900,
+        faults="1:raise,2:raise",
+    )
     assert stopped.returncode == 3, stopped.stderr
-    line, = stopped.stderr.strip().splitlines()
+    (line,) = stopped.stderr.strip().splitlines()
     assert line.startswith("nas: error: search stopped: 2 trials failed in a row (--max-failures 2)")
     assert "--resume" in line and "Traceback" not in stopped.stderr
     run = tmp_path / "runs" / "run"
@@ -60,8 +98,21 @@ def test_failures_in_a_row_stop_the_search_and_it_resumes_with_a_higher_limit(tm
     gone = run_nas("search", "--name", "run", "--runs-dir", "runs", "--resume", cwd=tmp_path)
     assert gone.returncode == 2 and "--address: cannot reach a Ray cluster at '127.0.0.1:1'" in gone.stderr
 
-    resumed = run_nas("search", "--name", "run", "--runs-dir", "runs", "--resume", "--max-failures", "5",
-                      "--no-dashboard", "--address", "local", cwd=tmp_path, timeout=900)
+    resumed = run_nas(
+        "search",
+        "--name",
+        "run",
+        "--runs-dir",
+        "runs",
+        "--resume",
+        "--max-failures",
+        "5",
+        "--no-dashboard",
+        "--address",
+        "local",
+        cwd=tmp_path,
+        timeout=900,
+    )
     assert resumed.returncode == 0, resumed.stderr
     records = trials(run)
     assert [r["trial"] for r in records] == [1, 2, 3, 4]

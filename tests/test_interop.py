@@ -10,8 +10,14 @@ from controllers import make_controller
 from nas.rundir import RunDir
 from nas.search_state import Search, SearchExhausted
 from search_spaces import SpaceError, builtin_names, load_space, parse_space
-from search_spaces.interop import (from_hyperparameters, from_tune_config, space_from_hyperparameters,
-                                   to_hyperparameters, to_tune_param_space, to_values)
+from search_spaces.interop import (
+    from_hyperparameters,
+    from_tune_config,
+    space_from_hyperparameters,
+    to_hyperparameters,
+    to_tune_param_space,
+    to_values,
+)
 
 kt = pytest.importorskip("keras_tuner")
 
@@ -24,6 +30,7 @@ def sample(space, n, seed=0):
 
 
 # -- conversions ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", builtin_names())
 def test_every_builtin_space_round_trips_through_keras_tuner_and_tune(name):
@@ -45,8 +52,10 @@ def test_every_builtin_space_round_trips_through_keras_tuner_and_tune(name):
         assert [trial_hp.is_active(d.name) for d in space.decisions] == active
         assert set(values) == {d.name for d, a in zip(space.decisions, active) if a}
         # Tune samples every decision, inactive ones too: they are dropped on the way back.
-        config = {d.name: d.choices[c if a else rng.integers(len(d.choices))]
-                  for d, c, a in zip(space.decisions, arch.choices, active)}
+        config = {
+            d.name: d.choices[c if a else rng.integers(len(d.choices))]
+            for d, c, a in zip(space.decisions, arch.choices, active)
+        }
         assert from_tune_config(space, config) == arch
 
 
@@ -56,20 +65,32 @@ def test_layers_beyond_the_chosen_depth_are_conditional_in_keras_tuner():
     assert hp["layer0.units"].conditions == []
     assert [c.get_config() for c in hp["layer1.units"].conditions] == [{"name": "layers", "values": [2, 3]}]
     assert [c.get_config() for c in hp["layer2.dropout"].conditions] == [{"name": "layers", "values": [3]}]
-    arch = from_hyperparameters(space, {"layers": 1, "training.learning_rate": 0.003, "layer0.units": 64,
-                                        "layer0.dropout": 0.5, "tuner/epochs": 3})
-    assert space.decode(arch) == {"layers": 1, "training.learning_rate": 0.003, "layer0.units": 64,
-                                  "layer0.dropout": 0.5}
+    arch = from_hyperparameters(
+        space,
+        {"layers": 1, "training.learning_rate": 0.003, "layer0.units": 64, "layer0.dropout": 0.5, "tuner/epochs": 3},
+    )
+    assert space.decode(arch) == {
+        "layers": 1,
+        "training.learning_rate": 0.003,
+        "layer0.units": 64,
+        "layer0.dropout": 0.5,
+    }
 
 
 def test_values_that_are_not_the_spaces_are_refused_in_one_line():
     space = load_space("linear")
     good = {"l2": 0.0, "training.learning_rate": 0.001, "training.batch_size": 32}
-    with pytest.raises(SpaceError, match=r"^space linear: hyperparameters: l2: got 0.5, expected one of 0.0, "
-                                         r"0.0001, 0.001$"):
+    with pytest.raises(
+        SpaceError,
+        match=r"^space linear: hyperparameters: l2: got 0.5, expected one of 0.0, "
+        r"0.0001, 0.001$",
+    ):
         from_hyperparameters(space, {**good, "l2": 0.5})
-    with pytest.raises(SpaceError, match=r"^space linear: config: missing 'training.batch_size', expected a value "
-                                         r"for every decision that has an effect"):
+    with pytest.raises(
+        SpaceError,
+        match=r"^space linear: config: missing 'training.batch_size', expected a value "
+        r"for every decision that has an effect",
+    ):
         from_tune_config(space, {"l2": 0.0, "training.learning_rate": 0.001})
     with pytest.raises(SpaceError, match=r"^space linear: config: unknown decision 'units', expected names"):
         from_tune_config(space, {**good, "units": 3})
@@ -88,8 +109,11 @@ def test_keras_tuner_hyperparameters_become_a_space_with_their_conditions():
     hp.Float("lr", 1e-4, 1e-2, step=10, sampling="log")
     space = space_from_hyperparameters(hp)
     assert [(d.name, d.choices) for d in space.decisions] == [
-        ("model", ("linear", "mlp")), ("block/units", (16, 32, 48, 64)), ("block/norm", (False, True)),
-        ("lr", pytest.approx((1e-4, 1e-3, 1e-2)))]
+        ("model", ("linear", "mlp")),
+        ("block/units", (16, 32, 48, 64)),
+        ("block/norm", (False, True)),
+        ("lr", pytest.approx((1e-4, 1e-3, 1e-2))),
+    ]
     assert space.active([0, 3, 1, 2]) == [True, False, False, True]
     assert space.architecture([0, 3, 1, 2]) == space.architecture([0, 0, 0, 2])  # canonical, as KT hashes it
     hp.Float("momentum", 0.0, 0.9)
@@ -98,6 +122,7 @@ def test_keras_tuner_hyperparameters_become_a_space_with_their_conditions():
 
 
 # -- Keras Tuner's oracles as controllers ---------------------------------------------------------------
+
 
 def reward_of(arch):
     return 0.5 + 0.05 * float(np.mean(arch.choices))
@@ -122,9 +147,14 @@ def test_each_keras_tuner_oracle_runs_three_trials_asynchronously(name):
     assert controller.pending == [] and controller.oracle.ongoing_trials == {}
     assert (controller.oracle.last_fit is not None) if name == "kt-bayesian" else True
     json.dumps(controller.state())
-    assert controller.settings_json()["oracle"] == {"kt-random": "RandomSearchOracle",
-                                                    "kt-bayesian": "BayesianOptimizationOracle",
-                                                    "kt-hyperband": "HyperbandOracle"}[name]
+    assert (
+        controller.settings_json()["oracle"]
+        == {
+            "kt-random": "RandomSearchOracle",
+            "kt-bayesian": "BayesianOptimizationOracle",
+            "kt-hyperband": "HyperbandOracle",
+        }[name]
+    )
     with pytest.raises(ValueError, match="was not asked for or was told already"):
         controller.tell(third, 0.5)
 
@@ -186,8 +216,9 @@ def search_by_hand(tmp_path, controller, budget, space=TINY):
         search.record(trial, {"status": "completed", "val_accuracy": reward_of(trial.arch), "params": 1})
 
 
-@pytest.mark.parametrize("name, oracle", [("kt-random", "RandomSearchOracle"),
-                                          ("kt-bayesian", "BayesianOptimizationOracle")])
+@pytest.mark.parametrize(
+    "name, oracle", [("kt-random", "RandomSearchOracle"), ("kt-bayesian", "BayesianOptimizationOracle")]
+)
 def test_an_exhausted_keras_tuner_oracle_ends_the_search(tmp_path, name, oracle):
     # kt-bayesian: one at random, then the Gaussian process, which proposes tried ones here and then
     # falls back on an untried one at random.
@@ -221,6 +252,7 @@ def test_keras_tuner_controller_settings_are_checked():
 
 # -- a nas controller as a Keras Tuner oracle -------------------------------------------------------------
 
+
 def test_a_controller_oracle_runs_each_configuration_once_then_stops(tmp_path):
     """Driven as a Tuner drives it: create, update, end. The random controller keeps asking for the
     three architectures of TINY; repeats are told their reward without a trial, then KT hears STOPPED."""
@@ -248,13 +280,20 @@ def test_reinforce_as_a_keras_tuner_oracle_with_a_hand_written_hypermodel(tmp_pa
     x = (x / 16).astype("float32")
 
     def build(hp):
-        model = keras.Sequential([keras.Input((64,)),
-                                  keras.layers.Dense(hp.Choice("units", [8, 16, 32]), activation="relu"),
-                                  keras.layers.Dropout(hp.Choice("dropout", [0.0, 0.25])),
-                                  keras.layers.Dense(10, activation="softmax")])
-        model.compile(optimizer=keras.optimizers.Adam(hp.Choice("learning_rate", [0.003, 0.01])),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                      run_eagerly=True)  # a few steps: cheaper than tracing each trial's model
+        model = keras.Sequential(
+            [
+                keras.Input((64,)),
+                keras.layers.Dense(hp.Choice("units", [8, 16, 32]), activation="relu"),
+                keras.layers.Dropout(hp.Choice("dropout", [0.0, 0.25])),
+                keras.layers.Dense(10, activation="softmax"),
+            ]
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(hp.Choice("learning_rate", [0.003, 0.01])),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            run_eagerly=True,
+        )  # a few steps: cheaper than tracing each trial's model
         return model
 
     def tuner(trials):

@@ -10,11 +10,25 @@ import subprocess
 import time
 
 import pytest
-
 from nas_commands import start_nas
 
-ARGS = ["--space", "linear", "--data", "digits", "--epochs", "1", "--final-epochs", "10", "--no-dashboard",
-        "--runs-dir", "runs", "--name", "killed", "--seed", "0"]
+ARGS = [
+    "--space",
+    "linear",
+    "--data",
+    "digits",
+    "--epochs",
+    "1",
+    "--final-epochs",
+    "10",
+    "--no-dashboard",
+    "--runs-dir",
+    "runs",
+    "--name",
+    "killed",
+    "--seed",
+    "0",
+]
 
 
 def start(cwd, *extra):

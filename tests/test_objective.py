@@ -1,12 +1,12 @@
 """The reward a search maximises: accuracy alone, or MnasNet's accuracy x (cost / target) ^ w."""
 
 import pytest
+from test_search_state import SPACE, Scripted
 
 from nas.errors import InputError
 from nas.objective import Objective
 from nas.rundir import RunDir
 from nas.search_state import Search
-from test_search_state import SPACE, Scripted
 
 
 def test_accuracy_is_the_reward_by_default():
@@ -27,14 +27,17 @@ def test_mnasnet_soft_constraint_values():
     assert latency.reward({"val_accuracy": 0.8, "latency_ms": 8.0}) == pytest.approx(0.4)
 
 
-@pytest.mark.parametrize("args, message", [
-    (("size",), "objective: got 'size'"),
-    (("accuracy", 100), "target_params: applies to --objective accuracy-params"),
-    (("accuracy-latency",), "objective accuracy-latency: needs --target-latency-ms"),
-    (("accuracy-params", None, 2.0), "target_latency_ms: does not apply to --objective accuracy-params"),
-    (("accuracy-params", 0), "target_params: got 0, expected a number > 0"),
-    (("accuracy-params", 100, None, 0.1), "objective_weight: got 0.1, expected a number <= 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("size",), "objective: got 'size'"),
+        (("accuracy", 100), "target_params: applies to --objective accuracy-params"),
+        (("accuracy-latency",), "objective accuracy-latency: needs --target-latency-ms"),
+        (("accuracy-params", None, 2.0), "target_latency_ms: does not apply to --objective accuracy-params"),
+        (("accuracy-params", 0), "target_params: got 0, expected a number > 0"),
+        (("accuracy-params", 100, None, 0.1), "objective_weight: got 0.1, expected a number <= 0"),
+    ],
+)
 def test_bad_combinations_are_refused_naming_the_flag(args, message):
     with pytest.raises(InputError, match=message.replace("(", r"\(")):
         Objective.parse(*args)

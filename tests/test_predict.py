@@ -6,9 +6,8 @@ import subprocess
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from nas_commands import start_nas  # started now: the tests run their commands side by side
+from PIL import Image
 
 
 def finish(process: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -74,7 +73,7 @@ def test_predict_labels_images_like_the_model_and_names_the_bad_file(digits_mode
     import keras
 
     model = keras.saving.load_model(digits_model_dir / "model.keras")
-    expected = model.predict(x[:count + 1], verbose=0).argmax(axis=1)
+    expected = model.predict(x[: count + 1], verbose=0).argmax(axis=1)
     assert list(top1) == list(expected[[index[a["image"]] for a in answers]])
 
     # Human output, all inputs images: a line per image with its top 2, nothing on stderr, exit code 0.

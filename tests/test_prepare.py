@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from nas_commands import run_nas
 from PIL import Image
 
 from nas import records
 from nas.data import load_data
 from nas.dataset import data_fingerprint
 from nas.errors import InputError
-from nas_commands import run_nas
 
 CLASSES = {"red": 0, "green": 1, "blue": 2}  # each class a colour: a linear model learns it in a few steps
 SPLITS = {"train": "train", "val": "validation", "test": "test"}
@@ -46,8 +46,10 @@ def prepared(tmp_path_factory) -> Path:
 def test_prepare_writes_shards_and_an_index_and_skips_a_corrupt_image(tmp_path, capfd):
     source = write_folder(tmp_path / "pics", corrupt=True)
     info = records.prepare(source, tmp_path / "out", image_size=(8, 8), shards=3)
-    assert f"nas: skipped {source / 'green' / 'broken.png'}: not a readable image (UnidentifiedImageError)" \
+    assert (
+        f"nas: skipped {source / 'green' / 'broken.png'}: not a readable image (UnidentifiedImageError)"
         in capfd.readouterr().err.splitlines()
+    )
     on_disk = json.loads((tmp_path / "out" / "dataset.json").read_text())
     assert on_disk == info and info["class_names"] == ["blue", "green", "red"]
     assert info["skipped"] == [{"file": "green/broken.png", "reason": "not a readable image (UnidentifiedImageError)"}]
@@ -116,9 +118,11 @@ def test_a_failed_prepare_leaves_nothing(tmp_path, monkeypatch):
 def test_a_killed_prepare_leaves_no_directory(tmp_path):
     """SIGKILL as the last shard's checksum is taken: only a hidden temporary folder remains."""
     source = write_folder(tmp_path / "pics", per_class=5)
-    code = ("import os, signal, sys\nfrom nas import records\n"
-            "records._sha1 = lambda path: path.name.startswith('test') and os.kill(os.getpid(), signal.SIGKILL)\n"
-            "records.prepare(sys.argv[1], sys.argv[2])\n")
+    code = (
+        "import os, signal, sys\nfrom nas import records\n"
+        "records._sha1 = lambda path: path.name.startswith('test') and os.kill(os.getpid(), signal.SIGKILL)\n"
+        "records.prepare(sys.argv[1], sys.argv[2])\n"
+    )
     result = subprocess.run([sys.executable, "-c", code, str(source), str(tmp_path / "out")], timeout=120)
     assert result.returncode == -signal.SIGKILL
     assert not (tmp_path / "out").exists()
@@ -139,18 +143,27 @@ def _index_without(key):
     return lambda info: info.pop(key)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda info: "{not json", r"dataset.json: not readable JSON \(JSONDecodeError at line 1\)"),
-    (_index_without("class_names"), r"dataset.json: class_names: missing, expected a list of at least 2"),
-    (lambda info: info.update(version=7), r"dataset.json: version: got 7, expected 'nas-records' version 1"),
-    (lambda info: info.update(image_size=[8]), r"dataset.json: image_size: got \[8\], expected \[height, width\]"),
-    (lambda info: info["splits"]["test"]["files"][0].update(name="../x.tfrecord"),
-     r"dataset.json: splits.test.files.0.name: got \"../x.tfrecord\", expected a file name in the same folder"),
-    (lambda info: info["splits"]["train"].update(count=1000),
-     r"dataset.json: splits.train.count: got 1000, expected the sum of its files' examples"),
-    (lambda info: info["splits"]["validation"]["files"][1].update(name="gone.tfrecord"),
-     r"dataset.json: splits.validation.files.1: .*gone.tfrecord not found, expected every shard the index lists"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda info: "{not json", r"dataset.json: not readable JSON \(JSONDecodeError at line 1\)"),
+        (_index_without("class_names"), r"dataset.json: class_names: missing, expected a list of at least 2"),
+        (lambda info: info.update(version=7), r"dataset.json: version: got 7, expected 'nas-records' version 1"),
+        (lambda info: info.update(image_size=[8]), r"dataset.json: image_size: got \[8\], expected \[height, width\]"),
+        (
+            lambda info: info["splits"]["test"]["files"][0].update(name="../x.tfrecord"),
+            r"dataset.json: splits.test.files.0.name: got \"../x.tfrecord\", expected a file name in the same folder",
+        ),
+        (
+            lambda info: info["splits"]["train"].update(count=1000),
+            r"dataset.json: splits.train.count: got 1000, expected the sum of its files' examples",
+        ),
+        (
+            lambda info: info["splits"]["validation"]["files"][1].update(name="gone.tfrecord"),
+            r"dataset.json: splits.validation.files.1: .*gone.tfrecord not found, expected every shard the index lists",
+        ),
+    ],
+)
 def test_a_bad_index_is_refused_in_one_line(prepared, tmp_path, change, message):
     import shutil
 
@@ -179,24 +192,44 @@ def test_search_streams_a_prepared_directory_through_ray(tmp_path):
     source = write_folder(tmp_path / "pics", per_class=20, corrupt=True)
     prepared = run_nas("data", "prepare", str(source), "--out", str(tmp_path / "data"), cwd=None, timeout=300)
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
-    assert prepared.stderr.splitlines() == [f"nas: skipped {source / 'green' / 'broken.png'}: not a readable image "
-                                            "(UnidentifiedImageError)"]
+    assert prepared.stderr.splitlines() == [
+        f"nas: skipped {source / 'green' / 'broken.png'}: not a readable image (UnidentifiedImageError)"
+    ]
     assert "3 classes (blue, green, red), 32x32x3 images" in prepared.stdout
     assert "skipped 1 unreadable image(s)" in prepared.stdout
     info = json.loads((tmp_path / "data" / "dataset.json").read_text())
     assert sum(info["splits"][s]["count"] for s in info["splits"]) == 60 and len(info["skipped"]) == 1
 
-    result = run_nas("search", "--space", "linear", "--budget", "2", "--epochs", "1", "--final-epochs", "1",
-                     "--data", str(tmp_path / "data"), "--no-dashboard", "--runs-dir", str(tmp_path / "runs"),
-                     "--name", "streamed", cwd=None, NAS_STREAM_RECORDS="1")
+    result = run_nas(
+        "search",
+        "--space",
+        "linear",
+        "--budget",
+        "2",
+        "--epochs",
+        "1",
+        "--final-epochs",
+        "1",
+        "--data",
+        str(tmp_path / "data"),
+        "--no-dashboard",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--name",
+        "streamed",
+        cwd=None,
+        NAS_STREAM_RECORDS="1",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == "", result.stderr
     run = tmp_path / "runs" / "streamed"
     config = json.loads((run / "config.json").read_text())
     counts = [info["splits"][s]["count"] for s in ("train", "validation", "test")]
-    assert config["data_summary"] == (f"{tmp_path / 'data'}: 3 classes, 32x32x3 images, train {counts[0]} / "
-                                      f"validation {counts[1]} / test {counts[2]} (held out), streamed from 3 "
-                                      "TFRecord files")
+    assert config["data_summary"] == (
+        f"{tmp_path / 'data'}: 3 classes, 32x32x3 images, train {counts[0]} / "
+        f"validation {counts[1]} / test {counts[2]} (held out), streamed from 3 "
+        "TFRecord files"
+    )
     trials = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
     assert [t["status"] for t in trials] == ["completed", "completed"], trials
     assert all(t["metrics"]["latency_ms"] > 0 for t in trials)

@@ -10,14 +10,20 @@ from nas import progress
 
 def record(trial, reward, status="completed"):
     metrics = {"val_accuracy": reward, "params": 1234, "fit_seconds": 2.0} if status == "completed" else {}
-    return {"trial": trial, "status": status, "reward": reward, "metrics": metrics,
-            "error": None if status == "completed" else "InjectedFault: boom"}
+    return {
+        "trial": trial,
+        "status": status,
+        "reward": reward,
+        "metrics": metrics,
+        "error": None if status == "completed" else "InjectedFault: boom",
+    }
 
 
 def printed(monkeypatch, terminal: bool, running=None):
     out = io.StringIO()
-    monkeypatch.setattr(progress, "console", Console(file=out, force_terminal=terminal, width=160,
-                                                     color_system=None, highlight=False))
+    monkeypatch.setattr(
+        progress, "console", Console(file=out, force_terminal=terminal, width=160, color_system=None, highlight=False)
+    )
     printer = progress.TrialPrinter(3, running=running)
     with printer.live():
         printer(record(1, 0.5))

@@ -16,12 +16,23 @@ import time
 from io import BytesIO
 
 import pytest
+from nas_commands import run_nas, start_nas
 from PIL import Image
 
-from nas_commands import run_nas, start_nas
-
-SEARCH = ["search", "--space", "cnn10", "--epochs", "1", "--final-epochs", "1", "--data", "digits", "--no-dashboard",
-          "--runs-dir", "runs"]
+SEARCH = [
+    "search",
+    "--space",
+    "cnn10",
+    "--epochs",
+    "1",
+    "--final-epochs",
+    "1",
+    "--data",
+    "digits",
+    "--no-dashboard",
+    "--runs-dir",
+    "runs",
+]
 PLOTS = ("rewards", "controller", "pareto", "winner")
 
 
@@ -44,8 +55,10 @@ def runs(tmp_path_factory):
     state = root / "runs" / "stopped" / "state.json"
     try:
         deadline = time.monotonic() + 600
-        while not (state.exists() and [t["trial"] for t in json.loads(state.read_text())["running"]] == [2]) \
-                and time.monotonic() < deadline:  # trial 1 has finished, trial 2 is handed to the worker
+        while (
+            not (state.exists() and [t["trial"] for t in json.loads(state.read_text())["running"]] == [2])
+            and time.monotonic() < deadline
+        ):  # trial 1 has finished, trial 2 is handed to the worker
             assert stopped.poll() is None, stopped.communicate()[1]
             time.sleep(0.2)
         time.sleep(3)  # trial 2 is training (5 s a step)
@@ -60,8 +73,14 @@ def runs(tmp_path_factory):
                 os.killpg(process.pid, signal.SIGKILL)
     assert tiny.returncode == 0, tiny_err
     assert stopped.returncode == 130, stopped_err
-    return {"root": root, "runs": root / "runs", "tiny_out": tiny_out, "stopped_out": stopped_out,
-            "stopped_err": stopped_err, "stop_seconds": stop_seconds}
+    return {
+        "root": root,
+        "runs": root / "runs",
+        "tiny_out": tiny_out,
+        "stopped_out": stopped_out,
+        "stopped_err": stopped_err,
+        "stop_seconds": stop_seconds,
+    }
 
 
 def copy_run(runs, name, new):
@@ -104,7 +123,7 @@ def test_a_finished_search_writes_its_report(runs):
     assert 'class="status-finished"' in page  # not `running`: the search wrote it while it held the lock
     assert f"{summary['test_accuracy']:.4f}" in page and "test accuracy" in page
     assert "Failed trials (1)" in page and "InjectedFault" in page
-    assert "Top 2 architectures" in page and f"<td class=\"n\">{summary['best']['trial']}</td>" in page
+    assert "Top 2 architectures" in page and f'<td class="n">{summary["best"]["trial"]}</td>' in page
     assert "data_fingerprint" in page  # the settings, from config.json
 
 
@@ -124,7 +143,7 @@ def test_ctrl_c_stopped_the_search_at_once_and_it_resumes(runs):
     """Ctrl-C landed while trial 2 trained (slowly: 5 s a step) and did not wait for it: the search
     ended with one line and exit 130, trial 2 stayed `running`, and --resume trains it under its number."""
     assert runs["stop_seconds"] < 60  # trial 2 would take minutes to finish
-    line, = runs["stopped_err"].strip().splitlines()
+    (line,) = runs["stopped_err"].strip().splitlines()
     assert line.startswith("nas: error: interrupted after 1 finished trials") and line.endswith("--resume")
     run = copy_run(runs, "stopped", "resumed")
     assert [t["trial"] for t in json.loads((run / "state.json").read_text())["running"]] == [2]
@@ -160,9 +179,11 @@ def test_a_report_of_200_trials_is_fast_and_imports_neither_tensorflow_nor_ray(r
                 record["metrics"] = {**record["metrics"], "val_accuracy": 0.5 + n / 500, "params": 1000 + 37 * n}
                 record["reward"] = record["metrics"]["val_accuracy"]
             f.write(json.dumps(record) + "\n")
-    code = ("import sys, time; from nas.report import write_report; start = time.process_time(); "
-            f"write_report({str(run)!r}); print(time.process_time() - start); "
-            "assert not {'tensorflow', 'keras', 'ray'} & set(sys.modules), sorted(sys.modules)")
+    code = (
+        "import sys, time; from nas.report import write_report; start = time.process_time(); "
+        f"write_report({str(run)!r}); print(time.process_time() - start); "
+        "assert not {'tensorflow', 'keras', 'ray'} & set(sys.modules), sorted(sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert float(result.stdout) < 3.0  # CPU seconds: the machine may be busy, the wall clock says little
@@ -193,8 +214,17 @@ def test_a_run_whose_trials_all_failed_still_gets_a_report(runs):
     lines = []
     for line in (run / "trials.jsonl").read_text().splitlines():
         record = json.loads(line)
-        lines.append(json.dumps({**record, "status": "failed", "metrics": {}, "reward": 0.0,
-                                 "error": "ChildFailed: training loss became nan in epoch 1"}))
+        lines.append(
+            json.dumps(
+                {
+                    **record,
+                    "status": "failed",
+                    "metrics": {},
+                    "reward": 0.0,
+                    "error": "ChildFailed: training loss became nan in epoch 1",
+                }
+            )
+        )
     (run / "trials.jsonl").write_text("\n".join(lines) + "\n")
     (run / "summary.json").unlink()
     result = nas("report", str(run), cwd=runs["root"])
@@ -238,11 +268,14 @@ def test_show_prints_the_summary_and_the_top_trials(runs):
     assert f"trial {summary['best']['trial']}" in result.stdout
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["report", "nowhere"], "nowhere: no such run"),
-    (["show", "torn"], "trials.jsonl: line 1: not a JSON record"),
-    (["runs", "--runs-dir", "missing"], "--runs-dir: missing: no such folder"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["report", "nowhere"], "nowhere: no such run"),
+        (["show", "torn"], "trials.jsonl: line 1: not a JSON record"),
+        (["runs", "--runs-dir", "missing"], "--runs-dir: missing: no such folder"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(runs, args, fragment):
     torn = runs["runs"] / "torn"
     if not torn.exists():
@@ -251,5 +284,5 @@ def test_bad_input_is_one_line_and_exit_2(runs, args, fragment):
         (torn / "trials.jsonl").write_text("{torn\n" + text)
     result = nas(*args, *([] if "--runs-dir" in args else ["--runs-dir", str(runs["runs"])]), cwd=runs["root"])
     assert result.returncode == 2, result.stderr
-    line, = result.stderr.strip().splitlines()
+    (line,) = result.stderr.strip().splitlines()
     assert line.startswith("nas: error: ") and fragment in line

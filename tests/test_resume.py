@@ -15,8 +15,11 @@ from nas.rundir import RunDir
 from nas.search_state import Search, SearchExhausted
 from search_spaces import parse_space
 
-SPACE = parse_space("family: dense\nlayers: [1, 2]\nlayer: {units: [8, 16, 32, 64], dropout: [0.0, 0.5]}\n"
-                    "controller: {batch_size: 2, learning_rate: 0.05}\n", source="small.yaml")
+SPACE = parse_space(
+    "family: dense\nlayers: [1, 2]\nlayer: {units: [8, 16, 32, 64], dropout: [0.0, 0.5]}\n"
+    "controller: {batch_size: 2, learning_rate: 0.05}\n",
+    source="small.yaml",
+)
 BUDGET = 7
 
 
@@ -66,7 +69,9 @@ def drive(search):
         if not running:
             return
         trial = running.pop(0)
-        search.record(trial, {"status": "completed", "val_accuracy": reward(trial.arch), "params": 1, "fit_seconds": 1.0})
+        search.record(
+            trial, {"status": "completed", "val_accuracy": reward(trial.arch), "params": 1, "fit_seconds": 1.0}
+        )
 
 
 def new_search(rundir, resume, controller="reinforce"):

@@ -13,15 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import train_digits_model_dir
 from nas_commands import run_nas
+
 from nas.errors import InputError
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 def digits_npz(path: Path, keep, digits=range(10)) -> Path:
@@ -157,7 +159,9 @@ def test_a_failure_while_writing_leaves_no_version(tmp_path):
     root.mkdir()
     (root / ".incomplete-killed").mkdir()  # what a process killed while writing leaves: not a version
     (root / ".incomplete-killed" / "model.keras").write_bytes(b"half")
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")]
+    )
     with pytest.raises(TypeError):  # a set is not JSON: write_model_dir fails after saving the model
         write_version(root, model, ["a", "b"], {"oops": {1, 2}})
     assert sorted(p.name for p in root.iterdir()) == [".incomplete-killed"] and versions(root) == [1]
@@ -165,11 +169,14 @@ def test_a_failure_while_writing_leaves_no_version(tmp_path):
     assert (path, version) == (root / "v2", 2) and versions(root) == [1, 2]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"freeze_base": True}, "freeze_base: applies only with --new-labels"),
-    ({"epochs": 0}, "epochs: got 0, expected an integer >= 1"),
-    ({"learning_rate": float("nan")}, "learning_rate: got nan, expected a positive number"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"freeze_base": True}, "freeze_base: applies only with --new-labels"),
+        ({"epochs": 0}, "epochs: got 0, expected an integer >= 1"),
+        ({"learning_rate": float("nan")}, "learning_rate: got nan, expected a positive number"),
+    ],
+)
 def test_bad_options_are_refused_before_anything_loads(tmp_path, kwargs, message):
     from nas.retrain import retrain
 

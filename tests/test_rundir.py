@@ -37,9 +37,16 @@ def test_a_second_search_on_a_locked_run_is_refused_naming_the_holder(tmp_path):
 def test_the_lock_of_a_killed_process_is_taken_over(tmp_path):
     run = RunDir(tmp_path / "run")
     run.create()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from nas.rundir import RunDir; "
-                               f"RunDir({str(run.path)!r}).lock(); print('locked', flush=True); time.sleep(600)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from nas.rundir import RunDir; "
+            f"RunDir({str(run.path)!r}).lock(); print('locked', flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(InputError, match=f"in use by process {holder.pid}"):
         RunDir(run.path).lock()

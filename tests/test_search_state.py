@@ -65,7 +65,9 @@ def test_the_space_file_can_set_the_failure_reward(tmp_path):
     search.record(search.next_trial(), {"status": "failed", "error": "boom"})
     assert search.controller.told == [(0, -1.0)]
     bad = parse_space(SPACE.text + "controller: {failure_reward: worst}\n", source="small.yaml")
-    with pytest.raises(SpaceError, match="small.yaml: controller.failure_reward: got 'worst', expected a finite number"):
+    with pytest.raises(
+        SpaceError, match="small.yaml: controller.failure_reward: got 'worst', expected a finite number"
+    ):
         Search(bad, Scripted(bad, []), rundir, budget=3)
 
 
@@ -125,8 +127,17 @@ def test_a_record_keeps_nas_metrics_only_and_reads_back_as_written(tmp_path):
     from nas.trial_record import TrialRecord
 
     search, rundir = make_search(tmp_path, Scripted(SPACE, [2, 0]))
-    ray_result = {**completed(0.8), "val_loss": float("nan"), "epochs": 4, "hostname": "h", "node_ip": "10.0.0.1",
-                  "time_since_restore": 3.0, "config/spec/space": "small", "checkpoint_dir_name": None, "done": True}
+    ray_result = {
+        **completed(0.8),
+        "val_loss": float("nan"),
+        "epochs": 4,
+        "hostname": "h",
+        "node_ip": "10.0.0.1",
+        "time_since_restore": 3.0,
+        "config/spec/space": "small",
+        "checkpoint_dir_name": None,
+        "done": True,
+    }
     record = search.record(search.next_trial(), ray_result)
     line = json.loads(rundir.file("trials.jsonl").read_text())
     assert line["metrics"] == {"val_accuracy": 0.8, "params": 10, "epochs": 4, "fit_seconds": 1.0}  # no NaN loss

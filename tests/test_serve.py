@@ -13,9 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from PIL import Image
-
 from nas_commands import run_nas, start_nas
+from PIL import Image
 
 START_TIMEOUT = 180  # Ray, Serve and two replicas that import TensorFlow, on a busy 2-core machine
 STOP_TIMEOUT = 60
@@ -76,8 +75,9 @@ def test_serve_answers_like_predict_refuses_bad_images_and_stops_cleanly(digits_
     folder, paths = digit_files
     port = free_port()
     with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
-        server = start_nas("serve", str(digits_model_dir), "--port", str(port), "--replicas", "2", cwd=None,
-                           stdout=out, stderr=err)
+        server = start_nas(
+            "serve", str(digits_model_dir), "--port", str(port), "--replicas", "2", cwd=None, stdout=out, stderr=err
+        )
     started = time.monotonic()
     try:
         # What `nas predict` says about the same files, computed while the server starts.
@@ -135,8 +135,10 @@ def test_serve_answers_like_predict_refuses_bad_images_and_stops_cleanly(digits_
                 seconds.append(time.perf_counter() - start)
                 assert answer.status_code == 200, answer.text
                 assert_same(answer.json()["predictions"][0]["labels"], expected[path.name])
-            print(f"50 requests in a row: median {statistics.median(seconds) * 1000:.1f} ms, "
-                  f"max {max(seconds) * 1000:.1f} ms, total {sum(seconds):.2f} s")
+            print(
+                f"50 requests in a row: median {statistics.median(seconds) * 1000:.1f} ms, "
+                f"max {max(seconds) * 1000:.1f} ms, total {sum(seconds):.2f} s"
+            )
 
         # 40 at once: batched together into model calls, each answer still the one for its image.
         def post(path):
@@ -152,8 +154,10 @@ def test_serve_answers_like_predict_refuses_bad_images_and_stops_cleanly(digits_
 
         _, second_err = second.communicate(timeout=120)
         assert second.returncode == 2, second_err
-        assert second_err == f"nas: error: --port: cannot listen on 127.0.0.1:{port} (Address already in use), " \
-                             "expected a free port of an address of this machine\n"
+        assert (
+            second_err == f"nas: error: --port: cannot listen on 127.0.0.1:{port} (Address already in use), "
+            "expected a free port of an address of this machine\n"
+        )
 
         server.send_signal(signal.SIGINT)
         start = time.perf_counter()

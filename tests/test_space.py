@@ -44,8 +44,9 @@ def test_cnn10_follows_zoph_and_le():
 def test_the_standard_augment_group_makes_each_augmentation_a_decision_that_may_be_off():
     space = load_space("cnn10_aug")
     augment = {d.name: d.choices for d in space.decisions if d.name.startswith("augment.")}
-    assert set(augment) == {f"augment.{k}" for k in ("flip", "rotation", "zoom", "translation", "contrast",
-                                                     "brightness", "crop")}
+    assert set(augment) == {
+        f"augment.{k}" for k in ("flip", "rotation", "zoom", "translation", "contrast", "brightness", "crop")
+    }
     assert all(choices[0] in (0, False) for choices in augment.values())
     cnn10 = load_space("cnn10")
     assert [d.name for d in space.decisions if not d.name.startswith("augment.")] == [d.name for d in cnn10.decisions]
@@ -65,8 +66,12 @@ def test_architecture_is_validated_canonical_and_serialisable():
     arch_a, arch_b = space.architecture(a), space.architecture(b)
     assert arch_a == arch_b and hash(arch_a) == hash(arch_b) and arch_a.key == arch_b.key  # ... so equal
     assert space.from_json(json.loads(json.dumps(arch_a.to_json()))) == arch_a
-    assert space.decode(arch_a) == {"layers": 1, "training.learning_rate": 0.003, "layer0.units": 128,
-                                    "layer0.dropout": 0.25}
+    assert space.decode(arch_a) == {
+        "layers": 1,
+        "training.learning_rate": 0.003,
+        "layer0.units": 128,
+        "layer0.dropout": 0.25,
+    }
     with pytest.raises(SpaceError, match="got 2 choices, expected 8"):
         space.architecture([0, 0])
     with pytest.raises(SpaceError, match=r"layers: choice index 3 out of range 0..2"):
@@ -101,46 +106,78 @@ def test_load_by_path(tmp_path):
     assert space.name == "tiny" and space.source == str(path)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("family: conv\nlayer: {filters: [8, 16}\n", r"bad.yaml: line 2: malformed YAML .*expected a mapping"),
-    ("- a\n- b\n", r"bad.yaml: file: got list, expected a mapping"),
-    ("family: transformer\n", r"bad.yaml: family: got 'transformer', expected one of linear, dense, conv, resnet"),
-    ("family: conv\nlayers: 3\nlayer: {kernel_height: [1, 3], opp: 2}\n",
-     r"bad.yaml: layer.opp: unknown setting, expected one of kernel_height"),
-    ("family: conv\nlayers: 3\nwidth: [1, 2]\n", r"bad.yaml: width: unknown setting for family conv"),
-    ("family: conv\nlayers: 3\nlayer: {filters: []}\n",
-     r"bad.yaml: layer.filters: empty list of choices, expected at least one value"),
-    ("family: conv\nlayers: 3\nlayer: {filters: [8, -1]}\n", r"bad.yaml: layer.filters: got -1, expected an integer >= 1"),
-    ("family: conv\nlayers: 3\nlayer: {filters: [8, 8]}\n", r"bad.yaml: layer.filters: repeated choice"),
-    ("family: conv\nlayers: 3\nlayer: {filters: [8], inputs: [any, previous]}\n",
-     r"bad.yaml: layer.inputs: got a list, expected a single value"),
-    ("family: conv\nlayers: 3\nlayer: {filters: [8], activation: [relu, softplus]}\n",
-     r"bad.yaml: layer.activation: got 'softplus', expected one of relu"),
-    ("family: conv\nlayers: 3\nreduce_after: [5]\nlayer: {filters: [8, 16]}\n",
-     r"bad.yaml: reduce_after: got \[5\], expected a list of layer indices from 0 to 2"),
-    ("family: conv\nlayers: 3\n", r"bad.yaml: file: declares no decision"),
-    ("family: conv\nlayers: 3\nlayer: {filters: [8], batch_norm: [true, after_conv]}\n",
-     r"bad.yaml: layer.batch_norm: got 'after_conv', expected true or false or one of none, before_activation, "
-     r"after_activation"),
-    ("family: dense\nlayers: [1, 2]\naugment: strong\n",
-     r"bad.yaml: augment: got 'strong', expected a mapping of settings or standard"),
-    ("family: dense\nlayers: [1, 2]\naugment: {crop: [0, 1.5]}\n", r"bad.yaml: augment.crop: got 1.5, expected an integer"),
-    ("family: dense\nlayers: [1, 2]\ntraining: {epochs: 3}\n",
-     r"bad.yaml: training.epochs: unknown setting, expected one of optimizer"),
-    ("family: dense\nlayers: [1, 2]\ntraining: {search_epochs: [1, 2]}\n",
-     r"bad.yaml: training.search_epochs: got a list, expected a single value"),
-    ("family: dense\nlayers: [1, 2]\ntraining: {learning_rate: fast}\n",
-     r"bad.yaml: training.learning_rate: got 'fast', expected a number"),
-    ("family: linear\nl2: [0, 0.1]\nlayer: {units: 4}\n", r"bad.yaml: layer: family linear has no layers"),
-    ("family: linear\nname: 'my space!'\nl2: [0, 0.1]\n", r"bad.yaml: name: got 'my space!'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("family: conv\nlayer: {filters: [8, 16}\n", r"bad.yaml: line 2: malformed YAML .*expected a mapping"),
+        ("- a\n- b\n", r"bad.yaml: file: got list, expected a mapping"),
+        ("family: transformer\n", r"bad.yaml: family: got 'transformer', expected one of linear, dense, conv, resnet"),
+        (
+            "family: conv\nlayers: 3\nlayer: {kernel_height: [1, 3], opp: 2}\n",
+            r"bad.yaml: layer.opp: unknown setting, expected one of kernel_height",
+        ),
+        ("family: conv\nlayers: 3\nwidth: [1, 2]\n", r"bad.yaml: width: unknown setting for family conv"),
+        (
+            "family: conv\nlayers: 3\nlayer: {filters: []}\n",
+            r"bad.yaml: layer.filters: empty list of choices, expected at least one value",
+        ),
+        (
+            "family: conv\nlayers: 3\nlayer: {filters: [8, -1]}\n",
+            r"bad.yaml: layer.filters: got -1, expected an integer >= 1",
+        ),
+        ("family: conv\nlayers: 3\nlayer: {filters: [8, 8]}\n", r"bad.yaml: layer.filters: repeated choice"),
+        (
+            "family: conv\nlayers: 3\nlayer: {filters: [8], inputs: [any, previous]}\n",
+            r"bad.yaml: layer.inputs: got a list, expected a single value",
+        ),
+        (
+            "family: conv\nlayers: 3\nlayer: {filters: [8], activation: [relu, softplus]}\n",
+            r"bad.yaml: layer.activation: got 'softplus', expected one of relu",
+        ),
+        (
+            "family: conv\nlayers: 3\nreduce_after: [5]\nlayer: {filters: [8, 16]}\n",
+            r"bad.yaml: reduce_after: got \[5\], expected a list of layer indices from 0 to 2",
+        ),
+        ("family: conv\nlayers: 3\n", r"bad.yaml: file: declares no decision"),
+        (
+            "family: conv\nlayers: 3\nlayer: {filters: [8], batch_norm: [true, after_conv]}\n",
+            r"bad.yaml: layer.batch_norm: got 'after_conv', expected true or false or one of none, before_activation, "
+            r"after_activation",
+        ),
+        (
+            "family: dense\nlayers: [1, 2]\naugment: strong\n",
+            r"bad.yaml: augment: got 'strong', expected a mapping of settings or standard",
+        ),
+        (
+            "family: dense\nlayers: [1, 2]\naugment: {crop: [0, 1.5]}\n",
+            r"bad.yaml: augment.crop: got 1.5, expected an integer",
+        ),
+        (
+            "family: dense\nlayers: [1, 2]\ntraining: {epochs: 3}\n",
+            r"bad.yaml: training.epochs: unknown setting, expected one of optimizer",
+        ),
+        (
+            "family: dense\nlayers: [1, 2]\ntraining: {search_epochs: [1, 2]}\n",
+            r"bad.yaml: training.search_epochs: got a list, expected a single value",
+        ),
+        (
+            "family: dense\nlayers: [1, 2]\ntraining: {learning_rate: fast}\n",
+            r"bad.yaml: training.learning_rate: got 'fast', expected a number",
+        ),
+        ("family: linear\nl2: [0, 0.1]\nlayer: {units: 4}\n", r"bad.yaml: layer: family linear has no layers"),
+        ("family: linear\nname: 'my space!'\nl2: [0, 0.1]\n", r"bad.yaml: name: got 'my space!'"),
+    ],
+)
 def test_bad_space_files_name_file_field_and_expectation(text, message):
     with pytest.raises(SpaceError, match=message):
         parse_space(text, source="bad.yaml")
 
 
 def test_unknown_space_lists_the_known_ones():
-    with pytest.raises(SpaceError, match=r"unknown space 'cnn11'; known spaces: bench_cnn, cnn10, cnn10_aug, dnn, linear, resnet, transfer"):
+    with pytest.raises(
+        SpaceError,
+        match=r"unknown space 'cnn11'; known spaces: bench_cnn, cnn10, cnn10_aug, dnn, linear, resnet, transfer",
+    ):
         load_space("cnn11")
     with pytest.raises(SpaceError, match=r"nope.yaml: space file not found"):
         load_space("nope.yaml")
@@ -150,7 +187,9 @@ def test_duplicate_keys_are_refused_but_yaml_merge_keys_still_work():
     with pytest.raises(SpaceError, match=r"bad.yaml: line 3: duplicate key 'filters' \(first given on line 3\)"):
         parse_space("family: conv\nlayers: 3\nlayer: {filters: [8, 16], filters: [4]}\n", source="bad.yaml")
     # A merge key's mapping followed by one of its keys is an override, not a duplicate.
-    space = parse_space("family: conv\nlayers: 3\nlayer:\n  <<: {filters: [4, 8], kernel_height: [1, 3]}\n"
-                        "  filters: [16, 32]\n", source="ok.yaml")
+    space = parse_space(
+        "family: conv\nlayers: 3\nlayer:\n  <<: {filters: [4, 8], kernel_height: [1, 3]}\n  filters: [16, 32]\n",
+        source="ok.yaml",
+    )
     choices = {d.name: d.choices for d in space.decisions}
     assert choices["layer0.filters"] == (16, 32) and choices["layer0.kernel_height"] == (1, 3)

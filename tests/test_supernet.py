@@ -95,10 +95,13 @@ def test_a_step_moves_only_the_weights_the_architecture_sampled(digits):
     assert np.array_equal(gamma[1], np.ones(8)) and not np.array_equal(gamma[0, :4], np.ones(4))  # width 4's row
 
 
-@pytest.mark.parametrize("space_name, expected", [
-    ("dnn", "space 'dnn' is of family dense; a supernet exists for the conv family only"),
-    ("bench_cnn", "space 'bench_cnn' decides training.learning_rate, which shared weights cannot compare"),
-])
+@pytest.mark.parametrize(
+    "space_name, expected",
+    [
+        ("dnn", "space 'dnn' is of family dense; a supernet exists for the conv family only"),
+        ("bench_cnn", "space 'bench_cnn' decides training.learning_rate, which shared weights cannot compare"),
+    ],
+)
 def test_spaces_without_a_supernet_are_named(space_name, expected):
     from nas.supernet import supported
 

@@ -38,16 +38,33 @@ def test_per_epoch_scalars_hparams_and_controller_updates(tmp_path):
     trials = [search.next_trial(), search.next_trial()]
     for trial, accuracy in zip(trials, (0.5, 0.75)):
         for epoch in (1, 2):
-            log.epoch(trial, {"epoch": epoch, "loss": 1.0 / epoch, "accuracy": 0.3 * epoch, "val_loss": 1.1 / epoch,
-                              "val_accuracy": accuracy * epoch / 2})
-        record = search.record(trial, {"status": "completed", "val_accuracy": accuracy, "params": 1000 * trial.number,
-                                       "latency_ms": 0.5, "fit_seconds": 1.0, "epochs": 2})
+            log.epoch(
+                trial,
+                {
+                    "epoch": epoch,
+                    "loss": 1.0 / epoch,
+                    "accuracy": 0.3 * epoch,
+                    "val_loss": 1.1 / epoch,
+                    "val_accuracy": accuracy * epoch / 2,
+                },
+            )
+        record = search.record(
+            trial,
+            {
+                "status": "completed",
+                "val_accuracy": accuracy,
+                "params": 1000 * trial.number,
+                "latency_ms": 0.5,
+                "fit_seconds": 1.0,
+                "epochs": 2,
+            },
+        )
         log.finished(record)
     log.close()
 
     root = rundir.file("tensorboard")
     experiment = hparams_data(events(root))
-    config, = experiment.values()
+    (config,) = experiment.values()
     assert {h.name for h in config.experiment.hparam_infos} == {d.name for d in space.decisions}
     assert {m.name.tag for m in config.experiment.metric_infos} == {"val_accuracy", "reward", "params", "latency_ms"}
 
@@ -56,7 +73,7 @@ def test_per_epoch_scalars_hparams_and_controller_updates(tmp_path):
         assert scalars(folder, "epoch_val_accuracy") == [(1, pytest.approx(accuracy / 2)), (2, pytest.approx(accuracy))]
         assert [step for step, _ in scalars(folder, "epoch_loss")] == [1, 2]
         assert scalars(folder, "val_accuracy") == [(0, pytest.approx(accuracy))]
-        session, = hparams_data(folder).values()
+        (session,) = hparams_data(folder).values()
         values = {name: value for name, value in session.session_start_info.hparams.items()}
         decoded = search.records[trial.number - 1].values
         assert values["layers"].number_value == decoded["layers"]

@@ -35,7 +35,8 @@ def test_a_diverging_child_fails_with_a_reason(digits):
 
 
 def test_the_winner_is_retrained_on_train_and_validation_and_tested(digits):
-    model, metrics = train_final(dnn_spec(), digits.final_arrays(), input_shape=digits.input_shape, num_classes=10,
-                                 epochs=3)
+    model, metrics = train_final(
+        dnn_spec(), digits.final_arrays(), input_shape=digits.input_shape, num_classes=10, epochs=3
+    )
     assert metrics["test_accuracy"] > 0.8 and metrics["epochs"] == 3
     assert model.input_shape == (None, 8, 8, 1) and model.output_shape == (None, 10)

@@ -8,13 +8,13 @@ import types
 
 import numpy as np
 import pytest
-
 from conftest import train_digits_model_dir
+from nas_commands import run_nas
+
 from nas import transfer
 from nas.builder import build_model
 from nas.codegen import model_source
 from nas.errors import InputError
-from nas_commands import run_nas
 from search_spaces import load_space
 
 keras = pytest.importorskip("keras")
@@ -63,7 +63,7 @@ def test_children_start_from_the_base_with_its_first_layers_frozen(base):
         body = model.get_layer("base")
         weighted = [layer for layer in body.layers if layer.weights]
         frozen = [layer.name for layer in weighted if not layer.trainable]
-        assert frozen == [layer.name for layer in weighted[:round(freeze * len(weighted))]]
+        assert frozen == [layer.name for layer in weighted[: round(freeze * len(weighted))]]
         for layer in weighted:  # the trained weights, whether frozen or not
             for mine, theirs in zip(layer.get_weights(), trained.get_layer(layer.name).get_weights()):
                 np.testing.assert_array_equal(mine, theirs)
@@ -80,8 +80,12 @@ def test_model_py_rebuilds_the_transfer_child_with_the_base_beside_it(base, tmp_
     spec = space.resolve(space.architecture([1] * len(space.decisions)))
     expected = build_model(spec, (8, 8, 1), 5)
     source = model_source(spec, (8, 8, 1), list("56789"), {"run": "r", "trial": 1})
-    imports = {a.name for node in ast.walk(ast.parse(source)) if isinstance(node, (ast.Import, ast.ImportFrom))
-               for a in node.names}
+    imports = {
+        a.name
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for a in node.names
+    }
     assert imports == {"argparse", "os", "keras", "layers"}
     (tmp_path / "model.py").write_text(source)
     (tmp_path / "base.keras").write_bytes(path.read_bytes())
@@ -89,10 +93,12 @@ def test_model_py_rebuilds_the_transfer_child_with_the_base_beside_it(base, tmp_
     module.__file__ = str(tmp_path / "model.py")
     exec(compile(source, "model.py", "exec"), module.__dict__)
     built = module.build_model()
-    assert [(type(l).__name__, l.name, l.trainable) for l in built.layers] == \
-        [(type(l).__name__, l.name, l.trainable) for l in expected.layers]
-    assert [(l.name, l.trainable) for l in built.get_layer("base").layers] == \
-        [(l.name, l.trainable) for l in expected.get_layer("base").layers]
+    assert [(type(lay).__name__, lay.name, lay.trainable) for lay in built.layers] == [
+        (type(lay).__name__, lay.name, lay.trainable) for lay in expected.layers
+    ]
+    assert [(lay.name, lay.trainable) for lay in built.get_layer("base").layers] == [
+        (lay.name, lay.trainable) for lay in expected.get_layer("base").layers
+    ]
     expected.save_weights(tmp_path / "model.weights.h5")
     built.load_weights(tmp_path / "model.weights.h5")
     x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1)).astype("uint8")
@@ -101,9 +107,31 @@ def test_model_py_rebuilds_the_transfer_child_with_the_base_beside_it(base, tmp_
 
 def test_a_transfer_search_from_digits_0_to_4_learns_5_to_9_and_exports_model_py(base, tmp_path):
     path, upper = base
-    search = run_nas("search", "--space", "transfer", "--base", str(path), "--data", str(upper), "--controller",
-                     "random", "--budget", "3", "--epochs", "2", "--final-epochs", "4", "--workers", "1",
-                     "--no-dashboard", "--runs-dir", "runs", "--name", "t", cwd=tmp_path)
+    search = run_nas(
+        "search",
+        "--space",
+        "transfer",
+        "--base",
+        str(path),
+        "--data",
+        str(upper),
+        "--controller",
+        "random",
+        "--budget",
+        "3",
+        "--epochs",
+        "2",
+        "--final-epochs",
+        "4",
+        "--workers",
+        "1",
+        "--no-dashboard",
+        "--runs-dir",
+        "runs",
+        "--name",
+        "t",
+        cwd=tmp_path,
+    )
     assert search.returncode == 0, search.stderr[-3000:]
     run = tmp_path / "runs" / "t"
     assert (run / "base.keras").read_bytes() == path.read_bytes()  # a resume does not need the original
@@ -115,11 +143,13 @@ def test_a_transfer_search_from_digits_0_to_4_learns_5_to_9_and_exports_model_py
     assert export.returncode == 0, export.stderr[-3000:]
     out = run / "export"
     assert (out / "base.keras").is_file()
-    check = ("import sys, numpy as np, keras; sys.path.insert(0, 'export'); import model; "
-             "m = model.build_model(); m.load_weights('export/model.weights.h5'); "
-             "k = keras.saving.load_model('export/model.keras'); "
-             "x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1)).astype('uint8'); "
-             "print(float(np.abs(m(x, training=False) - k(x, training=False)).max()), model.CLASS_NAMES)")
+    check = (
+        "import sys, numpy as np, keras; sys.path.insert(0, 'export'); import model; "
+        "m = model.build_model(); m.load_weights('export/model.weights.h5'); "
+        "k = keras.saving.load_model('export/model.keras'); "
+        "x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1)).astype('uint8'); "
+        "print(float(np.abs(m(x, training=False) - k(x, training=False)).max()), model.CLASS_NAMES)"
+    )
     rebuilt = subprocess.run([sys.executable, "-c", check], cwd=run, capture_output=True, text=True, timeout=300)
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     difference, names = rebuilt.stdout.strip().split(" ", 1)
@@ -131,10 +161,17 @@ def test_transfer_children_build_on_28x28_bases_too(tmp_path):
     architecture of the space builds on it and classifies."""
     from search_spaces import iter_architectures
 
-    base = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Rescaling(1 / 255),
-                             keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.MaxPooling2D(),
-                             keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.Dropout(0.1),
-                             keras.layers.Dense(3, activation="softmax")])
+    base = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.Dropout(0.1),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     base.save(tmp_path / "base28.keras")
     transfer.provide(transfer.read_base(tmp_path / "base28.keras", (28, 28, 1)))
     space = load_space("transfer")

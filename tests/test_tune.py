@@ -7,10 +7,10 @@ import pytest
 from ray.tune.search import Searcher
 
 from controllers.random_search import RandomController
+from nas.cluster import Cluster, Resources, check_resources, default_workers
 from nas.errors import InputError
 from nas.rundir import RunDir
 from nas.search_state import Search
-from nas.cluster import Cluster, Resources, check_resources, default_workers
 from nas.tune import ControllerSearcher, worker_death_reason
 from search_spaces import parse_space
 
@@ -46,8 +46,9 @@ def test_a_trial_whose_worker_died_before_it_started_runs_again(tmp_path):
 def test_workers_whose_memory_grew_past_the_limit_are_replaced(tmp_path):
     rundir = RunDir(tmp_path / "run")
     rundir.create()
-    searcher = ControllerSearcher(Search(SPACE, RandomController(SPACE, seed=0), rundir, budget=3),
-                                  worker_memory_growth=500)
+    searcher = ControllerSearcher(
+        Search(SPACE, RandomController(SPACE, seed=0), rundir, budget=3), worker_memory_growth=500
+    )
     first, second = searcher.suggest("a"), searcher.suggest("b")
     assert first["generation"] == second["generation"] == 0
     done = {"status": "completed", "val_accuracy": 0.5, "fit_seconds": 1.0, "pid": 7}
@@ -57,12 +58,15 @@ def test_workers_whose_memory_grew_past_the_limit_are_replaced(tmp_path):
 
 
 def test_a_dead_workers_reason_is_read_from_rays_report():
-    report = ("Failure # 1\nThe actor died unexpectedly before finishing this task.\n\tclass_name: ImplicitFunc\n"
-              "\tpid: 24304\nThe actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR "
-              "Worker exit detail: Worker unexpectedly exits with a connection error code 2. End of file. Some "
-              "common causes include: (1) the process was killed by the OOM killer due to high memory usage")
-    assert worker_death_reason(report) == ("the worker process (24304) died: Worker unexpectedly exits with a "
-                                           "connection error code 2. End of file.")
+    report = (
+        "Failure # 1\nThe actor died unexpectedly before finishing this task.\n\tclass_name: ImplicitFunc\n"
+        "\tpid: 24304\nThe actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR "
+        "Worker exit detail: Worker unexpectedly exits with a connection error code 2. End of file. Some "
+        "common causes include: (1) the process was killed by the OOM killer due to high memory usage"
+    )
+    assert worker_death_reason(report) == (
+        "the worker process (24304) died: Worker unexpectedly exits with a connection error code 2. End of file."
+    )
     assert worker_death_reason("") == "the worker process died or Ray stopped the trial before it reported"
 
 
@@ -78,11 +82,14 @@ def test_workers_follow_the_cluster_and_the_resources_per_trial():
     assert Resources(cpus=2, tpus=1).bundle() == {"CPU": 2, "GPU": 0, "TPU": 1}
 
 
-@pytest.mark.parametrize("resources, message", [
-    (Resources(cpus=6), r"cpus_per_trial: a trial asks for 6 CPU, but its largest node has 4"),
-    (Resources(gpus=1), r"gpus_per_trial: a trial asks for 1 GPU, but the Ray cluster has 0"),
-    (Resources(tpus=1), r"tpu: a trial asks for 1 TPU, but the Ray cluster has 0"),
-])
+@pytest.mark.parametrize(
+    "resources, message",
+    [
+        (Resources(cpus=6), r"cpus_per_trial: a trial asks for 6 CPU, but its largest node has 4"),
+        (Resources(gpus=1), r"gpus_per_trial: a trial asks for 1 GPU, but the Ray cluster has 0"),
+        (Resources(tpus=1), r"tpu: a trial asks for 1 TPU, but the Ray cluster has 0"),
+    ],
+)
 def test_requests_no_node_can_meet_are_refused(resources, message):
     with pytest.raises(InputError, match=message):
         check_resources(cluster(), resources)
