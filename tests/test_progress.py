@@ -6,26 +6,28 @@ import time
 from rich.console import Console
 
 from nas import progress
+from nas.trial_record import Metrics, TrialRecord
 
 
 def record(trial, reward, status="completed"):
-    metrics = {"val_accuracy": reward, "params": 1234, "fit_seconds": 2.0} if status == "completed" else {}
-    return {
-        "trial": trial,
-        "status": status,
-        "reward": reward,
-        "metrics": metrics,
-        "error": None if status == "completed" else "InjectedFault: boom",
-    }
-
-
-def printed(monkeypatch, terminal: bool, running=None):
-    out = io.StringIO()
-    monkeypatch.setattr(
-        progress, "console", Console(file=out, force_terminal=terminal, width=160, color_system=None, highlight=False)
+    metrics = Metrics(val_accuracy=reward, params=1234, fit_seconds=2.0) if status == "completed" else Metrics()
+    return TrialRecord(
+        trial=trial,
+        status=status,
+        arch={"space": "s", "choices": [0]},
+        values={},
+        reward=reward,
+        metrics=metrics,
+        error=None if status == "completed" else "InjectedFault: boom",
     )
+
+
+def printed(terminal: bool, running=None):
+    out = io.StringIO()
+    reporter = progress.Reporter()
+    reporter.console = Console(file=out, force_terminal=terminal, width=160, color_system=None, highlight=False)
     printer = progress.TrialPrinter(3, running=running)
-    with printer.live():
+    with progress.reporting(reporter), printer.live():
         printer(record(1, 0.5))
         printer(record(2, 0.0, status="failed"))
         time.sleep(0.3)  # the live line refreshes several times a second
@@ -33,8 +35,8 @@ def printed(monkeypatch, terminal: bool, running=None):
     return out.getvalue(), printer
 
 
-def test_without_a_terminal_one_plain_line_per_trial(monkeypatch):
-    text, _ = printed(monkeypatch, terminal=False)
+def test_without_a_terminal_one_plain_line_per_trial():
+    text, _ = printed(terminal=False)
     lines = text.strip().splitlines()
     assert len(lines) == 3 and "\x1b" not in text
     assert lines[0].startswith("[1/3] trial 1") and "val 0.5000" in lines[0]
@@ -42,8 +44,8 @@ def test_without_a_terminal_one_plain_line_per_trial(monkeypatch):
     assert "best 0.7500 (#3)" in lines[2] and "failed 1" in lines[2]
 
 
-def test_in_a_terminal_a_live_status_line_shows_running_failed_and_best(monkeypatch):
-    text, printer = printed(monkeypatch, terminal=True, running=lambda: 2)
+def test_in_a_terminal_a_live_status_line_shows_running_failed_and_best():
+    text, printer = printed(terminal=True, running=lambda: 2)
     assert "trials" in text and "running 2  failed 1  best 0.5000 (#1)" in text
     assert "[3/3] trial 3" in text  # the per-trial lines still print, above the live line
     assert printer.status() == "running 2  failed 1  best 0.7500 (#3)"
