@@ -217,7 +217,7 @@ def spaces(spaces: tuple[str, ...]) -> None:
     """List the built-in spaces, or show the decisions of the given spaces (names or files)."""
     from rich.table import Table
 
-    from nas.progress import console
+    from nas.progress import reporter
     from search_spaces import builtin_names, load_space
 
     if not spaces:
@@ -227,16 +227,16 @@ def spaces(spaces: tuple[str, ...]) -> None:
         for name in builtin_names():
             space = load_space(name)
             table.add_row(name, space.family, str(len(space.decisions)), space.describe_size(), space.description)
-        console.print(table)
+        reporter().line(table)
         return
     for name in spaces:
         space = load_space(name)
-        console.print(
+        reporter().line(
             f"[bold]{space.name}[/bold] ({space.source}), family {space.family}: "
             f"{len(space.decisions)} decisions, {space.describe_size()} architectures"
         )
         for d in space.decisions:
-            console.print(f"  {d.name:<28} {', '.join(map(str, d.choices))}")
+            reporter().line(f"  {d.name:<28} {', '.join(map(str, d.choices))}")
 
 
 @main.command()

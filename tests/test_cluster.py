@@ -187,5 +187,7 @@ def test_losing_a_node_mid_search_loses_no_finished_trial(tmp_path, cluster):
     assert len({t["hash"] for t in records}) == budget  # no architecture trained twice
     assert all(t["status"] == "completed" or "WorkerDied" in t["error"] for t in records), records
     after = [t for t in records[killed_after[0] :] if t["status"] == "completed"]
-    assert after and all(t["node"] == head_node for t in after)  # the rest ran on the node that is left
+    # The rest ran on the node that is left, but for the one trial the killed node (one CPU) may have
+    # finished and reported in the moment before it died.
+    assert after and after[-1]["node"] == head_node and sum(t["node"] == worker_node for t in after) <= 1
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
