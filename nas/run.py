@@ -111,7 +111,8 @@ class Run:
         return keras.models.load_model(path, compile=False)
 
     def to_dataframe(self):
-        """One row per trial: its number, status, reward, metrics and decisions (pandas)."""
+        """One row per trial, in trial-number order (the record is in finishing order): its number,
+        status, reward, metrics and decisions (pandas)."""
         import pandas as pd
 
         rows = [
@@ -123,7 +124,7 @@ class Run:
                 "error": r.error,
                 **r.values,
             }
-            for r in self.trials
+            for r in sorted(self.trials, key=lambda r: r.trial)
         ]
         return pd.DataFrame(rows).set_index("trial") if rows else pd.DataFrame()
 
