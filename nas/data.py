@@ -24,6 +24,7 @@ import numpy as np
 from nas import images
 from nas.dataset import BUILTIN, Dataset
 from nas.errors import MAX_SEED, InputError
+from nas.limits import check_path_kind, npz_array_bytes
 from nas.splits import MIN_PER_CLASS, split_indices
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ def load_data(
             "a folder of class sub-folders, a .csv or an .npz file"
         )
     else:
+        check_path_kind(path, "data")
         size = images.image_size(image_size)
         if path.is_dir() and (path / "dataset.json").is_file():  # before the class sub-folders: it has none
             from nas import records
@@ -100,6 +102,7 @@ def _builtin(name: str):
 
 
 def _npz(path: Path):
+    npz_array_bytes(path, f"data: {path}")  # from the headers: a small compressed file may hold GiBs of zeros
     try:
         arrays = np.load(path, allow_pickle=False)
         contents = {k: arrays[k] for k in arrays.files}
@@ -184,9 +187,16 @@ def _checked_images(where: str, key: str, x: np.ndarray) -> np.ndarray:
     if len(x) == 0:
         raise InputError(f"{where}: {key} has shape {x.shape}, no images, expected at least {MIN_PER_CLASS} per class")
     floats = np.issubdtype(x.dtype, np.floating)
-    x = x.astype(np.float64)
-    if not np.isfinite(x).all() or x.min() < 0 or x.max() > 255:
+    if floats and not np.isfinite(x).all():  # checked in the arrays' own dtype: no float64 copy of GiBs
+        bad = np.unravel_index(np.flatnonzero(~np.isfinite(x))[0], x.shape)
+        raise InputError(
+            f"{where}: {key} has {'NaN' if np.isnan(x[bad]) else 'infinite'} values (the first at index "
+            f"{tuple(int(i) for i in bad)}), expected raw pixel values 0-255 or 0-1"
+        )
+    if x.min() < 0 or x.max() > 255:
         raise InputError(f"{where}: {key} has values outside 0-255, expected raw pixel values")
+    if x.dtype == np.uint8:
+        return x
     if floats and x.max() <= 1.0:
         x = x * 255.0  # scaled to 0-1 already: models take raw pixels and rescale themselves
     return np.round(x).astype(np.uint8)

@@ -101,6 +101,8 @@ def run_search(
 
 
 def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]:
+    if config.name == "":
+        raise InputError("name: got an empty name, expected letters, digits, '-', '_' or '.' (or no name)")
     space = load_space(config.space)
     failure_reward_setting(space)  # checked here, before anything starts
     training = space.fixed["training"]
@@ -238,9 +240,18 @@ def _resumed(config: SearchConfig, given: Collection[str]) -> tuple[RunDir, Sear
     return rundir, config, space, saved
 
 
+MAX_NAME_BYTES = 255  # a file name's length on Linux, macOS and Windows file systems
+
+
 def _rundir(config: SearchConfig) -> RunDir:
     if not all(c.isalnum() or c in "-_." for c in config.name) or config.name.startswith("."):
         raise InputError(f"name: got {config.name!r}, expected letters, digits, '-', '_' or '.'")
+    longest = MAX_NAME_BYTES - len(".XX.12345678")  # the file system's limit, less the staging name's additions
+    if len(config.name.encode()) > longest:
+        raise InputError(
+            f"name: got {len(config.name.encode())} bytes ({config.name[:20]}...), expected at most {longest}, "
+            "as the file system allows"
+        )
     return RunDir(Path(config.runs_dir) / config.name)
 
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import csv
 import io
-import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from nas.errors import InputError
+from nas.limits import TooManyPixels, check_image_pixels, check_path_kind, max_image_pixels, physical_memory
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # those image_dataset_from_directory reads
 DEFAULT_IMAGE_SIZE = (32, 32)
@@ -48,11 +49,12 @@ def list_folder(root: Path) -> tuple[list[Path], list[str]]:
 
 
 def list_csv(path: Path) -> tuple[list[Path], list[str]]:
+    check_path_kind(path, "data", folder_ok=False)
     try:
         text = path.read_bytes().decode("utf-8-sig")  # -sig: spreadsheets often start the file with a BOM
     except UnicodeDecodeError as e:
         raise InputError(f"data: {path}: byte {e.start}: not UTF-8 text, expected a CSV of path,label rows") from None
-    paths, labels = [], []
+    paths, labels, rows = [], [], {}
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         for n, row in enumerate(reader, start=1):
@@ -62,6 +64,7 @@ def list_csv(path: Path) -> tuple[list[Path], list[str]]:
                 raise InputError(f"data: {path}: row {n}: got {row!r}, expected path,label")
             name = row[0].strip()
             file = path.parent / name
+            check_path_kind(file, f"data: {path}: row {n}", folder_ok=False)
             if not file.is_file():
                 if n == 1 and Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
                     raise InputError(
@@ -70,6 +73,13 @@ def list_csv(path: Path) -> tuple[list[Path], list[str]]:
                     )
                 where = "an existing image file" if Path(name).is_absolute() else f"a path relative to {path.parent}"
                 raise InputError(f"data: {path}: row {n}: image file {name} not found, expected {where}")
+            first = rows.setdefault(file.resolve(), (n, row[1].strip()))
+            if first[0] != n:
+                again = "under two labels" if first[1] != row[1].strip() else "twice"
+                raise InputError(
+                    f"data: {path}: row {n}: image {name} is listed {again} (first on row {first[0]}), "
+                    "expected each image once (a copy would land in more than one split)"
+                )
             paths.append(file)
             labels.append(row[1].strip())
     except csv.Error as e:
@@ -107,6 +117,10 @@ def decode_image(
     pixels, shape (height, width, channels). Raises InputError naming `name` (or the path)."""
     try:
         return read_pixels(source, size, color_mode)
+    except TooManyPixels as e:
+        raise InputError(f"{name or source}: {e}") from None
+    except InputError:  # a bad NAS_MAX_IMAGE_PIXELS
+        raise
     except Exception as e:  # PIL raises several types for unreadable files
         raise InputError(
             f"{name or source}: not a readable image ({type(e).__name__}), expected {', '.join(IMAGE_EXTENSIONS)}"
@@ -119,16 +133,23 @@ def read_pixels(source: Path | io.BytesIO, size: Sequence[int], color_mode: str)
 
     import_tensorflow()
     from keras.utils import img_to_array, load_img
+    from PIL import Image
 
-    image = load_img(source, color_mode=color_mode, target_size=tuple(size), interpolation="bilinear")
+    with warnings.catch_warnings():  # PIL's DecompressionBombWarning: the cap below is the check
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            header = Image.open(source)  # reads the header only: pixels are counted before they are decoded
+        except Image.DecompressionBombError:  # over twice PIL's own limit, which ours is below by default
+            raise TooManyPixels(
+                f"more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels (refused by PIL as a decompression bomb), "
+                f"expected at most {max_image_pixels(size):,} for a model taking {size[0]}x{size[1]}"
+            ) from None
+        with header:
+            check_image_pixels(*header.size, size)
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        image = load_img(source, color_mode=color_mode, target_size=tuple(size), interpolation="bilinear")
     return np.clip(np.round(img_to_array(image)), 0, 255).astype(np.uint8)
-
-
-def physical_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, OSError, ValueError):  # not every platform reports it
-        return None
 
 
 def encode_labels(labels: Sequence[str]) -> tuple[list[str], np.ndarray]:

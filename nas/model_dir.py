@@ -40,6 +40,7 @@ from nas.rundir import fsync_path
 
 COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}  # channels -> keras.utils.load_img's color_mode
 REQUIRED = ("model.keras", "labels.json", "metadata.json")
+MAX_IMAGE_SIDE = 8192  # pixels: an image_size in metadata.json beyond it is a damaged file
 VERSION_NAME = re.compile(r"v([0-9]+)")  # `nas train` writes versions 2, 3, ... as MODEL_DIR/v2/, v3/, ...
 
 
@@ -77,11 +78,37 @@ class ModelDir:
 
         file = self.path / "model.keras"
         try:
-            return keras.saving.load_model(file, safe_mode=True)
+            model = keras.saving.load_model(file, safe_mode=True)
         except Exception as e:
             raise InputError(
                 f"{file}: not a loadable Keras model ({type(e).__name__}), expected one written by nas export"
             ) from None
+        self.check_model(model)
+        return model
+
+    def check_model(self, model) -> None:
+        """InputError unless the model takes the images metadata.json describes and gives one
+        probability per class of labels.json: a hand-edited directory is caught here, not by Keras."""
+        channels = next(c for c, mode in COLOR_MODES.items() if mode == self.color_mode)
+        expected = (*self.image_size, channels)
+        try:
+            got = tuple(int(d) for d in model.input_shape[1:])
+            outputs = int(model.output_shape[-1])
+        except (AttributeError, TypeError, ValueError):
+            raise InputError(
+                f"{self.path / 'model.keras'}: a model without one fixed input and output, "
+                "expected one written by nas export"
+            ) from None
+        if got != expected:
+            raise InputError(
+                f"{self.path / 'metadata.json'}: preprocessing: image_size {list(self.image_size)} and color_mode "
+                f"{self.color_mode} make {expected}, but model.keras takes {got}; expected them to agree"
+            )
+        if outputs != len(self.class_names):
+            raise InputError(
+                f"{self.path / 'labels.json'}: {len(self.class_names)} class names, but model.keras gives "
+                f"{outputs} probabilities; expected one name per output"
+            )
 
     def load_image(self, source: str | Path | bytes, name: str | None = None) -> np.ndarray:
         """One image (a path or its bytes) as the model's input, shape (H, W, C) uint8."""
@@ -129,15 +156,24 @@ def open_model_dir(path: str | Path) -> ModelDir:
     metadata = _read_json(path / "metadata.json")
     if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(n, str) for n in labels):
         raise InputError(f"{path / 'labels.json'}: expected a list of at least 2 class names")
+    if len(set(labels)) != len(labels):
+        raise InputError(f"{path / 'labels.json'}: a class name is given twice, expected distinct class names")
     prep = metadata.get("preprocessing") if isinstance(metadata, dict) else None
-    if (
-        not isinstance(prep, dict)
-        or prep.get("color_mode") not in COLOR_MODES.values()
-        or not (isinstance(prep.get("image_size"), list) and len(prep["image_size"]) == 2)
+    where = f"{path / 'metadata.json'}: preprocessing"
+    if not isinstance(prep, dict):
+        raise InputError(f"{where}: missing, expected a mapping with image_size and color_mode")
+    if prep.get("color_mode") not in COLOR_MODES.values():
+        raise InputError(
+            f"{where}.color_mode: got {prep.get('color_mode')!r}, expected one of {', '.join(COLOR_MODES.values())}"
+        )
+    size = prep.get("image_size")
+    if not (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIDE for v in size)
     ):
         raise InputError(
-            f"{path / 'metadata.json'}: preprocessing: expected image_size [height, width] and "
-            f"color_mode one of {', '.join(COLOR_MODES.values())}"
+            f"{where}.image_size: got {size!r}, expected [height, width] of integers from 1 to {MAX_IMAGE_SIDE}"
         )
     return ModelDir(path, labels, metadata)
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from nas.errors import InputError
 from nas.images import IMAGE_EXTENSIONS
+from nas.limits import file_kind
 from nas.model_dir import COLOR_MODES, ModelDir, open_model_dir
 
 BATCH_SIZE = 256  # images decoded and predicted at a time: bounds memory for large folders
@@ -37,8 +38,10 @@ def image_files(inputs: Iterable[str | Path]) -> tuple[list[Path], list[tuple[Pa
             if not found:
                 errors.append((path, f"{path}: folder has no image files, expected {', '.join(IMAGE_EXTENSIONS)}"))
             files += found
-        elif path.exists():
+        elif path.is_file():
             files.append(path)
+        elif path.exists():  # a FIFO, socket or device: reading it could block for ever
+            errors.append((path, f"{path}: is a {file_kind(path.stat().st_mode)}, expected an image file or a folder"))
         else:
             errors.append((path, f"{path}: no such file or folder, expected an image file or a folder of them"))
     return files, errors

@@ -39,6 +39,7 @@ import numpy as np
 from nas import images
 from nas.dataset import BUILTIN, Dataset
 from nas.errors import MAX_SEED, InputError
+from nas.limits import TooManyPixels
 from nas.progress import reporter
 from nas.rundir import fsync_path
 from nas.splits import split_indices
@@ -232,6 +233,8 @@ def _decoded(paths: list[Path], size: tuple[int, int], color_mode: str) -> Itera
     def decode(path: bytes):
         try:
             return images.read_pixels(Path(path.decode()), size, color_mode), b""
+        except TooManyPixels as e:
+            return blank, str(e).encode()
         except Exception as e:  # PIL raises several types for unreadable files
             return blank, f"not a readable image ({type(e).__name__})".encode()
 

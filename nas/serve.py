@@ -31,6 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartParser
 
 from nas.errors import InputError
 from nas.model_dir import REQUIRED, open_model_dir
@@ -52,26 +53,41 @@ class BodyTooLarge(InputError):
 
 
 # Serve pickles the deployment class where it is declared: what the class uses is defined above it.
-async def _uploads(request: Request) -> list[tuple[str | None, bytes]]:
-    """The images of a request as (file name or None, bytes): a multipart form's files, or the body."""
+async def _limited(request: Request):
+    """The request's body as it arrives, ended with BodyTooLarge past MAX_BODY_BYTES: one limit
+    whatever the transfer encoding (a chunked body has no Content-Length) and the content type."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise BodyTooLarge(f"request body: {int(length):,} bytes, expected at most {MAX_BODY_BYTES:,}")
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > MAX_BODY_BYTES:
+            raise BodyTooLarge(f"request body: more than {MAX_BODY_BYTES:,} bytes, expected at most that")
+        yield chunk
+
+
+async def _uploads(request: Request) -> list[tuple[str | None, bytes]]:
+    """The images of a request as (file name or None, bytes): a multipart form's files, or the body."""
     if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        parser = MultiPartParser(request.headers, _limited(request), max_files=MAX_FILES, max_fields=MAX_FILES)
         try:
-            form = await request.form(max_files=MAX_FILES)
-        except Exception as e:  # Starlette raises its HTTPException or MultiPartException
+            form = await parser.parse()
+        except BodyTooLarge:
+            raise
+        except Exception as e:  # Starlette's MultiPartException, or python-multipart's own
             reason = getattr(e, "detail", None) or getattr(e, "message", None) or type(e).__name__
             raise InputError(f"request body: not a readable multipart form ({reason}), expected image files") from None
-        files = [(v.filename or k, await v.read()) for k, v in form.multi_items() if isinstance(v, UploadFile)]
+        try:
+            files = [(v.filename or k, await v.read()) for k, v in form.multi_items() if isinstance(v, UploadFile)]
+        finally:
+            await form.close()
         if not files:
             raise InputError("request body: a multipart form without files, expected one or more image files")
         return files
     body = bytearray()
-    async for chunk in request.stream():
+    async for chunk in _limited(request):
         body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise BodyTooLarge(f"request body: more than {MAX_BODY_BYTES:,} bytes, expected at most that")
     if not body:
         raise InputError("request body: empty, expected an image (raw bytes or a multipart upload)")
     return [(None, bytes(body))]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -341,6 +342,8 @@ class SearchSpace:
 # -- loading ---------------------------------------------------------------------------------------
 
 BUILTIN_DIR = Path(__file__).resolve().parent
+MAX_SPACE_FILE_BYTES = 2**20  # a space file is a page of settings; a larger one is refused unread
+MAX_YAML_NODES = 100_000  # values a space file may hold once its aliases are expanded
 
 
 def builtin_names() -> list[str]:
@@ -352,10 +355,10 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     text = str(name_or_path)
     path = Path(text)
     if path.suffix in (".yaml", ".yml") or path.exists() or "/" in text:
-        if not path.is_file():
-            raise SpaceError(f"{text}: space file not found")
+        _check_space_file(path, text)
         try:
-            content = path.read_bytes().decode("utf-8")
+            with path.open("rb") as file:  # read no more than the cap, should the file grow meanwhile
+                content = file.read(MAX_SPACE_FILE_BYTES + 1).decode("utf-8")
         except UnicodeDecodeError as e:
             raise SpaceError(f"{path}: byte {e.start}: not UTF-8 text, expected a YAML space file") from None
         except OSError as e:
@@ -369,6 +372,68 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     )
 
 
+def _check_space_file(path: Path, text: str) -> None:
+    """A regular file of at most MAX_SPACE_FILE_BYTES: a folder, a FIFO (which would block the read
+    for ever) or a device is refused by its type, a huge file by its size, before any is read."""
+    try:
+        info = path.stat()
+    except OSError:
+        raise SpaceError(f"{text}: space file not found") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise SpaceError(f"{text}: is a folder, expected a YAML space file")
+    if not stat.S_ISREG(info.st_mode):
+        raise SpaceError(f"{text}: is a {_file_kind(info.st_mode)}, expected a regular YAML space file")
+    if info.st_size > MAX_SPACE_FILE_BYTES:
+        raise SpaceError(
+            f"{text}: {info.st_size:,} bytes, expected a space file of at most {MAX_SPACE_FILE_BYTES:,} bytes"
+        )
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {stat.S_ISFIFO: "FIFO", stat.S_ISSOCK: "socket", stat.S_ISCHR: "device", stat.S_ISBLK: "device"}
+    return next((kind for test, kind in kinds.items() if test(mode)), "special file")
+
+
+def _expanded_nodes(node: yaml.Node, limit: int) -> int:
+    """How many nodes the document becomes once its aliases are expanded, counted on the composed
+    graph (where an alias is one shared node), stopping past `limit`: a few hundred bytes of nested
+    aliases (a "billion laughs") expand to 10^9 nodes when the document is used."""
+    sizes: dict[int, int] = {}
+
+    def size(n: yaml.Node) -> int:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        sizes[id(n)] = limit + 1  # a recursive alias (`&a [*a]`) counts as too many
+        if isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(min(size(child), limit + 1) for child in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            total = 1 + sum(min(size(k), limit + 1) + min(size(v), limit + 1) for k, v in n.value)
+        else:
+            total = 1
+        sizes[id(n)] = min(total, limit + 1)
+        return sizes[id(n)]
+
+    return size(node)
+
+
+def _load_yaml(text: str) -> Any:
+    """yaml.load with _UniqueKeyLoader, refusing documents that expand beyond MAX_YAML_NODES."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_nodes(node, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise _TooLarge()
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+class _TooLarge(Exception):
+    pass
+
+
 def parse_space(text: str, source: str = "<space>", default_name: str = "space") -> SearchSpace:
     """Parses and validates a space file's text; errors read `source: field: problem, expected ...`."""
 
@@ -376,7 +441,14 @@ def parse_space(text: str, source: str = "<space>", default_name: str = "space")
         return SpaceError(f"{source}: {where}: {problem}")
 
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        data = _load_yaml(text)
+    except _TooLarge:
+        raise fail(
+            "file",
+            f"its aliases expand to more than {MAX_YAML_NODES:,} values, expected a space file without nested aliases",
+        ) from None
+    except RecursionError:
+        raise fail("file", "nested too deeply, expected a space file of settings") from None
     except _DuplicateKey as e:
         raise fail(
             f"line {e.problem_mark.line + 1}",
@@ -391,7 +463,7 @@ def parse_space(text: str, source: str = "<space>", default_name: str = "space")
         got = "an empty file" if data is None else type(data).__name__
         raise fail("file", f"got {got}, expected a mapping of settings such as family: conv")
     family = data.get("family")
-    if family not in FAMILIES:
+    if not isinstance(family, str) or family not in FAMILIES:
         got = "missing" if "family" not in data else f"got {family!r}"
         raise fail("family", f"{got}, expected one of {', '.join(FAMILIES)}")
     allowed = set(TOP_KEYS) | set(FAMILIES[family]["top"])

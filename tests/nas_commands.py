@@ -11,6 +11,7 @@ command leads a process group of its own, so `os.killpg` ends it with the Ray pr
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 
@@ -41,11 +42,22 @@ def run_nas(
 
 
 def start_nas(
-    *args: str, cwd, faults: str | None = None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **extra_env: str
+    *args: str,
+    cwd,
+    faults: str | None = None,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    memory_limit: int | None = None,
+    **extra_env: str,
 ) -> subprocess.Popen:
     """Started now (the caller reads or waits); `stdout=subprocess.DEVNULL` for a command whose
     output nobody reads, which could otherwise fill the pipe and block it. `stdout` and `stderr`
-    also take an open file, for output read while the command runs."""
+    also take an open file, for output read while the command runs. `memory_limit` (bytes) caps
+    the command's address space (RLIMIT_AS): an allocation beyond it fails."""
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
     return subprocess.Popen(
         [*NAS, *args],
         cwd=cwd,
@@ -55,4 +67,5 @@ def start_nas(
         stderr=stderr,
         text=True,
         start_new_session=True,
+        preexec_fn=limit_memory if memory_limit else None,
     )

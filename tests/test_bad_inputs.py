@@ -8,10 +8,12 @@ A case is data (see the head of cases.yaml); this file only knows how to make it
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import signal
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ from PIL import Image
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text())
-CASE_KEYS = {"id", "args", "expect", "files", "timeout", "xfail"}
+CASE_KEYS = {"id", "args", "expect", "files", "timeout", "xfail", "memory_mib", "env"}
 DEFAULT_TIMEOUT = 60
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # root writes anywhere: no permission errors
 
@@ -56,7 +58,27 @@ def _unwritable_dir(path: Path) -> None:
         path.chmod(0o500)
 
 
+def _npz_header(path: Path, spec: dict) -> None:
+    """An .npz whose x.npy header claims `shape` (of uint8) but holds no pixels, and a y of 10 labels:
+    a few hundred bytes that numpy.load would try to fill with the whole shape."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": tuple(spec)})
+    labels = io.BytesIO()
+    np.save(labels, np.arange(10) % 2)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x.npy", header.getvalue())  # the magic string and the header, no data
+        archive.writestr("y.npy", labels.getvalue())
+
+
+def _bomb_png(path: Path, side: int) -> None:
+    """A one-bit side x side PNG of zeros: kilobytes on disk, side**2 pixels once decoded."""
+    Image.new("1", (side, side)).save(path)
+
+
 GENERATORS = {
+    "npz_header": _npz_header,
+    "bomb_png": _bomb_png,
+    "fifo": lambda path, _: os.mkfifo(path),
     "space": lambda path, name: shutil.copyfile(CORPUS / "spaces" / name, path),
     "images": lambda path, count: _images(path, count),
     "corrupt_png": lambda path, n: path.write_bytes(b"\x89PNG\r\n\x1a\n" + _garbage(n)),
@@ -98,9 +120,9 @@ def snapshot(root: Path) -> dict[str, str]:
 # -- running a case ---------------------------------------------------------------------------------
 
 
-def nas(args: list[str], cwd: Path, timeout: float) -> tuple[int, str, str]:
+def nas(args: list[str], cwd: Path, timeout: float, memory_mib: int | None = None, env=None) -> tuple[int, str, str]:
     """Runs `nas ARGS`; a hang is ended with all it started, in the process group start_nas gave it."""
-    process = start_nas(*args, cwd=cwd)
+    process = start_nas(*args, cwd=cwd, memory_limit=memory_mib and memory_mib * 2**20, **(env or {}))
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -127,7 +149,13 @@ def test_bad_input_is_refused_with_one_line(case, tmp_path, request):
     make_files(tmp_path, case.get("files", {}), request)
     before = snapshot(tmp_path)
     try:
-        code, out, err = nas(with_runs_dir(case["args"]), tmp_path, case.get("timeout", DEFAULT_TIMEOUT))
+        code, out, err = nas(
+            with_runs_dir(case["args"]),
+            tmp_path,
+            case.get("timeout", DEFAULT_TIMEOUT),
+            memory_mib=case.get("memory_mib"),
+            env=case.get("env"),
+        )
     finally:
         for path in tmp_path.rglob("*"):  # let pytest clean up folders a case made unwritable
             if path.is_dir() and not path.is_symlink():

@@ -2,6 +2,7 @@
 Serve, on a free localhost port, answering real HTTP requests with a real digits model directory;
 its answers must equal `nas predict --json` on the same files."""
 
+import itertools
 import json
 import os
 import signal
@@ -40,6 +41,21 @@ def end_session(process: subprocess.Popen) -> None:
         except (ProcessLookupError, PermissionError):
             pass
     process.wait(timeout=30)
+
+
+def replica_memory(sid: int) -> int:
+    """The resident bytes of the Serve replicas among the session's processes."""
+    total = 0
+    for pid in session_members(sid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"ServeReplica" not in f.read():
+                    continue
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            continue
+    return total
 
 
 def session_members(sid: int) -> list[int]:
@@ -126,6 +142,25 @@ def test_serve_answers_like_predict_refuses_bad_images_and_stops_cleanly(digits_
             bad = http.post(f"{url}/predict", files=[("file", ("bad.png", b"not an image", "image/png"))], timeout=30)
             assert bad.status_code == 400 and bad.json()["error"].startswith("bad.png: not a readable image")
             assert http.post(f"{url}/predict", params={"top_k": 0}, data=b"x", timeout=30).status_code == 400
+
+            # Hostile bodies: answered 400 or 413 without decoding or reading them whole, and the
+            # replicas' memory stays where it was.
+            before = replica_memory(server.pid)
+            bomb = tmp_path / "bomb.png"
+            Image.new("1", (12000, 12000)).save(bomb)  # 17 KB, 144 megapixels: over the cap for 8x8 digits
+            for _ in range(4):
+                answer = http.post(f"{url}/predict", files=[("file", ("bomb.png", bomb.read_bytes()))], timeout=30)
+                assert answer.status_code == 400 and "bomb.png: 12000x12000 pixels" in answer.json()["error"]
+            part = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+            for extra, head in (({"Content-Type": "multipart/form-data; boundary=x"}, part), ({}, b"")):
+                data = itertools.chain([head], (b"\0" * 2**20 for _ in range(40)))  # 40 MB, chunked: no Content-Length
+                answer = http.post(f"{url}/predict", data=data, headers=extra, timeout=60)
+                assert answer.status_code == 413 and "more than 33,554,432 bytes" in answer.json()["error"]
+            after = replica_memory(server.pid)
+            print(
+                f"replicas' memory before and after 6 hostile requests: {before / 2**20:.0f}, {after / 2**20:.0f} MiB"
+            )
+            assert after - before < 300 * 2**20
 
             # 50 requests in a row.
             seconds = []
