@@ -30,6 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_md import command_line, table, write_section  # noqa: E402
 
 NAS = [sys.executable, "-m", "nas.cli"]
+NOTE = (
+    "The image bomb no longer grows a replica (its pixels are counted from the header; before the cap, "
+    "one such request grew a replica from 834 to 1,263 MB). Bodies over the limit are answered 413 once "
+    "32 MiB have arrived, but each 40 MB body still costs the replicas memory that is not given back "
+    "(about 30 MB a request at first, less later). Where is not found yet: probably Ray Serve's proxy, "
+    "which may forward the whole body to the replica whether or not the application reads it. Not "
+    "fixed; until it is, put a limit in front of Serve (a reverse proxy's client_max_body_size)."
+)
 
 
 def replicas_rss(server: psutil.Process) -> int:
@@ -43,8 +51,8 @@ def replicas_rss(server: psutil.Process) -> int:
     return total
 
 
-def hostile_bodies(bomb: bytes):
-    """(what, request keyword arguments) in turn, for ever."""
+def hostile_kinds(bomb: bytes):
+    """(what, a function giving a request's keyword arguments) for each kind of hostile request."""
     part = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
     multipart = {"Content-Type": "multipart/form-data; boundary=x"}
 
@@ -57,7 +65,7 @@ def hostile_bodies(bomb: bytes):
         ("40 MB raw body, chunked", lambda: {"data": chunked(b"")}),
         ("malformed multipart", lambda: {"data": b"--y\r\nnonsense", "headers": multipart}),
     ]
-    return itertools.cycle(kinds)
+    return kinds
 
 
 def main() -> None:
@@ -94,21 +102,29 @@ def main() -> None:
                 assert http.post(f"{url}/predict", data=good.getvalue(), timeout=30).status_code == 200
             process = psutil.Process(server.pid)
             before = replicas_rss(process)
-            answers, started = Counter(), time.monotonic()
-            for _, (what, request) in zip(range(args.requests), hostile_bodies(bomb.getvalue())):
-                answers[(what, http.post(f"{url}/predict", timeout=60, **request()).status_code)] += 1
+            rows, started = [], time.monotonic()
+            for what, request in hostile_kinds(bomb.getvalue()):  # one kind after another: which one grows
+                codes = Counter(
+                    http.post(f"{url}/predict", timeout=60, **request()).status_code for _ in range(args.requests // 4)
+                )
+                rows.append(
+                    [
+                        what,
+                        ", ".join(f"{c} x{n}" for c, n in sorted(codes.items())),
+                        f"{replicas_rss(process) / 2**20:,.0f}",
+                    ]
+                )
             seconds = time.monotonic() - started
             after = replicas_rss(process)
             still = http.post(f"{url}/predict", data=good.getvalue(), timeout=30).status_code
     finally:
         server.terminate()
         server.wait(timeout=60)
-    rows = [[what, str(code), str(n)] for (what, code), n in sorted(answers.items())]
     body = (
-        table(["request", "HTTP status", "count"], rows)
+        table([f"{args.requests // 4} requests of each kind, in turn", "HTTP status", "replicas' MiB after"], rows)
         + f"\n\nTwo replicas serving an 8x8 digits model: {before / 2**20:,.0f} MiB resident before "
         f"{args.requests} hostile requests, {after / 2**20:,.0f} MiB after ({(after - before) / 2**20:+,.0f} MiB), "
-        f"sent one at a time in {seconds:.1f} s; a good image afterwards was answered {still}."
+        f"sent one at a time in {seconds:.1f} s; a good image afterwards was answered {still}.\n\n" + NOTE
     )
     print(body)
     write_section("Hostile requests", command_line(), body)
