@@ -24,7 +24,7 @@ import numpy as np
 from nas import images
 from nas.dataset import BUILTIN, Dataset
 from nas.errors import MAX_SEED, InputError
-from nas.limits import check_path_kind, npz_array_bytes
+from nas.limits import check_npz_memory, check_path_kind
 from nas.splits import MIN_PER_CLASS, split_indices
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def _builtin(name: str):
 
 
 def _npz(path: Path):
-    npz_array_bytes(path, f"data: {path}")  # from the headers: a small compressed file may hold GiBs of zeros
+    check_npz_memory(path, f"data: {path}")  # from the headers: a small compressed file may hold GiBs of zeros
     try:
         arrays = np.load(path, allow_pickle=False)
         contents = {k: arrays[k] for k in arrays.files}

@@ -101,8 +101,6 @@ def run_search(
 
 
 def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]:
-    if config.name == "":
-        raise InputError("name: got an empty name, expected letters, digits, '-', '_' or '.' (or no name)")
     space = load_space(config.space)
     failure_reward_setting(space)  # checked here, before anything starts
     training = space.fixed["training"]
@@ -110,7 +108,7 @@ def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]
         config,
         epochs=config.epochs or training["search_epochs"],
         final_epochs=config.final_epochs or training["final_epochs"],
-        name=config.name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}",
+        name=f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}" if config.name is None else config.name,
     )
     config = replace(
         config, scheduler=config.scheduler or _space_scheduler(config, training), budget=_budget(config, space)
@@ -244,6 +242,8 @@ MAX_NAME_BYTES = 255  # a file name's length on Linux, macOS and Windows file sy
 
 
 def _rundir(config: SearchConfig) -> RunDir:
+    if not config.name:
+        raise InputError("name: got an empty name, expected letters, digits, '-', '_' or '.' (or no name)")
     if not all(c.isalnum() or c in "-_." for c in config.name) or config.name.startswith("."):
         raise InputError(f"name: got {config.name!r}, expected letters, digits, '-', '_' or '.'")
     longest = MAX_NAME_BYTES - len(".XX.12345678")  # the file system's limit, less the staging name's additions

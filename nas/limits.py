@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from nas.errors import InputError
+from search_spaces.space import file_kind
 
 MIN_IMAGE_PIXELS = 4096 * 4096  # the cap on an image's pixels is at least this ...
 IMAGE_PIXELS_PER_INPUT_PIXEL = 256  # ... or this many times the model's input (16x its height and width)
@@ -28,11 +29,6 @@ def physical_memory() -> int | None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, OSError, ValueError):  # not every platform reports it
         return None
-
-
-def file_kind(mode: int) -> str:
-    kinds = {stat.S_ISFIFO: "FIFO", stat.S_ISSOCK: "socket", stat.S_ISCHR: "device", stat.S_ISBLK: "device"}
-    return next((kind for test, kind in kinds.items() if test(mode)), "special file")
 
 
 def check_path_kind(path: Path, where: str, folder_ok: bool = True) -> None:
@@ -49,9 +45,9 @@ def check_path_kind(path: Path, where: str, folder_ok: bool = True) -> None:
         raise InputError(f"{where}: {path}: is a {file_kind(mode)}, expected a regular file or folder")
 
 
-def npz_array_bytes(path: Path, where: str) -> int:
-    """The bytes an .npz's arrays take once loaded, read from each member's .npy header (nothing
-    is decompressed); InputError if they would take more than MEMORY_SHARE of the memory."""
+def check_npz_memory(path: Path, where: str) -> None:
+    """InputError if an .npz's arrays would take more than MEMORY_SHARE of the memory once loaded,
+    as each member's .npy header says (nothing is decompressed)."""
     total = 0
     try:
         with zipfile.ZipFile(path) as archive:
@@ -66,14 +62,13 @@ def npz_array_bytes(path: Path, where: str) -> int:
                     shape, _, dtype = read_header(file)
                 total += int(np.prod(shape, dtype=object)) * dtype.itemsize
     except (zipfile.BadZipFile, ValueError, OSError, EOFError):
-        return 0  # not a well-formed archive: numpy.load names the problem
+        return  # not a well-formed archive: numpy.load names the problem
     memory = physical_memory()
     if memory and total > memory * MEMORY_SHARE:
         raise InputError(
             f"{where}: its arrays would take {total / 2**30:,.1f} GiB once loaded, expected at most "
             f"{MEMORY_SHARE:.0%} of this machine's {memory / 2**30:.0f} GiB"
         )
-    return total
 
 
 def max_image_pixels(size: Sequence[int]) -> int:

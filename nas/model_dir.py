@@ -69,6 +69,10 @@ class ModelDir:
     def color_mode(self) -> str:
         return self.metadata["preprocessing"]["color_mode"]
 
+    @property
+    def channels(self) -> int:
+        return next(c for c, mode in COLOR_MODES.items() if mode == self.color_mode)
+
     def load_model(self):
         """The Keras model, loaded with safe_mode (no arbitrary code from the file runs)."""
         from nas.quiet import import_tensorflow
@@ -89,8 +93,7 @@ class ModelDir:
     def check_model(self, model) -> None:
         """InputError unless the model takes the images metadata.json describes and gives one
         probability per class of labels.json: a hand-edited directory is caught here, not by Keras."""
-        channels = next(c for c, mode in COLOR_MODES.items() if mode == self.color_mode)
-        expected = (*self.image_size, channels)
+        expected = (*self.image_size, self.channels)
         try:
             got = tuple(int(d) for d in model.input_shape[1:])
             outputs = int(model.output_shape[-1])
@@ -127,9 +130,7 @@ class ModelDir:
                 decoded.append(path)
             except InputError as e:
                 errors.append((path, str(e)))
-        h, w = self.image_size
-        channels = next(c for c, mode in COLOR_MODES.items() if mode == self.color_mode)
-        stacked = np.stack(images) if images else np.empty((0, h, w, channels), np.uint8)
+        stacked = np.stack(images) if images else np.empty((0, *self.image_size, self.channels), np.uint8)
         return stacked, errors, decoded
 
     def top_k(self, probabilities: np.ndarray, k: int = 3) -> list[list[dict[str, Any]]]:

@@ -23,7 +23,7 @@ import numpy as np
 from nas.errors import InputError
 from nas.images import IMAGE_EXTENSIONS
 from nas.limits import file_kind
-from nas.model_dir import COLOR_MODES, ModelDir, open_model_dir
+from nas.model_dir import ModelDir, open_model_dir
 
 BATCH_SIZE = 256  # images decoded and predicted at a time: bounds memory for large folders
 
@@ -113,9 +113,7 @@ class Predictor:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        height, width = self.model_dir.image_size
-        channels = next(c for c, mode in COLOR_MODES.items() if mode == self.model_dir.color_mode)
-        return height, width, channels
+        return (*self.model_dir.image_size, self.model_dir.channels)
 
 
 def check_top_k(value: Any, name: str = "top_k") -> int:

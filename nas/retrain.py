@@ -37,7 +37,7 @@ import numpy as np
 from nas.data import load_data
 from nas.dataset import BUILTIN, Dataset
 from nas.errors import InputError
-from nas.model_dir import COLOR_MODES, ModelDir, open_model_dir, version_of, write_version
+from nas.model_dir import ModelDir, open_model_dir, version_of, write_version
 from nas.progress import reporter
 
 DEFAULT_EPOCHS = 10
@@ -234,8 +234,7 @@ def load_for_model(md: ModelDir, source: str, seed: int = 0) -> Dataset:
     """Loads `source` as the model's input: folders and CSVs with its image size and colour mode;
     .npz files, built-in data and prepared directories (nas.records) as they are, refused when their
     image shape is not the model's."""
-    channels = next(c for c, mode in COLOR_MODES.items() if mode == md.color_mode)
-    expected = (*md.image_size, channels)
+    expected = (*md.image_size, md.channels)
     if source in BUILTIN or Path(source).suffix.lower() == ".npz" or (Path(source) / "dataset.json").is_file():
         data = load_data(source, seed=seed, stream=False)
     else:
@@ -297,22 +296,9 @@ def _epoch_log(epochs: int):
 
 
 def _check_model(md: ModelDir, model) -> None:
-    file = md.path / "model.keras"
-    channels = next(c for c, mode in COLOR_MODES.items() if mode == md.color_mode)
-    shape = tuple(model.input_shape[1:])
-    if shape != (*md.image_size, channels):
-        raise InputError(
-            f"{file}: takes {_shape(shape)} images, but {md.path / 'metadata.json'} says "
-            f"{_shape((*md.image_size, channels))}, expected them to agree"
-        )
-    outputs = model.output_shape[-1]
-    if outputs != len(md.class_names):
-        raise InputError(
-            f"{md.path / 'labels.json'}: {len(md.class_names)} labels, but the model has {outputs} "
-            "outputs, expected one label per output"
-        )
+    """What training further needs beyond what ModelDir.load_model checked (input and outputs)."""
     if "predictions" not in {layer.name for layer in model.layers}:
-        raise InputError(f"{file}: no layer named 'predictions', expected a model built by nas")
+        raise InputError(f"{md.path / 'model.keras'}: no layer named 'predictions', expected a model built by nas")
 
 
 def _optimizer_recipe(model):

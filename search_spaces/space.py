@@ -382,14 +382,15 @@ def _check_space_file(path: Path, text: str) -> None:
     if stat.S_ISDIR(info.st_mode):
         raise SpaceError(f"{text}: is a folder, expected a YAML space file")
     if not stat.S_ISREG(info.st_mode):
-        raise SpaceError(f"{text}: is a {_file_kind(info.st_mode)}, expected a regular YAML space file")
+        raise SpaceError(f"{text}: is a {file_kind(info.st_mode)}, expected a regular YAML space file")
     if info.st_size > MAX_SPACE_FILE_BYTES:
         raise SpaceError(
             f"{text}: {info.st_size:,} bytes, expected a space file of at most {MAX_SPACE_FILE_BYTES:,} bytes"
         )
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a path that is not a regular file or folder is, for a message: FIFO, socket or device."""
     kinds = {stat.S_ISFIFO: "FIFO", stat.S_ISSOCK: "socket", stat.S_ISCHR: "device", stat.S_ISBLK: "device"}
     return next((kind for test, kind in kinds.items() if test(mode)), "special file")
 
