@@ -10,10 +10,16 @@
 Importing nas is light: TensorFlow and Ray load when a search, a model or a prediction needs them.
 """
 
+import logging
+
 from nas.errors import InputError, SearchInterrupted, SearchStopped
 from nas.run import Run
 from nas.trial_record import Metrics, TrialRecord
 from search_spaces import SpaceError
+
+# Importing Ray in Jupyter without ipywidgets logs an INFO line to stderr, into the cell's output,
+# advising to install it for Ray's own widgets (which nas never shows).
+logging.getLogger("ray.widgets.util").setLevel(logging.WARNING)
 
 _API = ("search", "ImageClassifier", "load", "open_run", "SearchResult")
 

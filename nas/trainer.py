@@ -69,7 +69,12 @@ def epoch_reporter(report):
 
 def configure_threads(cpus: int) -> None:
     """Gives TensorFlow as many threads as the trial has CPUs. Must run before TensorFlow's first op;
-    a reused worker that already ran a trial with the same resources keeps its setting."""
+    a reused worker that already ran a trial with the same resources keeps its setting. Imports
+    TensorFlow without its C++ start-up messages, which a Ray that sends workers' logs to the driver
+    (the caller's `ray.init()`, or --verbose) would print on the user's terminal or notebook."""
+    from nas.quiet import import_tensorflow
+
+    import_tensorflow()
     import tensorflow as tf
 
     cpus = max(1, int(cpus))

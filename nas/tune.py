@@ -201,6 +201,16 @@ class StopWhenSearchStops(tune.Stopper):
         return {"search": None}
 
 
+class _NoReport(tune.ProgressReporter):
+    """Tune's progress reporter when nas reports (nas.progress) and Tune is to say nothing."""
+
+    def should_report(self, trials, done=False):
+        return False
+
+    def report(self, trials, done, *sys_info):
+        pass
+
+
 def run_trials(
     search: Search,
     data_arrays: dict,
@@ -265,6 +275,9 @@ def run_trials(
             name="tune",
             storage_path=storage,
             verbose=1 if verbose else 0,
+            # Tune's default reporter in Jupyter clears the cell's output (the settings nas printed)
+            # and displays a table of its own, even at verbose 0.
+            progress_reporter=tune.CLIReporter() if verbose else _NoReport(),
             stop=StopWhenSearchStops(search),
             callbacks=[searcher.started],
             failure_config=tune.FailureConfig(max_failures=0),
