@@ -1,5 +1,5 @@
 """What the library reports as it works, through one `Reporter`: a search's settings, one line per
-finished trial (with a live status line in a terminal), the final table; an export's steps.
+finished trial (with a live status in a terminal or a notebook), the final table; an export's steps.
 
     with progress.reporting(progress.Reporter()):   # rich on the terminal or in a notebook (the default)
         run_search(config)
@@ -13,6 +13,9 @@ the engine, export and run listing print through it, never to a console of their
 
 from __future__ import annotations
 
+import contextvars
+import io
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -27,8 +30,6 @@ from rich.progress import (
     ProgressColumn,
     SpinnerColumn,
     TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -108,9 +109,9 @@ def print_settings(settings: dict[str, Any]) -> None:
 
 
 class TrialPrinter:
-    """One line per finished trial: what it scored, the best so far, time spent and left. In a
-    terminal, a live status line below them too: a bar of trials done / budget, running, failed,
-    best so far, elapsed time and ETA."""
+    """One line per finished trial: what it scored, the best so far, time spent and left. Below them
+    in a terminal, and above them in Jupyter, a live status: a bar of trials done / budget, running,
+    failed, best so far, elapsed time and ETA."""
 
     def __init__(self, budget: int, running: Callable[[], int] | None = None):
         self.budget = budget
@@ -120,14 +121,18 @@ class TrialPrinter:
         self.failed = 0
         self.best: TrialRecord | None = None
         self.earlier = 0  # trials an earlier session of a resumed search finished
+        self.last: float | None = None  # when this session's last trial ended
         self.bar: Progress | None = None
         self.task = None
+        self.notebook: _NotebookStatus | None = None
 
     @contextmanager
     def live(self):
-        """Shows the live status line while the search runs (only where stdout is a terminal)."""
+        """Shows the live status while the search runs: in a terminal, a line rich redraws below the
+        trials' lines and removes at the end; in Jupyter, a display updated in place, which stays with
+        the final status. Nothing where output goes to a file or a pipe, or nowhere."""
         console = reporter().console
-        if not console.is_terminal or console.quiet:
+        if console.quiet or not (console.is_terminal or console.is_jupyter):
             yield
             return
         self.bar = Progress(
@@ -136,22 +141,38 @@ class TrialPrinter:
             BarColumn(),
             MofNCompleteColumn(),
             _StatusColumn(self),
-            TextColumn("elapsed"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
+            _TimeColumn(self),
             console=console,
             transient=True,
+            auto_refresh=not console.is_jupyter,
         )
         self.task = self.bar.add_task("search", total=self.budget, completed=self.done)
-        with self.bar:
-            yield
-        self.bar = None
+        try:
+            if console.is_jupyter:
+                with _NotebookStatus(self.bar, console.width) as self.notebook:
+                    yield
+            else:
+                with self.bar:
+                    yield
+        finally:
+            self.bar = self.notebook = None
 
     def status(self) -> str:
         running = f"running {self.running()}  " if self.running else ""
         best = f"best {self.best.reward:.4f} (#{self.best.trial})" if self.best else "best -"
         return f"{running}failed {self.failed}  {best}"
+
+    def elapsed(self) -> str:
+        return duration(time.perf_counter() - self.start)
+
+    def eta(self) -> float | None:
+        """Seconds left at this session's pace, counted down from the last trial's end (None before
+        this session's first trial ends)."""
+        session = self.done - self.earlier
+        if session <= 0 or self.last is None:
+            return None
+        left = (self.last - self.start) / session * max(0, self.budget - self.done)
+        return max(0.0, left - (time.perf_counter() - self.last))
 
     def resume(self, records: list[TrialRecord]) -> None:
         """Counts the trials of earlier sessions (the ETA uses this session's pace)."""
@@ -169,8 +190,7 @@ class TrialPrinter:
 
     def __call__(self, record: TrialRecord) -> None:
         self._count(record)
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / (self.done - self.earlier) * max(0, self.budget - self.done)
+        self.last = time.perf_counter()
         m = record.metrics
         if record.completed:
             what = f"val {m.val_accuracy:.4f}  params {m.params:>9,}  fit {m.fit_seconds:5.1f}s"
@@ -181,10 +201,12 @@ class TrialPrinter:
         best = f"best {self.best.reward:.4f} (#{self.best.trial})" if self.best else "best -"
         reporter().line(
             f"[{self.done:>{len(str(self.budget))}}/{self.budget}] trial {record.trial:<4} {what} | "
-            f"{best}  failed {self.failed}  elapsed {duration(elapsed)}  eta {duration(eta)}"
+            f"{best}  failed {self.failed}  elapsed {self.elapsed()}  eta {duration(self.eta() or 0)}"
         )
         if self.bar is not None:
             self.bar.update(self.task, completed=self.done)
+        if self.notebook is not None:
+            self.notebook.refresh()
 
 
 class _StatusColumn(ProgressColumn):
@@ -194,6 +216,78 @@ class _StatusColumn(ProgressColumn):
 
     def render(self, task) -> Text:
         return Text(self.printer.status())
+
+
+class _TimeColumn(ProgressColumn):
+    """Time spent and left, as the trials' lines give them (rich's own ETA column estimates the pace
+    from the last 30 s only, and shows nothing while trials take longer than that)."""
+
+    def __init__(self, printer: TrialPrinter):
+        super().__init__()
+        self.printer = printer
+
+    def render(self, task) -> Text:
+        eta = self.printer.eta()
+        return Text(f"elapsed {self.printer.elapsed()}  eta {duration(eta) if eta is not None else '-'}")
+
+
+class _NotebookStatus:
+    """The live status in Jupyter. rich's own live display needs ipywidgets there (a widget that
+    frontends without the widget manager cannot show, and a notebook saved without its state
+    loses); instead, the bar is rendered to HTML and text and shown as one output that IPython's
+    display_id updates in place: once a second from a thread of its own, and at each trial."""
+
+    def __init__(self, bar: Progress, width: int, interval: float = 1.0):
+        self.bar, self.width, self.interval = bar, width, interval
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.handle = None
+        self.thread: threading.Thread | None = None
+
+    def render(self) -> dict[str, str]:
+        from rich.jupyter import JUPYTER_HTML_FORMAT
+
+        console = Console(
+            file=io.StringIO(),
+            record=True,
+            width=self.width,
+            force_jupyter=False,
+            force_terminal=True,
+            color_system="truecolor",
+        )
+        console.print(self.bar.get_renderable())
+        return {
+            "text/plain": console.export_text(clear=False).rstrip("\n"),
+            "text/html": console.export_html(inline_styles=True, code_format=JUPYTER_HTML_FORMAT),
+        }
+
+    def refresh(self) -> None:
+        with self.lock:
+            if self.handle is None:
+                return
+            try:
+                self.handle.update(self.render(), raw=True)
+            except Exception:  # noqa: BLE001 - a status that cannot be shown must never stop a search
+                self.handle = None  # the trials' lines go on
+
+    def __enter__(self) -> _NotebookStatus:
+        from IPython.display import display
+
+        self.handle = display(self.render(), raw=True, display_id=True)
+        # In the caller's context: ipykernel finds there which cell the updates belong to.
+        context = contextvars.copy_context()
+        self.thread = threading.Thread(target=context.run, args=(self._run,), name="nas-status", daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            self.refresh()
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join()
+        self.refresh()  # the final status stays in the notebook
 
 
 def print_top(records: list[TrialRecord], test_accuracy: float | None, n: int = 5) -> None:

@@ -49,3 +49,15 @@ def test_in_a_terminal_a_live_status_line_shows_running_failed_and_best():
     assert "trials" in text and "running 2  failed 1  best 0.5000 (#1)" in text
     assert "[3/3] trial 3" in text  # the per-trial lines still print, above the live line
     assert printer.status() == "running 2  failed 1  best 0.7500 (#3)"
+
+
+def test_the_eta_is_this_sessions_pace_counted_down_from_its_last_trial():
+    printer = progress.TrialPrinter(4)
+    printer.resume([record(1, 0.5)])  # an earlier session's trial sets no pace
+    assert printer.eta() is None
+    printer.start -= 10  # this session began 10 s ago
+    with progress.reporting(progress.Recorder()) as recorder:
+        printer(record(2, 0.75))
+    assert "[2/4] trial 2" in recorder.lines[0] and recorder.lines[0].endswith("eta 20s")  # 10 s a trial, 2 left
+    time.sleep(0.3)
+    assert printer.eta() < 19.75  # counted down since
