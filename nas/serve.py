@@ -11,7 +11,8 @@
 One deployment of `replicas` replicas, each loading the model once (the model directory's files
 travel through Ray's object store, so replicas on other nodes of a cluster need no shared disk).
 Requests that arrive while a replica is predicting are batched into its next model call. A body
-that is not an image is answered with HTTP 400 and {"error": "..."}, and the server goes on.
+that is not an image is answered with HTTP 400 and {"error": "..."}, and the server goes on; one
+over MAX_BODY_BYTES is answered 413 by Serve's proxy before it reaches a replica (nas.serve_proxy).
 """
 
 import asyncio
@@ -37,10 +38,10 @@ from nas.errors import InputError
 from nas.model_dir import REQUIRED, open_model_dir
 from nas.predict import Predictor, check_top_k
 from nas.quiet import stderr_silenced
+from nas.serve_proxy import CONTROLLER_OPTIONS, MAX_BODY_BYTES, declared_length, too_large
 
 APP_NAME = "nas"
 DEFAULT_TOP_K = 3
-MAX_BODY_BYTES = 32 * 2**20  # per request; a larger one is answered with 413
 MAX_FILES = 256  # images in one multipart request
 MAX_BATCH_REQUESTS = 32  # requests one model call may serve
 SHUTDOWN_SECONDS = 5  # how long a replica may finish its requests when the server stops
@@ -55,15 +56,17 @@ class BodyTooLarge(InputError):
 # Serve pickles the deployment class where it is declared: what the class uses is defined above it.
 async def _limited(request: Request):
     """The request's body as it arrives, ended with BodyTooLarge past MAX_BODY_BYTES: one limit
-    whatever the transfer encoding (a chunked body has no Content-Length) and the content type."""
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise BodyTooLarge(f"request body: {int(length):,} bytes, expected at most {MAX_BODY_BYTES:,}")
+    whatever the transfer encoding (a chunked body has no Content-Length) and the content type.
+    nas's proxy middleware refuses such a body first; this holds where Serve's proxies are not
+    nas's (a Serve already running on a cluster)."""
+    length = declared_length(request.headers)
+    if length is not None and length > MAX_BODY_BYTES:
+        raise BodyTooLarge(too_large(length))
     received = 0
     async for chunk in request.stream():
         received += len(chunk)
         if received > MAX_BODY_BYTES:
-            raise BodyTooLarge(f"request body: more than {MAX_BODY_BYTES:,} bytes, expected at most that")
+            raise BodyTooLarge(too_large(None))
         yield chunk
 
 
@@ -188,7 +191,8 @@ def serve_model(
         logging.getLogger("ray.serve").setLevel(logging.WARNING)  # not Serve's start-up chatter
         started_serve = True
         with stderr_silenced():  # Ray's C++ side logs to fd 2 as Serve starts its actors
-            serve.start(http_options={"host": host, "port": port})
+            # Applied when this call starts Serve; a Serve already running on a cluster keeps its proxies.
+            serve.start(http_options={"host": host, "port": port}, controller_options=CONTROLLER_OPTIONS)
             _run(app)
         url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
         out(

@@ -143,8 +143,9 @@ def test_serve_answers_like_predict_refuses_bad_images_and_stops_cleanly(digits_
             assert bad.status_code == 400 and bad.json()["error"].startswith("bad.png: not a readable image")
             assert http.post(f"{url}/predict", params={"top_k": 0}, data=b"x", timeout=30).status_code == 400
 
-            # Hostile bodies: answered 400 or 413 without decoding or reading them whole, and the
-            # replicas' memory stays where it was.
+            # Hostile bodies: answered 400 or 413 without decoding them, and bodies over the limit
+            # without reaching a replica (Serve's proxy answers them): the replicas' memory stays where
+            # it was (a 40 MB body a replica received grew it by about 50 MB, and the memory stayed).
             before = replica_memory(server.pid)
             bomb = tmp_path / "bomb.png"
             Image.new("1", (12000, 12000)).save(bomb)  # 17 KB, 144 megapixels: over the cap for 8x8 digits
@@ -152,15 +153,22 @@ def test_serve_answers_like_predict_refuses_bad_images_and_stops_cleanly(digits_
                 answer = http.post(f"{url}/predict", files=[("file", ("bomb.png", bomb.read_bytes()))], timeout=30)
                 assert answer.status_code == 400 and "bomb.png: 12000x12000 pixels" in answer.json()["error"]
             part = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
-            for extra, head in (({"Content-Type": "multipart/form-data; boundary=x"}, part), ({}, b"")):
-                data = itertools.chain([head], (b"\0" * 2**20 for _ in range(40)))  # 40 MB, chunked: no Content-Length
-                answer = http.post(f"{url}/predict", data=data, headers=extra, timeout=60)
+            for extra, head in (({"Content-Type": "multipart/form-data; boundary=x"}, part), ({}, b"")) * 5:
+                answer = http.post(f"{url}/predict", data=megabytes(40, head), headers=extra, timeout=60)
                 assert answer.status_code == 413 and "more than 33,554,432 bytes" in answer.json()["error"]
+            answer = http.post(f"{url}/predict", data=b"\0" * 40 * 2**20, timeout=60)  # with a Content-Length
+            assert answer.status_code == 413 and "41,943,040 bytes, expected at most 33,554,432" in answer.text
             after = replica_memory(server.pid)
             print(
-                f"replicas' memory before and after 6 hostile requests: {before / 2**20:.0f}, {after / 2**20:.0f} MiB"
+                f"replicas' memory before and after 15 hostile requests: {before / 2**20:.0f}, {after / 2**20:.0f} MiB"
             )
-            assert after - before < 300 * 2**20
+            assert after - before < 32 * 2**20
+
+            # The limit itself, chunked: MAX_BODY_BYTES reach the replica (not an image), one byte more does not.
+            answer = http.post(f"{url}/predict", data=megabytes(32), timeout=60)
+            assert answer.status_code == 400 and "request body: not a readable image" in answer.json()["error"]
+            answer = http.post(f"{url}/predict", data=megabytes(32, tail=b"\0"), timeout=60)
+            assert answer.status_code == 413 and "more than 33,554,432 bytes" in answer.json()["error"]
 
             # 50 requests in a row.
             seconds = []
@@ -204,6 +212,11 @@ def test_serve_answers_like_predict_refuses_bad_images_and_stops_cleanly(digits_
         end_session(server)
         if "second" in locals():
             end_session(second)
+
+
+def megabytes(n: int, head: bytes = b"", tail: bytes = b""):
+    """`head`, n MiB of zeros and `tail` as a generator: requests sends it chunked, without a Content-Length."""
+    return itertools.chain([head], (b"\0" * 2**20 for _ in range(n)), [tail])
 
 
 def assert_same(labels: list[dict], expected: list[dict]) -> None:
