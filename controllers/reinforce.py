@@ -72,6 +72,7 @@ class Step:
 
     head: str  # the softmax (and embedding) used, shared by decisions of one kind; "anchor" for anchors
     decisions: tuple[int, ...]  # indices into space.decisions; an anchor's are the layer's input decisions
+    sources: tuple[int, ...] = ()  # an anchor's: the earlier layers those decisions connect, in order
 
 
 def _head(decision: Decision) -> str:
@@ -89,7 +90,7 @@ def plan(space: SearchSpace) -> list[Step]:
         mine = [(i, d) for i, d in enumerate(space.decisions) if d.layer == layer]
         if anchors:
             inputs = sorted((d.source, i) for i, d in mine if d.kind == "input")
-            steps.append(Step("anchor", tuple(i for _, i in inputs)))
+            steps.append(Step("anchor", tuple(i for _, i in inputs), tuple(j for j, _ in inputs)))
         steps += [Step(_head(d), (i,)) for i, d in mine if d.kind != "input"]
     return steps
 
@@ -192,9 +193,10 @@ class ReinforceController(Controller):
                 entropies.append(-tf.reduce_sum(tf.exp(logp_all) * logp_all, -1) * active[:, d])
                 x = self.embed[step.head](chosen[d])
                 continue
-            if keys:  # an anchor point with earlier layers to choose from
-                ds = list(step.decisions)
-                logits = self._shape(self.v(tf.tanh(tf.stack(keys, 1) + self.w_curr(h)[:, None]))[..., 0])
+            if step.decisions:  # an anchor point with earlier layers to choose from
+                ds, sources = list(step.decisions), list(step.sources)
+                candidates = tf.stack([keys[j] for j in sources], 1)
+                logits = self._shape(self.v(tf.tanh(candidates + self.w_curr(h)[:, None]))[..., 0])
                 p = tf.sigmoid(logits)
                 if forced is None:
                     picks = tf.cast(tf.gather(uniforms, ds)[None] < p, tf.float32)
@@ -209,7 +211,8 @@ class ReinforceController(Controller):
                 t = self.settings.skip_target
                 kl = p * (log_on - np.log(t)) + (1 - p) * (log_off - np.log(1 - t))
                 skip_kls.append(tf.reduce_sum(kl * mask, -1))
-                x = tf.einsum("bj,bjh->bh", picks, tf.stack(anchors, 1)) / (1 + tf.reduce_sum(picks, -1, keepdims=True))
+                chosen_states = tf.stack([anchors[j] for j in sources], 1)
+                x = tf.einsum("bj,bjh->bh", picks, chosen_states) / (1 + tf.reduce_sum(picks, -1, keepdims=True))
             anchors.append(h)
             keys.append(self.w_prev(h))
         order = range(len(self.space.decisions))

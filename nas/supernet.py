@@ -32,9 +32,11 @@ from typing import Any
 import numpy as np
 
 from search_spaces import Architecture, SearchSpace
+from search_spaces.space import skip_sources, widened
 
 PLACEMENTS = ("none", "before_activation", "after_activation")
 BN_EPSILON = 1e-3  # Keras's BatchNormalization default, which nas.builder uses
+ALWAYS = -1  # an input that is not a decision: the previous layer under `inputs: skips`
 
 
 class SupernetError(ValueError):
@@ -105,12 +107,19 @@ class ConvSupernet:
 
         self.layers = []
         stage = 0
+        widen = space.fixed["top"].get("widen", 1.0)
         for i in range(self.max_depth):
-            layer = {
-                key: choice(i, key) for key in ("kernel_height", "kernel_width", "filters", "batch_norm", "activation")
-            }
-            any_inputs = fixed_layer.get("inputs") == "any"
-            layer["inputs"] = [positions[f"layer{i}.input{j}"] for j in range(i)] if any_inputs else None
+            layer = {key: choice(i, key) for key in ("kernel_height", "kernel_width", "batch_norm", "activation")}
+            filters = choice(i, "filters")  # the layer's own filters: its choices widened for its stage
+            layer["filters"] = _Choice(filters.position, tuple(widened(f, widen, stage) for f in filters.values))
+            # per earlier layer, the position of the decision that connects it, or ALWAYS (inputs:
+            # skips, the previous layer); None for inputs: previous
+            mode = fixed_layer.get("inputs")
+            layer["inputs"] = (
+                None
+                if mode == "previous"
+                else [positions[f"layer{i}.input{j}"] if j in skip_sources(mode, i) else ALWAYS for j in range(i)]
+            )
             layer["stage"] = stage
             self.layers.append(layer)
             stage += i in reduce_after
@@ -240,7 +249,8 @@ class ConvSupernet:
         positions = self.layers[i]["inputs"]
         if positions is None:  # inputs: previous
             return [tf.constant(int(j == i - 1)) for j in range(i)]
-        return [tf.gather(arch, p) for p in positions]  # the choices are (False, True): the index is the value
+        # the choices are (False, True): the index is the value
+        return [tf.constant(1) if p == ALWAYS else tf.gather(arch, p) for p in positions]
 
     def _layer(self, i: int, image, outputs: list, masks: list, arch, training: bool, batch_statistics: bool):
         import keras
@@ -427,7 +437,8 @@ class ConvSupernet:
                 weights.append(self.biases[i].numpy()[: widths[i]])
             model.get_layer(f"layer{i}_conv").set_weights(weights)
             if placement != "none":
-                c = self.layers[i]["filters"].values.index(widths[i])
+                position = self.layers[i]["filters"].position
+                c = 0 if position is None else arch.choices[position]
                 model.get_layer(f"layer{i}_bn").set_weights(
                     [v.numpy()[c, : widths[i]] for v in self.norms[i][placement]]
                 )

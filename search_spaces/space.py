@@ -117,6 +117,7 @@ AUGMENT = {
 
 AUGMENT_ADDED_LATER = ("brightness", "crop")
 TRAINING_ADDED_LATER = ("scheduler",)
+TOP_ADDED_LATER = {"widen": 1.0}  # left out of fingerprints at these values
 
 # `augment: standard` in a space file: every augmentation as a decision, off among the choices,
 # so the search finds out which ones help (a horizontal flip does not, on digits).
@@ -129,6 +130,24 @@ STANDARD_AUGMENT = {
     "brightness": [0.0, 0.2],
     "crop": [0, 2, 4],
 }
+
+INPUTS = ("previous", "any", "skips")
+
+
+def skip_sources(inputs: str, layer: int) -> range:
+    """The earlier layers whose connection to `layer` is a decision under the space's `inputs`."""
+    return {"any": range(layer), "skips": range(layer - 1)}.get(inputs, range(0))
+
+
+def stages(reduce_after: Sequence[int], depth: int) -> list[int]:
+    """How many reductions come before each of `depth` conv layers."""
+    return [sum(j < i for j in reduce_after) for i in range(depth)]
+
+
+def widened(filters: int, widen: float, stage: int) -> int:
+    """A conv layer's filters after `stage` reductions: its choice times widen ** stage, rounded."""
+    return max(1, round(filters * widen**stage))
+
 
 # Where a layer's batch normalisation goes: true (the same as before_activation, Ioffe & Szegedy's
 # placement), false (none), or after_activation. Read by `nas.builder.bn_placement`.
@@ -149,14 +168,22 @@ FAMILIES: dict[str, dict[str, dict[str, Setting]]] = {
         },
     },
     "conv": {
-        "top": {"layers": Setting("int", 6, low=1)},
+        "top": {
+            "layers": Setting("int", 6, low=1),
+            # a layer's filters are its choice times widen ** (reductions before it), rounded: wider
+            # where the maps are smaller, as in VGG and ResNet (1: every stage alike, Zoph & Le's)
+            "widen": Setting("float", 1.0, low=0.25, high=4, high_inclusive=True, decidable=False),
+        },
         "layer": {
             "kernel_height": Setting("int", 3, low=1),
             "kernel_width": Setting("int", 3, low=1),
             "filters": Setting("int", 32, low=1),
             "activation": Setting("str", "relu", options=ACTIVATIONS),
             "batch_norm": Setting("bool", True, options=BN_PLACEMENTS),
-            "inputs": Setting("str", "previous", options=("previous", "any"), decidable=False),
+            # previous: a chain; any: each earlier layer may feed this one, and a layer fed by none takes
+            # the image (Zoph & Le); skips: the previous layer always, and each earlier one may (ENAS's
+            # macro space), so no layer goes back to the image and only the last one feeds the classifier.
+            "inputs": Setting("str", "previous", options=INPUTS, decidable=False),
         },
     },
     "resnet": {
@@ -286,6 +313,9 @@ class SearchSpace:
             spec["layers"] = [self._resolve_layer(i, values) for i in range(self.depth(arch.choices))]
         if self.family == "conv":
             spec["reduce_after"] = list(self.fixed.get("reduce_after", []))
+            widen = spec.pop("widen", 1.0)
+            for layer, stage in zip(spec["layers"], stages(spec["reduce_after"], len(spec["layers"]))):
+                layer["filters"] = widened(layer["filters"], widen, stage)
         return spec
 
     def _resolve_layer(self, i: int, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -294,10 +324,8 @@ class SearchSpace:
             if f"layer{i}.{key}" in values:
                 layer[key] = values[f"layer{i}.{key}"]
         if self.family == "conv":
-            if layer["inputs"] == "any":
-                layer["inputs"] = [j for j in range(i) if values.get(f"layer{i}.input{j}")]
-            else:
-                layer["inputs"] = [i - 1] if i > 0 else []
+            chosen = [j for j in skip_sources(layer["inputs"], i) if values.get(f"layer{i}.input{j}")]
+            layer["inputs"] = chosen if layer["inputs"] == "any" else sorted({*chosen, i - 1} if i > 0 else set())
         return layer
 
     # -- size and sampling -----------------------------------------------------------------------
@@ -327,6 +355,7 @@ class SearchSpace:
             **self.fixed,
             "augment": {k: v for k, v in self.fixed.get("augment", {}).items() if v or k not in AUGMENT_ADDED_LATER},
         }
+        fixed["top"] = {k: v for k, v in fixed.get("top", {}).items() if TOP_ADDED_LATER.get(k, object()) != v}
         if "training" in fixed:
             fixed["training"] = {
                 k: v for k, v in fixed["training"].items() if k not in TRAINING_ADDED_LATER or v != TRAINING[k].default
@@ -536,7 +565,7 @@ def parse_space(text: str, source: str = "<space>", default_name: str = "space")
         depth_choice = next((d for d in decisions if d.name == "layers"), None)
         max_depth = max(depth_choice.choices) if depth_choice else fixed["top"]["layers"]
         per_layer = sum(isinstance(v, tuple) for v in layer_values.values())
-        skips = max_depth * (max_depth - 1) // 2 if layer_values.get("inputs") == "any" else 0
+        skips = sum(len(skip_sources(layer_values.get("inputs"), i)) for i in range(max_depth))
         count = len(decisions) + max_depth * per_layer + skips  # counted before they are made
         if count > MAX_DECISIONS:
             raise fail(
@@ -545,10 +574,10 @@ def parse_space(text: str, source: str = "<space>", default_name: str = "space")
                 f"expected at most {MAX_DECISIONS:,} (fewer layers, or inputs: previous)",
             )
         for i in range(max_depth):
-            if layer_values.get("inputs") == "any":
-                decisions += [
-                    Decision(f"layer{i}.input{j}", "input", (False, True), layer=i, source=j) for j in range(i)
-                ]
+            decisions += [
+                Decision(f"layer{i}.input{j}", "input", (False, True), layer=i, source=j)
+                for j in skip_sources(layer_values.get("inputs"), i)
+            ]
             decisions += [
                 Decision(f"layer{i}.{k}", k, v, layer=i) for k, v in layer_values.items() if isinstance(v, tuple)
             ]

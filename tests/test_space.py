@@ -93,6 +93,24 @@ def test_resolve_turns_skip_decisions_into_input_lists():
     assert spec["training"]["optimizer"] == "adam"  # defaults fill what the file leaves out
 
 
+def test_inputs_skips_keep_the_previous_layer_and_decide_the_earlier_ones():
+    space = parse_space(CONV.replace("inputs: any", "inputs: skips"), source="tiny.yaml")
+    assert [d.name for d in space.decisions if d.kind == "input"] == ["layer2.input0"]  # layer 1's only input is 0
+    choices = [0] * len(space.decisions)
+    assert [layer["inputs"] for layer in space.resolve(space.architecture(choices))["layers"]] == [[], [0], [1]]
+    choices[[d.name for d in space.decisions].index("layer2.input0")] = 1
+    assert [layer["inputs"] for layer in space.resolve(space.architecture(choices))["layers"]] == [[], [0], [0, 1]]
+
+
+def test_widen_multiplies_the_filters_at_each_reduction_and_leaves_old_fingerprints_alone():
+    space = parse_space(CONV.replace("layers: 3", "layers: 3\nwiden: 1.5"))
+    layers = space.resolve(space.architecture([1] * len(space.decisions)))["layers"]
+    assert [layer["filters"] for layer in layers] == [8, 12, 12]  # 8 filters chosen; reduce_after: [0]
+    plain = parse_space(CONV)
+    assert parse_space(CONV.replace("layers: 3", "layers: 3\nwiden: 1")).fingerprint() == plain.fingerprint()
+    assert parse_space(CONV.replace("layers: 3", "layers: 3\nwiden: 2")).fingerprint() != plain.fingerprint()
+
+
 def test_every_architecture_of_a_small_space_once():
     space = load_space("dnn")
     archs = list(iter_architectures(space))
