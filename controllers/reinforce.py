@@ -1,17 +1,24 @@
 """REINFORCE controller (Zoph & Le 2017): an LSTM that writes an architecture one decision at a time.
 
-At each decision the LSTM's output goes through the softmax of that kind of decision (one softmax
-per kind, shared by all layers); the chosen value is embedded and fed back as the next input.
-Skip connections use anchor points: at layer i the controller's state h_i is compared with every
-earlier layer's anchor state h_j,
+At each decision the LSTM's output goes through that decision's own softmax (or, with
+`per_decision: false`, one softmax per kind of decision shared by all layers, as ENAS does); the
+chosen value is embedded (one embedding per kind) and fed back as the next input. Skip connections
+use anchor points: at layer i the controller's state h_i is compared with every earlier layer's
+anchor state h_j,
 
     P(layer j feeds layer i) = sigmoid(v^T tanh(W_prev h_j + W_curr h_i)),
 
 each sampled independently; the next input is the mean of the chosen anchors' states (ENAS).
-Logits are shaped as c * tanh(logits / T) (ENAS). Learning is the policy gradient against an
-exponential moving-average baseline plus an entropy bonus, in batches of finished children. Results
-arrive asynchronously, so each update recomputes the log-probabilities of the architectures that
-actually finished under the current policy.
+Logits are shaped as c * tanh(logits / T) (ENAS).
+
+Learning is set for searches of tens to hundreds of children (benchmarks/RESULTS.md, "Controllers
+on unseen landscapes"): a few uniformly drawn children first, then policy-gradient updates in batches
+of two, the advantage (reward - moving-average baseline) divided by a moving spread of it, four
+PPO steps per batch with each decision's probability ratio clipped (Zoph et al. 2018 used PPO).
+An ask returns the first of 32 draws (the later ones at higher temperatures) not asked before, and a
+duplicate the search answers from its record is not learnt from twice. Results arrive
+asynchronously, so each update recomputes the log-probabilities of the architectures that actually
+finished under the current policy.
 """
 
 from __future__ import annotations
@@ -35,12 +42,12 @@ class ReinforceSettings:
 
     hidden_size: int = 35  # LSTM units per layer (Zoph & Le: 35; ENAS: 64)
     lstm_layers: int = 2  # stacked LSTM layers (Zoph & Le: 2)
-    learning_rate: float = 0.01  # Adam (Zoph & Le: 6e-4 for 12,800 children; ENAS: 3.5e-4)
+    learning_rate: float = 0.03  # Adam (Zoph & Le: 6e-4 for 12,800 children; ENAS: 3.5e-4)
     batch_size: int = 0  # finished children per policy update; 0: from the budget
     baseline_decay: float = 0.8  # moving average of the reward (ENAS code uses 0.99-0.999)
     entropy_weight: float = 1e-4  # bonus on the policy's entropy (ENAS: 1e-4)
     tanh_constant: float = 2.5  # logits -> c * tanh(logits / temperature) (ENAS: 2.5; 0 turns it off)
-    temperature: float = 1.0  # (ENAS: 5)
+    temperature: float = 0.5  # (ENAS: 5)
     reward_power: float = 1.0  # the reward is val_accuracy ** power (Zoph & Le cube it: 3)
     init_range: float = 0.08  # weights start uniform in [-r, r] (Zoph & Le: 0.08)
     # A penalty of skip_weight x KL(p || skip_target) on each skip probability p, which keeps the
@@ -57,10 +64,9 @@ class ReinforceSettings:
     # temperatures) and returns the first not asked before: a trained architecture teaches nothing new.
     fresh_samples: int = 32
     learn_from_duplicates: bool = False  # a told duplicate joins a batch again (ENAS samples repeat)
-    # Each update learns from the batch and earlier distinct children, up to this many in all, their
-    # advantages taken against the current baseline (PPO's clip bounds how far each one moves it).
-    history: int = 0
-    elite: float = 0.0
+    # A softmax for each decision, whose bias learns that decision's preference at once; otherwise
+    # one per kind of decision, shared by all layers (ENAS), which must tell layers apart by state.
+    per_decision: bool = True
 
     def check(self) -> str | None:
         for name in ("hidden_size", "lstm_layers", "ppo_epochs", "fresh_samples"):
@@ -68,8 +74,6 @@ class ReinforceSettings:
                 return f"{name}: got {getattr(self, name)}, expected an integer >= 1"
         if self.batch_size < 0:
             return f"batch_size: got {self.batch_size}, expected an integer >= 1 (0: from the budget)"
-        if self.history < 0:
-            return f"history: got {self.history}, expected an integer >= 0"
         if self.warmup < -1:
             return f"warmup: got {self.warmup}, expected an integer >= 0 (-1: from the budget)"
         for name in ("learning_rate", "temperature", "reward_power", "init_range"):
@@ -96,27 +100,27 @@ SETTINGS_ADDED_LATER = {
     "ppo_clip": 0.0,
     "fresh_samples": 1,
     "learn_from_duplicates": True,
-    "history": 0,
-    "elite": 0.0,
+    "per_decision": False,
 }
-# Settings that shape the network: a saved state with others cannot be loaded into it.
-NETWORK_SETTINGS = ("hidden_size", "lstm_layers")
+# Settings that shape the network: a saved state with others is loaded into a network rebuilt for it.
+NETWORK_SETTINGS = ("hidden_size", "lstm_layers", "per_decision")
 
 
 def reinforce_settings(
     space: SearchSpace, overrides: Mapping[str, Any] | None = None, budget: int | None = None
 ) -> ReinforceSettings:
-    """The settings from the space file's `controller:` section and `overrides`, with the batch
-    size and the warm-up derived from the budget where neither gives them (budget 100 when unknown):
-    warmup = clamp(budget // 10, 4, 20) random children, then batches of clamp(budget // 25, 2, 8)."""
+    """The settings from the space file's `controller:` section and `overrides`, with the warm-up
+    and the batch size derived from the budget where neither gives them: min(5, budget // 10) random
+    children (at least 1), then batches of 2 (1 under a budget of 10). A first top architecture is
+    wanted within tens of children whatever the budget, so neither grows with it."""
     from controllers.evolution import EvolutionSettings
 
     settings = read_settings(ReinforceSettings, space, overrides, shared_with=(EvolutionSettings,))
     budget = 100 if budget is None else budget
     if settings.batch_size == 0:
-        settings = dataclasses.replace(settings, batch_size=min(8, max(2, budget // 25)))
+        settings = dataclasses.replace(settings, batch_size=2 if budget >= 10 else 1)
     if settings.warmup == -1:
-        settings = dataclasses.replace(settings, warmup=min(20, max(4, budget // 10)))
+        settings = dataclasses.replace(settings, warmup=min(5, max(1, budget // 10)))
     return settings
 
 
@@ -153,14 +157,35 @@ class ReinforceController(Controller):
 
     def __init__(self, space: SearchSpace, seed: int = 0, settings: ReinforceSettings | None = None):
         super().__init__(space, seed)
+        self.settings = settings or ReinforceSettings()
+        self.steps = plan(space)
+        self._build()
+        self.baseline: float | None = None
+        self.spread: float | None = None  # moving root mean square of reward - baseline
+        self.pending: list[tuple[list[int], float]] = []
+        self.log: list[dict[str, Any]] = []
+        self.asked: list[list[int]] = []  # every architecture asked, in order
+        self.told: list[tuple[list[int], float]] = []  # every distinct architecture told, and its reward
+        self._asked = set()
+        self._told = set()
+
+    def _softmax(self, step: Step) -> str:
+        """The softmax of a decision step: its own (`per_decision`), or its kind's."""
+        return f"d{step.decisions[0]}" if self.settings.per_decision else step.head
+
+    def _build(self) -> None:
+        """The network for the current settings, its weights drawn from the seed, and its graphs."""
         import keras  # TensorFlow is loaded only when this controller is used
 
-        self.settings = s = settings or ReinforceSettings()
-        self.steps = plan(space)
+        s, space = self.settings, self.space
         self.cells = [keras.layers.LSTMCell(s.hidden_size, name=f"lstm{k}") for k in range(s.lstm_layers)]
-        heads = sorted({step.head for step in self.steps if step.head != "anchor"})
         sizes = {_head(d): len(d.choices) for d in space.decisions}
-        self.softmax = {h: keras.layers.Dense(sizes[h], name=f"softmax_{h}") for h in heads}
+        steps = [step for step in self.steps if step.head != "anchor"]
+        self.softmax = {
+            key: keras.layers.Dense(sizes[step.head], name=f"softmax_{key}")
+            for key, step in sorted({self._softmax(step): step for step in steps}.items())
+        }
+        heads = sorted({step.head for step in steps})
         self.embed = {h: keras.layers.Embedding(sizes[h], s.hidden_size, name=f"embed_{h}") for h in heads}
         self.go = keras.layers.Embedding(1, s.hidden_size, name="go")  # the first step's input
         self.w_prev = keras.layers.Dense(s.hidden_size, use_bias=False, name="anchor_prev")
@@ -174,20 +199,12 @@ class ReinforceController(Controller):
             layer.build((None,))
         modules = [*self.cells, self.go, *self.softmax.values(), *self.embed.values(), self.w_prev, self.w_curr, self.v]
         self.variables = [v for m in modules for v in m.trainable_variables]
-        init = np.random.default_rng([seed, 1])  # weights from the seed alone: runs are reproducible
+        init = np.random.default_rng([self.seed, 1])  # weights from the seed alone: runs are reproducible
         for v in self.variables:
             v.assign(init.uniform(-s.init_range, s.init_range, v.shape).astype("float32"))
         self.optimizer = keras.optimizers.Adam(s.learning_rate)
         self.optimizer.build(self.variables)
         self._trace()
-        self.baseline: float | None = None
-        self.spread: float | None = None  # moving root mean square of reward - baseline
-        self.pending: list[tuple[list[int], float]] = []
-        self.log: list[dict[str, Any]] = []
-        self.asked: list[list[int]] = []  # every architecture asked, in order
-        self.told: list[tuple[list[int], float]] = []  # every distinct architecture told, and its reward
-        self._asked = set()
-        self._told = set()
 
     def _trace(self) -> None:
         """The policy as TensorFlow graphs, traced once per settings: sampling, scoring, updating."""
@@ -245,7 +262,7 @@ class ReinforceController(Controller):
             h = x
             if step.head != "anchor":
                 (d,) = step.decisions
-                logp_all = tf.nn.log_softmax(self._shape(self.softmax[step.head](h)))
+                logp_all = tf.nn.log_softmax(self._shape(self.softmax[self._softmax(step)](h)))
                 if forced is None:
                     cdf = tf.cumsum(tf.exp(logp_all / tau[:, None]), -1)  # unnormalised: u scales to its end
                     below = tf.reduce_sum(tf.cast(cdf < uniforms[:, d : d + 1] * cdf[:, -1:], tf.int64), -1)
@@ -284,8 +301,8 @@ class ReinforceController(Controller):
     # -- ask and tell ----------------------------------------------------------------------------
 
     def ask(self) -> Architecture:
-        """The first architecture not asked before among `fresh_samples` drawn from the policy (row k
-        at temperature 2^(k // 8)), or uniformly during the warm-up; the first drawn if all were."""
+        """The first architecture not asked before among `fresh_samples` drawn from the policy (draw k
+        at temperature 2^(k // 16)), or uniformly during the warm-up; the first drawn if all were."""
         s, d = self.settings, len(self.space.decisions)
         if len(self.asked) < s.warmup:
             sizes = np.array([len(x.choices) for x in self.space.decisions])
@@ -354,24 +371,12 @@ class ReinforceController(Controller):
         rewards = np.maximum(np.array([r for _, r in self.pending], np.float64), 0.0) ** s.reward_power
         if self.baseline is None:
             self.baseline = float(rewards.mean())
-        learn = list(self.pending)
-        if s.history > len(learn):  # and earlier distinct children: `told` ends with this batch's
-            earlier = self.told[: len(self.told) - len(self.pending)]
-            learn = earlier[max(0, len(earlier) - (s.history - len(learn))) :] + learn
-        choices = np.array([c for c, _ in learn], np.int64)
-        advantage = np.maximum(np.array([r for _, r in learn], np.float64), 0.0) ** s.reward_power - self.baseline
+        choices = np.array([c for c, _ in self.pending], np.int64)
+        advantage = rewards - self.baseline
         if s.normalise:
             if self.spread is None:
                 self.spread = float(np.sqrt(np.mean((rewards - self.baseline) ** 2)))
             advantage = advantage / max(self.spread, 1e-8)
-        if s.elite:  # NES fitness shaping (Wierstra et al. 2014): log-rank weights on the best, zero mean
-            n = len(learn)
-            mu = max(1.0, s.elite * n)
-            ranks = np.empty(n)
-            ranks[np.argsort(-np.array([r for _, r in learn]), kind="stable")] = np.arange(1, n + 1)
-            u = np.maximum(0.0, np.log(mu + 1) - np.log(ranks))
-            u = u / u.sum() - 1 / n
-            advantage = u / max(float(u.std()), 1e-8)
         active = np.array([self.space.active(c) for c in choices], np.float32)
         old_logp = np.zeros(choices.shape, np.float32)
         if s.ppo_clip:
@@ -421,16 +426,18 @@ class ReinforceController(Controller):
         the learning it continues keeps the batch size and warm-up it started with."""
         super().load(state)
         saved = {**SETTINGS_ADDED_LATER, **state["settings"]}  # saved before some settings existed
-        if any(saved[name] != getattr(self.settings, name) for name in NETWORK_SETTINGS):
-            raise ValueError("the saved controller has another network than this one")
         settings = ReinforceSettings(**saved)
         problem = settings.check()
         if problem:
             raise ValueError(f"settings: {problem}")
         if settings != self.settings:
+            network = any(getattr(settings, name) != getattr(self.settings, name) for name in NETWORK_SETTINGS)
             self.settings = settings
-            self.optimizer.learning_rate.assign(settings.learning_rate)
-            self._trace()  # the graphs read the settings when traced
+            if network:
+                self._build()  # its weights and Adam's state are the saved ones below
+            else:
+                self.optimizer.learning_rate.assign(settings.learning_rate)
+                self._trace()  # the graphs read the settings when traced
         for v, saved in zip(self.variables, state["weights"], strict=True):
             v.assign(_decode(saved))
         for v, saved in zip(self.optimizer.variables, state["optimizer"], strict=True):

@@ -57,7 +57,7 @@ ENAS_CONTROLLER = {
     "ppo_clip": 0.0,
     "fresh_samples": 1,
     "learn_from_duplicates": True,
-    "history": 0,
+    "per_decision": False,
 }
 
 

@@ -54,7 +54,7 @@ PAPERS = {
     "ppo_clip": 0.0,
     "fresh_samples": 1,
     "learn_from_duplicates": True,
-    "history": 0,
+    "per_decision": False,
 }
 
 
@@ -62,9 +62,9 @@ PAPERS = {
     "name, overrides",
     [
         ("random", None),
-        ("reinforce", {"batch_size": 3}),  # mid warm-up: 10 tells of a warm-up of 10 for an unknown budget
-        ("reinforce", {"batch_size": 3, "warmup": 4}),  # 2 PPO updates and one result pending
-        ("reinforce", {"batch_size": 3, "warmup": 4, "history": 7, "ppo_epochs": 2}),
+        ("reinforce", None),  # the defaults: a warm-up of 5, then PPO updates in batches of 2
+        ("reinforce", {"batch_size": 3, "warmup": 4, "ppo_epochs": 2}),  # 2 updates and one result pending
+        ("reinforce", {"warmup": 12}),  # mid warm-up
         ("reinforce", PAPERS),
     ],
 )
@@ -83,11 +83,11 @@ def test_a_resumed_reinforce_keeps_the_settings_its_budget_gave_it():
     """Warm-up and batch size come from the budget; a search resumed with a larger budget goes on
     learning as it started, asking what the uninterrupted search would."""
     space = parse_space(TOY)
-    uninterrupted = make_controller("reinforce", space, seed=2, budget=50)
-    assert (uninterrupted.settings.warmup, uninterrupted.settings.batch_size) == (5, 2)
+    uninterrupted = make_controller("reinforce", space, seed=2, budget=30)
+    assert (uninterrupted.settings.warmup, uninterrupted.settings.batch_size) == (3, 2)
     run(uninterrupted, 9, accuracy_like)
     resumed = make_controller("reinforce", space, seed=2, budget=200)
-    assert (resumed.settings.warmup, resumed.settings.batch_size) == (20, 8)
+    assert (resumed.settings.warmup, resumed.settings.batch_size) == (5, 2)
     resumed.load(json.loads(json.dumps(uninterrupted.state())))
     assert resumed.settings == uninterrupted.settings
     assert run(resumed, 12, accuracy_like) == run(uninterrupted, 12, accuracy_like)
@@ -103,7 +103,15 @@ def test_a_state_saved_before_the_new_settings_goes_on_as_plain_reinforce():
     state = json.loads(json.dumps(old.state()))
     for key in ("spread", "asked", "told"):
         del state[key]
-    for key in ("normalise", "warmup", "ppo_epochs", "ppo_clip", "fresh_samples", "learn_from_duplicates", "history"):
+    for key in (
+        "normalise",
+        "warmup",
+        "ppo_epochs",
+        "ppo_clip",
+        "fresh_samples",
+        "learn_from_duplicates",
+        "per_decision",
+    ):
         del state["settings"][key]
     resumed = make_controller("reinforce", space, seed=3)  # today's defaults, as a resume builds it
     resumed.load(state)
@@ -184,3 +192,16 @@ def test_controller_settings_are_checked_against_the_space_file():
     space = parse_space(TOY.replace("learning_rate: 0.02", "baseline_decay: 1.5"), source="toy.yaml")
     with pytest.raises(SpaceError, match=r"toy.yaml: controller.baseline_decay: got 1.5, expected a number >= 0"):
         make_controller("reinforce", space)
+
+
+def test_reinforce_with_no_settings_beats_random_search_on_a_landscape():
+    """With no `controller:` section, on an NK landscape (6 decisions of 4 choices, epistatic,
+    noisy) it was not tuned on: over 8 searches of 40 children, it trains a top-1 % architecture
+    sooner than random search and in more of them."""
+    from nas.bench import load_table, replay
+
+    landscape = load_table("nk:n=6,c=4,k=1,noise=0.005,seed=21")
+    results = replay(landscape, ["random", "reinforce"], seeds=8, budget=40)["controllers"]
+    random_search, reinforce = results["random"], results["reinforce"]
+    assert reinforce["median_trials_to_top1pct"] < random_search["median_trials_to_top1pct"], results
+    assert reinforce["runs_reaching_top1pct"] > random_search["runs_reaching_top1pct"], results

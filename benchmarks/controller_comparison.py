@@ -2,13 +2,13 @@
 search, evolution and REINFORCE (its defaults, and the papers' settings it had before issue 25), at
 budgets 50, 100 and 200, on NK landscapes and the two trained tables.
 
-    python benchmarks/controllers.py [--seeds 20] [--first-seed 0] [--budgets 50,100,200]
+    python benchmarks/controller_comparison.py [--seeds 20] [--first-seed 0] [--budgets 50,100,200]
         [--set tuning|report|all] [--controllers random,evolution,reinforce,reinforce-papers]
         [--resume] [--report-only]
 
 The landscapes are split in two: REINFORCE's defaults were tuned on the `tuning` set with replay
 seeds 100 and up, and are reported on the `report` set (never replayed while tuning) with seeds 0 and
-up. Each (landscape, budget) is saved to benchmarks/results/controllers.json as it finishes;
+up. Each (landscape, budget) is saved to benchmarks/results/controller_comparison.json as it finishes;
 `--resume` skips those already there. Writes the "Controllers on unseen landscapes" section of
 benchmarks/RESULTS.md.
 """
@@ -16,6 +16,7 @@ benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -25,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_md import finish, table  # noqa: E402
 
-OUT = Path(__file__).resolve().parent / "results" / "controllers.json"
+OUT = Path(__file__).resolve().parent / "results" / "controller_comparison.json"
 TITLE = "Controllers on unseen landscapes"
 TUNING = [
     "nk:n=8,c=4,k=2,noise=0.005,seed=0",
@@ -54,7 +55,7 @@ PAPERS = {
     "ppo_clip": 0.0,
     "fresh_samples": 1,
     "learn_from_duplicates": True,
-    "history": 0,
+    "per_decision": False,
 }
 CONTROLLERS = {
     "random": ("random", None),
@@ -66,7 +67,7 @@ TARGET = 0.6  # REINFORCE's median at most this fraction of random search's
 
 
 def measure(args) -> dict:
-    from nas.bench import load_table, replay
+    from nas.bench import Table, load_table, replay, with_space
 
     result = json.loads(OUT.read_text()) if args.resume and OUT.exists() else {"runs": {}}
     result["settings"] = {k: v for k, v in vars(args).items() if k not in ("resume", "report_only")}
@@ -74,6 +75,8 @@ def measure(args) -> dict:
     names = args.controllers.split(",")
     for landscape in {"tuning": TUNING, "report": REPORT, "all": TUNING + REPORT}[args.set]:
         loaded = load_table(landscape)
+        if isinstance(loaded, Table):  # the defaults, not the settings a table's copy of its space file had
+            loaded = with_space(loaded, dataclasses.replace(loaded.space, controller={}))
         for budget in args.budgets:
             key = f"{landscape}@{budget}"
             done = result["runs"].get(key, {}).get("controllers", {})
