@@ -18,20 +18,16 @@ def make_controller(
     name: str, space: SearchSpace, seed: int = 0, overrides: Mapping[str, Any] | None = None, budget: int | None = None
 ) -> Controller:
     """A controller by name, with settings from the space file's `controller:` section (REINFORCE,
-    evolution). `budget`, the children the search will train, scales evolution's population."""
-    from controllers.base import read_settings
-
+    evolution). `budget`, the children the search will train, scales evolution's population and
+    REINFORCE's warm-up and batches."""
     if name == "random":
         from controllers.random_search import RandomController
 
         return RandomController(space, seed)
     if name == "reinforce":
-        from controllers.evolution import EvolutionSettings
-        from controllers.reinforce import ReinforceController, ReinforceSettings
+        from controllers.reinforce import ReinforceController, reinforce_settings
 
-        return ReinforceController(
-            space, seed, read_settings(ReinforceSettings, space, overrides, shared_with=(EvolutionSettings,))
-        )
+        return ReinforceController(space, seed, reinforce_settings(space, overrides, budget))
     if name == "evolution":
         from controllers.evolution import EvolutionController, evolution_settings
 

@@ -1,17 +1,24 @@
 """REINFORCE controller (Zoph & Le 2017): an LSTM that writes an architecture one decision at a time.
 
-At each decision the LSTM's output goes through the softmax of that kind of decision (one softmax
-per kind, shared by all layers); the chosen value is embedded and fed back as the next input.
-Skip connections use anchor points: at layer i the controller's state h_i is compared with every
-earlier layer's anchor state h_j,
+At each decision the LSTM's output goes through that decision's own softmax (or, with
+`per_decision: false`, one softmax per kind of decision shared by all layers, as ENAS does); the
+chosen value is embedded (one embedding per kind) and fed back as the next input. Skip connections
+use anchor points: at layer i the controller's state h_i is compared with every earlier layer's
+anchor state h_j,
 
     P(layer j feeds layer i) = sigmoid(v^T tanh(W_prev h_j + W_curr h_i)),
 
 each sampled independently; the next input is the mean of the chosen anchors' states (ENAS).
-Logits are shaped as c * tanh(logits / T) (ENAS). Learning is the policy gradient against an
-exponential moving-average baseline plus an entropy bonus, in batches of finished children. Results
-arrive asynchronously, so each update recomputes the log-probabilities of the architectures that
-actually finished under the current policy.
+Logits are shaped as c * tanh(logits / T) (ENAS).
+
+Learning is set for searches of tens to hundreds of children (benchmarks/RESULTS.md, "Controllers
+on unseen landscapes"): a few uniformly drawn children first, then policy-gradient updates in batches
+of two, the advantage (reward - moving-average baseline) divided by a moving spread of it, four
+PPO steps per batch with each decision's probability ratio clipped (Zoph et al. 2018 used PPO).
+An ask returns the first of 32 draws (the later ones at higher temperatures) not asked before, and a
+duplicate the search answers from its record is not learnt from twice. Results arrive
+asynchronously, so each update recomputes the log-probabilities of the architectures that actually
+finished under the current policy.
 """
 
 from __future__ import annotations
@@ -24,33 +31,51 @@ from typing import Any
 
 import numpy as np
 
-from controllers.base import Controller
+from controllers.base import Controller, read_settings
 from search_spaces import Architecture, Decision, SearchSpace
 
 
 @dataclass
 class ReinforceSettings:
-    """Settings, from a space file's `controller:` section. Defaults are the papers' values."""
+    """Settings, from a space file's `controller:` section. The network's are the papers'; the
+    learning's are for searches of tens to hundreds of children (see `reinforce_settings`)."""
 
     hidden_size: int = 35  # LSTM units per layer (Zoph & Le: 35; ENAS: 64)
     lstm_layers: int = 2  # stacked LSTM layers (Zoph & Le: 2)
-    learning_rate: float = 6e-4  # Adam (Zoph & Le: 6e-4; ENAS: 3.5e-4)
-    batch_size: int = 1  # finished children per policy update
-    baseline_decay: float = 0.95  # moving average of the reward (ENAS code uses 0.99-0.999)
+    learning_rate: float = 0.03  # Adam (Zoph & Le: 6e-4 for 12,800 children; ENAS: 3.5e-4)
+    batch_size: int = 0  # finished children per policy update; 0: from the budget
+    baseline_decay: float = 0.8  # moving average of the reward (ENAS code uses 0.99-0.999)
     entropy_weight: float = 1e-4  # bonus on the policy's entropy (ENAS: 1e-4)
     tanh_constant: float = 2.5  # logits -> c * tanh(logits / temperature) (ENAS: 2.5; 0 turns it off)
-    temperature: float = 5.0  # (ENAS: 5)
+    temperature: float = 0.5  # (ENAS: 5)
     reward_power: float = 1.0  # the reward is val_accuracy ** power (Zoph & Le cube it: 3)
     init_range: float = 0.08  # weights start uniform in [-r, r] (Zoph & Le: 0.08)
     # A penalty of skip_weight x KL(p || skip_target) on each skip probability p, which keeps the
     # controller from wiring every layer to every other (the ENAS code: 0.4 and 0.8; 0: off).
     skip_target: float = 0.4
     skip_weight: float = 0.0
+    # Divide the advantage (reward - baseline) by a moving spread of it, so that the step size does
+    # not depend on how far apart the space's rewards lie.
+    normalise: bool = True
+    warmup: int = -1  # children drawn uniformly before the policy asks; -1: from the budget
+    ppo_epochs: int = 4  # policy-gradient steps on each batch (1 with ppo_clip 0: plain REINFORCE)
+    ppo_clip: float = 0.2  # PPO's clipped probability ratio (Schulman et al. 2017; 0: not clipped)
+    # An ask draws up to this many architectures from the policy (the later ones at higher
+    # temperatures) and returns the first not asked before: a trained architecture teaches nothing new.
+    fresh_samples: int = 32
+    learn_from_duplicates: bool = False  # a told duplicate joins a batch again (ENAS samples repeat)
+    # A softmax for each decision, whose bias learns that decision's preference at once; otherwise
+    # one per kind of decision, shared by all layers (ENAS), which must tell layers apart by state.
+    per_decision: bool = True
 
     def check(self) -> str | None:
-        for name in ("hidden_size", "lstm_layers", "batch_size"):
+        for name in ("hidden_size", "lstm_layers", "ppo_epochs", "fresh_samples"):
             if getattr(self, name) < 1:
                 return f"{name}: got {getattr(self, name)}, expected an integer >= 1"
+        if self.batch_size < 0:
+            return f"batch_size: got {self.batch_size}, expected an integer >= 1 (0: from the budget)"
+        if self.warmup < -1:
+            return f"warmup: got {self.warmup}, expected an integer >= 0 (-1: from the budget)"
         for name in ("learning_rate", "temperature", "reward_power", "init_range"):
             if not getattr(self, name) > 0:
                 return f"{name}: got {getattr(self, name)}, expected a number > 0"
@@ -60,10 +85,43 @@ class ReinforceSettings:
             return "entropy_weight, tanh_constant and skip_weight: expected numbers >= 0"
         if not 0 < self.skip_target < 1:
             return f"skip_target: got {self.skip_target}, expected a probability > 0 and < 1"
+        if not 0 <= self.ppo_clip < 1:
+            return f"ppo_clip: got {self.ppo_clip}, expected a number >= 0 and < 1"
         return None
 
 
-SETTINGS_ADDED_LATER = {"skip_target": 0.4, "skip_weight": 0.0}
+# Settings a state saved before them lacks, with the values that reproduce how it learned then.
+SETTINGS_ADDED_LATER = {
+    "skip_target": 0.4,
+    "skip_weight": 0.0,
+    "normalise": False,
+    "warmup": 0,
+    "ppo_epochs": 1,
+    "ppo_clip": 0.0,
+    "fresh_samples": 1,
+    "learn_from_duplicates": True,
+    "per_decision": False,
+}
+# Settings that shape the network: a saved state with others is loaded into a network rebuilt for it.
+NETWORK_SETTINGS = ("hidden_size", "lstm_layers", "per_decision")
+
+
+def reinforce_settings(
+    space: SearchSpace, overrides: Mapping[str, Any] | None = None, budget: int | None = None
+) -> ReinforceSettings:
+    """The settings from the space file's `controller:` section and `overrides`, with the warm-up
+    and the batch size derived from the budget where neither gives them: min(5, budget // 10) random
+    children (at least 1), then batches of 2 (1 under a budget of 10). A first top architecture is
+    wanted within tens of children whatever the budget, so neither grows with it."""
+    from controllers.evolution import EvolutionSettings
+
+    settings = read_settings(ReinforceSettings, space, overrides, shared_with=(EvolutionSettings,))
+    budget = 100 if budget is None else budget
+    if settings.batch_size == 0:
+        settings = dataclasses.replace(settings, batch_size=2 if budget >= 10 else 1)
+    if settings.warmup == -1:
+        settings = dataclasses.replace(settings, warmup=min(5, max(1, budget // 10)))
+    return settings
 
 
 @dataclass(frozen=True)
@@ -100,14 +158,35 @@ class ReinforceController(Controller):
 
     def __init__(self, space: SearchSpace, seed: int = 0, settings: ReinforceSettings | None = None):
         super().__init__(space, seed)
+        self.settings = settings or ReinforceSettings()
+        self.steps = plan(space)
+        self._build()
+        self.baseline: float | None = None
+        self.spread: float | None = None  # moving root mean square of reward - baseline
+        self.pending: list[tuple[list[int], float]] = []
+        self.log: list[dict[str, Any]] = []
+        self.asked: list[list[int]] = []  # every architecture asked, in order
+        self.told: list[tuple[list[int], float]] = []  # every distinct architecture told, and its reward
+        self._asked = set()
+        self._told = set()
+
+    def _softmax(self, step: Step) -> str:
+        """The softmax of a decision step: its own (`per_decision`), or its kind's."""
+        return f"d{step.decisions[0]}" if self.settings.per_decision else step.head
+
+    def _build(self) -> None:
+        """The network for the current settings, its weights drawn from the seed, and its graphs."""
         import keras  # TensorFlow is loaded only when this controller is used
 
-        self.settings = s = settings or ReinforceSettings()
-        self.steps = plan(space)
+        s, space = self.settings, self.space
         self.cells = [keras.layers.LSTMCell(s.hidden_size, name=f"lstm{k}") for k in range(s.lstm_layers)]
-        heads = sorted({step.head for step in self.steps if step.head != "anchor"})
         sizes = {_head(d): len(d.choices) for d in space.decisions}
-        self.softmax = {h: keras.layers.Dense(sizes[h], name=f"softmax_{h}") for h in heads}
+        steps = [step for step in self.steps if step.head != "anchor"]
+        self.softmax = {
+            key: keras.layers.Dense(sizes[step.head], name=f"softmax_{key}")
+            for key, step in sorted({self._softmax(step): step for step in steps}.items())
+        }
+        heads = sorted({step.head for step in steps})
         self.embed = {h: keras.layers.Embedding(sizes[h], s.hidden_size, name=f"embed_{h}") for h in heads}
         self.go = keras.layers.Embedding(1, s.hidden_size, name="go")  # the first step's input
         self.w_prev = keras.layers.Dense(s.hidden_size, use_bias=False, name="anchor_prev")
@@ -121,26 +200,29 @@ class ReinforceController(Controller):
             layer.build((None,))
         modules = [*self.cells, self.go, *self.softmax.values(), *self.embed.values(), self.w_prev, self.w_curr, self.v]
         self.variables = [v for m in modules for v in m.trainable_variables]
-        init = np.random.default_rng([seed, 1])  # weights from the seed alone: runs are reproducible
+        init = np.random.default_rng([self.seed, 1])  # weights from the seed alone: runs are reproducible
         for v in self.variables:
             v.assign(init.uniform(-s.init_range, s.init_range, v.shape).astype("float32"))
         self.optimizer = keras.optimizers.Adam(s.learning_rate)
         self.optimizer.build(self.variables)
-        # The policy as two TensorFlow graphs, traced once: sampling one architecture, and scoring a batch.
+        self._trace()
+
+    def _trace(self) -> None:
+        """The policy as TensorFlow graphs, traced once per settings: sampling, scoring, updating."""
         import tensorflow as tf
 
-        d = len(space.decisions)
+        d = len(self.space.decisions)
         self._sample = tf.function(
-            lambda u: self._policy(None, u, tf.ones((1, d)))[0],
+            lambda u, tau: self._policy(None, u, tf.ones_like(u), tau)[0],
             autograph=False,
-            input_signature=[tf.TensorSpec([d], tf.float32)],
+            input_signature=[tf.TensorSpec([None, d], tf.float32), tf.TensorSpec([None], tf.float32)],
         )
         self._score_graph = tf.function(
             lambda c, a: self._policy(c, None, a)[1:],
             autograph=False,
             input_signature=[tf.TensorSpec([None, d], tf.int64), tf.TensorSpec([None, d], tf.float32)],
         )
-        # The update too: Adam's eager step alone took 0.15 s, most of a replayed search's time.
+        # The update too: Adam's eager step alone took most of a replayed search's time.
         self._train_step = tf.function(
             self._step,
             autograph=False,
@@ -148,11 +230,9 @@ class ReinforceController(Controller):
                 tf.TensorSpec([None, d], tf.int64),
                 tf.TensorSpec([None, d], tf.float32),
                 tf.TensorSpec([None], tf.float32),
+                tf.TensorSpec([None, d], tf.float32),
             ],
         )
-        self.baseline: float | None = None
-        self.pending: list[tuple[list[int], float]] = []
-        self.log: list[dict[str, Any]] = []
 
     # -- the policy ------------------------------------------------------------------------------
 
@@ -163,15 +243,16 @@ class ReinforceController(Controller):
         logits = logits / s.temperature
         return s.tanh_constant * tf.tanh(logits) if s.tanh_constant else logits
 
-    def _policy(self, forced, uniforms, active):
+    def _policy(self, forced, uniforms, active, tau=None):
         """Runs the LSTM over the steps, in TensorFlow. With `forced` [B, D] it scores those choices
-        (teacher forcing); with `uniforms` [D] instead it samples one architecture (B = 1) by
-        inverse CDF. Returns the choices [B, D], the log-probability of each choice given the
-        ones before it [B, D], the policy's entropy along the way [B] and the KL divergence of its
-        skip probabilities from `skip_target` [B]; `active` [B, D] masks decisions that had no effect."""
+        (teacher forcing); with `uniforms` [B, D] instead it samples B architectures by inverse CDF,
+        row b with its logits divided by `tau[b]`. Returns the choices [B, D], the log-probability
+        of each choice given the ones before it [B, D], the policy's entropy along the way [B] and
+        the KL divergence of its skip probabilities from `skip_target` [B]; `active` [B, D] masks
+        decisions that had no effect."""
         import tensorflow as tf
 
-        batch = 1 if forced is None else tf.shape(forced)[0]
+        batch = tf.shape(uniforms if forced is None else forced)[0]
         hidden = self.settings.hidden_size
         states = [[tf.zeros((batch, hidden)), tf.zeros((batch, hidden))] for _ in self.cells]
         x = self.go(tf.zeros((batch,), "int32"))
@@ -182,10 +263,10 @@ class ReinforceController(Controller):
             h = x
             if step.head != "anchor":
                 (d,) = step.decisions
-                logp_all = tf.nn.log_softmax(self._shape(self.softmax[step.head](h)))
+                logp_all = tf.nn.log_softmax(self._shape(self.softmax[self._softmax(step)](h)))
                 if forced is None:
-                    cdf = tf.cumsum(tf.exp(logp_all), -1)
-                    below = tf.reduce_sum(tf.cast(cdf < uniforms[d] * cdf[:, -1:], tf.int64), -1)
+                    cdf = tf.cumsum(tf.exp(logp_all / tau[:, None]), -1)  # unnormalised: u scales to its end
+                    below = tf.reduce_sum(tf.cast(cdf < uniforms[:, d : d + 1] * cdf[:, -1:], tf.int64), -1)
                     chosen[d] = tf.minimum(below, logp_all.shape[-1] - 1)
                 else:
                     chosen[d] = forced[:, d]
@@ -199,7 +280,7 @@ class ReinforceController(Controller):
                 logits = self._shape(self.v(tf.tanh(candidates + self.w_curr(h)[:, None]))[..., 0])
                 p = tf.sigmoid(logits)
                 if forced is None:
-                    picks = tf.cast(tf.gather(uniforms, ds)[None] < p, tf.float32)
+                    picks = tf.cast(tf.gather(uniforms, ds, axis=1) < tf.sigmoid(logits / tau[:, None]), tf.float32)
                 else:
                     picks = tf.cast(tf.gather(forced, ds, axis=1), tf.float32)
                 chosen.update({d: tf.cast(picks[:, j], tf.int64) for j, d in enumerate(ds)})
@@ -223,8 +304,22 @@ class ReinforceController(Controller):
     # -- ask and tell ----------------------------------------------------------------------------
 
     def ask(self) -> Architecture:
-        uniforms = self.rng.random(len(self.space.decisions)).astype(np.float32)
-        return self.space.architecture(self._sample(uniforms).numpy()[0])
+        """The first architecture not asked before among `fresh_samples` drawn from the policy (draw k
+        at temperature 2^(k // 16)), or uniformly during the warm-up; the first drawn if all were."""
+        s, d = self.settings, len(self.space.decisions)
+        if len(self.asked) < s.warmup:
+            sizes = np.array([len(x.choices) for x in self.space.decisions])
+            rows = (self.rng.random((s.fresh_samples, d)) * sizes).astype(np.int64)
+        else:
+            uniforms = self.rng.random((s.fresh_samples, d)).astype(np.float32)
+            tau = (2.0 ** (np.arange(s.fresh_samples) // 16)).astype(np.float32)
+            rows = self._sample(uniforms, tau).numpy()
+        archs = [self.space.architecture(row) for row in rows]
+        arch = next((a for a in archs if a.choices not in self._asked), archs[0])
+        if arch.choices not in self._asked:
+            self._asked.add(arch.choices)
+            self.asked.append(list(arch.choices))
+        return arch
 
     def _score(self, choices: np.ndarray):
         """Per-decision log-probabilities [B, D] of these architectures [B, D] under the current
@@ -238,22 +333,36 @@ class ReinforceController(Controller):
         return np.exp(self._score(np.array([arch.choices]))[0].numpy()[0])
 
     def tell(self, arch: Architecture, reward: float) -> None:
+        """Learns in batches of `batch_size` children, the first once the warm-up's are all told.
+        A duplicate (the search answers it from its record) was learnt from when first told."""
+        if arch.choices in self._told and not self.settings.learn_from_duplicates:
+            return
+        if arch.choices not in self._told:
+            self._told.add(arch.choices)
+            self.told.append((list(arch.choices), float(reward)))
         self.pending.append((list(arch.choices), float(reward)))
-        if len(self.pending) >= self.settings.batch_size:
+        if len(self.pending) >= self.settings.batch_size and len(self.told) >= self.settings.warmup:
             self._update()
 
-    def _step(self, choices, active, advantage):
-        """One policy-gradient step on a batch of finished children; returns the loss and the mean entropy."""
+    def _step(self, choices, active, advantage, old_logp):
+        """One policy-gradient step on a batch of finished children; returns the loss and the mean
+        entropy. With `ppo_clip`, PPO's clipped surrogate, the ratios taken to `old_logp` [B, D], the
+        log-probabilities of each child's choices under the policy before this update's first step."""
         import tensorflow as tf
 
+        s = self.settings
         with tf.GradientTape() as tape:
             logp, entropy, skip_kl = self._policy(choices, None, active)[1:]
             entropy = tf.reduce_mean(entropy)
-            loss = (
-                -tf.reduce_mean(advantage * tf.reduce_sum(logp, -1))
-                - self.settings.entropy_weight * entropy
-                + self.settings.skip_weight * tf.reduce_mean(skip_kl)
-            )
+            if s.ppo_clip:  # a ratio per decision, as PPO takes one per token of a sequence
+                ratio = tf.exp(logp - old_logp)
+                clipped = tf.clip_by_value(ratio, 1 - s.ppo_clip, 1 + s.ppo_clip)
+                gain = tf.reduce_mean(
+                    tf.reduce_sum(tf.minimum(ratio * advantage[:, None], clipped * advantage[:, None]), -1)
+                )
+            else:
+                gain = tf.reduce_mean(advantage * tf.reduce_sum(logp, -1))
+            loss = -gain - s.entropy_weight * entropy + s.skip_weight * tf.reduce_mean(skip_kl)
         # Variables a space does not use (anchors without skip decisions, the last choice's
         # embedding) get no gradient: leave them out rather than have Keras warn about them.
         grads = tape.gradient(loss, self.variables)
@@ -262,12 +371,21 @@ class ReinforceController(Controller):
 
     def _update(self) -> None:
         s = self.settings
-        choices = np.array([c for c, _ in self.pending], np.int64)
         rewards = np.maximum(np.array([r for _, r in self.pending], np.float64), 0.0) ** s.reward_power
         if self.baseline is None:
             self.baseline = float(rewards.mean())
+        choices = np.array([c for c, _ in self.pending], np.int64)
+        advantage = rewards - self.baseline
+        if s.normalise:
+            if self.spread is None:
+                self.spread = float(np.sqrt(np.mean((rewards - self.baseline) ** 2)))
+            advantage = advantage / max(self.spread, 1e-8)
         active = np.array([self.space.active(c) for c in choices], np.float32)
-        loss, entropy = self._train_step(choices, active, (rewards - self.baseline).astype(np.float32))
+        old_logp = np.zeros(choices.shape, np.float32)
+        if s.ppo_clip:
+            old_logp = self._score_graph(choices, active)[0].numpy()
+        for _ in range(s.ppo_epochs):
+            loss, entropy = self._train_step(choices, active, advantage.astype(np.float32), old_logp)
         self.log.append(
             {
                 "update": len(self.log) + 1,
@@ -278,6 +396,9 @@ class ReinforceController(Controller):
                 "loss": float(loss),
             }
         )
+        if s.normalise:
+            square = float(np.mean((rewards - self.baseline) ** 2))
+            self.spread = float(np.sqrt(s.baseline_decay * self.spread**2 + (1 - s.baseline_decay) * square))
         self.baseline = s.baseline_decay * self.baseline + (1 - s.baseline_decay) * float(rewards.mean())
         self.pending = []
 
@@ -296,22 +417,42 @@ class ReinforceController(Controller):
             "weights": [_encode(v.numpy()) for v in self.variables],
             "optimizer": [_encode(v.numpy()) for v in self.optimizer.variables],
             "baseline": self.baseline,
+            "spread": self.spread,
             "pending": self.pending,
             "log": self.log,
+            "asked": self.asked,
+            "told": self.told,
         }
 
     def load(self, state: Mapping[str, Any]) -> None:
+        """Continues from `state` with its settings: a resumed search may have another budget, but
+        the learning it continues keeps the batch size and warm-up it started with."""
         super().load(state)
-        # Saved before the skip penalty existed: it was off.
-        if {**SETTINGS_ADDED_LATER, **state["settings"]} != self.settings_json():
-            raise ValueError("the saved controller has other settings than this one")
+        saved = {**SETTINGS_ADDED_LATER, **state["settings"]}  # saved before some settings existed
+        settings = ReinforceSettings(**saved)
+        problem = settings.check()
+        if problem:
+            raise ValueError(f"settings: {problem}")
+        if settings != self.settings:
+            network = any(getattr(settings, name) != getattr(self.settings, name) for name in NETWORK_SETTINGS)
+            self.settings = settings
+            if network:
+                self._build()  # its weights and Adam's state are the saved ones below
+            else:
+                self.optimizer.learning_rate.assign(settings.learning_rate)
+                self._trace()  # the graphs read the settings when traced
         for v, saved in zip(self.variables, state["weights"], strict=True):
             v.assign(_decode(saved))
         for v, saved in zip(self.optimizer.variables, state["optimizer"], strict=True):
             v.assign(_decode(saved))
         self.baseline = state["baseline"]
+        self.spread = state.get("spread")
         self.pending = [(list(c), float(r)) for c, r in state["pending"]]
         self.log = [dict(entry) for entry in state["log"]]
+        self.asked = [list(c) for c in state.get("asked", [])]
+        self.told = [(list(c), float(r)) for c, r in state.get("told", [])]
+        self._asked = {tuple(c) for c in self.asked}
+        self._told = {tuple(c) for c, _ in self.told}
 
 
 def _encode(array: np.ndarray) -> dict[str, Any]:

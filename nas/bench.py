@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nas.errors import InputError
+from nas.landscapes import EXAMPLE as NK_EXAMPLE
+from nas.landscapes import NKLandscape, is_landscape, load_landscape
 from nas.objective import Objective
 from nas.progress import reporter
 from nas.rundir import append_json_line, write_atomic
@@ -283,6 +285,32 @@ class Table:
         # that separates two means, and above float32's rounding of the stored accuracies.
         self.top = self.mean_test >= self.top_threshold - 1e-5
 
+    def quality(self, arch: Architecture) -> float:
+        """The architecture's test accuracy, averaged over the table's seeds."""
+        return float(self.mean_test[self.index[arch]])
+
+    def is_top(self, arch: Architecture) -> bool:
+        return bool(self.top[self.index[arch]])
+
+    def observe(self, arch: Architecture, rng: np.random.Generator) -> tuple[float, int]:
+        """One evaluation: the validation accuracy of one of the architecture's seeds, and its parameters."""
+        i = self.index[arch]
+        return float(self.val[i, rng.integers(self.val.shape[1])]), int(self.params[i])
+
+    def summary(self) -> dict[str, Any]:
+        """What a replay's results say about the table."""
+        return {
+            "table": str(self.path),
+            "space": self.space.name,
+            "architectures": len(self.archs),
+            "table_seeds": len(self.meta["seeds"]),
+            "data": self.meta["data"],
+            "epochs": self.meta["epochs"],
+            "top1pct_threshold": self.top_threshold,
+            "top1pct_architectures": int(self.top.sum()),
+            "best_mean_test": float(self.mean_test.max()),
+        }
+
     def describe(self) -> str:
         m = self.meta
         return (
@@ -301,14 +329,17 @@ def table_path(name_or_path: str | Path) -> Path:
     return TABLES_DIR / f"{text}.json.gz"
 
 
-def load_table(name_or_path: str | Path) -> Table:
-    """Reads and checks a table written by `build_table`; errors name the file and what is wrong."""
+def load_table(name_or_path: str | Path) -> Table | NKLandscape:
+    """Reads and checks a table written by `build_table`; errors name the file and what is wrong.
+    `nk:n=8,c=4,k=2,...` names a synthetic landscape instead (`nas.landscapes`)."""
+    if is_landscape(name_or_path):
+        return load_landscape(str(name_or_path))
     path = table_path(name_or_path)
     if not path.is_file():
         known = ", ".join(sorted(p.name[: -len(".json.gz")] for p in TABLES_DIR.glob("*.json.gz"))) or "none"
         raise InputError(
-            f"table: {name_or_path}: no such table, expected a table name ({known}) or the path of a "
-            ".json.gz file written by nas bench build"
+            f"table: {name_or_path}: no such table, expected a table name ({known}), the path of a "
+            f".json.gz file written by nas bench build, or a synthetic landscape such as {NK_EXAMPLE}"
         )
     try:
         with gzip.open(path, "rt") as f:
@@ -347,9 +378,11 @@ def load_table(name_or_path: str | Path) -> Table:
     )
 
 
-def with_space(table: Table, space: SearchSpace) -> Table:
+def with_space(table: Table | NKLandscape, space: SearchSpace) -> Table:
     """The table with another copy of its space, whose `controller:` section configures the controllers
     of a replay (a space's fingerprint leaves that section out); the decisions must be the table's."""
+    if isinstance(table, NKLandscape):
+        raise InputError(f"space: {space.source}: applies to a trained table, not to the synthetic {table.p.name}")
     if space.fingerprint() != table.space.fingerprint():
         raise InputError(
             f"space: {space.source}: its decisions or training differ from those of the table's space "
@@ -363,13 +396,19 @@ def with_space(table: Table, space: SearchSpace) -> Table:
 
 
 def replay_one(
-    table: Table, name: str, seed: int, budget: int, reuse: Controller | None = None, objective: Objective | None = None
+    table: Table | NKLandscape,
+    name: str,
+    seed: int,
+    budget: int,
+    reuse: Controller | None = None,
+    objective: Objective | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One search of `budget` trials by controller `name` (seeded with `seed`) against the table.
     Returns the trial that first trained a top-1 % architecture (None: never) and, after each trial,
     the mean test accuracy of the architecture with the best reward so far (the winner), and the
     winner's parameters. The reward is the validation accuracy, or `objective`'s reward of it and
-    the architecture's parameters.
+    the architecture's parameters. `overrides` are controller settings over the space file's.
 
     With `reuse`, a controller of the same name and settings from an earlier replay, that controller
     is loaded with a fresh one's state and used instead: the same search (the state contract), without
@@ -379,7 +418,7 @@ def replay_one(
     from nas.search_state import MAX_CONSECUTIVE_DUPLICATES
 
     objective = objective or Objective()
-    controller = make_controller(name, table.space, seed=seed, budget=budget)
+    controller = make_controller(name, table.space, seed=seed, budget=budget, overrides=overrides)
     if reuse is not None:
         reuse.load(controller.state())
         controller = reuse
@@ -396,14 +435,13 @@ def replay_one(
                 repeats += 1
                 continue
             repeats = 0
-            i = table.index[arch]
-            accuracy = float(table.val[i, pick.integers(table.val.shape[1])])
-            reward = rewards[arch] = objective.reward({"val_accuracy": accuracy, "params": int(table.params[i])})
+            accuracy, params = table.observe(arch, pick)
+            reward = rewards[arch] = objective.reward({"val_accuracy": accuracy, "params": params})
             controller.tell(arch, reward)
             if reward > best:
-                best, best_test, winner_params = reward, float(table.mean_test[i]), int(table.params[i])
+                best, best_test, winner_params = reward, table.quality(arch), params
             curve.append(best_test)
-            if first_top is None and table.top[i]:
+            if first_top is None and table.is_top(arch):
                 first_top = len(curve)
     except ControllerExhausted:
         pass
@@ -421,31 +459,53 @@ def replay_one(
     }
 
 
-def replay(
-    table: Table, controllers: Sequence[str], seeds: int = 20, budget: int = 100, objective: Objective | None = None
-) -> dict[str, Any]:
-    """Replays each controller `seeds` times (seeds 0..seeds-1) with `budget` trials. A run that never
-    trains a top-1 % architecture counts as budget + 1 trials."""
-    objective = objective or Objective()
+def check_objective(table: Table | NKLandscape, objective: Objective) -> None:
+    """Refuses an objective the table cannot answer."""
+    if isinstance(table, NKLandscape) and objective.kind != "accuracy":
+        raise InputError(
+            f"objective: got {objective.kind!r}, expected accuracy: a synthetic landscape has no parameters"
+        )
     if objective.kind not in ("accuracy", "accuracy-params"):
         raise InputError(
             f"objective: got {objective.kind!r}, expected accuracy or accuracy-params: a table holds no latencies"
         )
+
+
+def replay(
+    table: Table | NKLandscape,
+    controllers: Sequence[str | tuple[str, str, Mapping[str, Any]]],
+    seeds: int = 20,
+    budget: int = 100,
+    objective: Objective | None = None,
+    first_seed: int = 0,
+) -> dict[str, Any]:
+    """Replays each controller `seeds` times (seeds first_seed.. on) with `budget` trials. A run that
+    never trains a top-1 % architecture counts as budget + 1 trials. A controller is a name, or a
+    (label, name, settings) triple: the controller `name` with those settings over the space file's."""
+    objective = objective or Objective()
+    check_objective(table, objective)
     results: dict[str, Any] = {}
     at = [b for b in BUDGETS if b < budget] + [budget]
-    for name in controllers:
+    for entry in controllers:
+        label, name, overrides = (entry, entry, None) if isinstance(entry, str) else entry
         start = time.perf_counter()
         runs = []
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             runs.append(
                 replay_one(
-                    table, name, seed, budget, reuse=runs[0]["controller"] if runs else None, objective=objective
+                    table,
+                    name,
+                    seed,
+                    budget,
+                    reuse=runs[0]["controller"] if runs else None,
+                    objective=objective,
+                    overrides=overrides,
                 )
             )
         seconds = time.perf_counter() - start
         trials = np.array([r["trials_to_top1pct"] or budget + 1 for r in runs], float)
         curves = np.array([r["curve"] for r in runs])
-        results[name] = {
+        results[label] = {
             "settings": runs[0]["settings"],
             "median_trials_to_top1pct": float(np.median(trials)),
             "iqr_trials_to_top1pct": [float(q) for q in np.percentile(trials, [25, 75])],
@@ -458,18 +518,11 @@ def replay(
             "duplicates_told": int(sum(r["duplicates"] for r in runs)),
             "seconds": round(seconds, 2),
         }
-        reporter().text(f"  {name}: {seconds:.1f} s ({seconds / seeds:.2f} s a run)")
+        reporter().text(f"  {label}: {seconds:.1f} s ({seconds / seeds:.2f} s a run)")
     return {
-        "table": str(table.path),
-        "space": table.space.name,
-        "architectures": len(table.archs),
-        "table_seeds": len(table.meta["seeds"]),
-        "data": table.meta["data"],
-        "epochs": table.meta["epochs"],
-        "top1pct_threshold": table.top_threshold,
-        "top1pct_architectures": int(table.top.sum()),
-        "best_mean_test": float(table.mean_test.max()),
+        **table.summary(),
         "seeds": seeds,
+        "first_seed": first_seed,
         "budget": budget,
         "objective": objective.describe(),
         "controllers": results,

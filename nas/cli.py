@@ -501,7 +501,14 @@ def bench_build(space: str, data: str, seeds: int, epochs: int | None, out: str,
 
 
 @bench.command("run")
-@click.option("--table", required=True, help="A table's name (under benchmarks/tables/) or its path.")
+@click.option(
+    "--table",
+    "tables",
+    required=True,
+    multiple=True,
+    help="A table's name (under benchmarks/tables/) or its path, or a synthetic NK landscape such as "
+    "nk:n=8,c=4,k=2,noise=0.005,seed=0 (n decisions of c choices, k neighbours each); repeat for several.",
+)
 @click.option(
     "--controllers",
     default="random,reinforce,evolution",
@@ -511,6 +518,13 @@ def bench_build(space: str, data: str, seeds: int, epochs: int | None, out: str,
 )
 @click.option("--seeds", type=click.IntRange(min=1), default=20, show_default=True, help="Runs per controller.")
 @click.option("--budget", type=click.IntRange(min=1), default=100, show_default=True, help="Trials per run.")
+@click.option(
+    "--first-seed",
+    type=click.IntRange(min=0, max=2**31 - 1),
+    default=0,
+    show_default=True,
+    help="The runs are seeded first-seed, first-seed + 1, ...",
+)
 @click.option("--json", "json_path", metavar="FILE", help="Write the results as JSON.")
 @click.option(
     "--plot",
@@ -524,10 +538,11 @@ def bench_build(space: str, data: str, seeds: int, epochs: int | None, out: str,
 )
 @_objective_options
 def bench_run(
-    table: str,
+    tables: tuple[str, ...],
     controllers: str,
     seeds: int,
     budget: int,
+    first_seed: int,
     json_path: str | None,
     plot: str | None,
     space: str | None,
@@ -536,14 +551,15 @@ def bench_run(
     target_latency_ms: float | None,
     objective_weight: float,
 ) -> None:
-    """Replay controllers against a table: rewards are looked up, nothing is trained.
+    """Replay controllers against tables or synthetic landscapes: rewards are looked up, nothing is trained.
 
-    Prints per controller the median and IQR of the trials needed to first train a top-1 % architecture
-    (by mean test accuracy) and the mean best test accuracy at budgets 25, 50 and 100."""
+    Prints per table and controller the median and IQR of the trials needed to first train a top-1 %
+    architecture (by mean test accuracy) and the mean best test accuracy at budgets 25, 50 and 100.
+    With several tables, --json writes {"tables": [one result per table]}."""
     import json
     from pathlib import Path
 
-    from nas.bench import format_results, load_table, plot_curves, replay, with_space
+    from nas.bench import check_objective, format_results, load_table, plot_curves, replay, with_space
     from nas.errors import InputError
     from nas.objective import Objective
     from search_spaces import load_space
@@ -559,18 +575,24 @@ def bench_run(
     for flag, path in (("--json", json_path), ("--plot", plot)):
         if path and not Path(path).resolve().parent.is_dir():
             raise InputError(f"{flag}: {path}: its folder does not exist, expected a file in an existing folder")
-    loaded = load_table(table)
+    if plot and len(tables) > 1:
+        raise InputError(f"--plot: draws one table, got {len(tables)} --table options")
+    loaded = [load_table(table) for table in tables]  # all checked before the first replay
     if space:
-        loaded = with_space(loaded, load_space(space))
-    click.echo(loaded.describe())
-    click.echo(f"Replaying {', '.join(names)}: {seeds} runs of {budget} trials each")
-    results = replay(loaded, names, seeds=seeds, budget=budget, objective=reward)
-    click.echo(format_results(results))
+        loaded = [with_space(one, load_space(space)) for one in loaded]
+    for one in loaded:
+        check_objective(one, reward)
+    every = []
+    for one in loaded:
+        click.echo(one.describe())
+        click.echo(f"Replaying {', '.join(names)}: {seeds} runs of {budget} trials each")
+        every.append(replay(one, names, seeds=seeds, budget=budget, objective=reward, first_seed=first_seed))
+        click.echo(format_results(every[-1]))
     if json_path:
-        Path(json_path).write_text(json.dumps(results, indent=1) + "\n")
+        Path(json_path).write_text(json.dumps(every[0] if len(every) == 1 else {"tables": every}, indent=1) + "\n")
         click.echo(f"wrote {json_path}")
     if plot:
-        plot_curves(results, plot)
+        plot_curves(every[0], plot)
         click.echo(f"wrote {plot}")
 
 

@@ -50,6 +50,14 @@ ENAS_CONTROLLER = {
     "skip_target": 0.4,
     "skip_weight": 0.8,
     "reward_power": 1.0,
+    # Plain REINFORCE on every sampled path, repeats included, from the first.
+    "normalise": False,
+    "warmup": 0,
+    "ppo_epochs": 1,
+    "ppo_clip": 0.0,
+    "fresh_samples": 1,
+    "learn_from_duplicates": True,
+    "per_decision": False,
 }
 
 

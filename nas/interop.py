@@ -113,7 +113,11 @@ class ControllerOracle(kt.Oracle):
             self.space_hyperparameters = self.hyperparameters.get_config()
             self.space = space_from_hyperparameters(self.hyperparameters)
         self.controller = make_controller(
-            self.controller_name, self.space, seed=self.controller_seed, overrides=self.controller_settings
+            self.controller_name,
+            self.space,
+            seed=self.controller_seed,
+            overrides=self.controller_settings,
+            budget=self.max_trials,  # REINFORCE's warm-up and batches, evolution's population
         )
 
     def _values(self, arch: Architecture) -> dict[str, Any]:

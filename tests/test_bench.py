@@ -4,6 +4,7 @@ shipped table through the CLI."""
 import gzip
 import json
 
+import numpy as np
 import pytest
 
 import nas.bench as bench
@@ -150,9 +151,15 @@ def test_a_replay_is_reproducible_and_never_spends_budget_on_a_duplicate():
         run = bench.replay_one(table, name, seed=0, budget=120)
         assert run["trained"] == 120 and not run["stopped_early"]  # 120 trials, 120 distinct architectures
         assert run["duplicates"] > 0 and run["trials_to_top1pct"] is not None
-    # The tuned REINFORCE settles on a few architectures and asks them again and again: after 200
-    # duplicates in a row the search stops, as nas.search_state does, and keeps its best.
+    # REINFORCE asks what it has not asked before while its draws find such architectures.
     run = bench.replay_one(table, "reinforce", seed=0, budget=120)
+    assert run["trained"] == 120 and not run["stopped_early"]
+    # Plain REINFORCE with the settings bench_cnn.yaml once had settled on a few architectures and
+    # asked them again and again: after 200 duplicates in a row the search stops, as
+    # nas.search_state does, and keeps its best.
+    plain = {"learning_rate": 0.01, "temperature": 1.0, "batch_size": 1, "baseline_decay": 0.95, "normalise": False}
+    plain |= {"warmup": 0, "ppo_epochs": 1, "ppo_clip": 0.0, "fresh_samples": 1, "learn_from_duplicates": True}
+    run = bench.replay_one(table, "reinforce", seed=0, budget=120, overrides={**plain, "per_decision": False})
     assert run["stopped_early"] and run["trained"] < 120 and run["duplicates"] >= 200
     assert len(run["curve"]) == 120 and run["curve"][-1] == run["curve"][run["trained"] - 1]
 
@@ -167,3 +174,49 @@ def test_a_small_parameter_target_makes_smaller_winners_on_the_table():
         assert frugal["median_winner_params"] < 2_500 < plain["median_winner_params"], (name, plain, frugal)
     with pytest.raises(InputError, match="objective: got 'accuracy-latency', expected accuracy or accuracy-params"):
         replay(table, ["random"], seeds=1, budget=5, objective=Objective.parse("accuracy-latency", target_latency_ms=1))
+
+
+def test_an_nk_landscape_is_made_from_its_parameters_and_seed_alone():
+    from nas.landscapes import load_landscape
+
+    a, b = load_table("nk:n=6,c=3,k=2,noise=0.01,seed=5"), load_landscape("nk:seed=5,k=2,c=3,n=6,noise=0.01")
+    other = load_landscape("nk:n=6,c=3,k=2,noise=0.01,seed=6")
+    grid = np.random.default_rng(0).integers(3, size=(50, 6))
+    assert np.array_equal(a.qualities(grid), b.qualities(grid)) and not np.allclose(
+        a.qualities(grid), other.qualities(grid)
+    )
+    assert a.exact and a.size == a.space.size() == 3**6 and a.top_count == 8  # ceil(1 % of 729)
+    every = a.qualities(np.indices((3,) * 6).reshape(6, -1).T)
+    assert (every >= a.top_threshold).sum() == 8 and every.max() == a.best and 0 <= every.min() <= every.max() <= 1
+    # An observation is the quality plus noise from the replay's own generator: the same seed, the same noise.
+    arch = a.space.architecture([2, 1, 0, 0, 1, 2])
+    seen = [a.observe(arch, np.random.default_rng(1))[0] for _ in range(2)]
+    assert seen[0] == seen[1] != a.quality(arch) and abs(seen[0] - a.quality(arch)) < 0.05
+    # Without epistasis each decision adds its own part, whatever the others choose.
+    additive = load_landscape("nk:n=5,c=4,k=0")
+    x = np.random.default_rng(2).integers(4, size=(20, 5))
+    y = x.copy()
+    y[:, 3] = (x[:, 3] + 1) % 4
+    gain = additive.qualities(y) - additive.qualities(x)
+    assert np.allclose(gain[x[:, 3] == 0], gain[x[:, 3] == 0][0])
+    # Too large to score every architecture: the top 1 % is the 99th percentile of a fixed sample.
+    large = load_landscape("nk:n=20,c=5,k=1")
+    assert not large.exact and large.top_count is None and large.best > large.top_threshold > large.median
+
+
+def test_a_replay_compares_controllers_on_several_tables_through_the_cli(tmp_path, capsys):
+    out = tmp_path / "out.json"
+    code = run(
+        ["bench", "run", "--table", "nk:n=6,c=4,k=1", "--table", "bench_cnn", "--controllers", "random,evolution"]
+        + ["--seeds", "3", "--budget", "40", "--first-seed", "10", "--json", str(out)]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    first, second = json.loads(out.read_text())["tables"]
+    assert first["table"] == "nk:n=6,c=4,k=1,noise=0.005,seed=0" and first["data"] == "synthetic"
+    assert first["architectures"] == 4096 and first["top1pct_architectures"] == 41
+    assert second["space"] == "bench_cnn" and first["first_seed"] == second["first_seed"] == 10
+    assert "4,096 architectures (6 decisions of 4 choices, 1 neighbours each)" in printed
+    for r in (first, second):
+        assert set(r["controllers"]) == {"random", "evolution"}
+        assert all(len(c["trials_to_top1pct"]) == 3 for c in r["controllers"].values())

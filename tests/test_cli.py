@@ -29,7 +29,7 @@ def test_unknown_space(tmp_path):
     assert_one_line_error(
         result,
         "unknown space 'cnn11'",
-        "known spaces: bench_cnn, cnn10, cnn10_aug, dnn, linear, resnet, transfer",
+        "known spaces: bench_cnn, bench_dense, cnn10, cnn10_aug, dnn, linear, resnet, transfer",
         runs=tmp_path / "runs",
     )
 

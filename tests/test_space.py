@@ -17,7 +17,7 @@ layer:
 
 
 def test_builtin_spaces_and_their_sizes():
-    assert builtin_names() == ["bench_cnn", "cnn10", "cnn10_aug", "dnn", "linear", "resnet", "transfer"]
+    assert builtin_names() == ["bench_cnn", "bench_dense", "cnn10", "cnn10_aug", "dnn", "linear", "resnet", "transfer"]
     assert load_space("linear").size() == 3 * 4 * 2
     assert load_space("resnet").size() == 2 * 2 * 3 * 2 * 2
     assert load_space("bench_cnn").size() == 3 * (4 + 4**2 + 4**3)  # 3 learning rates x 1-3 layers
@@ -194,7 +194,8 @@ def test_bad_space_files_name_file_field_and_expectation(text, message):
 def test_unknown_space_lists_the_known_ones():
     with pytest.raises(
         SpaceError,
-        match=r"unknown space 'cnn11'; known spaces: bench_cnn, cnn10, cnn10_aug, dnn, linear, resnet, transfer",
+        match=r"unknown space 'cnn11'; known spaces: bench_cnn, bench_dense, cnn10, cnn10_aug, dnn, linear, resnet, "
+        r"transfer",
     ):
         load_space("cnn11")
     with pytest.raises(SpaceError, match=r"nope.yaml: space file not found"):
