@@ -30,7 +30,7 @@ def hparams_data(accumulator):
 
 def test_per_epoch_scalars_hparams_and_controller_updates(tmp_path):
     space = load_space("dnn")
-    controller = make_controller("reinforce", space, seed=0, overrides={"batch_size": 2})
+    controller = make_controller("reinforce", space, seed=0, overrides={"batch_size": 2, "warmup": 0})
     rundir = RunDir(tmp_path / "run")
     rundir.create()
     search = Search(space, controller, rundir, budget=2)
