@@ -104,7 +104,7 @@ def build_table(
     if not progress.exists() or progress.stat().st_size == 0:
         append_json_line(progress, header)
     start = time.perf_counter()
-    tasks = [(i, list(archs[i].choices), space.resolve(archs[i]), seed) for i, seed in todo]
+    tasks = [(i, list(archs[i].choices), space.resolve(archs[i], searched=True), seed) for i, seed in todo]
     for n, record in enumerate(_train_all(tasks, data, epochs, workers), start=1):
         append_json_line(progress, record)
         done.setdefault(index[tuple(record["choices"])], []).append(record)

@@ -127,7 +127,7 @@ class Search:
             if entry["trial"] in finished:  # finished, but the tell's state write was lost
                 controller.tell(arch, finished[entry["trial"]].reward)
             else:
-                search.rerun.append(Trial(entry["trial"], arch, space.resolve(arch)))
+                search.rerun.append(Trial(entry["trial"], arch, space.resolve(arch, searched=True)))
         unknown = set(finished) - set(range(1, search.asked + 1))
         if unknown:
             raise InputError(
@@ -190,7 +190,7 @@ class Search:
                 self._save()
                 return None
             self.asked += 1
-            trial = Trial(self.asked, arch, self.space.resolve(arch))
+            trial = Trial(self.asked, arch, self.space.resolve(arch, searched=True))
             self.running[arch] = trial
             self._save()
             return trial

@@ -107,11 +107,12 @@ class ConvSupernet:
 
         self.layers = []
         stage = 0
-        widen = space.fixed["top"].get("widen", 1.0)
+        # the children as the search trains them (training.search_width), which the supernet ranks
+        widen, width = space.fixed["top"].get("widen", 1.0), space.fixed["training"]["search_width"]
         for i in range(self.max_depth):
             layer = {key: choice(i, key) for key in ("kernel_height", "kernel_width", "batch_norm", "activation")}
             filters = choice(i, "filters")  # the layer's own filters: its choices widened for its stage
-            layer["filters"] = _Choice(filters.position, tuple(widened(f, widen, stage) for f in filters.values))
+            layer["filters"] = _Choice(filters.position, tuple(widened(f, widen, stage, width) for f in filters.values))
             # per earlier layer, the position of the decision that connects it, or ALWAYS (inputs:
             # skips, the previous layer); None for inputs: previous
             mode = fixed_layer.get("inputs")
@@ -409,10 +410,11 @@ class ConvSupernet:
     # -- children out of the supernet ------------------------------------------------------------
 
     def child_model(self, arch: Architecture):
-        """The stand-alone model nas.builder builds for `arch`, holding the supernet's weights for it."""
+        """The stand-alone model nas.builder builds for `arch` as the search trains it, holding the
+        supernet's weights for it."""
         from nas.builder import bn_placement, build_model
 
-        spec = self.space.resolve(arch)
+        spec = self.space.resolve(arch, searched=True)
         model = build_model(spec, self.input_shape, self.num_classes)
         widths = [layer["filters"] for layer in spec["layers"]]
         for i, layer in enumerate(spec["layers"]):

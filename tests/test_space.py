@@ -102,13 +102,20 @@ def test_inputs_skips_keep_the_previous_layer_and_decide_the_earlier_ones():
     assert [layer["inputs"] for layer in space.resolve(space.architecture(choices))["layers"]] == [[], [0], [0, 1]]
 
 
-def test_widen_multiplies_the_filters_at_each_reduction_and_leaves_old_fingerprints_alone():
+def test_widen_and_search_width_set_the_filters_and_leave_old_fingerprints_alone():
     space = parse_space(CONV.replace("layers: 3", "layers: 3\nwiden: 1.5"))
     layers = space.resolve(space.architecture([1] * len(space.decisions)))["layers"]
     assert [layer["filters"] for layer in layers] == [8, 12, 12]  # 8 filters chosen; reduce_after: [0]
+    searched = space.resolve(space.architecture([1] * len(space.decisions)), searched=True)["layers"]
+    assert [layer["filters"] for layer in searched] == [8, 12, 12]  # training.search_width: 1
+    narrow = parse_space(CONV.replace("layers: 3", "layers: 3\nwiden: 1.5\ntraining: {search_width: 0.5}"))
+    searched = narrow.resolve(narrow.architecture([1] * len(narrow.decisions)), searched=True)["layers"]
+    assert [layer["filters"] for layer in searched] == [4, 6, 6]  # the search's proxy: half the filters
     plain = parse_space(CONV)
     assert parse_space(CONV.replace("layers: 3", "layers: 3\nwiden: 1")).fingerprint() == plain.fingerprint()
     assert parse_space(CONV.replace("layers: 3", "layers: 3\nwiden: 2")).fingerprint() != plain.fingerprint()
+    half = CONV.replace("layers: 3", "layers: 3\ntraining: {search_width: 0.5}")
+    assert parse_space(half).fingerprint() != plain.fingerprint()
 
 
 def test_every_architecture_of_a_small_space_once():

@@ -24,11 +24,12 @@ training: {batch_size: 32}
 """
 
 # The previous layer always feeds a layer, earlier ones if the architecture says so (ENAS's macro space, cnn10's);
-# Filters widened 1.5x after the reduction, as cnn10's.
+# Filters widened 1.5x after the reduction and halved in the search, as cnn10's.
 SKIPS = (
     TINY.replace("inputs: any", "inputs: skips")
     .replace("tiny_supernet", "skips_supernet")
     .replace("reduce_after: [1]", "reduce_after: [1]\nwiden: 1.5")
+    .replace("training: {batch_size: 32}", "training: {batch_size: 32, search_width: 0.5}")
 )
 
 # Each layer fed by the one before (inputs: previous), depth a decision, fixed batch norm, two
