@@ -27,9 +27,6 @@ from typing import Any
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # nas keeps its own records
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # nas handles Ctrl-C itself: _stop_on_interrupt
-# A reused worker waits this long for the previous child's thread before Tune gives up on it (and
-# on the trial it was to run): Tune's 2 s is too short on a busy machine.
-os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "60")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402

@@ -85,7 +85,8 @@ def digits_model_dir(tmp_path_factory):
 
 
 def _chain_choice(decision) -> int:
-    """cnn10 as a plain chain of 3x3, 16-filter convolutions: each layer fed by the one before."""
+    """cnn10 as a plain chain of 3x3 convolutions of 16 filters (widened at each reduction): each layer
+    fed by the one before."""
     layer, _, what = decision.name.partition(".")
     if what.startswith("input"):
         return decision.choices.index(int(what[5:]) == int(layer[5:]) - 1)

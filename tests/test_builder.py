@@ -43,7 +43,7 @@ def test_cnn10_skip_connections_feed_layers_and_loose_ends_feed_the_head():
         layer["inputs"] = [i - 1] if i else []
     spec["layers"][2]["inputs"] = [0]
     spec["layers"][4]["inputs"] = [2]
-    spec["layers"][5]["inputs"] = [0, 2, 4]  # from three resolutions: 28x28, 14x14, 7x7
+    spec["layers"][5]["inputs"] = [0, 2, 4]  # from 28x28 and 14x14 maps into a 7x7 layer
     model = build_model(spec, (28, 28, 1), 10)
     names = {layer.name for layer in model.layers}
     assert {"layer5_pool0", "layer5_pool2", "layer5_concat", "layer5_project"} <= names

@@ -168,7 +168,9 @@ def test_anchor_steps_cover_every_skip_decision_once():
     space = load_space("cnn10")
     steps = plan(space)
     anchors = [s for s in steps if s.head == "anchor"]
-    assert len(anchors) == 10 and [len(s.decisions) for s in anchors] == list(range(10))
+    # inputs: skips, so the previous layer is no decision: layer i decides on layers 0 to i - 2
+    assert len(anchors) == 10 and [len(s.decisions) for s in anchors] == [0] + list(range(9))
+    assert [s.sources for s in anchors][3] == (0, 1)
     covered = sorted(d for s in steps for d in s.decisions)
     assert covered == list(range(len(space.decisions)))
 

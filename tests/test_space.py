@@ -26,7 +26,7 @@ def test_builtin_spaces_and_their_sizes():
     assert load_space("dnn").size() == 2 * (12 + 12**2 + 12**3)
 
 
-def test_cnn10_follows_zoph_and_le():
+def test_cnn10_follows_zoph_and_le_with_enas_skips_widening_and_a_half_width_search():
     space = load_space("cnn10")
     layers = {d.layer for d in space.decisions}
     assert layers == set(range(10))
@@ -36,9 +36,12 @@ def test_cnn10_follows_zoph_and_le():
         assert mine["kernel_width"].choices == (1, 3, 5)
         assert len(mine["filters"].choices) >= 2
         inputs = sorted(d.source for d in space.decisions if d.layer == i and d.kind == "input")
-        assert inputs == list(range(i))  # any earlier layer may feed layer i
-        assert mine["batch_norm"].choices == ("before_activation", "after_activation", "none")
-    assert len(space.decisions) == 10 * 4 + 45
+        assert inputs == list(range(i - 1))  # the previous layer always, each earlier one a decision
+        assert mine["batch_norm"].choices == ("before_activation", "after_activation")
+    assert len(space.decisions) == 10 * 4 + 36
+    widest = space.architecture([len(d.choices) - 1 if d.kind == "filters" else 0 for d in space.decisions])
+    assert [layer["filters"] for layer in space.resolve(widest)["layers"]] == [48] * 2 + [72] * 3 + [108] * 5
+    assert [layer["filters"] for layer in space.resolve(widest, searched=True)["layers"]] == [24] * 2 + [36] * 3 + [54] * 5
 
 
 def test_the_standard_augment_group_makes_each_augmentation_a_decision_that_may_be_off():
