@@ -32,11 +32,6 @@ class TrialTimeout(ChildFailed):
     pass
 
 
-class StopRequested(Exception):
-    """The search stopped this child while it trained (ASHA's verdict at a rung, the search's end):
-    nothing to record, since the caller has the child's last report already."""
-
-
 def deadline(when: float, message: str):
     """A Keras callback that stops training with TrialTimeout once `time.perf_counter()` passes `when`."""
     import keras
@@ -47,19 +42,6 @@ def deadline(when: float, message: str):
                 raise TrialTimeout(message)
 
     return _Deadline()
-
-
-def stop_when(requested):
-    """A Keras callback that ends training with StopRequested after the first batch at which
-    `requested()` is true."""
-    import keras
-
-    class _StopWhen(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if requested():
-                raise StopRequested()
-
-    return _StopWhen()
 
 
 def epoch_reporter(report):

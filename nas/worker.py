@@ -43,9 +43,11 @@ TIMEOUT_GRACE_SECONDS = 30
 TIMEOUT_EXIT_CODE = 75  # how the watchdog ends such a worker
 REPORT_BEFORE_EXIT_SECONDS = 10  # how long the watchdog waits for Tune to take its report
 
-# How long Tune waits for a stopped child's thread before it gives up on reusing the worker, fails the
-# trial it was to run next and kills the worker. Set here, in the worker process, since its reset
-# reads it there (a driver's setting reaches only workers that Ray starts after it).
+# How long Tune waits for the last child's thread to end before it gives up on reusing the worker,
+# fails the trial it was to run next and kills the worker (Tune's default, 2 s, is too short on a
+# busy machine: seen in a cnn10 search, which then went on with one worker). Set here, in the worker
+# process, where the reset reads it: a driver's setting reaches only the workers of a Ray it starts
+# afterwards, not a notebook's Ray or a cluster's.
 os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "600")
 
 _WORKER_DATA: dict[str, Any] = {}  # per worker process: the arrays (or Streams), fetched from the object store once
@@ -79,14 +81,11 @@ def child(config: dict, data: list, job: Job) -> None:
         result = _failure(e, "the worker could not set the child up: ")
     else:
         result = _train(config, arrays, job)
-        if result is None:  # stopped by the search: it has the child's last report
-            return
     result.update(seconds=time.perf_counter() - start, **_where(), worker_rss_mb=_rss_mb())
     _report(result)
 
 
-def _train(config: dict, arrays: dict, job: Job) -> dict | None:
-    """The child's result, or None if the search stopped it while it trained."""
+def _train(config: dict, arrays: dict, job: Job) -> dict:
     from nas import faults, trainer
 
     # --trial-timeout times the child, not a fresh worker's start-up (TensorFlow's import, the data
@@ -102,11 +101,7 @@ def _train(config: dict, arrays: dict, job: Job) -> dict | None:
         watchdog.start()
     try:
         where = _where()
-        callbacks = [
-            *faults.inject(config["trial"]),
-            trainer.epoch_reporter(lambda r: _report({**r, **where})),
-            trainer.stop_when(_stop_requested()),
-        ]
+        callbacks = [*faults.inject(config["trial"]), trainer.epoch_reporter(lambda r: _report({**r, **where}))]
         if timeout:
             callbacks.append(trainer.deadline(began + timeout, f"ran past --trial-timeout {timeout:g}s"))
         return {
@@ -122,25 +117,11 @@ def _train(config: dict, arrays: dict, job: Job) -> dict | None:
                 plan=job.plan,
             ),
         }
-    except trainer.StopRequested:
-        return None
     except Exception as e:  # a failing child is a result, not a crash of the search
         return _failure(e)
     finally:
         if watchdog:
             watchdog.cancel()
-
-
-def _stop_requested():
-    """Whether Tune has stopped this trial: a function trainable's thread otherwise trains on to its
-    next report, an epoch after ASHA stopped the child at a rung, holding the worker that long. Reads
-    Tune's session (Ray 2.60's, pinned); without one, never."""
-    try:
-        from ray.train._internal.session import get_session
-
-        return get_session().stop_event.is_set
-    except Exception:  # not in a Tune trial, or another Ray's internals
-        return lambda: False
 
 
 def _report(result: dict) -> None:
