@@ -41,7 +41,8 @@ def test_cnn10_follows_zoph_and_le_with_enas_skips_widening_and_a_half_width_sea
     assert len(space.decisions) == 10 * 4 + 36
     widest = space.architecture([len(d.choices) - 1 if d.kind == "filters" else 0 for d in space.decisions])
     assert [layer["filters"] for layer in space.resolve(widest)["layers"]] == [48] * 2 + [72] * 3 + [108] * 5
-    assert [layer["filters"] for layer in space.resolve(widest, searched=True)["layers"]] == [24] * 2 + [36] * 3 + [54] * 5
+    searched = space.resolve(widest, searched=True)["layers"]
+    assert [layer["filters"] for layer in searched] == [24] * 2 + [36] * 3 + [54] * 5
 
 
 def test_the_standard_augment_group_makes_each_augmentation_a_decision_that_may_be_off():
