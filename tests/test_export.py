@@ -433,7 +433,15 @@ def test_another_trial_is_retrained_and_named(cnn10_export, tmp_path, capsys):
     assert exported["architecture"]["choices"] == record["arch"]["choices"]
     assert exported["metrics"]["val_accuracy"] == record["metrics"]["val_accuracy"]
     assert "retrained by nas export" in exported["model"]
-    assert exported["metrics"]["params"] == record["metrics"]["params"]
+    # cnn10 searches its children at half their filters (training.search_width); the export is the
+    # model at full width, as the final training builds it
+    from nas.builder import build_model
+
+    space = parse_space((run / "space.yaml").read_text())
+    arch = space.from_json(record["arch"])
+    full, searched = (build_model(space.resolve(arch, searched=s), (8, 8, 1), 10) for s in (False, True))
+    assert exported["metrics"]["params"] == full.count_params() > searched.count_params()
+    assert record["metrics"]["params"] == searched.count_params()
     assert f"trial {other}:" in (out / "model.py").read_text().splitlines()[0]
     assert not (out / "model.tflite").exists()
 
