@@ -26,6 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_md import finish, table  # noqa: E402
 
+from controllers.reinforce import PLAIN_REINFORCE  # noqa: E402
+
 OUT = Path(__file__).resolve().parent / "results" / "controller_comparison.json"
 TITLE = "Controllers on unseen landscapes"
 TUNING = [
@@ -49,13 +51,7 @@ PAPERS = {
     "batch_size": 1,
     "baseline_decay": 0.95,
     "temperature": 5.0,
-    "normalise": False,
-    "warmup": 0,
-    "ppo_epochs": 1,
-    "ppo_clip": 0.0,
-    "fresh_samples": 1,
-    "learn_from_duplicates": True,
-    "per_decision": False,
+    **PLAIN_REINFORCE,
 }
 CONTROLLERS = {
     "random": ("random", None),

@@ -90,10 +90,9 @@ class ReinforceSettings:
         return None
 
 
-# Settings a state saved before them lacks, with the values that reproduce how it learned then.
-SETTINGS_ADDED_LATER = {
-    "skip_target": 0.4,
-    "skip_weight": 0.0,
+# Plain REINFORCE, as Zoph & Le and ENAS learnt and as nas did before issue 25: one softmax per kind
+# of decision, one unclipped step per batch on raw advantages, from the first child, repeats included.
+PLAIN_REINFORCE = {
     "normalise": False,
     "warmup": 0,
     "ppo_epochs": 1,
@@ -102,6 +101,8 @@ SETTINGS_ADDED_LATER = {
     "learn_from_duplicates": True,
     "per_decision": False,
 }
+# Settings a state saved before them lacks, with the values that reproduce how it learned then.
+SETTINGS_ADDED_LATER = {"skip_target": 0.4, "skip_weight": 0.0, **PLAIN_REINFORCE}
 # Settings that shape the network: a saved state with others is loaded into a network rebuilt for it.
 NETWORK_SETTINGS = ("hidden_size", "lstm_layers", "per_decision")
 

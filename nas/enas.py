@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from controllers import Controller, make_controller
+from controllers.reinforce import PLAIN_REINFORCE
 from nas.trial_record import TrialRecord
 from search_spaces import Architecture, SearchSpace, SpaceError
 
@@ -50,14 +51,7 @@ ENAS_CONTROLLER = {
     "skip_target": 0.4,
     "skip_weight": 0.8,
     "reward_power": 1.0,
-    # Plain REINFORCE on every sampled path, repeats included, from the first.
-    "normalise": False,
-    "warmup": 0,
-    "ppo_epochs": 1,
-    "ppo_clip": 0.0,
-    "fresh_samples": 1,
-    "learn_from_duplicates": True,
-    "per_decision": False,
+    **PLAIN_REINFORCE,  # on every sampled path, repeats included, from the first
 }
 
 

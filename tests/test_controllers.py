@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from controllers import make_controller
-from controllers.reinforce import plan
+from controllers.reinforce import PLAIN_REINFORCE, plan
 from search_spaces import SpaceError, load_space, parse_space
 
 TOY = """
@@ -48,13 +48,7 @@ PAPERS = {
     "batch_size": 3,
     "baseline_decay": 0.95,
     "temperature": 5.0,
-    "normalise": False,
-    "warmup": 0,
-    "ppo_epochs": 1,
-    "ppo_clip": 0.0,
-    "fresh_samples": 1,
-    "learn_from_duplicates": True,
-    "per_decision": False,
+    **PLAIN_REINFORCE,
 }
 
 
