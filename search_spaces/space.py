@@ -322,6 +322,10 @@ class SearchSpace:
             widen, width = spec.pop("widen", 1.0), spec["training"]["search_width"] if searched else 1.0
             for layer, stage in zip(spec["layers"], stages(spec["reduce_after"], len(spec["layers"]))):
                 layer["filters"] = widened(layer["filters"], widen, stage, width)
+        if self.family == "resnet" and searched:
+            width = spec["training"]["search_width"]
+            spec["stem_filters"] = widened(spec["stem_filters"], 1.0, 0, width)
+            spec["width"] = widened(spec["width"], 1.0, 0, width)
         return spec
 
     def _resolve_layer(self, i: int, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -600,10 +604,10 @@ def parse_space(text: str, source: str = "<space>", default_name: str = "space")
                 "reduce_after", f"got {reduce_after!r}, expected a list of layer indices from 0 to {max_depth - 1}"
             )
         fixed["reduce_after"] = sorted(set(reduce_after))
-    if fixed["training"]["search_width"] != 1 and family != "conv":
+    if fixed["training"]["search_width"] != 1 and family not in ("conv", "resnet"):
         raise fail(
             "training.search_width",
-            f"only the conv family narrows its children's filters, got it for family {family}",
+            f"only the conv and resnet families narrow their children's filters, got it for family {family}",
         )
 
     if not decisions:

@@ -120,6 +120,10 @@ def test_widen_and_search_width_set_the_filters_and_leave_old_fingerprints_alone
     assert parse_space(CONV.replace("layers: 3", "layers: 3\nwiden: 2")).fingerprint() != plain.fingerprint()
     half = CONV.replace("layers: 3", "layers: 3\ntraining: {search_width: 0.5}")
     assert parse_space(half).fingerprint() != plain.fingerprint()
+    resnet = load_space("resnet")  # the resnet family narrows its stem and its stages' width
+    widest = resnet.architecture([len(d.choices) - 1 for d in resnet.decisions])
+    assert [resnet.resolve(widest)[k] for k in ("stem_filters", "width")] == [32, 32]
+    assert [resnet.resolve(widest, searched=True)[k] for k in ("stem_filters", "width")] == [16, 16]
 
 
 def test_every_architecture_of_a_small_space_once():
