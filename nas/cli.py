@@ -5,6 +5,7 @@
     nas spaces
     nas export runs/cnn10-1 --format python,keras,savedmodel,tflite
     nas train runs/cnn10-1/export --data more_photos/            # writes runs/cnn10-1/export/v2/
+    nas evaluate runs/cnn10-1/export --data labelled_photos/     # per class, confusion matrix
     nas runs; nas show cnn10-1; nas report cnn10-1               # the run list, one run, its report.html
 
 Bad input ends with one line on stderr (`nas: error: ...`) and exit code 2; a search that had to
@@ -376,6 +377,36 @@ def train(
         learning_rate=learning_rate,
         seed=seed,
     )
+
+
+@main.command()
+@click.argument("model_dir")
+@click.option(
+    "--data",
+    required=True,
+    help="Labelled images, as for nas train: a folder with a sub-folder per class, a CSV of path,label, an .npz "
+    "of x, y, a prepared directory, digits or mnist5k.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["all", "test"]),
+    default="all",
+    show_default=True,
+    help="Every image of the data, or only the test split nas search holds out of it (with --seed).",
+)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Seeds the split.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def evaluate(model_dir: str, data: str, split: str, seed: int, as_json: bool) -> None:
+    """Evaluate a model directory from `nas export` on labelled images: accuracy, balanced accuracy,
+    per-class precision, recall, F1 and support, the most confused pairs and the confusion matrix.
+
+    The data's labels must be among the model's (labels.json); a subset is fine."""
+    import json
+
+    from nas.evaluation import evaluate_model_dir, text
+
+    result = evaluate_model_dir(model_dir, data, split=split, seed=seed)
+    click.echo(json.dumps(result, indent=1) if as_json else text(result))
 
 
 @main.command()

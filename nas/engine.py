@@ -349,6 +349,7 @@ def _run(
             base=base,
             plan=plan,
             trial_timeout=config.trial_timeout,
+            class_names=tuple(data.class_names),
         )
         return _search(
             config,
@@ -588,7 +589,9 @@ def _write_summary(
             "latency_ms": best.metrics.latency_ms,
         },
         "test_accuracy": final and final["test_accuracy"],
-        "final": final,
+        # the winner's test split per class, its confusion matrix (nas.evaluation)
+        "evaluation": final and final.get("evaluation"),
+        "final": final and {k: v for k, v in final.items() if k != "evaluation"},
         "workers": config.workers,
         "session_trials": len(session),
         "search_wall_seconds": search_seconds,

@@ -180,7 +180,7 @@ def _load_run_data(plan: ExportPlan):
 
 def _model(plan: ExportPlan, data) -> tuple[Any, dict[str, Any], str]:
     """(the Keras model, its metrics, how it was made)."""
-    import numpy as np
+    from nas import evaluation
 
     saved = plan.rundir.file("best/model.keras")
     if plan.is_best and saved.is_file():
@@ -192,10 +192,10 @@ def _model(plan: ExportPlan, data) -> tuple[Any, dict[str, Any], str]:
                 f"run's data {plan.config['data']!r} now has {data.input_shape} images of "
                 f"{data.num_classes} classes; expected the data the search used"
             )
-        probabilities = model.predict(data.x_test, batch_size=256, verbose=0)
-        accuracy = float(np.mean(probabilities.argmax(axis=1) == data.y_test))
+        tested = evaluation.evaluate(*evaluation.predictions(model, data.x_test, data.y_test), data.class_names)
         how = "the search's winner, retrained on train + validation by nas search (best/model.keras)"
-        return model, {"test_accuracy": accuracy, "params": int(model.count_params())}, how
+        metrics = {"test_accuracy": tested["accuracy"], "params": int(model.count_params()), "evaluation": tested}
+        return model, metrics, how
 
     from nas.dataset import data_fingerprint
     from nas.trainer import train_final
@@ -225,6 +225,7 @@ def _model(plan: ExportPlan, data) -> tuple[Any, dict[str, Any], str]:
         num_classes=data.num_classes,
         epochs=epochs,
         seed=int(plan.config["seed"]),
+        class_names=data.class_names,
     )
     reporter().text(f"Trial {plan.trial} retrained: test accuracy {metrics['test_accuracy']:.4f}")
     how = f"retrained by nas export on train + validation for {epochs} epochs (seed {plan.config['seed']})"
@@ -280,6 +281,7 @@ def _metadata(plan: ExportPlan, data, metrics: dict[str, Any], how: str) -> dict
             "test_accuracy": float(metrics["test_accuracy"]),
             "test_images": int(len(data.y_test)),
             "params": int(metrics["params"]),
+            "evaluation": metrics["evaluation"],  # per class, confusion matrix (nas.evaluation)
         },
         "training": {**spec["training"], "epochs": int(config["final_epochs"]), "seed": int(config["seed"])},
         "data": {

@@ -32,7 +32,7 @@ from nas.errors import InputError
 from nas.run import Run, find_run, read_run
 from nas.trial_record import TrialRecord, is_number, top_trials
 
-PLOTS = ("rewards", "controller", "supernet", "pareto", "winner")  # report/<name>.png
+PLOTS = ("rewards", "controller", "supernet", "pareto", "winner", "confusion")  # report/<name>.png
 TOP = 10  # architectures in the table
 MAX_FAILED_SHOWN = 20
 
@@ -87,6 +87,7 @@ def _plots(data: Run) -> dict[str, bytes | None]:
         "supernet": supernet_png(data),
         "pareto": pareto_png(data),
         "winner": winner_png(data),
+        "confusion": confusion_png(data),
     }
 
 
@@ -424,6 +425,37 @@ def winner_nodes(data: Run) -> tuple[list[str], list[tuple[int, int]], list[int]
     return nodes, [(i, i + 1) for i in range(len(nodes) - 1)], []
 
 
+def confusion_png(data: Run) -> bytes | None:
+    """The retrained winner's confusion matrix on the test split: true classes down, predicted
+    across, each cell's count written in it while there are at most 30 classes."""
+    evaluation = data.evaluation
+    if evaluation is None:
+        return None
+    import numpy as np
+
+    matrix = np.array(evaluation["confusion_matrix"])
+    names = [name if len(name) <= 14 else name[:13] + "…" for name in evaluation["class_names"]]
+    n = len(names)
+    side = min(12.0, max(3.0, 0.45 * n))
+    margin = 0.2 + 0.075 * max(len(name) for name in names)
+    fig = _figure(side + margin + 0.3, side + margin + 0.3, (margin + 0.1, 0.2, margin + 0.1, 0.2))
+    ax = fig.add_subplot()
+    # Each row scaled to its class's images, so a rare class's errors show as well as a common one's.
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), names, rotation=90 if n > 6 or max(map(len, names)) > 6 else 0, fontsize=8)
+    ax.set_yticks(range(n), names, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                if matrix[i, j]:
+                    colour = "white" if share[i, j] > 0.6 else "black"
+                    ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7, color=colour)
+    return _png(fig)
+
+
 def winner_png(data: Run) -> bytes | None:
     """Boxes for the winner's layers, left to right; skip connections arc above the boxes, edges
     from the image and to the classifier arc below, and dashed lines mark where the size halves."""
@@ -648,6 +680,7 @@ def render_html(data: Run, pngs: dict[str, bytes]) -> str:
                     "go to the classifier (layers that feed none).</p>"
                 )
             parts.append(_img(pngs["winner"], "the winner's layers"))
+    parts.append(_evaluation_section(data, pngs))
     parts.append(_failed_table(data))
     parts.append("<h2>Settings</h2>")
     parts.append(
@@ -656,7 +689,7 @@ def render_html(data: Run, pngs: dict[str, bytes]) -> str:
         + "</table>"
     )
     if summary:
-        keep = {k: v for k, v in summary.items() if k not in ("best", "final")}
+        keep = {k: v for k, v in summary.items() if k not in ("best", "final", "evaluation")}
         parts.append("<h3>summary.json</h3>")
         parts.append(
             '<table class="settings">'
@@ -673,6 +706,47 @@ def render_html(data: Run, pngs: dict[str, bytes]) -> str:
         + "\n".join(p for p in parts if p)
         + "\n</body></html>\n"
     )
+
+
+def _evaluation_section(data: Run, pngs: dict[str, bytes]) -> str:
+    """The retrained winner on the test split: headline metrics, the confusion matrix, the most
+    confused pairs and the per-class table (nas.evaluation)."""
+    evaluation = data.evaluation
+    if evaluation is None:
+        return ""
+    headline = [
+        f"accuracy <b>{_num(evaluation['accuracy'])}</b>",
+        f"balanced accuracy <b>{_num(evaluation['balanced_accuracy'])}</b> (the mean of the classes' recalls)",
+        f"macro F1 <b>{_num(evaluation['macro_f1'])}</b>",
+        *[f"top-{k[3:].split('_')[0]} accuracy <b>{_num(v)}</b>" for k, v in evaluation.items() if k.startswith("top")],
+    ]
+    parts = [
+        "<h2>The winner on the test split</h2>",
+        f"<p>{evaluation['images']} test images, never seen in the search: " + ", ".join(headline) + ".</p>",
+    ]
+    if "confusion" in pngs:
+        parts.append(
+            '<p class="note">Confusion matrix: rows are the true classes, columns the predicted ones; each cell '
+            "gives its images, its shade the share of its row.</p>"
+        )
+        parts.append(_img(pngs["confusion"], "confusion matrix of the winner on the test split"))
+    if evaluation["most_confused"]:
+        pairs = "".join(
+            f"<li>{_e(c['true'])} taken for {_e(c['predicted'])}: {c['images']} image{'s' * (c['images'] != 1)}</li>"
+            for c in evaluation["most_confused"]
+        )
+        parts.append(f"<h3>Most confused</h3><ul>{pairs}</ul>")
+    rows = "".join(
+        f"<tr><td>{_e(r['class'])}</td>"
+        + "".join(f'<td class="n">{_num(r[k])}</td>' for k in ("precision", "recall", "f1"))
+        + f'<td class="n">{r["support"]}</td></tr>'
+        for r in evaluation["per_class"]
+    )
+    parts.append(
+        "<h3>Per class</h3><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th>"
+        f"<th>test images</th></tr>{rows}</table>"
+    )
+    return "\n".join(parts)
 
 
 def _supernet_section(data: Run, pngs: dict[str, bytes]) -> str:

@@ -252,16 +252,19 @@ def load_for_model(md: ModelDir, source: str, seed: int = 0) -> Dataset:
     return data
 
 
-def label_index(md: ModelDir, data: Dataset) -> np.ndarray:
-    """For each of the data's classes, the index of the model output with its name (labels.json)."""
+NEW_HEAD = "; use --new-labels to train a new head for the data's labels"
+
+
+def label_index(md: ModelDir, data: Dataset, remedy: str = NEW_HEAD) -> np.ndarray:
+    """For each of the data's classes, the index of the model output with its name (labels.json);
+    `remedy` ends the error for labels the model does not know."""
     unknown = [name for name in data.class_names if name not in md.class_names]
     if unknown:
         known = ", ".join(md.class_names[:12]) + (", ..." if len(md.class_names) > 12 else "")
         raise InputError(
             f"data: {data.name}: label(s) {', '.join(map(repr, unknown[:10]))}"
             f"{', ...' if len(unknown) > 10 else ''} not among the model's labels "
-            f"({md.path / 'labels.json'}: {known}), expected those labels; use --new-labels to train "
-            "a new head for the data's labels"
+            f"({md.path / 'labels.json'}: {known}), expected those labels{remedy}"
         )
     return np.array([md.class_names.index(name) for name in data.class_names], np.int32)
 

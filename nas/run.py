@@ -81,6 +81,22 @@ class Run:
         return value
 
     @property
+    def evaluation(self) -> dict[str, Any] | None:
+        """The retrained winner's evaluation on the test split (nas.evaluation: per-class precision,
+        recall and F1, the confusion matrix, ...), under the same condition as `test_accuracy`."""
+        if self.test_accuracy is None:
+            return None
+        value = (self.summary or {}).get("evaluation")
+        if value is None:
+            return None  # a run of an earlier nas
+        from nas.evaluation import problem
+
+        wrong = problem(value)
+        if wrong:
+            raise InputError(f"{self.rundir.file(SUMMARY)}: evaluation: {wrong}, as nas search writes it")
+        return value
+
+    @property
     def space_name(self) -> str:
         return str((self.summary or {}).get("space") or Path(str(self.config.get("space", "?"))).stem)
 

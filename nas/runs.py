@@ -188,3 +188,8 @@ def show_run(run: str | Path, runs_dir: str | Path = "runs") -> None:
         for r in data.trials
     ]
     print_top(safe, test if data.completed else None)
+    evaluation = data.evaluation
+    if evaluation is not None:
+        from nas.evaluation import text
+
+        reporter().line(f"\nThe winner on the test split\n{escape(text(evaluation))}")

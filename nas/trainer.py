@@ -233,9 +233,13 @@ def train_final(
     epochs: int,
     seed: int = 0,
     plan: accelerators.Plan = accelerators.CPU,
+    class_names: Sequence[str] = (),
 ):
     """Retrains an architecture from scratch on train + validation and tests it once. The model
-    returned (and tested) is float32 whatever precision it trained in, as exports must be."""
+    returned (and tested) is float32 whatever precision it trained in, as exports must be. Its
+    metrics include the test split's `evaluation` (nas.evaluation), with `class_names` (or the
+    classes' indices)."""
+    from nas import evaluation
     from nas.builder import build_model
 
     model, history, seconds = _fit(
@@ -269,4 +273,6 @@ def train_final(
         "epochs": epochs,
         "fit_seconds": seconds,
     }
+    names = list(class_names) or [str(i) for i in range(num_classes)]
+    metrics["evaluation"] = evaluation.evaluate(*evaluation.predictions(model, x_test, y_test), names)
     return model, metrics

@@ -35,6 +35,7 @@ class Job:
     base: bytes | None = None  # a transfer space's base model (nas.transfer), through the object store
     plan: accelerators.Plan = accelerators.CPU  # how it trains on its trial's accelerators
     trial_timeout: float | None = None  # seconds a child may train
+    class_names: tuple[str, ...] = ()  # the winner's test evaluation names them (nas.evaluation)
 
 
 # A child past --trial-timeout stops at its next training step; one stuck outside training (in a
@@ -187,6 +188,7 @@ def train_final_here(spec: dict, arrays: dict, job: Job) -> tuple[bytes, dict]:
         epochs=job.epochs,
         seed=job.seed,
         plan=job.plan,
+        class_names=job.class_names,
     )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"

@@ -365,6 +365,9 @@ def test_export_writes_every_format_with_metadata(cnn10_export):
     assert metadata["metrics"]["val_accuracy"] == best["val_accuracy"]
     assert abs(metadata["metrics"]["test_accuracy"] - summary["test_accuracy"]) < 1e-6
     assert metadata["metrics"]["params"] == summary["final"]["params"]
+    # the same winner on the same test images: the search's evaluation and the export's agree
+    assert metadata["metrics"]["evaluation"]["confusion_matrix"] == summary["evaluation"]["confusion_matrix"]
+    assert metadata["metrics"]["evaluation"]["class_names"] == [str(d) for d in range(10)]
     assert metadata["data"]["source"] == "digits" and metadata["preprocessing"]["image_size"] == [8, 8]
     assert metadata["preprocessing"]["color_mode"] == "grayscale" and metadata["input_shape"] == [8, 8, 1]
     assert (

@@ -115,11 +115,13 @@ def test_a_finished_search_writes_its_report(runs):
     run = runs["runs"] / "tiny"
     assert "Report: " in runs["tiny_out"] and (run / "report.html").exists()
     page, images = check_page(run)
-    assert images == len(PLOTS)
-    for name in PLOTS:
+    assert images == len(PLOTS) + 1  # and the retrained winner's confusion matrix
+    for name in (*PLOTS, "confusion"):
         check_png(run / "report" / f"{name}.png")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["trials_failed"] == 1
+    assert "The winner on the test split" in page and "Per class" in page
+    assert f"balanced accuracy <b>{summary['evaluation']['balanced_accuracy']:.4f}</b>" in page
     assert 'class="status-finished"' in page  # not `running`: the search wrote it while it held the lock
     assert f"{summary['test_accuracy']:.4f}" in page and "test accuracy" in page
     assert "Failed trials (1)" in page and "InjectedFault" in page
@@ -266,6 +268,12 @@ def test_show_prints_the_summary_and_the_top_trials(runs):
     assert "finished" in result.stdout and "3 of 3 finished: 2 completed, 1 failed" in result.stdout
     assert "Top 2 architectures" in result.stdout and f"{summary['test_accuracy']:.4f}" in result.stdout
     assert f"trial {summary['best']['trial']}" in result.stdout
+    # the winner on the test split: its per-class table and confusion matrix, from summary.json
+    evaluation = summary["evaluation"]
+    assert "The winner on the test split" in result.stdout and "precision  recall" in result.stdout
+    assert sum(map(sum, evaluation["confusion_matrix"])) == evaluation["images"] == 360  # digits' test split
+    row = evaluation["per_class"][3]
+    assert f"{row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:6.4f}  {row['support']:7d}" in result.stdout
 
 
 @pytest.mark.parametrize(
