@@ -221,11 +221,21 @@ class ImageClassifier:
         names = self.class_names
         return np.array([names[i] for i in self.predict_proba(x).argmax(axis=1)])
 
-    def evaluate(self, x: Any, y: Any) -> dict[str, float]:
-        """Accuracy on labelled images (labels as given to fit)."""
-        predicted, names = self.predict(x), self.class_names
+    def evaluate(self, x: Any, y: Any) -> dict[str, Any]:
+        """The evaluation of labelled images (labels as given to fit): accuracy, balanced accuracy,
+        per-class precision, recall and F1, the confusion matrix (`nas.evaluation`)."""
+        from nas.evaluation import evaluate
+
+        names = self.class_names
+        index = {name: i for i, name in enumerate(names)}
         truth = [names[int(v)] if self._indexed else str(v) for v in np.asarray(y).reshape(-1).tolist()]
-        return {"accuracy": float(np.mean(predicted == np.array(truth)))}
+        unknown = sorted(set(truth) - set(index))
+        if unknown:
+            raise InputError(
+                f"y: label(s) {', '.join(map(repr, unknown[:10]))} not among the classifier's labels, expected "
+                "labels as given to fit"
+            )
+        return evaluate(self.predict_proba(x), np.array([index[t] for t in truth]), names)
 
     def export_model(self):
         """The retrained winner, a keras.Model (raw pixels in, class probabilities out)."""

@@ -461,6 +461,11 @@ def replay_one(
 
 def check_objective(table: Table | NKLandscape, objective: Objective) -> None:
     """Refuses an objective the table cannot answer."""
+    if objective.per_class:
+        raise InputError(
+            f"objective: got {objective.kind!r}, expected accuracy or accuracy-params: a table holds no "
+            "per-class metrics"
+        )
     if isinstance(table, NKLandscape) and objective.kind != "accuracy":
         raise InputError(
             f"objective: got {objective.kind!r}, expected accuracy: a synthetic landscape has no parameters"

@@ -23,6 +23,7 @@ import click
 from controllers import NAMES as CONTROLLERS
 from nas.config import SearchConfig
 from nas.errors import MAX_SEED, USER_ERRORS, SearchInterrupted, SearchStopped
+from nas.objective import KINDS
 
 
 class ImageSize(click.ParamType):
@@ -54,10 +55,11 @@ def _objective_options(command):
         [
             click.option(
                 "--objective",
-                type=click.Choice(["accuracy", "accuracy-params", "accuracy-latency"]),
+                type=click.Choice(KINDS),
                 default="accuracy",
                 show_default=True,
-                help="The reward: validation accuracy, or accuracy x (cost / target) ^ w as in MnasNet.",
+                help="The reward, measured on the validation split: accuracy, balanced-accuracy (the mean of the "
+                "classes' recalls) or macro-f1; with -params or -latency, times (cost / target) ^ w as in MnasNet.",
             ),
             click.option(
                 "--target-params",
@@ -172,6 +174,12 @@ def _objective_options(command):
     help="Replace the worker processes once one has grown by this much (TensorFlow keeps every child's graphs).",
 )
 @_objective_options
+@click.option(
+    "--class-weight",
+    type=click.Choice(["none", "balanced"]),
+    help="balanced: weigh each class in the loss by its inverse frequency, for every child and the winner "
+    "[default: the space's training.class_weight, none unless it says].",
+)
 @click.option(
     "--scheduler",
     type=click.Choice(["fifo", "asha"]),

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
+from nas.objective import KINDS
+
 
 @dataclass
 class SearchConfig:
@@ -39,10 +41,12 @@ class SearchConfig:
     # None: the space's training.scheduler, or fifo where ASHA could stop no child (engine._space_scheduler)
     grace_period: int = 1  # ASHA: epochs every child trains before it may be stopped
     reduction_factor: int = 3  # ASHA: 1 in this many children goes on at each rung
-    objective: str = "accuracy"  # accuracy, accuracy-params or accuracy-latency (nas.objective)
+    objective: str = "accuracy"  # METRIC or METRIC-COST: accuracy, macro-f1-params, ... (nas.objective)
     target_params: int | None = None  # the parameter count accuracy-params aims at
     target_latency_ms: float | None = None  # the ms per image (batch of 1) accuracy-latency aims at
     objective_weight: float = -0.07  # w in accuracy x (cost / target) ^ w (MnasNet)
+    class_weight: str | None = None  # none or balanced (inverse class frequency) for every child and the
+    # winner; None: the space's training.class_weight
 
     # What a resumed search may change: how it runs, not what it searches.
     RESUMABLE: ClassVar[tuple[str, ...]] = (
@@ -85,7 +89,8 @@ CHOICES = {
     "strategy": ("standalone", "enas"),
     "color_mode": ("rgb", "grayscale"),
     "scheduler": (None, "fifo", "asha"),
-    "objective": ("accuracy", "accuracy-params", "accuracy-latency"),
+    "objective": KINDS,
+    "class_weight": (None, "none", "balanced"),
     "mixed_precision": (None, "off", "float16", "bfloat16"),
 }
 # (least, whether the least is excluded) of the numeric settings that have one; None is always allowed

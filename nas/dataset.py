@@ -46,12 +46,26 @@ class Dataset:
             "y_test": self.y_test,
         }
 
+    def class_counts(self, final: bool = False) -> np.ndarray:
+        """Images per class that the children train on, or with `final` the winner (train + validation)."""
+        labels = np.concatenate([self.y_train, self.y_val]) if final else self.y_train
+        return np.bincount(np.asarray(labels, np.int64), minlength=self.num_classes)
+
     def describe(self) -> str:
         h, w, c = self.input_shape
         return (
             f"{self.name}: {self.num_classes} classes, {h}x{w}x{c} images, train {len(self.y_train)} / "
             f"validation {len(self.y_val)} / test {len(self.y_test)} (held out)"
         )
+
+
+def balanced_class_weights(counts: Any) -> tuple[float, ...]:
+    """scikit-learn's `class_weight="balanced"`: images / (classes x the class's images), so that
+    every class weighs as much in the loss; a class with no image gets 1."""
+    counts = np.asarray(counts, np.float64)
+    present = counts > 0
+    total, classes = counts.sum(), max(1, int(present.sum()))
+    return tuple(float(total / (classes * c)) if c > 0 else 1.0 for c in counts)
 
 
 def data_fingerprint(data) -> str:

@@ -166,7 +166,7 @@ def _space_scheduler(config: SearchConfig, training: dict[str, Any]) -> str:
     if (
         training.get("scheduler", "fifo") == "asha"
         and config.grace_period < config.epochs
-        and config.objective != "accuracy-latency"
+        and not config.objective.endswith("-latency")
         and config.strategy != "enas"
     ):
         return "asha"
@@ -181,10 +181,10 @@ def _check_scheduler(config: SearchConfig) -> None:
             f"grace_period: got {config.grace_period}, expected fewer than the {config.epochs} epochs "
             "a child trains (--epochs), or ASHA could stop no child"
         )
-    if config.objective == "accuracy-latency":
+    if config.objective.endswith("-latency"):
         raise InputError(
-            "scheduler: asha stops children before their latency is measured, expected --objective "
-            "accuracy or accuracy-params with it"
+            "scheduler: asha stops children before their latency is measured, expected an --objective "
+            "without -latency with it"
         )
 
 
@@ -350,6 +350,9 @@ def _run(
             plan=plan,
             trial_timeout=config.trial_timeout,
             class_names=tuple(data.class_names),
+            per_class=objective.per_class,
+            class_weight=config.class_weight,
+            class_counts=tuple(int(n) for n in data.class_counts()),
         )
         return _search(
             config,
@@ -461,7 +464,13 @@ def _search(
         f"Retraining trial {best.trial} on train + validation for {config.final_epochs} epochs ..."
     )
     try:
-        final_job = replace(job, epochs=config.final_epochs, cpus=final_resources.cpus, trial_timeout=None)
+        final_job = replace(
+            job,
+            epochs=config.final_epochs,
+            cpus=final_resources.cpus,
+            trial_timeout=None,
+            class_counts=tuple(int(n) for n in data.class_counts(final=True)),
+        )
         model_bytes, final = tune.train_final(
             space.resolve(space.from_json(best.arch)),
             data.final_arrays(),

@@ -226,6 +226,7 @@ def _model(plan: ExportPlan, data) -> tuple[Any, dict[str, Any], str]:
         epochs=epochs,
         seed=int(plan.config["seed"]),
         class_names=data.class_names,
+        class_weight=plan.config.get("class_weight"),
     )
     reporter().text(f"Trial {plan.trial} retrained: test accuracy {metrics['test_accuracy']:.4f}")
     how = f"retrained by nas export on train + validation for {epochs} epochs (seed {plan.config['seed']})"

@@ -29,7 +29,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -337,6 +337,14 @@ def read_index(directory: Path) -> dict[str, Any]:
                 )
         if about.get("count") != sum(f["examples"] for f in about["files"]) or not about["count"]:
             raise bad(f"splits.{split}.count", "the sum of its files' examples, at least 1")
+        counts = about.get("class_counts")
+        if not (
+            isinstance(counts, dict)
+            and set(counts) == set(names)
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values())
+            and sum(counts.values()) == about["count"]
+        ):
+            raise bad(f"splits.{split}.class_counts", "the images of each class, summing to the split's count")
     return info
 
 
@@ -401,7 +409,8 @@ def load(
         for split in SPLITS
     }
     if stream:
-        return StreamingDataset(name, info["class_names"], streams, preprocessing, fingerprint(info))
+        counts = {split: [info["splits"][split]["class_counts"][c] for c in info["class_names"]] for split in SPLITS}
+        return StreamingDataset(name, info["class_names"], streams, preprocessing, fingerprint(info), counts)
     if memory and need > memory // 2:
         raise InputError(
             f"data: {name}: {sum(counts.values())} images of {'x'.join(map(str, shape))} would take "
@@ -513,6 +522,7 @@ class StreamingDataset:
     splits: dict[str, Stream]  # train, validation, test
     preprocessing: dict[str, Any]
     fingerprint: str
+    counts: dict[str, list[int]] = field(default_factory=dict)  # per split, images per class (dataset.json)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -521,6 +531,10 @@ class StreamingDataset:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def class_counts(self, final: bool = False) -> np.ndarray:
+        """Images per class that the children train on, or with `final` the winner (train + validation)."""
+        return sum(np.array(self.counts[split], np.int64) for split in ("train", "validation")[: 1 + final])
 
     def search_arrays(self) -> dict[str, Stream]:
         """What every child trains and validates on, as the trainer takes it: never the test split."""

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from nas import accelerators
+from nas.dataset import balanced_class_weights
 
 # Zoph & Le reward a child with its best validation accuracy over its last 5 epochs.
 REWARD_EPOCHS = 5
@@ -67,6 +68,27 @@ def epoch_reporter(report):
     return _EpochReporter()
 
 
+def validation_class_metrics(x_val, y_val):
+    """A Keras callback that adds the validation split's balanced accuracy and macro F1
+    (nas.evaluation) to each epoch's logs, where the callbacks after it (Tune's epoch reports, ASHA)
+    and the history read them. One more pass over the validation images an epoch."""
+    import keras
+
+    from nas import evaluation
+
+    class _ClassMetrics(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is None:
+                return
+            probabilities, labels = evaluation.predictions(self.model, x_val, y_val)
+            names = [str(i) for i in range(probabilities.shape[1])]
+            result = evaluation.evaluate(probabilities, labels, names)
+            logs["val_balanced_accuracy"] = result["balanced_accuracy"]
+            logs["val_macro_f1"] = result["macro_f1"]
+
+    return _ClassMetrics()
+
+
 def configure_threads(cpus: int) -> None:
     """Gives TensorFlow as many threads as the trial has CPUs. Must run before TensorFlow's first op;
     a reused worker that already ran a trial with the same resources keeps its setting. Imports
@@ -111,10 +133,13 @@ def _fit(
     validation=None,
     callbacks: Sequence = (),
     plan: accelerators.Plan = accelerators.CPU,
+    class_weight: str | None = None,
+    class_counts: Sequence[int] | None = None,
 ):
     """Builds and fits a fresh model under the plan's strategy and dtype policy; returns it with its
     history and the seconds spent in `fit`. `x`, `y` are arrays, or `x` is a `Stream` and `y` None
-    (and `validation` likewise)."""
+    (and `validation` likewise). The loss weighs classes as `class_weight` says (none or balanced;
+    None: as the spec's training.class_weight), from `class_counts` (counted in `y` if not given)."""
     import keras
 
     from nas.builder import build_model
@@ -135,6 +160,7 @@ def _fit(
             metrics=["accuracy"],
             steps_per_execution=plan.steps_per_execution,
         )
+        weights = _class_weights(class_weight or training.get("class_weight", "none"), y, class_counts, num_classes)
         start = time.perf_counter()
         if y is None:  # streamed: tf.data reads the batches from the shards, shuffled with the child's seed
             history = model.fit(
@@ -142,6 +168,7 @@ def _fit(
                 epochs=epochs,
                 shuffle=False,
                 validation_data=validation[0].dataset(batch) if validation else None,
+                class_weight=weights,
                 verbose=0,
                 callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks],
             )
@@ -152,6 +179,7 @@ def _fit(
                 batch_size=batch,
                 epochs=epochs,
                 validation_data=validation,
+                class_weight=weights,
                 verbose=0,
                 callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks],
             )
@@ -160,6 +188,17 @@ def _fit(
     if not losses or not all(math.isfinite(v) for v in losses):
         raise ChildFailed(f"training loss became {losses[-1] if losses else 'undefined'} in epoch {len(losses)}")
     return model, history.history, seconds
+
+
+def _class_weights(setting: str, y, counts: Sequence[int] | None, num_classes: int) -> dict[int, float] | None:
+    """Keras's class_weight for a setting: None for "none"; for "balanced" each class's inverse frequency."""
+    if setting != "balanced":
+        return None
+    if counts is None:
+        if y is None:
+            raise ValueError("class_weight balanced: a streamed split's class counts must be given")
+        counts = np.bincount(np.asarray(y, np.int64).reshape(-1), minlength=num_classes)
+    return dict(enumerate(balanced_class_weights(counts)))
 
 
 def _split(arrays: dict[str, Any], name: str) -> tuple[Any, Any]:
@@ -178,10 +217,17 @@ def train_child(
     callbacks: Sequence = (),
     test: tuple[np.ndarray, np.ndarray] | None = None,
     plan: accelerators.Plan = accelerators.CPU,
+    per_class: bool = False,
+    class_weight: str | None = None,
+    class_counts: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Trains one child on the training split and returns its validation metrics; given `test`
-    images and labels (tabular benchmarks), also the same trained model's `test_accuracy`."""
+    images and labels (tabular benchmarks), also the same trained model's `test_accuracy`. With
+    `per_class`, also the validation balanced accuracy and macro F1 (each epoch's reports too), for
+    the objectives that reward them (nas.objective)."""
     x_val, y_val = _split(arrays, "val")
+    if per_class:  # first, so that the epoch reports after it carry the metrics
+        callbacks = [validation_class_metrics(x_val, y_val), *callbacks]
     model, history, seconds = _fit(
         spec,
         *_split(arrays, "train"),
@@ -192,9 +238,15 @@ def train_child(
         validation=(x_val, y_val),
         callbacks=callbacks,
         plan=plan,
+        class_weight=class_weight,
+        class_counts=class_counts,
     )
     val = [float(v) for v in history["val_accuracy"]]
-    extra = {}
+    extra = {  # as val_accuracy: the best of the last REWARD_EPOCHS epochs
+        key: max(float(v) for v in history[key][-REWARD_EPOCHS:])
+        for key in ("val_balanced_accuracy", "val_macro_f1")
+        if key in history
+    }
     if test is not None:
         extra["test_accuracy"] = float(model.evaluate(test[0], test[1], batch_size=256, verbose=0)[1])
     return {
@@ -234,6 +286,8 @@ def train_final(
     seed: int = 0,
     plan: accelerators.Plan = accelerators.CPU,
     class_names: Sequence[str] = (),
+    class_weight: str | None = None,
+    class_counts: Sequence[int] | None = None,
 ):
     """Retrains an architecture from scratch on train + validation and tests it once. The model
     returned (and tested) is float32 whatever precision it trained in, as exports must be. Its
@@ -250,6 +304,8 @@ def train_final(
         epochs=epochs,
         seed=seed,
         plan=plan,
+        class_weight=class_weight,
+        class_counts=class_counts,
     )
     trained = model
     model = accelerators.float32_copy(trained, lambda: build_model(spec, input_shape, num_classes))

@@ -31,6 +31,9 @@ class Metrics:
     val_accuracy_last: float | None = None
     val_accuracy_per_epoch: tuple[float, ...] = ()
     val_loss: float | None = None
+    # with an objective of balanced-accuracy or macro-f1 (nas.objective), the best of the last epochs
+    val_balanced_accuracy: float | None = None
+    val_macro_f1: float | None = None
     train_accuracy: float | None = None
     test_accuracy: float | None = None  # tabular benchmarks only: children are never tested in a search
     params: int | None = None

@@ -107,6 +107,8 @@ class ControllerSearcher(Searcher):
                     "status": "stopped",
                     "val_accuracy": result["val_accuracy"],
                     "val_accuracy_last": result["val_accuracy"],
+                    "val_balanced_accuracy": result.get("val_balanced_accuracy"),
+                    "val_macro_f1": result.get("val_macro_f1"),
                     "epochs": result["epoch"],
                     "params": result.get("params"),
                     "fit_seconds": result.get("fit_seconds", 0.0),
@@ -249,7 +251,7 @@ def run_trials(
         # stop_last_trials=False: a child that reaches its last epoch finishes and reports in full.
         scheduler = ASHAScheduler(
             time_attr="epoch",
-            metric="val_accuracy",
+            metric=search.objective.metric,  # each epoch's report has it
             mode="max",
             max_t=job.epochs,
             grace_period=asha["grace_period"],

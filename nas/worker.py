@@ -36,6 +36,9 @@ class Job:
     plan: accelerators.Plan = accelerators.CPU  # how it trains on its trial's accelerators
     trial_timeout: float | None = None  # seconds a child may train
     class_names: tuple[str, ...] = ()  # the winner's test evaluation names them (nas.evaluation)
+    per_class: bool = False  # children measure per-class validation metrics (the objective rewards one)
+    class_weight: str | None = None  # --class-weight: none or balanced for every child; None: the spec's
+    class_counts: tuple[int, ...] | None = None  # images per class of the split it trains on (the weights')
 
 
 # A child past --trial-timeout stops at its next training step; one stuck outside training (in a
@@ -116,6 +119,9 @@ def _train(config: dict, arrays: dict, job: Job) -> dict:
                 seed=job.seed + config["trial"],
                 callbacks=callbacks,
                 plan=job.plan,
+                per_class=job.per_class,
+                class_weight=job.class_weight,
+                class_counts=job.class_counts,
             ),
         }
     except Exception as e:  # a failing child is a result, not a crash of the search
@@ -189,6 +195,8 @@ def train_final_here(spec: dict, arrays: dict, job: Job) -> tuple[bytes, dict]:
         seed=job.seed,
         plan=job.plan,
         class_names=job.class_names,
+        class_weight=job.class_weight,
+        class_counts=job.class_counts,
     )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"

@@ -105,6 +105,9 @@ TRAINING = {
     # A conv child trains in the search with this fraction of its filters, the winner's final
     # training with all of them: a cheaper proxy, as NASNet and DARTS search with fewer filters.
     "search_width": Setting("float", 1.0, low=0.05, high=1, high_inclusive=True, decidable=False),
+    # balanced: the loss weighs each class by its inverse frequency (scikit-learn's "balanced"), for
+    # imbalanced data; a decision like any other (`nas search --class-weight` overrides it).
+    "class_weight": Setting("str", "none", options=("none", "balanced")),
 }
 
 # Keras preprocessing layers, active only while training (0 or false = off).
@@ -119,7 +122,7 @@ AUGMENT = {
 }
 
 AUGMENT_ADDED_LATER = ("brightness", "crop")
-TRAINING_ADDED_LATER = ("scheduler", "search_width")
+TRAINING_ADDED_LATER = ("scheduler", "search_width", "class_weight")
 TOP_ADDED_LATER = {"widen": 1.0}  # left out of fingerprints at these values
 
 # `augment: standard` in a space file: every augmentation as a decision, off among the choices,

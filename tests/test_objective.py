@@ -1,4 +1,5 @@
-"""The reward a search maximises: accuracy alone, or MnasNet's accuracy x (cost / target) ^ w."""
+"""The reward a search maximises: a validation metric (accuracy, balanced accuracy, macro F1) alone,
+or MnasNet's metric x (cost / target) ^ w."""
 
 import pytest
 from test_search_state import SPACE, Scripted
@@ -27,15 +28,28 @@ def test_mnasnet_soft_constraint_values():
     assert latency.reward({"val_accuracy": 0.8, "latency_ms": 8.0}) == pytest.approx(0.4)
 
 
+def test_a_per_class_metric_is_the_reward_alone_or_with_a_cost():
+    metrics = {"val_accuracy": 0.95, "val_balanced_accuracy": 0.8, "val_macro_f1": 0.7, "params": 40_000}
+    balanced = Objective.parse("balanced-accuracy")
+    assert balanced.reward(metrics) == 0.8 and balanced.per_class and balanced.metric == "val_balanced_accuracy"
+    assert balanced.describe() == "validation balanced accuracy"
+    f1 = Objective.parse("macro-f1-params", target_params=20_000)
+    assert f1.reward(metrics) == pytest.approx(0.7 * 2**-0.07) and f1.cost == "params"
+    assert f1.describe() == "validation macro F1 x (params / 20000) ^ -0.07"
+    assert not Objective.parse("accuracy-params", target_params=1).per_class
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (("size",), "objective: got 'size'"),
-        (("accuracy", 100), "target_params: applies to --objective accuracy-params"),
+        (("accuracy", 100), "target_params: applies to an --objective with a cost"),
         (("accuracy-latency",), "objective accuracy-latency: needs --target-latency-ms"),
         (("accuracy-params", None, 2.0), "target_latency_ms: does not apply to --objective accuracy-params"),
         (("accuracy-params", 0), "target_params: got 0, expected a number > 0"),
         (("accuracy-params", 100, None, 0.1), "objective_weight: got 0.1, expected a number <= 0"),
+        (("macro-f1", 100), "target_params: applies to an --objective with a cost .*, not to macro-f1"),
+        (("balanced-accuracy-latency",), "objective balanced-accuracy-latency: needs --target-latency-ms"),
     ],
 )
 def test_bad_combinations_are_refused_naming_the_flag(args, message):

@@ -159,6 +159,10 @@ def _index_without(key):
             r"dataset.json: splits.train.count: got 1000, expected the sum of its files' examples",
         ),
         (
+            lambda info: info["splits"]["test"]["class_counts"].update(red=10**6),
+            r"dataset.json: splits.test.class_counts: got .*, expected the images of each class, summing to the split",
+        ),
+        (
             lambda info: info["splits"]["validation"]["files"][1].update(name="gone.tfrecord"),
             r"dataset.json: splits.validation.files.1: .*gone.tfrecord not found, expected every shard the index lists",
         ),
@@ -188,7 +192,8 @@ def test_a_damaged_shard_is_named(prepared, tmp_path):
 
 def test_search_streams_a_prepared_directory_through_ray(tmp_path):
     """The issue's test: prepare a folder with a corrupt image, search on it (streamed), check the
-    classes and counts."""
+    classes and counts. The search rewards macro F1 with balanced class weights: per-class metrics
+    over a streamed validation split, class counts from dataset.json."""
     source = write_folder(tmp_path / "pics", per_class=20, corrupt=True)
     prepared = run_nas("data", "prepare", str(source), "--out", str(tmp_path / "data"), cwd=None, timeout=300)
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
@@ -217,6 +222,10 @@ def test_search_streams_a_prepared_directory_through_ray(tmp_path):
         str(tmp_path / "runs"),
         "--name",
         "streamed",
+        "--objective",
+        "macro-f1",
+        "--class-weight",
+        "balanced",
         cwd=None,
         NAS_STREAM_RECORDS="1",
     )
@@ -233,5 +242,10 @@ def test_search_streams_a_prepared_directory_through_ray(tmp_path):
     trials = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
     assert [t["status"] for t in trials] == ["completed", "completed"], trials
     assert all(t["metrics"]["latency_ms"] > 0 for t in trials)
+    assert all(t["reward"] == t["metrics"]["val_macro_f1"] for t in trials)
+    assert config["class_weight"] == "balanced" and config["reward"] == "validation macro F1"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["test_accuracy"] > 0.5  # three classes: chance is 1/3
+    evaluation = summary["evaluation"]
+    assert evaluation["class_names"] == ["blue", "green", "red"]
+    assert sum(map(sum, evaluation["confusion_matrix"])) == evaluation["images"] == counts[2]
