@@ -46,7 +46,7 @@ def load_data(
     then a `nas.records.StreamingDataset` stands for it, whose splits tf.data reads on demand."""
     if not 0 <= seed <= MAX_SEED:
         raise InputError(f"seed: got {seed}, expected an integer from 0 to {MAX_SEED}")
-    path = Path(source)
+    path, skipped = Path(source), []
     if source in BUILTIN:
         if image_size is not None:
             raise InputError(f"image_size: applies to image folders and CSV files, not to built-in {source}")
@@ -68,21 +68,30 @@ def load_data(
             x, y, names, test, val = _npz(path)
         elif path.is_dir() or path.suffix.lower() == ".csv":
             paths, labels = images.list_folder(path) if path.is_dir() else images.list_csv(path)
-            x = images.decode_all(paths, size, color_mode)
+            x, kept, skipped = images.decode_all(paths, size, color_mode)
             names, y = images.encode_labels(labels)
+            y = y[kept]
+            _check_after_skipping(source, y, names, skipped)
             test = val = None
         else:
             raise InputError(f"data: {source}: unsupported file type {path.suffix!r}, expected a folder, .csv or .npz")
-    return _split(
-        source,
-        x,
-        y,
-        names,
-        test,
-        seed,
-        {"source": source, "color_mode": color_mode, "image_size": list(x.shape[1:3])},
-        val=val,
-    )
+    preprocessing = {"source": source, "color_mode": color_mode, "image_size": list(x.shape[1:3])}
+    if skipped:
+        preprocessing["skipped"] = skipped
+    return _split(source, x, y, names, test, seed, preprocessing, val=val)
+
+
+def _check_after_skipping(source: str, y: np.ndarray, names: list[str], skipped: list[dict]) -> None:
+    """A class the unreadable files left with too few images is refused, saying so."""
+    if not skipped:
+        return
+    counts = np.bincount(y, minlength=len(names))
+    if counts.min() < MIN_PER_CLASS:
+        small = names[int(counts.argmin())]
+        raise InputError(
+            f"data: {source}: after skipping {len(skipped)} unreadable image(s), class {small!r} has "
+            f"{counts.min()} image(s), expected at least {MIN_PER_CLASS} per class"
+        )
 
 
 def _builtin(name: str):

@@ -53,9 +53,11 @@ class Dataset:
 
     def describe(self) -> str:
         h, w, c = self.input_shape
+        skipped = len(self.preprocessing.get("skipped", []))
         return (
             f"{self.name}: {self.num_classes} classes, {h}x{w}x{c} images, train {len(self.y_train)} / "
             f"validation {len(self.y_val)} / test {len(self.y_test)} (held out)"
+            + (f", {skipped} unreadable image{'s' * (skipped != 1)} skipped" if skipped else "")
         )
 
 

@@ -291,6 +291,8 @@ def _run(
             "space_fingerprint": space.fingerprint(),
             "space_size": space.describe_size(),
             "data_summary": data.describe(),
+            # unreadable images of a folder or CSV, skipped as they were decoded ([{file, reason}])
+            "skipped_images": data.preprocessing.get("skipped", []),
             "class_names": data.class_names,
             "data_fingerprint": fingerprint,
             "training": space.fixed["training"],

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +90,40 @@ def list_csv(path: Path) -> tuple[list[Path], list[str]]:
     return paths, labels
 
 
-def decode_all(paths: list[Path], size: tuple[int, int], color_mode: str) -> np.ndarray:
-    """Decodes and resizes every image with Keras's loader; a bad file is named in the error."""
+def stderr_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def decode_each(paths: list[Path], size: tuple[int, int], color_mode: str) -> Iterator[tuple[np.ndarray, str]]:
+    """(pixels, "") for each path in order, decoded by parallel tf.data calls; (zeros, why) for an
+    unreadable file (or one of too many pixels). PIL releases the GIL while it decodes and resizes:
+    on idle cores the calls overlap."""
+    import tensorflow as tf
+
+    max_image_pixels(size)  # a bad NAS_MAX_IMAGE_PIXELS is the user's error, not every image's
+    blank = np.zeros((*size, 1 if color_mode == "grayscale" else 3), np.uint8)
+
+    def decode(path: bytes):
+        try:
+            return read_pixels(Path(path.decode()), size, color_mode), b""
+        except TooManyPixels as e:
+            return blank, str(e).encode()
+        except Exception as e:  # PIL raises several types for unreadable files
+            return blank, f"not a readable image ({type(e).__name__})".encode()
+
+    pipeline = tf.data.Dataset.from_tensor_slices([str(p) for p in paths]).map(
+        lambda path: tf.numpy_function(decode, [path], (tf.uint8, tf.string)), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    for image, reason in pipeline.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
+        yield image, reason.decode()
+
+
+def decode_all(
+    paths: list[Path], size: tuple[int, int], color_mode: str, warn: Callable[[str], None] = stderr_line
+) -> tuple[np.ndarray, list[int], list[dict[str, str]]]:
+    """Decodes and resizes every readable image (`decode_each`); an unreadable one is skipped and
+    named through `warn`, as `nas data prepare` skips it. Returns (images, the indices of the paths
+    kept, the skipped files as [{"file", "reason"}])."""
     channels = 1 if color_mode == "grayscale" else 3
     need, memory = len(paths) * size[0] * size[1] * channels, physical_memory()
     if memory and need > memory // 2:  # a typo such as --image-size 6400 must not take the machine down
@@ -102,12 +135,15 @@ def decode_all(paths: list[Path], size: tuple[int, int], color_mode: str) -> np.
 
     import_tensorflow()
     images = np.empty((len(paths), *size, channels), np.uint8)
-    for i, p in enumerate(paths):
-        try:
-            images[i] = decode_image(p, size, color_mode)
-        except InputError as e:
-            raise InputError(f"data: {e}") from None
-    return images
+    kept, skipped = [], []
+    for i, (pixels, reason) in enumerate(decode_each(paths, size, color_mode)):
+        if reason:
+            skipped.append({"file": str(paths[i]), "reason": reason})
+            warn(f"nas: skipped {paths[i]}: {reason}")
+            continue
+        images[len(kept)] = pixels
+        kept.append(i)
+    return images[: len(kept)], kept, skipped
 
 
 def decode_image(

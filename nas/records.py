@@ -26,9 +26,8 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +38,6 @@ import numpy as np
 from nas import images
 from nas.dataset import BUILTIN, Dataset
 from nas.errors import MAX_SEED, InputError
-from nas.limits import TooManyPixels
 from nas.progress import reporter
 from nas.rundir import fsync_path
 from nas.splits import split_indices
@@ -63,7 +61,7 @@ def prepare(
     shards: int | None = None,
     color_mode: str = "rgb",
     seed: int = 0,
-    warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    warn: Callable[[str], None] = images.stderr_line,
 ) -> dict[str, Any]:
     """Decodes an image folder (a sub-folder per class) or a CSV of path,label into TFRecord shards
     in `out` (new, or an empty folder) and returns its dataset.json. `shards`: files per split
@@ -201,7 +199,7 @@ def _write_split(
     counts, examples = np.zeros(len(names), np.int64), [0] * shards
     writers = [tf.io.TFRecordWriter(str(folder / name)) for name in files]
     try:
-        for i, (image, reason) in enumerate(_decoded(paths, size, color_mode)):
+        for i, (image, reason) in enumerate(images.decode_each(paths, size, color_mode)):
             if reason:
                 skipped.append({"file": _relative(paths[i], root), "reason": reason})
                 warn(f"nas: skipped {paths[i]}: {reason}")
@@ -221,28 +219,6 @@ def _write_split(
             for name, n in zip(files, examples)
         ],
     }
-
-
-def _decoded(paths: list[Path], size: tuple[int, int], color_mode: str) -> Iterator[tuple[np.ndarray, str]]:
-    """(pixels, "") for each path in order, decoded by parallel tf.data calls; (zeros, why) for an
-    unreadable file. PIL releases the GIL while it decodes and resizes: on idle cores the calls overlap."""
-    import tensorflow as tf
-
-    blank = np.zeros((*size, COLOR_MODES[color_mode]), np.uint8)
-
-    def decode(path: bytes):
-        try:
-            return images.read_pixels(Path(path.decode()), size, color_mode), b""
-        except TooManyPixels as e:
-            return blank, str(e).encode()
-        except Exception as e:  # PIL raises several types for unreadable files
-            return blank, f"not a readable image ({type(e).__name__})".encode()
-
-    pipeline = tf.data.Dataset.from_tensor_slices([str(p) for p in paths]).map(
-        lambda path: tf.numpy_function(decode, [path], (tf.uint8, tf.string)), num_parallel_calls=tf.data.AUTOTUNE
-    )
-    for image, reason in pipeline.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
-        yield image, reason.decode()
 
 
 def _example(image: np.ndarray, label: int) -> bytes:

@@ -591,7 +591,7 @@ def render_html(data: Run, pngs: dict[str, bytes]) -> str:
         f"<h1>nas run {_e(rundir.name)}</h1>",
         f'<p class="sub">space <b>{_e(data.space_name)}</b> · controller {_e(data.config.get("controller", "?"))}'
         f" · reward {_e(data.config.get('reward', data.config.get('objective', 'accuracy')))}"
-        f" · data {_e(data.config.get('data', '?'))}"
+        f" · data {_e(data.config.get('data', '?'))}{_skipped(data)}"
         f"{f' · started {data.started:%Y-%m-%d %H:%M}' if data.started else ''}</p>",
     ]
     cards = [
@@ -706,6 +706,13 @@ def render_html(data: Run, pngs: dict[str, bytes]) -> str:
         + "\n".join(p for p in parts if p)
         + "\n</body></html>\n"
     )
+
+
+def _skipped(data: Run) -> str:
+    """How many unreadable images the search skipped in its data (config.json's skipped_images)."""
+    skipped = data.config.get("skipped_images")
+    n = len(skipped) if isinstance(skipped, list) else 0
+    return f" ({n} unreadable image{'s' * (n != 1)} skipped)" if n else ""
 
 
 def _evaluation_section(data: Run, pngs: dict[str, bytes]) -> str:

@@ -24,7 +24,7 @@ from PIL import Image
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text())
-CASE_KEYS = {"id", "args", "expect", "files", "timeout", "xfail", "memory_mib", "env"}
+CASE_KEYS = {"id", "args", "expect", "files", "timeout", "xfail", "memory_mib", "env", "skipped"}
 DEFAULT_TIMEOUT = 60
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # root writes anywhere: no permission errors
 
@@ -163,6 +163,9 @@ def test_bad_input_is_refused_with_one_line(case, tmp_path, request):
     assert "Traceback" not in err + out, err
     assert code == 2, f"exit code {code}; stderr:\n{err}"
     lines = err.strip().splitlines()
+    skipped = case.get("skipped", 0)  # unreadable images named as they are skipped, before the error
+    assert all(line.startswith("nas: skipped ") for line in lines[:skipped]), err
+    lines = lines[skipped:]
     assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
     assert lines[0].startswith("nas: error: "), lines[0]
     expect = case["expect"] if isinstance(case["expect"], list) else [case["expect"]]

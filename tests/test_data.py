@@ -72,8 +72,8 @@ def test_npz_with_its_own_test_split_and_pixels_scaled_to_0_1(tmp_path):
         (lambda p: write_images(p, {"only": 10}), r"found 1 class folder\(s\), expected one sub-folder per class"),
         (lambda p: (write_images(p, {"a": 6}), (p / "b").mkdir()), r"/b: class folder has no images"),
         (
-            lambda p: (write_images(p, {"a": 6, "b": 6}), (p / "b" / "bad.png").write_text("not a png")),
-            r"/b/bad.png: not a readable image",
+            lambda p: (write_images(p, {"a": 6, "b": 4}), (p / "b" / "bad.png").write_text("not a png")),
+            r"after skipping 1 unreadable image\(s\), class 'b' has 4 image\(s\), expected at least 5 per class",
         ),
         (lambda p: write_images(p, {"a": 6, "b": 2}), r"class 'b' has 2 image\(s\), expected at least 5 per class"),
     ],
@@ -82,6 +82,22 @@ def test_bad_image_folders(tmp_path, make, message):
     make(tmp_path)
     with pytest.raises(InputError, match=message):
         load_data(str(tmp_path))
+
+
+def test_unreadable_images_are_skipped_named_and_counted(tmp_path, capsys):
+    """As `nas data prepare` does: a truncated JPEG and a file that is no image among good ones."""
+    write_images(tmp_path, {"a": 6, "b": 6})
+    Image.new("RGB", (40, 30), "red").save(tmp_path / "b" / "whole.jpg")
+    (tmp_path / "b" / "cut.jpg").write_bytes((tmp_path / "b" / "whole.jpg").read_bytes()[:200])
+    (tmp_path / "a" / "notes.png").write_text("not a png")
+    data = load_data(str(tmp_path), image_size=(8, 8))
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 13
+    skipped = data.preprocessing["skipped"]
+    assert sorted(s["file"] for s in skipped) == [str(tmp_path / "a" / "notes.png"), str(tmp_path / "b" / "cut.jpg")]
+    assert all(s["reason"].startswith("not a readable image (") for s in skipped)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert sorted(lines) == sorted(f"nas: skipped {s['file']}: {s['reason']}" for s in skipped)
+    assert "2 unreadable images skipped" in data.describe()
 
 
 def test_bad_csv_rows(tmp_path):
