@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.config import SearchConfig, check_settings
+from nas.config import SearchConfig, check_settings, parse_duration
 from nas.errors import InputError
 from nas.run import Run, find_run, read_run
 
@@ -77,7 +77,8 @@ def search(
         budget, strategy, controller, seed, name, runs_dir, epochs, final_epochs, workers, cpus_per_trial,
         gpus_per_trial, tpu, mixed_precision, address, image_size, color_mode, base, scheduler,
         grace_period, reduction_factor, objective, target_params, target_latency_ms, objective_weight,
-        max_failures, trial_timeout, worker_memory_growth, dashboard, verbose.
+        class_weight, time_budget (seconds, or "30m" as the command takes it), max_failures, trial_timeout,
+        worker_memory_growth, dashboard, verbose.
 
     Raises InputError (bad input, naming what is wrong), SearchStopped (the search could not go on;
     what finished is kept) or SearchInterrupted (a keyboard interrupt; resumable).
@@ -95,6 +96,8 @@ def search(
     if isinstance(settings.get("image_size"), list):
         settings["image_size"] = tuple(settings["image_size"])
     try:
+        if isinstance(settings.get("time_budget"), str):  # "30m", as the command takes it
+            settings["time_budget"] = parse_duration(settings["time_budget"])
         check_settings(settings)
     except ValueError as e:
         raise InputError(str(e)) from None

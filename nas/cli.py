@@ -21,7 +21,7 @@ import sys
 import click
 
 from controllers import NAMES as CONTROLLERS
-from nas.config import SearchConfig
+from nas.config import SearchConfig, parse_duration
 from nas.errors import MAX_SEED, USER_ERRORS, SearchInterrupted, SearchStopped
 from nas.objective import KINDS
 
@@ -41,6 +41,20 @@ class ImageSize(click.ParamType):
         if len(size) not in (1, 2) or min(size) < 1:
             self.fail(f"got {value!r}, expected a positive size such as 64 or 64x48", param, ctx)
         return size if len(size) == 2 else (size[0], size[0])
+
+
+class Duration(click.ParamType):
+    """`90` (seconds), `90s`, `30m`, `2h`, `1h30m`: seconds."""
+
+    name = "DURATION"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -151,6 +165,12 @@ def _objective_options(command):
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard.")
 @click.option("--verbose", is_flag=True, help="Show Ray Tune's status table and the workers' own logs.")
+@click.option(
+    "--time-budget",
+    type=Duration(),
+    help="Start no child that would likely end after this (90s, 30m, 2h, 1h30m; from the session's start); "
+    "the best so far is retrained and tested as usual.",
+)
 @click.option(
     "--max-failures",
     type=click.IntRange(min=1),

@@ -5,6 +5,7 @@ The resolved settings are printed at the start and written to the run's `config.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
@@ -45,6 +46,8 @@ class SearchConfig:
     target_params: int | None = None  # the parameter count accuracy-params aims at
     target_latency_ms: float | None = None  # the ms per image (batch of 1) accuracy-latency aims at
     objective_weight: float = -0.07  # w in accuracy x (cost / target) ^ w (MnasNet)
+    # seconds: no child is started that would likely end later in the session (--time-budget 30m)
+    time_budget: float | None = None
     class_weight: str | None = None  # none or balanced (inverse class frequency) for every child and the
     # winner; None: the space's training.class_weight
 
@@ -62,6 +65,7 @@ class SearchConfig:
         "trial_timeout",
         "worker_memory_growth",
         "verbose",
+        "time_budget",
     )
 
     def to_json(self) -> dict[str, Any]:
@@ -110,7 +114,25 @@ LIMITS = {
     "reduction_factor": (2, False),
     "target_params": (1, False),
     "target_latency_ms": (0, True),
+    "time_budget": (0, True),
 }
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration as people write them: 90 (seconds), 90s, 30m, 2h, 1h30m, 1.5h.
+    ValueError saying what was expected."""
+    value = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        seconds = float(value)
+    else:
+        match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", value)
+        if not value or not match:
+            raise ValueError(f"got {text!r}, expected a duration such as 90 (seconds), 90s, 30m, 2h or 1h30m")
+        hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+    if not (0 < seconds < 10**9):
+        raise ValueError(f"got {text!r}, expected a duration above 0")
+    return seconds
 
 
 def check_settings(settings: dict[str, Any]) -> None:

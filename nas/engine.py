@@ -314,6 +314,7 @@ def _run(
             max_failures=config.max_failures,
             on_record=printer,
             objective=objective,
+            time_budget=config.time_budget,
         )
         if saved is None:
             rundir.create({"config.json": rundir.json_text(resolved), "space.yaml": space.text, **files})
@@ -462,6 +463,8 @@ def _search(
         raise SearchStopped(
             f"no child trained successfully ({len(search.failed)} failed); see {rundir.file('trials.jsonl')}"
         )
+    if search.ended_by:
+        progress.reporter().line(f"The search asked for no more children: {search.ended_by}.")
     progress.reporter().line(
         f"Retraining trial {best.trial} on train + validation for {config.final_epochs} epochs ..."
     )
@@ -589,6 +592,8 @@ def _write_summary(
         "trials_stopped_early": len(search.stopped_early),
         "trials_failed": len(search.failed),
         "duplicates_skipped": search.duplicates,
+        # why it asked for no more children before its budget (--time-budget, say), or None
+        "ended_by": search.ended_by,
         "best": best
         and {
             "trial": best.trial,

@@ -24,6 +24,7 @@ driving it by hand.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from controllers import Controller
 from controllers.base import ControllerExhausted
 from nas.errors import InputError
 from nas.objective import Objective
+from nas.progress import duration as format_duration
 from nas.run import read_trials
 from nas.rundir import RunDir
 from nas.trial_record import Metrics, TrialRecord
@@ -76,6 +78,7 @@ class Search:
         max_failures: int | None = None,
         on_record: Callable[[dict[str, Any]], None] | None = None,
         objective: Objective | None = None,
+        time_budget: float | None = None,
     ):
         self.space = space
         self.objective = objective or Objective()
@@ -96,6 +99,10 @@ class Search:
         self.stopped: str | None = None  # why the search stopped before its budget
         self.interrupted = False  # Ctrl-C: start nothing more; what is running stays `running`
         self.resumed_with = 0  # records that earlier sessions of a resumed search finished
+        # --time-budget: seconds from now (this session) after which no child may be expected to end
+        self.time_budget = time_budget
+        self.deadline = None if time_budget is None else time.monotonic() + time_budget
+        self.ended_by: str | None = None  # why the search asked for no more children before its budget
 
     @classmethod
     def resume(cls, space: SearchSpace, controller: Controller, rundir: RunDir, budget: int, **kwargs) -> Search:
@@ -168,6 +175,9 @@ class Search:
         controller offers are being trained already). Raises SearchExhausted."""
         if self.stopped or self.interrupted:
             raise SearchExhausted(self.stopped or "interrupted")
+        if self.deadline is not None and time.monotonic() + self.expected_child_seconds() > self.deadline:
+            self.ended_by = f"the time budget of {format_duration(self.time_budget)} ran out"
+            raise SearchExhausted(self.ended_by)
         if self.rerun:
             return self.rerun.pop(0)
         if self.asked >= self.budget:
@@ -181,6 +191,7 @@ class Search:
             try:
                 arch = self.controller.ask()
             except ControllerExhausted as e:  # e.g. a Keras Tuner oracle that has tried everything
+                self.ended_by = str(e)
                 raise SearchExhausted(str(e)) from None
             if arch in self.rewards:  # trained already: its reward is known, so teach without training
                 self._tell_duplicate(arch)
@@ -194,10 +205,17 @@ class Search:
             self.running[arch] = trial
             self._save()
             return trial
-        raise SearchExhausted(
+        self.ended_by = (
             f"the controller asked {MAX_CONSECUTIVE_DUPLICATES} architectures in a row "
             "that were already trained: it has converged or the space is exhausted"
         )
+        raise SearchExhausted(self.ended_by)
+
+    def expected_child_seconds(self) -> float:
+        """How long the next child will likely take, start-up included: the median of the finished
+        children's (0 before the first has finished: the first children always start)."""
+        seconds = sorted(r.seconds for r in self.records if r.seconds is not None and r.status != "failed")
+        return seconds[len(seconds) // 2] if seconds else 0.0
 
     def requeue(self, trial: Trial) -> None:
         """A trial that never reached a worker runs again, first, under its number."""
