@@ -15,6 +15,8 @@ from typing import Any
 import keras
 from keras import layers
 
+from search_spaces.space import stem_reductions
+
 # Keras's default of 0.99 leaves the moving statistics of a child trained for a few hundred steps
 # far from the data's, so its validation accuracy says little about the architecture.
 BN_MOMENTUM = 0.9
@@ -113,6 +115,15 @@ def dense_body(x, spec):
     return x
 
 
+def conv_stem(x, spec):
+    """The conv family's stem (`stem_to`): strided 3x3 convolutions, batch norm and ReLU."""
+    for k in range(stem_reductions(x.shape[1], x.shape[2], spec.get("stem_to", 0))):
+        x = layers.Conv2D(spec["stem_filters"], 3, strides=2, padding="same", use_bias=False, name=f"stem{k}_conv")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"stem{k}_bn")(x)
+        x = layers.Activation("relu", name=f"stem{k}_relu")(x)
+    return x
+
+
 def conv_body(x, spec):
     """Zoph & Le's layer sequence: layer i convolves the concatenation of the layers feeding it.
 
@@ -121,7 +132,7 @@ def conv_body(x, spec):
     layer's width by a 1x1 convolution, so that skip connections cannot make a child's cost grow
     with the square of its depth. Layers that feed no later layer all feed the classifier.
     """
-    image = x
+    image = x = conv_stem(x, spec)
     outputs, stages = [], []
     stage = 0
     reduce_after = set(spec.get("reduce_after", []))

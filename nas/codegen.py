@@ -279,6 +279,20 @@ def _conv(code: Code, spec: dict[str, Any]) -> bool:
     def pool(ref: str, times: int, name: str) -> str:
         return ref if times <= 0 else f'layers.MaxPooling2D({2**times}, padding="same", name="{name}")({ref})'
 
+    stem_to = int(spec.get("stem_to", 0))
+    if stem_to:
+        code.line(f"# The stem: strided convolutions halve the image until its sides are at most {stem_to} pixels.")
+        code.line("side, k = max(input_shape[0], input_shape[1]), 0")
+        code.line(f"while side > {stem_to}:")
+        filters = int(spec["stem_filters"])
+        for text in (
+            f'x = layers.Conv2D({filters}, 3, strides=2, padding="same", use_bias=False, name=f"stem{{k}}_conv")(x)',
+            'x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"stem{k}_bn")(x)',
+            'x = layers.Activation("relu", name=f"stem{k}_relu")(x)',
+            "side, k = -(-side // 2), k + 1",
+        ):
+            code.line(INDENT + text)
+
     if any(not layer["inputs"] for layer in layers_[1:]):
         code.line("image = x  # layers with no input take the image")
     for i, layer in enumerate(layers_):
@@ -322,7 +336,7 @@ def _conv(code: Code, spec: dict[str, Any]) -> bool:
             ref = "x" if i == n - 1 else f"layer{i}"
             code.line(f'{INDENT}layers.GlobalAveragePooling2D(name="layer{i}_gap")({ref}),')
         code.line("])")
-    return _uses_bn(layers_)
+    return _uses_bn(layers_) or bool(stem_to)
 
 
 def _resnet(code: Code, spec: dict[str, Any]) -> bool:

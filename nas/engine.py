@@ -69,6 +69,12 @@ def run_search(
                 config = replace(config, data=str(rundir.file(DATA_FILE)))
         else:
             data = load_data(config.data, config.image_size, config.color_mode, seed=config.seed)
+        if config.strategy == "enas":
+            from nas import supernet
+
+            problem = supernet.supported(space, data.input_shape)
+            if problem:
+                raise InputError(f"strategy: enas needs a supernet, but {problem}")
         fingerprint = data_fingerprint(data)
         if saved and saved.get("data_fingerprint", fingerprint) != fingerprint:
             raise InputError(

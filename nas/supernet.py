@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from search_spaces import Architecture, SearchSpace
-from search_spaces.space import skip_sources, widened
+from search_spaces.space import skip_sources, stem_reductions, widened
 
 PLACEMENTS = ("none", "before_activation", "after_activation")
 BN_EPSILON = 1e-3  # Keras's BatchNormalization default, which nas.builder uses
@@ -55,10 +55,16 @@ class _Choice:
         return self.values[0] if self.position is None else None
 
 
-def supported(space: SearchSpace) -> str | None:
-    """Why the space has no supernet, or None when it has one."""
+def supported(space: SearchSpace, input_shape: tuple[int, ...] | None = None) -> str | None:
+    """Why the space has no supernet (for images of `input_shape`, when given), or None when it has one."""
     if space.family != "conv":
         return f"space {space.name!r} is of family {space.family}; a supernet exists for the conv family only"
+    stem_to = space.fixed["top"].get("stem_to", 0)
+    if input_shape is not None and stem_reductions(input_shape[0], input_shape[1], stem_to):
+        return (
+            f"space {space.name!r} has a stem for images over {stem_to} pixels, these are "
+            f"{input_shape[0]}x{input_shape[1]}, and the supernet builds no stem yet"
+        )
     for d in space.decisions:
         group = d.name.partition(".")[0]
         if d.layer is None and d.name != "layers" and group != "head":
@@ -83,7 +89,7 @@ class ConvSupernet:
         import keras
         import tensorflow as tf
 
-        problem = supported(space)
+        problem = supported(space, input_shape)
         if problem:
             raise SupernetError(problem)
         self.space, self.input_shape, self.num_classes = space, tuple(input_shape), num_classes

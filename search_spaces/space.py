@@ -123,7 +123,7 @@ AUGMENT = {
 
 AUGMENT_ADDED_LATER = ("brightness", "crop")
 TRAINING_ADDED_LATER = ("scheduler", "search_width", "class_weight")
-TOP_ADDED_LATER = {"widen": 1.0}  # left out of fingerprints at these values
+TOP_ADDED_LATER = {"widen": 1.0, "stem_to": 0, "stem_filters": 16}  # left out of fingerprints at these values
 
 # `augment: standard` in a space file: every augmentation as a decision, off among the choices,
 # so the search finds out which ones help (a horizontal flip does not, on digits).
@@ -148,6 +148,16 @@ def skip_sources(inputs: str, layer: int) -> range:
 def stages(reduce_after: Sequence[int], depth: int) -> list[int]:
     """How many reductions come before each of `depth` conv layers."""
     return [sum(j < i for j in reduce_after) for i in range(depth)]
+
+
+def stem_reductions(height: int, width: int, stem_to: int) -> int:
+    """How many halvings bring an image's longer side to at most `stem_to` pixels (0: no stem)."""
+    if not stem_to:
+        return 0
+    side, n = max(height, width), 0
+    while side > stem_to:
+        side, n = math.ceil(side / 2), n + 1
+    return n
 
 
 def widened(filters: int, widen: float, stage: int, width: float = 1.0) -> int:
@@ -180,6 +190,11 @@ FAMILIES: dict[str, dict[str, dict[str, Setting]]] = {
             # a layer's filters are its choice times widen ** (reductions before it), rounded: wider
             # where the maps are smaller, as in VGG and ResNet (1: every stage alike, Zoph & Le's)
             "widen": Setting("float", 1.0, low=0.25, high=4, high_inclusive=True, decidable=False),
+            # Large images: strided 3x3 convolutions of stem_filters before the first layer halve the
+            # image until its sides are at most stem_to pixels (0: no stem), so that a child on 128-pixel
+            # photos costs about what it costs on 32-pixel ones (nas.builder.stem_reductions).
+            "stem_to": Setting("int", 0, low=0, decidable=False),
+            "stem_filters": Setting("int", 16, low=1, decidable=False),
         },
         "layer": {
             "kernel_height": Setting("int", 3, low=1),
@@ -325,6 +340,7 @@ class SearchSpace:
             widen, width = spec.pop("widen", 1.0), spec["training"]["search_width"] if searched else 1.0
             for layer, stage in zip(spec["layers"], stages(spec["reduce_after"], len(spec["layers"]))):
                 layer["filters"] = widened(layer["filters"], widen, stage, width)
+            spec["stem_filters"] = widened(spec.get("stem_filters", 16), 1.0, 0, width)
         if self.family == "resnet" and searched:
             width = spec["training"]["search_width"]
             spec["stem_filters"] = widened(spec["stem_filters"], 1.0, 0, width)

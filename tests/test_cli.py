@@ -60,7 +60,7 @@ def test_bad_yaml_space_file(tmp_path):
 
 def test_unknown_option_is_one_line_too(tmp_path):
     result = run_nas("search", "--budgte", "3", cwd=tmp_path)
-    assert_one_line_error(result, "No such option '--budgte'. Did you mean '--budget'?")
+    assert_one_line_error(result, "No such option '--budgte'. (Did you mean one of: '--budget', '--time-budget'?)")
 
 
 def test_accelerators_the_cluster_lacks_are_refused_before_any_trial(tmp_path):

@@ -51,11 +51,12 @@ SEARCH = [
 ]
 RAY_BUSY = "could not start Ray"  # nas search's message when Ray's start times out on an overloaded machine
 EXTRA_SPACES = {  # what the built-in spaces leave out: augmentation, batch norm in dense layers, head dropout,
-    # plain conv chains without batch norm
+    # plain conv chains without batch norm, behind a stem
     "extras": "name: extras\nfamily: dense\nlayers: [1, 2]\nlayer: {units: [16, 32], batch_norm: [true, false, "
     "after_activation], activation: [relu, gelu], dropout: [0.0, 0.2]}\naugment: {flip: true, rotation: 0.1, "
     "zoom: 0.1, translation: 0.1, contrast: 0.1, brightness: 0.2, crop: 2}\nhead: {dropout: 0.3}\n",
-    "chain": "name: chain\nfamily: conv\nlayers: [2, 3]\nreduce_after: [0]\nlayer: {kernel_height: [1, 3], "
+    "chain": "name: chain\nfamily: conv\nlayers: [2, 3]\nreduce_after: [0]\nstem_to: 4\nstem_filters: 6\n"
+    "layer: {kernel_height: [1, 3], "
     "kernel_width: 3, filters: [4, 8], inputs: previous, batch_norm: [none, before_activation, "
     "after_activation], "
     "activation: [relu, tanh]}\n",
