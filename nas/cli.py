@@ -136,7 +136,12 @@ def _objective_options(command):
     help="Channels of folder and CSV images.",
 )
 @click.option("--controller", type=click.Choice(CONTROLLERS), default="reinforce", show_default=True)
-@click.option("--base", metavar="PATH", help="For a transfer space: the trained model (.keras) its children build on.")
+@click.option(
+    "--base",
+    metavar="PATH",
+    help="For a transfer space: the trained model (.keras) its children build on, or a pretrained Keras "
+    "Application, keras:NAME[:imagenet|none|WEIGHTS_FILE] (see `nas spaces transfer`).",
+)
 @click.option("--workers", type=click.IntRange(min=1), help="Concurrent trials [default: CPUs / cpus-per-trial].")
 @click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option("--gpus-per-trial", type=click.FloatRange(min=0), default=0.0, show_default=True)
@@ -266,6 +271,10 @@ def spaces(spaces: tuple[str, ...]) -> None:
         )
         for d in space.decisions:
             reporter().line(f"  {d.name:<28} {', '.join(map(str, d.choices))}")
+        if space.family == "transfer":
+            from nas.applications import listing
+
+            reporter().line(listing())
 
 
 @main.command()

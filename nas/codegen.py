@@ -410,10 +410,11 @@ FEATURES = '''\
 def features(base):
     """The base without its classifier: from its input to what fed its last Dense layer (skipping
     the Dropout layers just before that)."""
-    kept = list(base.layers[:-1])
+    kept = list(base.layers)
+    cut = kept.pop()
     while isinstance(kept[-1], layers.Dropout):
-        kept.pop()
-    return keras.Model(base.inputs, kept[-1].output, name="base")
+        cut = kept.pop()
+    return keras.Model(base.inputs, cut.input, name="base")
 '''
 
 BODIES: dict[str, Callable[[Code, dict], bool]] = {

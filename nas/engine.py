@@ -21,7 +21,7 @@ from typing import Any
 
 from controllers import make_controller
 from controllers.fixed_list import FixedListController
-from nas import accelerators, enas, progress, transfer
+from nas import accelerators, applications, enas, progress, transfer
 from nas.config import SearchConfig
 from nas.data import from_arrays, load_data
 from nas.dataset import Dataset, data_fingerprint
@@ -122,11 +122,13 @@ def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]
     if (space.family == "transfer") != bool(config.base):
         raise InputError(
             f"base: space {space.name!r} is a transfer space, expected --base PATH, a trained .keras "
-            "model its children build on"
+            "model its children build on, or --base keras:NAME, a pretrained Keras Application"
             if space.family == "transfer"
             else f"base: given for space {space.name!r} of family {space.family}, expected a transfer space"
         )
-    if config.base:
+    if applications.is_application(config.base):
+        applications.parse(config.base)
+    elif config.base:
         transfer.check_base_file(config.base)
     rundir = _rundir(config)
     rundir.check_new()
@@ -199,6 +201,10 @@ def _base(config: SearchConfig, space: SearchSpace, data: Dataset, rundir: RunDi
     the run's own copy (base.keras), which the first session wrote with config.json."""
     if space.family != "transfer":
         return None
+    if saved is None and applications.is_application(config.base):
+        shape = "x".join(map(str, data.input_shape))
+        progress.reporter().line(f"Building the base {config.base} for {shape} images ...")
+        return applications.application_base(config.base, data.input_shape)
     if saved is None:
         return transfer.read_base(config.base, data.input_shape)
     copy = rundir.file(BASE_FILE)

@@ -90,12 +90,14 @@ def features(base):
         raise ValueError(
             "its last layer is not a Dense classifier, expected a classification model to cut the classifier off"
         )
-    layers.pop()
+    cut = layers.pop()
     while layers and isinstance(layers[-1], keras.layers.Dropout):
-        layers.pop()
+        cut = layers.pop()
     if not layers or isinstance(layers[-1], keras.layers.InputLayer):
         raise ValueError("nothing comes before its classifier, expected layers to transfer")
-    return keras.Model(base.inputs, layers[-1].output, name="base")
+    # What fed the first layer cut off, in the base's own graph (a nested model's `output` would be
+    # its inner graph's: a Keras Application inside nas.applications' base).
+    return keras.Model(base.inputs, cut.input, name="base")
 
 
 def freeze(body, fraction: float) -> int:

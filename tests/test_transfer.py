@@ -139,10 +139,16 @@ def test_a_transfer_search_from_digits_0_to_4_learns_5_to_9_and_exports_model_py
     assert [t["status"] for t in trials] == ["completed"] * 3
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test_accuracy"] > 0.6  # 5 classes: chance is 0.2
-    export = run_nas("export", str(run), "--format", "python,keras", cwd=tmp_path, timeout=300)
+    difference, names = export_and_rebuild(run)
+    assert float(difference) < 1e-5 and names == str(["5", "6", "7", "8", "9"])
+
+
+def export_and_rebuild(run):
+    """`nas export` of the run, then model.py built beside its base.keras with the exported weights:
+    the largest difference from the exported model.keras on 4 images, and model.py's class names."""
+    export = run_nas("export", str(run), "--format", "python,keras", cwd=run, timeout=300)
     assert export.returncode == 0, export.stderr[-3000:]
-    out = run / "export"
-    assert (out / "base.keras").is_file()
+    assert (run / "export" / "base.keras").is_file()
     check = (
         "import sys, numpy as np, keras; sys.path.insert(0, 'export'); import model; "
         "m = model.build_model(); m.load_weights('export/model.weights.h5'); "
@@ -152,8 +158,63 @@ def test_a_transfer_search_from_digits_0_to_4_learns_5_to_9_and_exports_model_py
     )
     rebuilt = subprocess.run([sys.executable, "-c", check], cwd=run, capture_output=True, text=True, timeout=300)
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
-    difference, names = rebuilt.stdout.strip().split(" ", 1)
+    return rebuilt.stdout.strip().split(" ", 1)
+
+
+def test_a_pretrained_keras_application_is_a_base_from_a_local_weights_file(base, tmp_path):
+    """`--base keras:MobileNetV3Small:FILE`: the application built by keras.applications with the
+    weights of a local file (ImageNet's are fetched by the same call, so nothing is downloaded here),
+    its preprocessing inside, for 8x8 grey digits (resized up to 32x32, repeated to RGB)."""
+    _, upper = base
+    keras.utils.set_random_seed(3)
+    app = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
+    app.save_weights(tmp_path / "mobilenet.weights.h5")
+    search = run_nas(
+        "search",
+        "--space",
+        "transfer",
+        "--base",
+        f"keras:MobileNetV3Small:{tmp_path / 'mobilenet.weights.h5'}",
+        "--data",
+        str(upper),
+        "--budget",
+        "2",
+        "--epochs",
+        "1",
+        "--final-epochs",
+        "1",
+        "--no-dashboard",
+        "--runs-dir",
+        "runs",
+        "--name",
+        "app",
+        cwd=tmp_path,
+    )
+    assert search.returncode == 0, search.stderr[-3000:]
+    run = tmp_path / "runs" / "app"
+    kept = keras.saving.load_model(run / "base.keras", compile=False)
+    names = ["image", "base_resize", "base_rgb", "MobileNetV3Small", "stand_in_classifier"]
+    assert [layer.name for layer in kept.layers] == names
+    for got, expected in zip(kept.get_layer("MobileNetV3Small").weights, app.weights, strict=True):
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and len(summary["evaluation"]["per_class"]) == 5
+    difference, names = export_and_rebuild(run)
     assert float(difference) < 1e-5 and names == str(["5", "6", "7", "8", "9"])
+
+
+def test_a_keras_application_that_cannot_get_its_imagenet_weights_says_where_to_put_them():
+    """What Keras's loader raises without a network, turned into the one line the user reads."""
+    from nas.applications import _weights_error
+
+    url = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v3/weights_small_no_top.h5"
+    error = Exception(f"URL fetch failure on {url}: None -- [Errno -3] Temporary failure in name resolution")
+    message = _weights_error("keras:MobileNetV3Small", "MobileNetV3Small", "imagenet", error)
+    assert message == (
+        "base: keras:MobileNetV3Small: cannot download MobileNetV3Small's ImageNet weights (Exception, no "
+        "network?); expected weights_small_no_top.h5 in Keras's cache (~/.keras/models/, or $KERAS_HOME/models/) "
+        f"from {url}, or a weights file: --base keras:MobileNetV3Small:PATH"
+    )
 
 
 def test_transfer_children_build_on_28x28_bases_too(tmp_path):
