@@ -97,7 +97,10 @@ def search(
         settings["image_size"] = tuple(settings["image_size"])
     try:
         if isinstance(settings.get("time_budget"), str):  # "30m", as the command takes it
-            settings["time_budget"] = parse_duration(settings["time_budget"])
+            try:
+                settings["time_budget"] = parse_duration(settings["time_budget"])
+            except ValueError as e:
+                raise ValueError(f"time_budget: {e}") from None
         check_settings(settings)
     except ValueError as e:
         raise InputError(str(e)) from None

@@ -108,6 +108,9 @@ def test_array_data_is_checked_and_named(digits, tmp_path):
         (dict(data=(x, y), controller="genetic"), "controller: got 'genetic', expected one of 'reinforce'"),
         (dict(data="digits", class_names=["a"]), "validation_data, test_data and class_names go with array data"),
         (dict(data=(x, y), resume=True), "name: resume=True needs the name of the run to continue"),
+        (dict(data=(x, y), time_budget="soon"), "time_budget: got 'soon', expected a duration such as 90"),
+        (dict(data=(x, y), class_weight="inverse"), "class_weight: got 'inverse', expected one of None, 'none'"),
+        (dict(data=(x, y), objective="recall"), "objective: got 'recall', expected one of 'accuracy'"),
     ]
     for kwargs, message in cases:
         with pytest.raises(nas.InputError) as raised:
