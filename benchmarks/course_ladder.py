@@ -127,7 +127,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--spaces", default=",".join(SPACES))
     parser.add_argument("--runs-dir", help="keep the searches' run directories here (default: a temporary one)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="write the RESULTS.md section from results/course_ladder.json"
+    )
     args = parser.parse_args()
+    if args.report_only:
+        return report(json.loads((RESULTS / "course_ladder.json").read_text()))
 
     from nas.data import load_data
 
@@ -148,6 +153,13 @@ def main() -> None:
     result = {"settings": vars(args), "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "course_ladder.json").write_text(json.dumps(result, indent=1))
+    report(result)
+
+
+def report(result: dict) -> None:
+    """The "Course ladder" section of RESULTS.md from the saved figures (and its "notes", if any)."""
+    settings, rows = result["settings"], result["rows"]
+    seeds = len(rows[HAND])
     figures = table(
         [
             "model",
@@ -170,11 +182,12 @@ def main() -> None:
         ],
     )
     own = "the space's own"
-    epochs = f"epochs per child: {args.epochs or own}, final epochs: {args.final_epochs or own}"
+    epochs = f"epochs per child: {settings['epochs'] or own}, final epochs: {settings['final_epochs'] or own}"
     body = (
-        f"mnist5k (3,200 train, 800 validation, 1,000 test), {args.seeds} seed(s). Searches: random controller, "
-        f"budget {args.budget}, {epochs}; the course's models {args.course_epochs} epochs, the hand-written BN CNN "
-        "its own recipe (25 epochs); every final model trained on train + validation and tested once.\n\n" + figures
+        f"mnist5k (3,200 train, 800 validation, 1,000 test), {seeds} seed(s). Searches: random controller, "
+        f"budget {settings['budget']}, {epochs}; the course's models {settings['course_epochs']} epochs, the "
+        "hand-written BN CNN its own recipe (25 epochs); every final model trained on train + validation and "
+        "tested once.\n\n" + figures + (f"\n\n{result['notes']}" if result.get("notes") else "")
     )
     write_section("Course ladder", command_line(), body)
     print(figures)

@@ -204,8 +204,13 @@ def test_a_pretrained_keras_application_is_a_base_from_a_local_weights_file(base
 
 
 def test_a_keras_application_that_cannot_get_its_imagenet_weights_says_where_to_put_them():
-    """What Keras's loader raises without a network, turned into the one line the user reads."""
-    from nas.applications import _weights_error
+    """What Keras's loader raises without a network, turned into the one line the user reads; and
+    keras:NAME:none, the same call with random weights, for 28x28 grey images."""
+    from nas.applications import _weights_error, application_base
+
+    transfer.provide(application_base("keras:MobileNetV3Small:none", (28, 28, 1)))
+    body = transfer.features(transfer.base_model())
+    assert body.input_shape == (None, 28, 28, 1) and body.output_shape == (None, 576)
 
     url = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v3/weights_small_no_top.h5"
     error = Exception(f"URL fetch failure on {url}: None -- [Errno -3] Temporary failure in name resolution")
