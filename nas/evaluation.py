@@ -26,12 +26,19 @@ MOST_CONFUSED = 5
 def predictions(model, x, y=None) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities (N, classes) and the true labels (N,) of a split: arrays x and y, or a
     streamed split (`nas.records.Stream`, y None) whose batches carry their labels."""
+    # The model is called on each batch as it is, not through model.predict: a predict function is
+    # traced anew for every model, and a process that evaluates several (a worker's children, a
+    # notebook's searches) would get TensorFlow's retracing warnings.
     if y is not None:
-        return np.asarray(model.predict(x, batch_size=BATCH_SIZE, verbose=0)), np.asarray(y).reshape(-1)
+        batches = ((x[i : i + BATCH_SIZE], y[i : i + BATCH_SIZE]) for i in range(0, len(x), BATCH_SIZE))
+    else:
+        batches = x.dataset(BATCH_SIZE)
     probabilities, labels = [], []
-    for images, batch_labels in x.dataset(BATCH_SIZE):
-        probabilities.append(np.asarray(model.predict_on_batch(images)))
+    for images, batch_labels in batches:
+        probabilities.append(np.asarray(model(images, training=False)))
         labels.append(np.asarray(batch_labels).reshape(-1))
+    if not probabilities:
+        return np.empty((0, model.output_shape[-1]), np.float32), np.empty(0, np.int64)
     return np.concatenate(probabilities), np.concatenate(labels)
 
 
