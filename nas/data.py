@@ -71,27 +71,13 @@ def load_data(
             x, kept, skipped = images.decode_all(paths, size, color_mode)
             names, y = images.encode_labels(labels)
             y = y[kept]
-            _check_after_skipping(source, y, names, skipped)
             test = val = None
         else:
             raise InputError(f"data: {source}: unsupported file type {path.suffix!r}, expected a folder, .csv or .npz")
     preprocessing = {"source": source, "color_mode": color_mode, "image_size": list(x.shape[1:3])}
     if skipped:
         preprocessing["skipped"] = skipped
-    return _split(source, x, y, names, test, seed, preprocessing, val=val)
-
-
-def _check_after_skipping(source: str, y: np.ndarray, names: list[str], skipped: list[dict]) -> None:
-    """A class the unreadable files left with too few images is refused, saying so."""
-    if not skipped:
-        return
-    counts = np.bincount(y, minlength=len(names))
-    if counts.min() < MIN_PER_CLASS:
-        small = names[int(counts.argmin())]
-        raise InputError(
-            f"data: {source}: after skipping {len(skipped)} unreadable image(s), class {small!r} has "
-            f"{counts.min()} image(s), expected at least {MIN_PER_CLASS} per class"
-        )
+    return _split(source, x, y, names, test, seed, preprocessing, val=val, skipped=len(skipped))
 
 
 def _builtin(name: str):
@@ -219,13 +205,28 @@ def _labels(where: str, key: str, y: np.ndarray, n: int) -> list[str]:
 
 
 def _split(
-    name: str, x: np.ndarray, y: np.ndarray, names: list[str], test, seed: int, preprocessing: dict, val=None
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    test,
+    seed: int,
+    preprocessing: dict,
+    val=None,
+    skipped: int = 0,
 ) -> Dataset:
     """The splits: those given (an .npz's or arrays' validation and test images), the others drawn
-    from x and y, stratified and seeded."""
+    from x and y, stratified and seeded. `skipped`: unreadable images left out, for the errors."""
     test_size = 1000 if name == "mnist5k" else 0.2
     train, held_val, held = split_indices(
-        name, y, names, seed, hold_out_test=test is None, test_size=test_size, hold_out_val=val is None
+        name,
+        y,
+        names,
+        seed,
+        hold_out_test=test is None,
+        test_size=test_size,
+        hold_out_val=val is None,
+        skipped=skipped,
     )
     x_test, y_test = (x[held], y[held]) if test is None else test
     x_val, y_val = (x[held_val], y[held_val]) if val is None else val

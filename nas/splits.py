@@ -33,6 +33,7 @@ def split_indices(
     hold_out_test: bool = True,
     test_size: float | int = 0.2,
     hold_out_val: bool = True,
+    skipped: int = 0,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Indices of the train, (when `hold_out_val`) validation and (when `hold_out_test`) test images:
     the test split is held out first (stratified, seeded), the rest splits 80/20. Splitting indices
@@ -47,7 +48,8 @@ def split_indices(
     if counts.min() < MIN_PER_CLASS:
         small = names[int(counts.argmin())]
         raise InputError(
-            f"data: {name}: class {small!r} has {counts.min()} image(s), expected at least {MIN_PER_CLASS} per class"
+            f"data: {name}: {f'after skipping {skipped} unreadable image(s), ' if skipped else ''}class {small!r} "
+            f"has {counts.min()} image(s), expected at least {MIN_PER_CLASS} per class"
         )
     images = len(y)
     index, test = np.arange(images), None
