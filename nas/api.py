@@ -78,7 +78,7 @@ def search(
         gpus_per_trial, tpu, mixed_precision, address, image_size, color_mode, base, scheduler,
         grace_period, reduction_factor, objective, target_params, target_latency_ms, objective_weight,
         class_weight, time_budget (seconds, or "30m" as the command takes it), max_failures, trial_timeout,
-        worker_memory_growth, dashboard, verbose.
+        worker_memory_growth, dashboard, verbose, mlflow (a tracking URI), mlflow_experiment, mlflow_register.
 
     Raises InputError (bad input, naming what is wrong), SearchStopped (the search could not go on;
     what finished is kept) or SearchInterrupted (a keyboard interrupt; resumable).

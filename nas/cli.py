@@ -22,7 +22,7 @@ import click
 
 from controllers import NAMES as CONTROLLERS
 from nas.config import SearchConfig, parse_duration
-from nas.errors import MAX_SEED, USER_ERRORS, SearchInterrupted, SearchStopped
+from nas.errors import MAX_SEED, USER_ERRORS, ExportFailed, SearchInterrupted, SearchStopped
 from nas.objective import KINDS
 
 
@@ -227,6 +227,26 @@ def _objective_options(command):
     help="ASHA: 1 in N children goes on at each rung.",
 )
 @click.option(
+    "--mlflow",
+    metavar="URI",
+    envvar="MLFLOW_TRACKING_URI",
+    help="Log the search to this MLflow tracking server or store: a parent run, a nested run per child, the "
+    "winner's metrics, report and model [default: $MLFLOW_TRACKING_URI; needs pip install 'nas[mlflow]'].",
+)
+@click.option(
+    "--mlflow-experiment",
+    metavar="NAME",
+    envvar="MLFLOW_EXPERIMENT_NAME",
+    default="nas",
+    show_default=True,
+    help="The MLflow experiment of the search's runs (created if new).",
+)
+@click.option(
+    "--mlflow-register",
+    metavar="NAME",
+    help="Register the winner in MLflow's model registry under this name (a new version each search).",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Continue the run --name where it stopped; its config.json gives every setting not passed.",
@@ -287,12 +307,12 @@ def spaces(spaces: tuple[str, ...]) -> None:
     show_default=True,
     metavar="LIST",
     help="Comma-separated: python (model.py), keras (model.keras, weights, labels, metadata; always "
-    "written), savedmodel (saved_model/), tflite (model.tflite).",
+    "written), savedmodel (saved_model/), tflite (model.tflite), onnx (model.onnx, checked with onnxruntime).",
 )
 @click.option("--out", help="A new or empty folder [default: RUN/export, or RUN/export-trial-N].")
 @click.option("--runs-dir", default="runs", show_default=True, help="Where to look for RUN given as a name.")
 def export(run: str, trial: int | None, formats: str, out: str | None, runs_dir: str) -> None:
-    """Export a run's best model (or trial N's) as a model directory: model.py, Keras, SavedModel, TFLite.
+    """Export a run's best model (or trial N's) as a model directory: model.py, Keras, SavedModel, TFLite, ONNX.
 
     RUN is a run directory or a run's name under --runs-dir. A trial other than the best is retrained
     (on train + validation, as the search retrains its winner) from the run's data."""
@@ -497,8 +517,19 @@ def data_group() -> None:
     show_default=True,
     help="Seeds the split, made here once for every search on the output.",
 )
+@click.option(
+    "--address",
+    help="Decode on the Ray cluster at HOST:6379 with Ray Data (every node must read SOURCE at the same "
+    "path); `local` starts a Ray of this machine's [default: tf.data in this process]. The files are the same.",
+)
 def data_prepare(
-    source: str, out: str, image_size: tuple[int, int] | None, shards: int | None, color_mode: str, seed: int
+    source: str,
+    out: str,
+    image_size: tuple[int, int] | None,
+    shards: int | None,
+    color_mode: str,
+    seed: int,
+    address: str | None,
 ) -> None:
     """Decode SOURCE (a folder with a sub-folder per class, or a CSV of path,label) once into sharded
     TFRecord files in --out, split into train, validation and test as nas search splits a folder.
@@ -508,7 +539,7 @@ def data_prepare(
     listed in OUT/dataset.json."""
     from nas.records import SPLITS, prepare
 
-    info = prepare(source, out, image_size=image_size, shards=shards, color_mode=color_mode, seed=seed)
+    info = prepare(source, out, image_size=image_size, shards=shards, color_mode=color_mode, seed=seed, address=address)
     h, w = info["image_size"]
     click.echo(
         f"{len(info['class_names'])} classes ({', '.join(info['class_names'][:10])}"
@@ -685,6 +716,8 @@ def run(argv: list[str] | None = None) -> int:
         return _fail(str(e), e.exit_code)
     except SearchStopped as e:
         return _fail(f"search stopped: {e}", e.exit_code)
+    except ExportFailed as e:
+        return _fail(f"export failed: {e}", e.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
         return _fail("interrupted; finished trials are kept in the run directory", 130)
     return code if isinstance(code, int) else 0

@@ -50,6 +50,9 @@ class SearchConfig:
     time_budget: float | None = None
     class_weight: str | None = None  # none or balanced (inverse class frequency) for every child and the
     # winner; None: the space's training.class_weight
+    mlflow: str | None = None  # log the search to this MLflow tracking URI (nas.tracking)
+    mlflow_experiment: str = "nas"  # the MLflow experiment the search's runs go into
+    mlflow_register: str | None = None  # register the winner under this name in MLflow's model registry
 
     # What a resumed search may change: how it runs, not what it searches.
     RESUMABLE: ClassVar[tuple[str, ...]] = (
@@ -66,6 +69,9 @@ class SearchConfig:
         "worker_memory_growth",
         "verbose",
         "time_budget",
+        "mlflow",
+        "mlflow_experiment",
+        "mlflow_register",
     )
 
     def to_json(self) -> dict[str, Any]:

@@ -62,6 +62,7 @@ def run_search(
             from nas.cluster import check_reachable
 
             check_reachable(config.address)
+        tracker = _tracker(config)
         files = {}  # what a new run directory is created with, beside config.json and space.yaml
         if arrays is not None:
             data, files[DATA_FILE] = from_arrays(arrays, seed=config.seed)
@@ -101,9 +102,24 @@ def run_search(
             base,
             plan,
             files if saved is None else {},
+            tracker,
         )
     finally:
         rundir.unlock()
+
+
+def _tracker(config: SearchConfig):
+    """The MLflow tracker of --mlflow, its server checked now (nas.tracking); None without it."""
+    if config.mlflow_register and not config.mlflow:
+        raise InputError(
+            f"mlflow_register: got {config.mlflow_register!r} without --mlflow, expected a tracking URI "
+            "(--mlflow or MLFLOW_TRACKING_URI) to register the winner in"
+        )
+    if not config.mlflow:
+        return None
+    from nas.tracking import MLflowTracker
+
+    return MLflowTracker.connect(config.mlflow, config.mlflow_experiment, config.mlflow_register)
 
 
 def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]:
@@ -279,6 +295,7 @@ def _run(
     base: bytes | None,
     plan: accelerators.Plan,
     files: dict[str, bytes],
+    tracker=None,
 ) -> dict[str, Any]:
     from nas import cluster as ray_cluster  # Ray is imported only once the input is known to be good
 
@@ -343,7 +360,9 @@ def _run(
             )
             rundir.write_json("config.json", resolved)
         tensorboard = TensorBoardLog(rundir.file("tensorboard"), space, controller)
-        search.on_record = _monitor(printer, tensorboard)
+        if tracker:
+            tracker.start(rundir, resolved, search.records)
+        search.on_record = _monitor(printer, tensorboard, tracker)
         progress.reporter().line(f"[bold]nas search[/bold] {rundir.path}{' (resumed)' if saved else ''}")
         progress.print_settings({k: v for k, v in resolved.items() if k != "class_names"})  # in data_summary
         if cluster.dashboard_url:
@@ -369,26 +388,32 @@ def _run(
             class_weight=config.class_weight,
             class_counts=tuple(int(n) for n in data.class_counts()),
         )
-        return _search(
-            config,
-            space,
-            data,
-            search,
-            printer,
-            tensorboard,
-            rundir,
-            job,
-            resources,
-            final_resources,
-            resume=saved is not None,
-            final_here=final_here,
-        )
+        try:
+            return _search(
+                config,
+                space,
+                data,
+                search,
+                printer,
+                tensorboard,
+                rundir,
+                job,
+                resources,
+                final_resources,
+                resume=saved is not None,
+                final_here=final_here,
+                tracker=tracker,
+            )
+        finally:
+            if tracker:  # from summary.json, whichever way the search ended
+                tracker.end(rundir)
     finally:
         ray_cluster.disconnect(cluster)
 
 
-def _monitor(printer: progress.TrialPrinter, tensorboard: TensorBoardLog):
-    """What happens as each trial is recorded: its line on the console, its TensorBoard log."""
+def _monitor(printer: progress.TrialPrinter, tensorboard: TensorBoardLog, tracker=None):
+    """What happens as each trial is recorded: its line on the console, its TensorBoard log, its
+    MLflow run (which catches its own failures)."""
 
     def on_record(record: TrialRecord) -> None:
         printer(record)
@@ -396,8 +421,19 @@ def _monitor(printer: progress.TrialPrinter, tensorboard: TensorBoardLog):
             tensorboard.finished(record)
         except Exception as e:  # monitoring must never stop a search
             progress.reporter().line(f"[yellow]TensorBoard log of trial {record.trial} failed: {e}[/yellow]")
+        if tracker:
+            tracker.finished(record)
 
     return on_record
+
+
+def _on_epoch(tensorboard: TensorBoardLog, tracker=None):
+    def on_epoch(trial, result: dict[str, Any]) -> None:
+        tensorboard.epoch(trial, result)
+        if tracker:
+            tracker.epoch(trial, result)
+
+    return on_epoch
 
 
 def _search(
@@ -413,6 +449,7 @@ def _search(
     final_resources,
     resume: bool,
     final_here: bool = False,
+    tracker=None,
 ) -> dict[str, Any]:
     """The trials (after an enas search's supernet phase), then the winner's retraining: `job` is how
     every child trains, `resources` what each asks of Ray, `final_resources` what the winner's
@@ -448,7 +485,7 @@ def _search(
                     workers=config.workers,
                     worker_memory_growth=config.worker_memory_growth,
                     storage=str(rundir.path),
-                    on_epoch=tensorboard.epoch,
+                    on_epoch=_on_epoch(tensorboard, tracker),
                     verbose=config.verbose,
                     asha={"grace_period": config.grace_period, "reduction_factor": config.reduction_factor}
                     if config.scheduler == "asha"

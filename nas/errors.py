@@ -26,6 +26,12 @@ class SearchInterrupted(SearchStopped):
     exit_code = 130
 
 
+class ExportFailed(RuntimeError):
+    """An export whose converted file does not answer as the Keras model does; nothing is written."""
+
+    exit_code = 3
+
+
 USER_ERRORS = (InputError, SpaceError)
 
 # Seeds run from 0 to this: children are seeded with seed + trial number, which NumPy and

@@ -9,6 +9,8 @@ What is written (`keras` is always: every other format derives from it):
     keras        model.keras, model.weights.h5, labels.json, metadata.json (`write_model_dir`)
     savedmodel   saved_model/: `model.export()`, for TensorFlow Serving and tf.saved_model.load
     tflite       model.tflite: LiteRT (TensorFlow Lite), converted by `model.export(format="litert")`
+    onnx         model.onnx: ONNX, converted by tf2onnx and checked with onnxruntime on the run's test
+                 images (`nas.onnx_export`; pip install 'nas[onnx]')
 
 The best trial's model is the run's `best/model.keras`, the winner retrained on train + validation.
 Another trial (or the best one of a run that stopped before retraining it) is retrained here as the
@@ -37,7 +39,7 @@ from nas.rundir import RunDir
 from nas.trial_record import TrialRecord, top_trials
 from search_spaces import Architecture, SearchSpace
 
-FORMATS = ("python", "keras", "savedmodel", "tflite")
+FORMATS = ("python", "keras", "savedmodel", "tflite", "onnx")
 DEFAULT_FORMATS = "python,keras"
 
 
@@ -77,6 +79,10 @@ def parse_formats(text: str) -> list[str]:
             raise InputError(f"format: got {name!r}, expected a comma-separated list of {', '.join(FORMATS)}")
     if not given:
         raise InputError(f"format: got {text!r}, expected a comma-separated list of {', '.join(FORMATS)}")
+    if "onnx" in given:
+        from nas.onnx_export import check_installed
+
+        check_installed()
     return [f for f in FORMATS if f in given or f == "keras"]
 
 
@@ -135,7 +141,7 @@ def export_run(
     data = _load_run_data(plan)
     model, metrics, how = _model(plan, data)
     about = _metadata(plan, data, metrics, how)
-    _write(plan, model, data.class_names, about)
+    _write(plan, model, data.class_names, about, data.x_test)
     _report(plan, metrics)
     return plan.out
 
@@ -310,8 +316,9 @@ def _version() -> str:
 # -- writing --------------------------------------------------------------------------------------------
 
 
-def _write(plan: ExportPlan, model, class_names: Sequence[str], about: dict[str, Any]) -> None:
-    """Writes every format into a hidden folder beside --out, then renames it to --out."""
+def _write(plan: ExportPlan, model, class_names: Sequence[str], about: dict[str, Any], test_images) -> None:
+    """Writes every format into a hidden folder beside --out, then renames it to --out. The ONNX file
+    is checked on `test_images` first (what was checked goes into metadata.json)."""
     from nas.model_dir import write_model_dir
 
     out = plan.out
@@ -322,6 +329,12 @@ def _write(plan: ExportPlan, model, class_names: Sequence[str], about: dict[str,
         raise InputError(f"out: {out}: cannot create it ({e.strerror}), expected a folder you can write to") from None
     try:
         staging.chmod(0o777 & ~_umask())
+        if "onnx" in plan.formats:
+            from nas.onnx_export import write_onnx
+            from nas.quiet import stderr_silenced
+
+            with stderr_silenced():
+                about = {**about, "onnx": write_onnx(model, staging / "model.onnx", test_images)}
         write_model_dir(staging, model, class_names, about)
         if "python" in plan.formats:
             from nas.codegen import model_source

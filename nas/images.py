@@ -97,25 +97,32 @@ def stderr_line(line: str) -> None:
 def decode_each(paths: list[Path], size: tuple[int, int], color_mode: str) -> Iterator[tuple[np.ndarray, str]]:
     """(pixels, "") for each path in order, decoded by parallel tf.data calls; (zeros, why) for an
     unreadable file (or one of too many pixels). PIL releases the GIL while it decodes and resizes:
-    on idle cores the calls overlap."""
+    on idle cores the calls overlap. (`nas.ray_decode` gives the same on a Ray cluster.)"""
     import tensorflow as tf
 
-    max_image_pixels(size)  # a bad NAS_MAX_IMAGE_PIXELS is the user's error, not every image's
-    blank = np.zeros((*size, 1 if color_mode == "grayscale" else 3), np.uint8)
+    limit = max_image_pixels(size)  # a bad NAS_MAX_IMAGE_PIXELS is the user's error, not every image's
 
     def decode(path: bytes):
-        try:
-            return read_pixels(Path(path.decode()), size, color_mode), b""
-        except TooManyPixels as e:
-            return blank, str(e).encode()
-        except Exception as e:  # PIL raises several types for unreadable files
-            return blank, f"not a readable image ({type(e).__name__})".encode()
+        image, reason = decode_or_reason(Path(path.decode()), size, color_mode, limit)
+        return image, reason.encode()
 
     pipeline = tf.data.Dataset.from_tensor_slices([str(p) for p in paths]).map(
         lambda path: tf.numpy_function(decode, [path], (tf.uint8, tf.string)), num_parallel_calls=tf.data.AUTOTUNE
     )
     for image, reason in pipeline.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
         yield image, reason.decode()
+
+
+def decode_or_reason(path: Path, size: tuple[int, int], color_mode: str, limit: int) -> tuple[np.ndarray, str]:
+    """One file's (pixels, "") or, unreadable, (zeros of the same shape, why): what every route of
+    `decode_each` yields for it. `limit`: the pixels an image may have (`max_image_pixels`)."""
+    try:
+        return read_pixels(path, size, color_mode, limit), ""
+    except TooManyPixels as e:
+        reason = str(e)
+    except Exception as e:  # noqa: BLE001 - PIL raises several types for unreadable files
+        reason = f"not a readable image ({type(e).__name__})"
+    return np.zeros((*size, 1 if color_mode == "grayscale" else 3), np.uint8), reason
 
 
 def decode_all(
@@ -163,8 +170,11 @@ def decode_image(
         ) from None
 
 
-def read_pixels(source: Path | io.BytesIO, size: Sequence[int], color_mode: str) -> np.ndarray:
-    """decode_image's pixels; an unreadable file raises PIL's own exception."""
+def read_pixels(
+    source: Path | io.BytesIO, size: Sequence[int], color_mode: str, limit: int | None = None
+) -> np.ndarray:
+    """decode_image's pixels; an unreadable file raises PIL's own exception, one of more than `limit`
+    pixels (default: max_image_pixels(size)) TooManyPixels."""
     from nas.quiet import import_tensorflow
 
     import_tensorflow()
@@ -178,10 +188,10 @@ def read_pixels(source: Path | io.BytesIO, size: Sequence[int], color_mode: str)
         except Image.DecompressionBombError:  # over twice PIL's own limit, which ours is below by default
             raise TooManyPixels(
                 f"more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels (refused by PIL as a decompression bomb), "
-                f"expected at most {max_image_pixels(size):,} for a model taking {size[0]}x{size[1]}"
+                f"expected at most {limit or max_image_pixels(size):,} for a model taking {size[0]}x{size[1]}"
             ) from None
         with header:
-            check_image_pixels(*header.size, size)
+            check_image_pixels(*header.size, size, limit)
         if isinstance(source, io.BytesIO):
             source.seek(0)
         image = load_img(source, color_mode=color_mode, target_size=tuple(size), interpolation="bilinear")

@@ -85,9 +85,10 @@ class TooManyPixels(ValueError):
     """An image larger than the cap; the message is for the caller to name the image in."""
 
 
-def check_image_pixels(width: int, height: int, size: Sequence[int]) -> None:
-    """TooManyPixels if an image of width x height has more pixels than images decoded to `size` may have."""
-    cap = max_image_pixels(size)
+def check_image_pixels(width: int, height: int, size: Sequence[int], cap: int | None = None) -> None:
+    """TooManyPixels if an image of width x height has more pixels than images decoded to `size` may
+    have (`cap`, default max_image_pixels(size))."""
+    cap = cap or max_image_pixels(size)
     if width * height > cap:
         raise TooManyPixels(
             f"{width}x{height} pixels, expected at most {cap:,} for a model taking {size[0]}x{size[1]} "

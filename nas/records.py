@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -62,11 +63,14 @@ def prepare(
     color_mode: str = "rgb",
     seed: int = 0,
     warn: Callable[[str], None] = images.stderr_line,
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Decodes an image folder (a sub-folder per class) or a CSV of path,label into TFRecord shards
     in `out` (new, or an empty folder) and returns its dataset.json. `shards`: files per split
     [default: about 100 MB each]. Progress goes to the reporter (nas.progress); an unreadable image is
-    skipped and named through `warn`."""
+    skipped and named through `warn`. `address`: decode on the Ray cluster there (HOST:6379, or
+    `local` for a Ray of this machine's) with Ray Data (`nas.ray_decode`) instead of tf.data here;
+    the files written are the same."""
     source, out = Path(source), Path(out)
     if not 0 <= seed <= MAX_SEED:
         raise InputError(f"seed: got {seed}, expected an integer from 0 to {MAX_SEED}")
@@ -88,60 +92,93 @@ def prepare(
         parts = dict(zip(SPLITS, split_indices(str(source), y, names, seed)))
     except InputError as e:
         raise _about_source(e) from None
+    images.max_image_pixels(size)  # a bad NAS_MAX_IMAGE_PIXELS is the user's error, before Ray starts
     from nas.quiet import import_tensorflow
 
     import_tensorflow()  # quietly, before any TensorFlow import of its own
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.incomplete-"))
-    except OSError as e:
-        raise InputError(f"out: {out}: cannot create it ({e.strerror}), expected a folder you can write to") from None
-    try:
-        root = source if source.is_dir() else source.parent
-        skipped, splits = [], {}
-        for split in SPLITS:
-            index = parts[split]
-            count = max(1, min(shards or math.ceil(len(index) * image_bytes / SHARD_BYTES), len(index)))
-            reporter().text(f"{split}: decoding {len(index):,} images into {count} file(s) ...")
-            splits[split] = _write_split(
-                staging, split, [paths[i] for i in index], y[index], names, count, size, color_mode, root, skipped, warn
-            )
-        for split, about in splits.items():
-            missing = [name for name, n in about["class_counts"].items() if n == 0]
-            if missing:
-                raise InputError(
-                    f"{source}: after skipping {len(skipped)} unreadable image(s), the {split} split has "
-                    f"no image of class {missing[0]!r}, expected every class in every split"
-                )
-        info = {
-            "format": FORMAT,
-            "version": VERSION,
-            "source": str(source.resolve()),
-            "class_names": names,
-            "image_size": list(size),
-            "channels": channels,
-            "color_mode": color_mode,
-            "seed": seed,
-            "splits": splits,
-            "skipped": skipped,
-            "created": datetime.now().isoformat(timespec="seconds"),
-        }
-        (staging / INDEX).write_text(json.dumps(info, indent=1) + "\n")
-        staging.chmod(0o777 & ~_umask())  # mkdtemp makes the folder private; this is an ordinary result
-        for path in [*staging.iterdir(), staging]:  # on disk before the rename makes them look complete
-            fsync_path(path)
-        if out.is_dir():
-            out.rmdir()  # empty (checked); the rename needs the name free
+    with _decoder(address) as decode:
         try:
-            os.rename(staging, out)
-        except OSError:  # another process wrote `out` meanwhile
-            _check_new(out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.incomplete-"))
+        except OSError as e:
+            raise InputError(
+                f"out: {out}: cannot create it ({e.strerror}), expected a folder you can write to"
+            ) from None
+        try:
+            root = source if source.is_dir() else source.parent
+            skipped, splits = [], {}
+            for split in SPLITS:
+                index = parts[split]
+                count = max(1, min(shards or math.ceil(len(index) * image_bytes / SHARD_BYTES), len(index)))
+                reporter().text(f"{split}: decoding {len(index):,} images into {count} file(s) ...")
+                splits[split] = _write_split(
+                    staging,
+                    split,
+                    [paths[i] for i in index],
+                    y[index],
+                    names,
+                    count,
+                    size,
+                    color_mode,
+                    root,
+                    skipped,
+                    warn,
+                    decode,
+                )
+            for split, about in splits.items():
+                missing = [name for name, n in about["class_counts"].items() if n == 0]
+                if missing:
+                    raise InputError(
+                        f"{source}: after skipping {len(skipped)} unreadable image(s), the {split} split has "
+                        f"no image of class {missing[0]!r}, expected every class in every split"
+                    )
+            info = {
+                "format": FORMAT,
+                "version": VERSION,
+                "source": str(source.resolve()),
+                "class_names": names,
+                "image_size": list(size),
+                "channels": channels,
+                "color_mode": color_mode,
+                "seed": seed,
+                "splits": splits,
+                "skipped": skipped,
+                "created": datetime.now().isoformat(timespec="seconds"),
+            }
+            (staging / INDEX).write_text(json.dumps(info, indent=1) + "\n")
+            staging.chmod(0o777 & ~_umask())  # mkdtemp makes the folder private; this is an ordinary result
+            for path in [*staging.iterdir(), staging]:  # on disk before the rename makes them look complete
+                fsync_path(path)
+            if out.is_dir():
+                out.rmdir()  # empty (checked); the rename needs the name free
+            try:
+                os.rename(staging, out)
+            except OSError:  # another process wrote `out` meanwhile
+                _check_new(out)
+                raise
+            fsync_path(out.parent)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
             raise
-        fsync_path(out.parent)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return info
+        return info
+
+
+@contextmanager
+def _decoder(address: str | None):
+    """images.decode_each, or (with an address) its Ray Data route on that cluster for the block."""
+    if address is None:
+        yield images.decode_each
+        return
+    from nas import cluster
+    from nas.ray_decode import decode_each_on_ray
+
+    if address != "local":
+        cluster.check_reachable(address)
+    session = cluster.connect(None if address == "local" else address, dashboard=False)
+    try:
+        yield decode_each_on_ray
+    finally:
+        cluster.disconnect(session)
 
 
 def _check_new(out: Path) -> None:
@@ -190,16 +227,18 @@ def _write_split(
     root: Path,
     skipped: list,
     warn,
+    decode,
 ) -> dict[str, Any]:
     """Writes one split as `shards` files of consecutive images (reading them in order gives the
-    split's order back) and returns its entry in dataset.json."""
+    split's order back) and returns its entry in dataset.json. `decode` yields each path's
+    (pixels, why unreadable) in order (images.decode_each)."""
     import tensorflow as tf
 
     files = [f"{split}-{j:05d}-of-{shards:05d}.tfrecord" for j in range(shards)]
     counts, examples = np.zeros(len(names), np.int64), [0] * shards
     writers = [tf.io.TFRecordWriter(str(folder / name)) for name in files]
     try:
-        for i, (image, reason) in enumerate(images.decode_each(paths, size, color_mode)):
+        for i, (image, reason) in enumerate(decode(paths, size, color_mode)):
             if reason:
                 skipped.append({"file": _relative(paths[i], root), "reason": reason})
                 warn(f"nas: skipped {paths[i]}: {reason}")
@@ -231,7 +270,7 @@ def _example(image: np.ndarray, label: int) -> bytes:
                 "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
             }
         )
-    ).SerializeToString()
+    ).SerializeToString(deterministic=True)  # map fields in key order: the same bytes in every process
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -143,6 +143,35 @@ def test_a_search_spreads_its_trials_over_both_nodes_of_a_cluster(tmp_path, clus
     assert json.loads((run / "summary.json").read_text())["test_accuracy"] > 0.2
 
 
+def test_data_prepare_on_the_cluster_writes_the_local_route_s_files(tmp_path, cluster):
+    """`nas data prepare --address`: Ray Data decodes on both nodes, the driver writes; the shards are
+    the tf.data route's byte for byte, dataset.json the same but for its time, the broken file
+    skipped and named by both."""
+    from nas.photos import write_photo_set
+
+    address = cluster[0]
+    write_photo_set(tmp_path / "photos", size=48, per_class=10, seed=0)
+    (tmp_path / "photos" / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
+    routes = {}
+    for route, extra in (("local", ()), ("ray", ("--address", address))):
+        done = run_nas(
+            *("data", "prepare", "photos", "--out", route, "--image-size", "32", "--shards", "2", *extra),
+            cwd=tmp_path,
+            RAY_AUTH_MODE="token",
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert [line for line in done.stderr.splitlines() if line.strip()] == [
+            f"nas: skipped {Path('photos/cat/broken.jpg')}: not a readable image (UnidentifiedImageError)"
+        ]
+        routes[route] = tmp_path / route
+    local, ray = (json.loads((routes[r] / "dataset.json").read_text()) for r in ("local", "ray"))
+    assert {**local, "created": None} == {**ray, "created": None} and local["skipped"][0]["file"] == "cat/broken.jpg"
+    shards = sorted(p.name for p in routes["local"].glob("*.tfrecord"))
+    assert len(shards) == 6 and shards == sorted(p.name for p in routes["ray"].glob("*.tfrecord"))
+    for name in shards:
+        assert (routes["local"] / name).read_bytes() == (routes["ray"] / name).read_bytes(), name
+
+
 def test_losing_a_node_mid_search_loses_no_finished_trial(tmp_path, cluster):
     """The worker node is killed (SIGKILL to its processes) once it has finished a trial; the search
     goes on on the head: the trials the node was running are run again or recorded as failed, the

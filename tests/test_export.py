@@ -193,7 +193,10 @@ def runs(tmp_path_factory):
                     "cnn10",
                 ],
             ),
-            ("export", [*NAS, "export", "cnn10", "--runs-dir", "runs", "--format", "python,keras,savedmodel,tflite"]),
+            (
+                "export",
+                [*NAS, "export", "cnn10", "--runs-dir", "runs", "--format", "python,keras,savedmodel,tflite,onnx"],
+            ),
             ("round trip", [sys.executable, "-c", ROUND_TRIP, str(cnn10 / "export")]),
         ],
     )
@@ -352,6 +355,7 @@ def test_export_writes_every_format_with_metadata(cnn10_export):
         "labels.json",
         "metadata.json",
         "model.tflite",
+        "model.onnx",
         "saved_model/saved_model.pb",
     ):
         assert (out / name).is_file(), name
@@ -374,8 +378,11 @@ def test_export_writes_every_format_with_metadata(cnn10_export):
     assert (
         metadata["nas_version"]
         and metadata["date"]
-        and metadata["formats"] == list(("python", "keras", "savedmodel", "tflite"))
+        and metadata["formats"] == list(("python", "keras", "savedmodel", "tflite", "onnx"))
     )
+    # onnxruntime checked model.onnx on the run's test images before it was kept
+    assert metadata["onnx"]["checked_images"] == metadata["metrics"]["test_images"] > 0
+    assert metadata["onnx"]["max_abs_difference"] <= 1e-4 and metadata["onnx"]["input"] == "images"
     assert json.loads((out / "labels.json").read_text()) == [str(i) for i in range(10)]
     source = (out / "model.py").read_text()
     assert f"trial {best['trial']}" in source.splitlines()[0] and '"cnn10"' in source.splitlines()[0]
@@ -387,8 +394,9 @@ def test_export_writes_every_format_with_metadata(cnn10_export):
     assert code == 2 and sorted(p.name for p in out.iterdir()) == before
 
 
-def test_savedmodel_and_tflite_give_the_keras_top1(cnn10_export):
+def test_savedmodel_tflite_and_onnx_give_the_keras_top1(cnn10_export):
     import keras
+    import onnxruntime
     import tensorflow as tf
 
     out = cnn10_export.out
@@ -397,13 +405,39 @@ def test_savedmodel_and_tflite_give_the_keras_top1(cnn10_export):
     reloaded = tf.saved_model.load(str(out / "saved_model"))  # kept: its functions need its variables
     served = reloaded.serve(tf.constant(x, tf.float32)).numpy()
     lite = tflite_predict(out / "model.tflite", x)
-    for name, got in (("savedmodel", served), ("tflite", lite)):
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    (onnx,) = session.run(["probabilities"], {"images": x.astype(np.float32)})
+    for name, got in (("savedmodel", served), ("tflite", lite), ("onnx", onnx)):
         assert got.shape == expected.shape
         assert np.array_equal(got.argmax(1), expected.argmax(1)), name
         print(
             f"{name}: top-1 agrees on {len(x)} test images, max probability difference "
             f"{np.abs(got - expected).max():.2e}"
         )
+    assert np.abs(onnx - expected).max() <= 1e-4
+
+
+def test_onnx_of_a_model_with_augmentation_answers_as_keras_in_inference(tmp_path):
+    """Keras's own ONNX export keeps the random layers' ops, which onnxruntime refuses; nas's
+    converts the model in inference mode."""
+    import keras
+    import onnxruntime
+
+    from nas.onnx_export import write_onnx
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.RandomTranslation(0.2, 0.2, seed=1)(x)
+    x = keras.layers.RandomRotation(0.1, seed=2)(x)
+    x = keras.layers.Conv2D(4, 3, padding="same")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Dropout(0.5)(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    images = np.random.default_rng(0).uniform(0, 255, (40, 8, 8, 1)).astype(np.float32)
+    check = write_onnx(model, tmp_path / "model.onnx", images)
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["probabilities"], {"images": images})
+    assert check["checked_images"] == 40 and np.abs(got - model(images, training=False).numpy()).max() <= 1e-4
 
 
 def tflite_predict(path: Path, x: np.ndarray) -> np.ndarray:
