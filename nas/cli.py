@@ -22,7 +22,7 @@ import click
 
 from controllers import NAMES as CONTROLLERS
 from nas.config import SearchConfig, parse_duration
-from nas.errors import MAX_SEED, USER_ERRORS, ExportFailed, SearchInterrupted, SearchStopped
+from nas.errors import MAX_SEED, USER_ERRORS, ExportFailed, InputError, SearchInterrupted, SearchStopped
 from nas.objective import KINDS
 
 
@@ -262,7 +262,15 @@ def search(ctx: click.Context, no_dashboard: bool, resume: bool, **options) -> N
         if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
     }
     given = {"dashboard" if name == "no_dashboard" else name for name in given}
-    run_search(SearchConfig(dashboard=not no_dashboard, **options), resume=resume, given=given - {"name", "runs_dir"})
+    try:
+        run_search(
+            SearchConfig(dashboard=not no_dashboard, **options), resume=resume, given=given - {"name", "runs_dir"}
+        )
+    except InputError as e:
+        from_environment = ctx.get_parameter_source("mlflow") == click.core.ParameterSource.ENVIRONMENT
+        if str(e).startswith("mlflow:") and from_environment:
+            raise InputError(f"{e} (the URI is MLFLOW_TRACKING_URI's; --mlflow '' searches without MLflow)") from None
+        raise
 
 
 @main.command()

@@ -175,7 +175,8 @@ class Search:
         controller offers are being trained already). Raises SearchExhausted."""
         if self.stopped or self.interrupted:
             raise SearchExhausted(self.stopped or "interrupted")
-        if self.deadline is not None and time.monotonic() + self.expected_child_seconds() > self.deadline:
+        expected = self.expected_child_seconds()  # 0 until a child has finished: the first always start
+        if self.deadline is not None and expected and time.monotonic() + expected > self.deadline:
             self.ended_by = f"the time budget of {format_duration(self.time_budget)} ran out"
             raise SearchExhausted(self.ended_by)
         if self.rerun:

@@ -125,11 +125,13 @@ class MLflowTracker:
         """Opens the search's parent run, or reopens the one a resumed run logged into, and logs the
         finished children it has not seen (those a killed session recorded but did not log)."""
         saved = _read_state(rundir)
-        logged: set[int] = set()
+        logged: set[int] | None = set()
         if saved and saved.get("uri") == self.uri and saved.get("experiment_id") == self.experiment_id:
             self.parent = saved["run_id"]
             self._call("reopening the parent run", self.client.update_run, self.parent, status="RUNNING")
-            logged = self._call("reading the logged children", self._logged_children) or set()
+            logged = self._call("reading the logged children", self._logged_children)
+            if logged is None:  # not known: logging them all again could duplicate them
+                return
         else:
             from mlflow.entities import Param
 

@@ -4,7 +4,8 @@
     process = start_nas("search", "--name", "a", cwd=tmp_path, faults="2:slow")  # returns at once
 
 The command sees this environment minus what would change it behind a test's back: RAY_ADDRESS
-(a search would join someone's cluster) and NAS_TEST_FAULTS (set only through `faults`). A started
+(a search would join someone's cluster), MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_NAME (it would
+log to someone's MLflow) and NAS_TEST_FAULTS (set only through `faults`). A started
 command leads a process group of its own, so `os.killpg` ends it with the Ray processes it started.
 """
 
@@ -16,7 +17,7 @@ import subprocess
 import sys
 
 NAS = [sys.executable, "-m", "nas.cli"]
-UNSET = ("RAY_ADDRESS", "NAS_TEST_FAULTS")
+UNSET = ("RAY_ADDRESS", "NAS_TEST_FAULTS", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")
 
 
 def nas_env(faults: str | None = None, **extra: str) -> dict[str, str]:

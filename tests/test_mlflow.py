@@ -74,7 +74,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tracked(server, tmp_path_factory):
-    """A 3-child linear search on digits, logged to the server and registered."""
+    """A 2-child linear search on digits, logged to the server and registered."""
     root = tmp_path_factory.mktemp("tracked")
     result = run_nas(
         "search",
@@ -83,7 +83,7 @@ def tracked(server, tmp_path_factory):
         "--data",
         "digits",
         "--budget",
-        "3",
+        "2",
         "--epochs",
         "2",
         "--final-epochs",
@@ -122,10 +122,10 @@ def test_a_parent_run_and_one_nested_run_per_child_as_trials_jsonl_says(tracked)
     parent = client.get_run(state["run_id"])
     assert parent.info.run_name == "tracked" and parent.info.status == "FINISHED"
     assert client.get_experiment(parent.info.experiment_id).name == "digits"
-    assert parent.data.params["space"] == "linear" and parent.data.params["budget"] == "3"
+    assert parent.data.params["space"] == "linear" and parent.data.params["budget"] == "2"
     assert "View run" not in result.stdout  # MLflow's own line per ended run is kept off the console
     runs = children(client, parent.info.run_id)
-    assert sorted(runs) == sorted(records) == [1, 2, 3]
+    assert sorted(runs) == sorted(records) == [1, 2]
     for trial, record in records.items():
         child = runs[trial]
         assert child.info.status == "FINISHED" and child.data.tags["nas.status"] == record["status"]
@@ -144,7 +144,7 @@ def test_a_parent_run_and_one_nested_run_per_child_as_trials_jsonl_says(tracked)
     assert parent.data.tags["nas.best_trial"] == str(summary["best"]["trial"])
 
 
-def test_the_winner_is_an_artifact_and_a_registered_model(tracked, tmp_path):
+def test_the_winner_is_an_artifact_and_a_registered_model(tracked, tmp_path, monkeypatch):
     import keras
     import mlflow.artifacts
     import mlflow.keras
@@ -156,9 +156,9 @@ def test_the_winner_is_an_artifact_and_a_registered_model(tracked, tmp_path):
     assert {a.path for a in client.list_artifacts(parent, "export")} >= {"export/model.py", "export/model.keras"}
     (version,) = client.search_model_versions(f"name = '{REGISTERED}'")
     assert version.run_id == parent and version.version == "1"
-    tracking = client._tracking_client.tracking_uri
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(tracking)
+    # models:/ resolves through the tracking URI; mlflow.set_tracking_uri would also set it for every
+    # later command this worker starts
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", client._tracking_client.tracking_uri)
     registered = mlflow.keras.load_model(f"models:/{REGISTERED}/1")
     best = keras.saving.load_model(run / "best" / "model.keras")
     x = np.random.default_rng(0).uniform(0, 255, (16, *best.input_shape[1:])).astype(np.float32)
@@ -184,7 +184,7 @@ def test_a_resumed_search_logs_only_the_children_its_parent_lacks(tracked):
     rundir = RunDir(run)
     tracker.start(rundir, {}, read_trials(rundir))
     after = children(client, state["run_id"])
-    assert sorted(after) == [1, 2, 3] and tracker.parent == state["run_id"]
+    assert sorted(after) == [1, 2] and tracker.parent == state["run_id"]
     assert after[1].info.run_id == before[1].info.run_id and after[2].info.run_id != before[2].info.run_id
     history = client.get_metric_history(after[2].info.run_id, "epoch_val_accuracy")
     assert [m.value for m in history] == pytest.approx(records[2]["metrics"]["val_accuracy_per_epoch"])

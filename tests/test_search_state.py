@@ -143,3 +143,16 @@ def test_a_record_keeps_nas_metrics_only_and_reads_back_as_written(tmp_path):
     assert line["metrics"] == {"val_accuracy": 0.8, "params": 10, "epochs": 4, "fit_seconds": 1.0}  # no NaN loss
     assert line["seconds"] == 1.5 and "hostname" not in line and "hostname" not in line["metrics"]
     assert read_trials(rundir, space=SPACE) == [record] == [TrialRecord.from_json(record.to_json())]
+
+
+def test_a_time_budget_spent_before_any_child_finished_still_starts_the_first(tmp_path):
+    """Ray may take longer to start than a short --time-budget: the first children start anyway,
+    and once a child has finished, none starts that would end past the deadline."""
+    rundir = RunDir(tmp_path / "run")
+    rundir.create()
+    search = Search(SPACE, Scripted(SPACE, [0, 1, 2]), rundir, budget=3, time_budget=1e-6)
+    first, second = search.next_trial(), search.next_trial()  # the deadline has passed already
+    search.record(first, completed(0.5))  # took 1.5 s
+    with pytest.raises(SearchExhausted, match="time budget"):
+        search.next_trial()
+    assert search.ended_by.startswith("the time budget of") and second.number == 2

@@ -178,7 +178,7 @@ def test_a_pretrained_keras_application_is_a_base_from_a_local_weights_file(base
         "--data",
         str(upper),
         "--budget",
-        "2",
+        "1",
         "--epochs",
         "1",
         "--final-epochs",
