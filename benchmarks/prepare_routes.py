@@ -3,11 +3,11 @@
 cluster. The images per second of each (the whole command: start-up, listing, decoding, writing and
 fsync, as a user waits for it), and whether their shards are byte for byte the same.
 
-    python benchmarks/prepare_routes.py [--images 3000] [--photo-size 256] [--image-size 64] [--repeats 2]
+    python benchmarks/prepare_routes.py [--images 3000,12000] [--photo-size 256] [--image-size 64] [--repeats 2]
         [--address HOST:6379]
 
-The images are JPEG crops of the photographs nas.photos cuts (written once into a temporary folder);
-each route runs --repeats times, alternating, into new folders. Writes
+The images are JPEG crops of the photographs nas.photos cuts (written once per count into a temporary
+folder); each route runs --repeats times, alternating, into new folders. Writes
 benchmarks/results/prepare_routes.json and the "Prepare routes" section of benchmarks/RESULTS.md.
 """
 
@@ -42,52 +42,65 @@ def prepare(source: Path, out: Path, image_size: int, address: str | None) -> fl
     return seconds
 
 
+def measure(count: int, args, routes: dict[str, str | None], tmp: Path) -> dict:
+    """One image count: each route's seconds, and whether every route wrote the same shards."""
+    from nas.photos import PHOTOGRAPHS, write_photo_set
+
+    source = write_photo_set(tmp / f"photos-{count}", size=args.photo_size, per_class=count // len(PHOTOGRAPHS))
+    count = sum(1 for _ in source.rglob("*.jpg"))
+    seconds: dict[str, list[float]] = {name: [] for name in routes}
+    outs = {}
+    for repeat in range(args.repeats):
+        for n, (name, address) in enumerate(routes.items()):
+            out = tmp / f"out-{count}-{repeat}-{n}"
+            seconds[name].append(prepare(source, out, args.image_size, address))
+            outs.setdefault(name, out)
+            print(f"{count} images, {name}: {count / seconds[name][-1]:.0f} images/s", flush=True)
+    first = next(iter(outs.values()))
+    shards = sorted(p.name for p in first.glob("*.tfrecord"))
+    identical = all(
+        (out / shard).read_bytes() == (first / shard).read_bytes() for out in outs.values() for shard in shards
+    )
+    return {"images": count, "seconds": seconds, "identical_shards": identical}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=3000)
+    parser.add_argument("--images", default="3000,12000", help="image counts, comma-separated")
     parser.add_argument("--photo-size", type=int, default=256, help="pixels of the JPEG files")
     parser.add_argument("--image-size", type=int, default=64, help="what prepare resizes them to")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--address", help="also a running Ray cluster's HOST:6379")
     args = parser.parse_args()
 
-    from nas.photos import PHOTOGRAPHS, write_photo_set
-
     routes = {"tf.data (local)": None, "Ray Data, local Ray": "local"}
     if args.address:
         routes[f"Ray Data, cluster {args.address}"] = args.address
-    seconds: dict[str, list[float]] = {name: [] for name in routes}
     with tempfile.TemporaryDirectory() as tmp:
-        source = write_photo_set(
-            Path(tmp) / "photos", size=args.photo_size, per_class=args.images // len(PHOTOGRAPHS), seed=0
-        )
-        count = sum(1 for p in source.rglob("*.jpg"))
-        outs = {}
-        for _ in range(args.repeats):
-            for name, address in routes.items():
-                out = Path(tmp) / f"out-{len(outs)}"
-                seconds[name].append(prepare(source, out, args.image_size, address))
-                outs.setdefault(name, out)
-                print(f"{name}: {count / seconds[name][-1]:.0f} images/s", flush=True)
-        first = outs["tf.data (local)"]
-        shards = sorted(p.name for p in first.glob("*.tfrecord"))
-        identical = all(
-            (outs[name] / shard).read_bytes() == (first / shard).read_bytes() for name in outs for shard in shards
-        )
-    result = {"settings": vars(args), "images": count, "seconds": seconds, "identical_shards": identical}
+        runs = [measure(int(n), args, routes, Path(tmp)) for n in args.images.split(",")]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "prepare_routes.json").write_text(json.dumps(result, indent=1))
+    (RESULTS / "prepare_routes.json").write_text(json.dumps({"settings": vars(args), "runs": runs}, indent=1))
     figures = table(
-        ["route", "seconds (each run)", "images/s (median)"],
+        ["images", "route", "seconds (each run)", "images/s (median)", "shards as tf.data's"],
         [
-            [name, ", ".join(f"{s:.1f}" for s in runs), f"{count / statistics.median(runs):.0f}"]
-            for name, runs in seconds.items()
+            [
+                f"{run['images']:,}",
+                name,
+                ", ".join(f"{s:.1f}" for s in times),
+                f"{run['images'] / statistics.median(times):.0f}",
+                "byte for byte" if run["identical_shards"] else "DIFFERENT",
+            ]
+            for run in runs
+            for name, times in run["seconds"].items()
         ],
     )
     body = (
-        f"{count} JPEG crops of {args.photo_size} pixels (nas.photos), prepared at {args.image_size} pixels into 4 "
-        f"shards a split, the whole command timed, {args.repeats} runs a route alternating. The routes' shards are "
-        f"{'byte for byte the same' if identical else 'NOT the same'}.\n\n" + figures
+        f"JPEG crops of {args.photo_size} pixels (nas.photos), prepared at {args.image_size} pixels into 4 shards a "
+        f"split; the whole command timed (start-up, listing, decoding, writing, fsync), {args.repeats} runs a route, "
+        "alternating. Every route runs on this one machine of 2 cores, so Ray Data has no more cores to use than "
+        "tf.data: what it costs here is Ray's start (`local` starts a Ray for the command) and a Ray Data job's; "
+        "the cluster route joins a running two-node cluster (`ray start`, 1 CPU a node, both on this machine). "
+        "What a real cluster gains, its other machines' cores, is not measured here.\n\n" + figures
     )
     write_section("Prepare routes", command_line(), body)
     print(figures)

@@ -22,6 +22,7 @@ shuffle buffer, batches, prefetching; a cache only when the split fits in the wo
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -107,6 +108,8 @@ def prepare(
         try:
             root = source if source.is_dir() else source.parent
             skipped, splits = [], {}
+            # One pass over every split's images, in split order (one Ray Data job on a cluster).
+            decoded = decode([paths[i] for split in SPLITS for i in parts[split]], size, color_mode)
             for split in SPLITS:
                 index = parts[split]
                 count = max(1, min(shards or math.ceil(len(index) * image_bytes / SHARD_BYTES), len(index)))
@@ -118,12 +121,10 @@ def prepare(
                     y[index],
                     names,
                     count,
-                    size,
-                    color_mode,
                     root,
                     skipped,
                     warn,
-                    decode,
+                    itertools.islice(decoded, len(index)),
                 )
             for split, about in splits.items():
                 missing = [name for name, n in about["class_counts"].items() if n == 0]
@@ -222,15 +223,13 @@ def _write_split(
     labels: np.ndarray,
     names: list[str],
     shards: int,
-    size: tuple[int, int],
-    color_mode: str,
     root: Path,
     skipped: list,
     warn,
-    decode,
+    decoded,
 ) -> dict[str, Any]:
     """Writes one split as `shards` files of consecutive images (reading them in order gives the
-    split's order back) and returns its entry in dataset.json. `decode` yields each path's
+    split's order back) and returns its entry in dataset.json. `decoded` yields each path's
     (pixels, why unreadable) in order (images.decode_each)."""
     import tensorflow as tf
 
@@ -238,7 +237,7 @@ def _write_split(
     counts, examples = np.zeros(len(names), np.int64), [0] * shards
     writers = [tf.io.TFRecordWriter(str(folder / name)) for name in files]
     try:
-        for i, (image, reason) in enumerate(decode(paths, size, color_mode)):
+        for i, (image, reason) in enumerate(decoded):
             if reason:
                 skipped.append({"file": _relative(paths[i], root), "reason": reason})
                 warn(f"nas: skipped {paths[i]}: {reason}")
