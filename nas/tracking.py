@@ -25,7 +25,6 @@ search goes on logging into the same parent and logs the children its killed ses
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import tempfile
@@ -40,7 +39,7 @@ from rich.markup import escape
 from nas import progress
 from nas.errors import InputError
 from nas.rundir import RunDir
-from nas.trial_record import TrialRecord
+from nas.trial_record import TrialRecord, is_number
 
 STATE_FILE = "mlflow.json"
 MAX_FAILURES = 3  # calls failing in a row before the tracker gives up for the rest of the search
@@ -184,7 +183,7 @@ class MLflowTracker:
         from mlflow.entities import Metric
 
         step, now = int(result["epoch"]), _millis()
-        metrics = [Metric(f"epoch_{k}", float(result[k]), now, step) for k in EPOCH_KEYS if _is_real(result.get(k))]
+        metrics = [Metric(f"epoch_{k}", float(result[k]), now, step) for k in EPOCH_KEYS if is_number(result.get(k))]
         if self._call(f"logging trial {trial.number}'s epoch {step}", self._log_batch, run_id, metrics=metrics):
             self.epochs_logged.add(trial.number)
 
@@ -198,7 +197,7 @@ class MLflowTracker:
         now = _millis()
         metrics = [Metric("reward", record.reward, now, 0)]
         for key, value in record.metrics.to_json().items():
-            if _is_real(value):
+            if is_number(value):
                 metrics.append(Metric(key, float(value), now, 0))
         if record.trial not in self.epochs_logged:  # not seen running (logged after a resume, say)
             metrics += [
@@ -264,7 +263,7 @@ class MLflowTracker:
             "trials_failed": summary.get("trials_failed"),
             "wall_seconds": summary.get("wall_seconds"),
         }
-        metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if _is_real(v)]
+        metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if is_number(v)]
         tags = [RunTag("nas.best_trial", str(best.get("trial")))]
         self._log_batch(self.parent, metrics, tags=tags)
         for name in ("report.html", "summary.json", "trials.jsonl", "config.json"):
@@ -375,10 +374,6 @@ def _read_state(rundir: RunDir) -> dict[str, Any] | None:
 
 def _millis() -> int:
     return int(time.time() * 1000)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_plain(value: Any) -> bool:
