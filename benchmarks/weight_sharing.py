@@ -22,6 +22,10 @@ over the table's 3 seeds.
 Learning curve (curve): cnn10's supernet trained 20 epochs on random paths, and 6 epochs on one path
 alone, with its loss and the children's shared-weight accuracy per epoch.
 
+Ablation (ablation): which of cnn10's decisions keep its supernet from learning. Variants of cnn10
+with every layer decision fixed (3x3 kernels, 32 filters, the previous layer as input, batch norm
+before the activation: one path) but those named, each trained 2 epochs on random paths.
+
 Child-epoch equivalents: the epochs of stand-alone children trained, plus for a supernet its epochs
 (one pass over the training split each, one child's path per batch). Runs already finished in
 --runs-dir are read, not searched again. Writes benchmarks/results/weight_sharing.json and the
@@ -280,6 +284,55 @@ def learning_curve(seed: int, epochs: int = 20, fixed_epochs: int = 6) -> dict:
     return curves
 
 
+# cnn10's layer decisions, fixed to one value each in the ablation unless the variant frees them
+ABLATION_FIXED = {
+    "kernel": {"kernel_height": 3, "kernel_width": 3},
+    "filters": {"filters": 32},
+    "inputs": {"inputs": "previous"},
+    "batch_norm": {"batch_norm": "before_activation"},
+}
+ABLATION_VARIANTS = ["", "batch_norm", "inputs", "filters", "kernel", "kernel,filters,inputs,batch_norm"]
+
+
+def supernet_ablation(seed: int = 0, epochs: int = 2) -> dict:
+    """Per variant of cnn10 (the decisions it frees, comma-separated; "" frees none but a one-value
+    kernel height, so that the space has a decision), the supernet's loss and shared-weight accuracy
+    per epoch on random paths."""
+    import tempfile
+
+    import yaml
+
+    from nas.data import load_data
+    from nas.enas import SupernetPhase, make_enas_controller, read_settings
+    from nas.trainer import configure_threads
+    from search_spaces import load_space
+
+    configure_threads(os.cpu_count() or 1)
+    data = load_data("mnist5k", seed=seed)
+    base = yaml.safe_load((PROJECT / "search_spaces" / "cnn10.yaml").read_text())
+    curves = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for variant in ABLATION_VARIANTS:
+            spec = yaml.safe_load(yaml.safe_dump(base))
+            free = set(filter(None, variant.split(",")))
+            for group, values in ABLATION_FIXED.items():
+                if group not in free:
+                    spec["layer"].update(values)
+            if not free:
+                spec["layer"]["kernel_height"] = [3]
+            path = Path(folder) / f"cnn10_{variant.replace(',', '_') or 'one_path'}.yaml"
+            path.write_text(yaml.safe_dump(spec))
+            space = load_space(path)
+            settings = read_settings(space, {"supernet_epochs": epochs})
+            controller = make_enas_controller("random", space, settings, seed=seed)
+            phase = SupernetPhase(
+                space, data.search_arrays(), data.input_shape, data.num_classes, settings, controller, seed=seed
+            )
+            curves[variant or "none"] = [phase.train_epoch() for _ in range(epochs)]
+            print("ablation", variant or "none", curves[variant or "none"], flush=True)
+    return curves
+
+
 ARMS = [
     ("a", "enas, REINFORCE"),
     ("b", "enas, random paths"),
@@ -355,6 +408,22 @@ def report(result: dict) -> str:
         )
     if lines:
         text += "\n\n" + "\n".join(f"- {line}" for line in lines)
+    ablation = result.get("ablation")
+    if ablation:
+        rows = [
+            [
+                "none (one path)" if variant == "none" else variant.replace(",", ", "),
+                " → ".join(f"{e['loss']:.2f}" for e in curve),
+                " → ".join(f"{e['reward_mean']:.2f}" for e in curve),
+            ]
+            for variant, curve in ablation.items()
+        ]
+        text += (
+            "\n\nAblation, seed 0: cnn10 with every layer decision fixed (3x3 kernels, 32 filters, the previous "
+            "layer as input, batch norm before the activation) but those named, its supernet trained on random "
+            "paths, per epoch:\n\n"
+            + table(["decisions left free", "training loss", "shared-weight accuracy of sampled children"], rows)
+        )
     if result.get("notes"):
         text += "\n\n" + result["notes"]
     return text
@@ -364,7 +433,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument(
-        "--arms", default="a,b,c,e,fidelity,curve", help="which to run, of a, b, c, e, fidelity and curve"
+        "--arms",
+        default="a,b,c,e,fidelity,curve,ablation",
+        help="which to run, of a, b, c, e, fidelity, curve and ablation",
     )
     parser.add_argument("--runs-dir", default=str(RESULTS / "weight_sharing_runs"))
     parser.add_argument(
@@ -400,6 +471,9 @@ def main() -> None:
             OUT.write_text(json.dumps(result, indent=1))
         if "curve" in arms:
             result["curve"] = learning_curve(0)
+            OUT.write_text(json.dumps(result, indent=1))
+        if "ablation" in arms:
+            result["ablation"] = supernet_ablation(0)
             OUT.write_text(json.dumps(result, indent=1))
         if "fidelity" in arms:
             fidelity = result.setdefault("fidelity", {})
