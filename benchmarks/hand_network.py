@@ -163,9 +163,11 @@ def search(seed: int, args) -> dict:
     }
 
 
-def fidelity(run: Path, top: int) -> dict:
+def fidelity(run: Path, top: int, known: dict | None = None, save=lambda partial: None) -> dict:
     """Retrains the `top` completed children with the highest reward as the winner is retrained;
-    the Spearman rho between their reward and their test accuracy."""
+    the Spearman rho between their reward and their test accuracy. `known` (an earlier result of
+    this function for the same run) gives the children already retrained, which are not trained
+    again; `save` gets the result so far after each child, so that a killed run loses none."""
     from scipy.stats import spearmanr
 
     from nas.data import load_data
@@ -178,8 +180,12 @@ def fidelity(run: Path, top: int) -> dict:
     best = sorted(
         (t for t in read_trials(run) if t["status"] == "completed"), key=lambda t: (-t["reward"], t["trial"])
     )[:top]
+    done = {c["trial"]: c for c in (known or {}).get("children", []) if (known or {}).get("run") == str(run)}
     rows = []
     for t in best:
+        if t["trial"] in done:
+            rows.append(done[t["trial"]])
+            continue
         _, metrics = train_final(
             space.resolve(space.from_json(t["arch"])),
             data.final_arrays(),
@@ -190,6 +196,7 @@ def fidelity(run: Path, top: int) -> dict:
         )
         rows.append({"trial": t["trial"], "reward": t["reward"], "test_accuracy": metrics["test_accuracy"]})
         print("fidelity", rows[-1], flush=True)
+        save({"run": str(run), "children": [*rows, *(c for c in done.values() if c not in rows)]})
     rho = spearmanr([r["reward"] for r in rows], [r["test_accuracy"] for r in rows]).statistic
     return {"run": str(run), "children": rows, "spearman_rho": float(rho)}
 
@@ -344,7 +351,12 @@ def main() -> None:
             RESULTS.mkdir(exist_ok=True)
             OUT.write_text(json.dumps(result, indent=1))
         if args.fidelity:
-            result["fidelity"] = fidelity(Path(result["seeds"]["0"]["nas"]["run"]), args.fidelity)
+
+            def save(partial: dict) -> None:
+                OUT.write_text(json.dumps({**result, "fidelity_partial": partial}, indent=1))
+
+            known = result.pop("fidelity_partial", None) or result.get("fidelity")
+            result["fidelity"] = fidelity(Path(result["seeds"]["0"]["nas"]["run"]), args.fidelity, known, save)
             OUT.write_text(json.dumps(result, indent=1))
     finish(OUT, result, "Against a hand-written network", report, measured=not args.report_only)
 
