@@ -468,7 +468,8 @@ def _search(
     try:
         if config.strategy == "enas" and not search.controller.architectures:
             try:
-                finalists = _supernet_phase(config, space, data, rundir, final_resources, final_here)
+                monitors = [m for m in (tensorboard, tracker) if m is not None]
+                finalists = _supernet_phase(config, space, data, rundir, final_resources, final_here, monitors)
             except SearchStopped:
                 _write_summary(rundir, config, search, time.perf_counter() - start, status="stopped")
                 raise
@@ -563,9 +564,10 @@ def _search(
     return summary
 
 
-def _supernet_phase(config: SearchConfig, space, data, rundir: RunDir, resources, here: bool):
+def _supernet_phase(config: SearchConfig, space, data, rundir: RunDir, resources, here: bool, monitors=()):
     """The finalists of an enas search: from the run's supernet/finalists.json, or from the supernet
-    phase (resumed from its checkpoint), which gets the CPUs of all workers and one trial's GPUs."""
+    phase (resumed from its checkpoint), which gets the CPUs of all workers and one trial's GPUs.
+    Each epoch goes to the status line and to `monitors` (TensorBoard, MLflow)."""
     finalists = enas.read_finalists(space, rundir)
     if finalists is not None:
         return finalists
@@ -583,6 +585,8 @@ def _supernet_phase(config: SearchConfig, space, data, rundir: RunDir, resources
             f"reward {record['reward_mean']:.4f} (best {record['reward_max']:.4f}){entropy}, "
             f"{progress.duration(record['train_seconds'] + record['controller_seconds'])}"
         )
+        for monitor in monitors:
+            monitor.supernet_epoch(record)
 
     try:
         finalists = enas.search_supernet(

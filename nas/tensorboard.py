@@ -3,6 +3,8 @@
     trial_0001/ ...   each child's per-epoch scalars (loss, accuracy, val_loss, val_accuracy) and,
                       once it has finished, its decisions as HParams with its final metrics
     controller/       the controller's learning: mean reward, baseline, entropy, loss per update
+    supernet/         an enas search's supernet phase per epoch: its training loss, its controller's
+                      mean and best reward with shared weights and the policy's entropy
     (top level)       the HParams experiment: every decision a hyperparameter, the metrics
 
     log = TensorBoardLog(rundir.file("tensorboard"), space, controller)
@@ -28,6 +30,9 @@ METRICS = (
     ("params", "parameters"),
     ("latency_ms", "latency (ms, batch of 1)"),
 )
+
+# What a supernet epoch's record holds that is worth a curve (nas.enas.SupernetPhase.train_epoch)
+SUPERNET_KEYS = ("loss", "reward_mean", "reward_max", "entropy")
 
 
 class TensorBoardLog:
@@ -84,6 +89,15 @@ class TensorBoardLog:
         writer.close()
         del self.writers[record.trial]
         self._controller_updates()
+
+    def supernet_epoch(self, record: dict[str, Any]) -> None:
+        """One epoch of an enas search's supernet phase (nas.enas.SupernetPhase.train_epoch's record)."""
+        writer = self.tf.summary.create_file_writer(str(self.root / "supernet"))
+        with writer.as_default():
+            for key in SUPERNET_KEYS:
+                if isinstance(record.get(key), (int, float)):
+                    self.tf.summary.scalar(f"supernet/{key}", record[key], step=int(record["epoch"]))
+        writer.close()
 
     def _controller_updates(self) -> None:
         updates = self.controller.updates()

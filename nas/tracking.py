@@ -187,6 +187,20 @@ class MLflowTracker:
         if self._call(f"logging trial {trial.number}'s epoch {step}", self._log_batch, run_id, metrics=metrics):
             self.epochs_logged.add(trial.number)
 
+    def supernet_epoch(self, record: dict[str, Any]) -> None:
+        """One epoch of an enas search's supernet phase, as the parent run's `supernet_*` metrics."""
+        if not self.parent:
+            return
+        from mlflow.entities import Metric
+
+        from nas.tensorboard import SUPERNET_KEYS
+
+        step, now = int(record["epoch"]), _millis()
+        metrics = [
+            Metric(f"supernet_{k}", float(record[k]), now, step) for k in SUPERNET_KEYS if is_number(record.get(k))
+        ]
+        self._call(f"logging the supernet's epoch {step}", self._log_batch, self.parent, metrics=metrics)
+
     def finished(self, record: TrialRecord) -> None:
         """A finished child: its decisions, final metrics and status; its run ends."""
         run_id = self._child(record.trial)

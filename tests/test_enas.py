@@ -194,6 +194,12 @@ def test_nas_search_strategy_enas_killed_mid_supernet_resumes_and_leaves_a_usual
     assert (run / "best" / "model.keras").is_file()
     history = json.loads((run / "supernet" / "history.json").read_text())
     assert [e["epoch"] for e in history] == [1, 2]
+    from test_tensorboard import events, scalars
+
+    # TensorBoard's supernet curves: epoch 2 from the resumed session (epoch 1 too, unless the kill
+    # fell between its checkpoint and its log)
+    logged = dict(scalars(events(run / "tensorboard" / "supernet"), "supernet/loss"))
+    assert set(logged) <= {1, 2} and abs(logged[2] - history[1]["loss"]) < 1e-6
     page = (run / "report.html").read_text()
     assert (
         "Supernet (weight sharing)" in page and "2 of 2 epochs" in page and (run / "report" / "supernet.png").is_file()

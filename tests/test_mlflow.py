@@ -188,6 +188,12 @@ def test_a_resumed_search_logs_only_the_children_its_parent_lacks(tracked):
     assert after[1].info.run_id == before[1].info.run_id and after[2].info.run_id != before[2].info.run_id
     history = client.get_metric_history(after[2].info.run_id, "epoch_val_accuracy")
     assert [m.value for m in history] == pytest.approx(records[2]["metrics"]["val_accuracy_per_epoch"])
+    # an enas search's supernet epochs, as the parent's metrics (entropy None: the random controller's)
+    for epoch, loss in ((1, 2.1), (2, 1.7)):
+        tracker.supernet_epoch({"epoch": epoch, "loss": loss, "reward_mean": 0.3, "reward_max": 0.5, "entropy": None})
+    losses = client.get_metric_history(state["run_id"], "supernet_loss")
+    assert sorted((m.step, m.value) for m in losses) == [(1, pytest.approx(2.1)), (2, pytest.approx(1.7))]
+    assert not client.get_metric_history(state["run_id"], "supernet_entropy")
     tracker.end(rundir)
     assert client.get_run(state["run_id"]).info.status == "FINISHED"
 
