@@ -20,7 +20,7 @@ def architectures(name, n=80):
     return space, [controller.ask() for _ in range(n)]
 
 
-@pytest.mark.parametrize("name, n", [("linear", 80), ("dnn", 80), ("cnn10", 80), ("cnn10_aug", 20), ("resnet", 80)])
+@pytest.mark.parametrize("name, n", [("linear", 80), ("dnn", 80), ("cnn10", 40), ("cnn10_aug", 20), ("resnet", 40)])
 def test_every_builtin_space_builds_and_runs_on_8x8_and_28x28(name, n):
     """cnn10_aug is cnn10 plus augmentation: 20 of its architectures try the augmentation layers."""
     space, archs = architectures(name, n)
