@@ -82,9 +82,10 @@ TUNING_LOG = [
     ["+ 16 unclipped steps a batch", "51, 51, 51, 17.5", "37.0"],
     ["rank-shaped, **a softmax per decision**", "35, 25.5, 47.5, 23", "29.6"],
     [
-        "**a softmax per decision, normalised advantages, learning rate 0.03, temperature 0.5 (the defaults)**",
-        "**18, 25, 26.5, 22**",
-        "**27.5**",
+        "a softmax per decision, normalised advantages, learning rate 0.03, temperature 0.5 (the defaults "
+        "until the elite below)",
+        "18, 25, 26.5, 22",
+        "27.5",
     ],
     ["+ entropy weight 0.02", "28.5, 35, 51, 32.5", "33.1"],
     [
@@ -93,6 +94,17 @@ TUNING_LOG = [
         "30 / 43.5, 26.5 / 43.5, 48.5 / 70.5, 25 / 32",
         "-",
     ],
+    ["the defaults with learning rate 0.1", "41.5, 51, 44.5, 22", "-"],
+    ["the defaults with temperature 0.25", "30.5, 25, 33, 26.5", "-"],
+    [
+        "**the defaults, and the best 2 children told so far join every update's batch (elite 2: the "
+        "defaults)**",
+        "**17, 19.5, 20.5, 25**",
+        "-",
+    ],
+    ["elite 1 instead", "18, 21, 27, 27", "-"],
+    ["elite 4 instead", "24.5, 23, 21, 20.5", "-"],
+    ["elite 8 instead", "27, 25, 38.5, 25.5", "-"],
 ]
 
 

@@ -14,7 +14,8 @@ Logits are shaped as c * tanh(logits / T) (ENAS).
 Learning is set for searches of tens to hundreds of children (benchmarks/RESULTS.md, "Controllers
 on unseen landscapes"): a few uniformly drawn children first, then policy-gradient updates in batches
 of two, the advantage (reward - moving-average baseline) divided by a moving spread of it, four
-PPO steps per batch with each decision's probability ratio clipped (Zoph et al. 2018 used PPO).
+PPO steps per batch with each decision's probability ratio clipped (Zoph et al. 2018 used PPO),
+the best two children found so far joining every batch (elitism, as priority queue training).
 An ask returns the first of 32 draws (the later ones at higher temperatures) not asked before, and a
 duplicate the search answers from its record is not learnt from twice. Results arrive
 asynchronously, so each update recomputes the log-probabilities of the architectures that actually
@@ -67,6 +68,10 @@ class ReinforceSettings:
     # A softmax for each decision, whose bias learns that decision's preference at once; otherwise
     # one per kind of decision, shared by all layers (ENAS), which must tell layers apart by state.
     per_decision: bool = True
+    # Each policy update learns from its batch of new children and from the best `elite` told so far
+    # (those not in the batch), with their advantages over the baseline: the best found keeps pulling
+    # the policy (priority queue training, Abolafia et al. 2018; evolution's elitism). 0: off.
+    elite: int = 2
 
     def check(self) -> str | None:
         for name in ("hidden_size", "lstm_layers", "ppo_epochs", "fresh_samples"):
@@ -74,6 +79,8 @@ class ReinforceSettings:
                 return f"{name}: got {getattr(self, name)}, expected an integer >= 1"
         if self.batch_size < 0:
             return f"batch_size: got {self.batch_size}, expected an integer >= 1 (0: from the budget)"
+        if self.elite < 0:
+            return f"elite: got {self.elite}, expected an integer >= 0 (0: off)"
         if self.warmup < -1:
             return f"warmup: got {self.warmup}, expected an integer >= 0 (-1: from the budget)"
         for name in ("learning_rate", "temperature", "reward_power", "init_range"):
@@ -100,6 +107,7 @@ PLAIN_REINFORCE = {
     "fresh_samples": 1,
     "learn_from_duplicates": True,
     "per_decision": False,
+    "elite": 0,
 }
 # Settings a state saved before them lacks, with the values that reproduce how it learned then.
 SETTINGS_ADDED_LATER = {"skip_target": 0.4, "skip_weight": 0.0, **PLAIN_REINFORCE}
@@ -372,10 +380,15 @@ class ReinforceController(Controller):
 
     def _update(self) -> None:
         s = self.settings
-        rewards = np.maximum(np.array([r for _, r in self.pending], np.float64), 0.0) ** s.reward_power
+        batch = list(self.pending)
+        if s.elite:
+            inside = {tuple(c) for c, _ in batch}
+            best = sorted(self.told, key=lambda told: -told[1])[: s.elite]  # stable: the earlier among equals
+            batch += [(c, r) for c, r in best if tuple(c) not in inside]
+        rewards = np.maximum(np.array([r for _, r in batch], np.float64), 0.0) ** s.reward_power
         if self.baseline is None:
             self.baseline = float(rewards.mean())
-        choices = np.array([c for c, _ in self.pending], np.int64)
+        choices = np.array([c for c, _ in batch], np.int64)
         advantage = rewards - self.baseline
         if s.normalise:
             if self.spread is None:

@@ -102,6 +102,7 @@ def test_a_state_saved_before_the_new_settings_goes_on_as_plain_reinforce():
         "fresh_samples",
         "learn_from_duplicates",
         "per_decision",
+        "elite",
     ):
         del state["settings"][key]
     resumed = make_controller("reinforce", space, seed=3)  # today's defaults, as a resume builds it
@@ -156,6 +157,27 @@ def test_reinforce_updates_in_batches_of_finished_children():
         controller.tell(arch, accuracy_like(arch))
     assert len(controller.updates()) == 1 and controller.updates()[0]["children"] == 4
     assert len(controller.pending) == 2
+
+
+def test_the_best_children_so_far_join_every_update():
+    """A first update on a good and a bad child; then two middling ones, whose advantage is zero: with
+    `elite` the best child so far joins that second update and pulls the policy toward it; without,
+    only Adam's momentum from the first update moves it."""
+    space = parse_space(TOY)
+    good, bad, middling, other = [space.architecture([k % len(d.choices) for d in space.decisions]) for k in range(4)]
+    chance = {}
+    for elite in (0, 1):
+        overrides = {"warmup": 0, "batch_size": 2, "elite": elite, "entropy_weight": 0.0, "normalise": False}
+        controller = make_controller("reinforce", space, seed=0, overrides=overrides)
+        controller.tell(good, 0.9)
+        controller.tell(bad, 0.1)  # the first update; the baseline becomes their mean, 0.5
+        chance[elite, "before"] = controller.probabilities(good).prod()
+        controller.tell(middling, 0.5)
+        controller.tell(other, 0.5)
+        chance[elite, "after"] = controller.probabilities(good).prod()
+        assert controller.updates()[-1]["children"] == 2 + elite
+    assert chance[0, "before"] == pytest.approx(chance[1, "before"])  # the first update is the same
+    assert chance[1, "after"] > 1.5 * chance[0, "after"], chance
 
 
 def test_anchor_steps_cover_every_skip_decision_once():
