@@ -213,6 +213,8 @@ def report(result: dict) -> str:
                 "Issue 25's goal (at most 0.6x random search in every case, never worse, level with evolution "
                 "on the median) is not met.\n"
             )
+    if result.get("notes"):
+        body += "\n" + result["notes"] + "\n"
     return body
 
 
@@ -230,6 +232,7 @@ def main() -> None:
     parser.add_argument("--controllers", default="random,evolution,reinforce,reinforce-papers")
     parser.add_argument("--resume", action="store_true", help="skip the (landscape, budget) pairs already saved")
     parser.add_argument("--report-only", action="store_true", help="only rewrite the RESULTS.md section")
+    parser.add_argument("--note", help="printed under the results (what changed since the last run, say)")
     args = parser.parse_args()
     for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ.setdefault(var, "1")  # one thread: the controller's tiny graphs gain nothing from more
@@ -239,6 +242,8 @@ def main() -> None:
         result = json.loads(OUT.read_text())
     else:
         result = measure(args)
+    if args.note:
+        result["notes"] = args.note
     finish(OUT, result, TITLE, report, measured=not args.report_only)
 
 
