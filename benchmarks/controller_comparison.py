@@ -97,8 +97,7 @@ TUNING_LOG = [
     ["the defaults with learning rate 0.1", "41.5, 51, 44.5, 22", "-"],
     ["the defaults with temperature 0.25", "30.5, 25, 33, 26.5", "-"],
     [
-        "**the defaults, and the best 2 children told so far join every update's batch (elite 2: the "
-        "defaults)**",
+        "**the defaults, and the best 2 children told so far join every update's batch (elite 2: the defaults)**",
         "**17, 19.5, 20.5, 25**",
         "-",
     ],

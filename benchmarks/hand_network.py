@@ -167,8 +167,8 @@ def search(seed: int, args) -> dict:
 def fidelity(run: Path, top: int, known: dict | None = None, save=lambda partial: None) -> dict:
     """Retrains the `top` completed children with the highest reward as the winner is retrained;
     the Spearman rho between their reward and their test accuracy. `known` (an earlier result of
-    this function for the same run) gives the children already retrained, which are not trained
-    again; `save` gets the result so far after each child, so that a killed run loses none."""
+    this function for the same run) gives the children already retrained, by trial and architecture,
+    which are not trained again; `save` gets the result so far after each child, so that a killed run loses none."""
     from scipy.stats import spearmanr
 
     from nas.data import load_data
@@ -181,11 +181,13 @@ def fidelity(run: Path, top: int, known: dict | None = None, save=lambda partial
     best = sorted(
         (t for t in read_trials(run) if t["status"] == "completed"), key=lambda t: (-t["reward"], t["trial"])
     )[:top]
-    done = {c["trial"]: c for c in (known or {}).get("children", []) if (known or {}).get("run") == str(run)}
+    known = known if known and known.get("run") == str(run) else {}
+    done = {(c["trial"], tuple(c.get("arch", ()))): c for c in known.get("children", [])}
     rows = []
     for t in best:
-        if t["trial"] in done:
-            rows.append(done[t["trial"]])
+        key = (t["trial"], tuple(t["arch"]["choices"]))  # the same run folder may hold a newer search
+        if key in done:
+            rows.append(done[key])
             continue
         _, metrics = train_final(
             space.resolve(space.from_json(t["arch"])),
@@ -195,7 +197,14 @@ def fidelity(run: Path, top: int, known: dict | None = None, save=lambda partial
             epochs=config["final_epochs"],
             seed=config["seed"],
         )
-        rows.append({"trial": t["trial"], "reward": t["reward"], "test_accuracy": metrics["test_accuracy"]})
+        rows.append(
+            {
+                "trial": t["trial"],
+                "arch": t["arch"]["choices"],
+                "reward": t["reward"],
+                "test_accuracy": metrics["test_accuracy"],
+            }
+        )
         print("fidelity", rows[-1], flush=True)
         save({"run": str(run), "children": [*rows, *(c for c in done.values() if c not in rows)]})
     rho = spearmanr([r["reward"] for r in rows], [r["test_accuracy"] for r in rows]).statistic
@@ -343,7 +352,10 @@ def main() -> None:
     result = json.loads(OUT.read_text()) if OUT.exists() else {"seeds": {}}
     if args.note:
         result["notes"] = args.note
-    result["settings"] = {"budget": args.budget, "seeds": args.seeds}
+    if args.fidelity_only and not args.fidelity:
+        parser.error("--fidelity-only: expected --fidelity N beside it")
+    if not (args.report_only or args.fidelity_only):
+        result["settings"] = {"budget": args.budget, "seeds": args.seeds}
     if not args.report_only:
         from nas.data import load_data
 

@@ -15,9 +15,10 @@ Learning is set for searches of tens to hundreds of children (benchmarks/RESULTS
 on unseen landscapes"): a few uniformly drawn children first, then policy-gradient updates in batches
 of two, the advantage (reward - moving-average baseline) divided by a moving spread of it, four
 PPO steps per batch with each decision's probability ratio clipped (Zoph et al. 2018 used PPO),
-the best two children found so far joining every batch (elitism, as priority queue training).
-An ask returns the first of 32 draws (the later ones at higher temperatures) not asked before, and a
-duplicate the search answers from its record is not learnt from twice. Results arrive
+the best two children found so far joining every batch (elitism, as priority queue training; the
+baseline and spread move with them too). An ask returns the first of 32 draws (the later ones at
+higher temperatures) not asked before, and a duplicate the search answers from its record does not
+join a batch again as a new child. Results arrive
 asynchronously, so each update recomputes the log-probabilities of the architectures that actually
 finished under the current policy.
 """
@@ -70,7 +71,8 @@ class ReinforceSettings:
     per_decision: bool = True
     # Each policy update learns from its batch of new children and from the best `elite` told so far
     # (those not in the batch), with their advantages over the baseline: the best found keeps pulling
-    # the policy (priority queue training, Abolafia et al. 2018; evolution's elitism). 0: off.
+    # the policy (priority queue training, Abolafia et al. 2018; evolution's elitism). Their rewards
+    # move the baseline and the spread as the batch's do (as measured and tuned). 0: off.
     elite: int = 2
 
     def check(self) -> str | None:
@@ -385,6 +387,8 @@ class ReinforceController(Controller):
             inside = {tuple(c) for c, _ in batch}
             best = sorted(self.told, key=lambda told: -told[1])[: s.elite]  # stable: the earlier among equals
             batch += [(c, r) for c, r in best if tuple(c) not in inside]
+        # the new children's rewards, for the log
+        fresh = np.maximum(np.array([r for _, r in self.pending], np.float64), 0.0) ** s.reward_power
         rewards = np.maximum(np.array([r for _, r in batch], np.float64), 0.0) ** s.reward_power
         if self.baseline is None:
             self.baseline = float(rewards.mean())
@@ -403,8 +407,9 @@ class ReinforceController(Controller):
         self.log.append(
             {
                 "update": len(self.log) + 1,
-                "children": len(rewards),
-                "mean_reward": float(rewards.mean()),
+                "children": len(fresh),
+                "elite": len(batch) - len(fresh),
+                "mean_reward": float(fresh.mean()),
                 "baseline": self.baseline,
                 "entropy": float(entropy),
                 "loss": float(loss),

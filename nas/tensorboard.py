@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from nas.trial_record import TrialRecord
+from nas.trial_record import TrialRecord, is_number
 from search_spaces import SearchSpace
 
 METRICS = (
@@ -92,25 +92,25 @@ class TensorBoardLog:
 
     def supernet_epoch(self, record: dict[str, Any]) -> None:
         """One epoch of an enas search's supernet phase (nas.enas.SupernetPhase.train_epoch's record)."""
-        writer = self.tf.summary.create_file_writer(str(self.root / "supernet"))
-        with writer.as_default():
-            for key in SUPERNET_KEYS:
-                if isinstance(record.get(key), (int, float)):
-                    self.tf.summary.scalar(f"supernet/{key}", record[key], step=int(record["epoch"]))
-        writer.close()
+        self._scalars("supernet", [(int(record["epoch"]), {k: record.get(k) for k in SUPERNET_KEYS})])
 
     def _controller_updates(self) -> None:
         updates = self.controller.updates()
         if len(updates) <= self.updates_written:
             return
-        writer = self.tf.summary.create_file_writer(str(self.root / "controller"))
-        with writer.as_default():
-            for entry in updates[self.updates_written :]:
-                for key, value in entry.items():
-                    if key != "update" and isinstance(value, (int, float)):
-                        self.tf.summary.scalar(f"controller/{key}", value, step=int(entry["update"]))
-        writer.close()
+        self._scalars("controller", [(int(entry["update"]), entry) for entry in updates[self.updates_written :]])
         self.updates_written = len(updates)
+
+    def _scalars(self, folder: str, steps: list[tuple[int, dict[str, Any]]]) -> None:
+        """Each (step, values) as scalars `folder/key` in `folder`, its numbers only (None, bools and
+        the step's own counter left out)."""
+        writer = self.tf.summary.create_file_writer(str(self.root / folder))
+        with writer.as_default():
+            for step, values in steps:
+                for key, value in values.items():
+                    if key not in ("update", "epoch") and is_number(value):
+                        self.tf.summary.scalar(f"{folder}/{key}", value, step=step)
+        writer.close()
 
     def close(self) -> None:
         for writer in self.writers.values():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import nas.bench as bench
+from controllers.reinforce import PLAIN_REINFORCE
 from nas.bench import build_table, load_table, progress_path, replay
 from nas.cli import run
 from nas.errors import InputError
@@ -157,9 +158,8 @@ def test_a_replay_is_reproducible_and_never_spends_budget_on_a_duplicate():
     # Plain REINFORCE with the settings bench_cnn.yaml once had settled on a few architectures and
     # asked them again and again: after 200 duplicates in a row the search stops, as
     # nas.search_state does, and keeps its best.
-    plain = {"learning_rate": 0.01, "temperature": 1.0, "batch_size": 1, "baseline_decay": 0.95, "normalise": False}
-    plain |= {"warmup": 0, "ppo_epochs": 1, "ppo_clip": 0.0, "fresh_samples": 1, "learn_from_duplicates": True}
-    run = bench.replay_one(table, "reinforce", seed=0, budget=120, overrides={**plain, "per_decision": False})
+    plain = {**PLAIN_REINFORCE, "learning_rate": 0.01, "temperature": 1.0, "batch_size": 1, "baseline_decay": 0.95}
+    run = bench.replay_one(table, "reinforce", seed=0, budget=120, overrides=plain)
     assert run["stopped_early"] and run["trained"] < 120 and run["duplicates"] >= 200
     assert len(run["curve"]) == 120 and run["curve"][-1] == run["curve"][run["trained"] - 1]
 

@@ -94,16 +94,7 @@ def test_a_state_saved_before_the_new_settings_goes_on_as_plain_reinforce():
     state = json.loads(json.dumps(old.state()))
     for key in ("spread", "asked", "told"):
         del state[key]
-    for key in (
-        "normalise",
-        "warmup",
-        "ppo_epochs",
-        "ppo_clip",
-        "fresh_samples",
-        "learn_from_duplicates",
-        "per_decision",
-        "elite",
-    ):
+    for key in PLAIN_REINFORCE:  # the settings added since
         del state["settings"][key]
     resumed = make_controller("reinforce", space, seed=3)  # today's defaults, as a resume builds it
     resumed.load(state)  # into a network rebuilt for the saved one: a softmax per kind, not per decision
@@ -127,10 +118,10 @@ def test_reinforce_asks_each_architecture_once_while_new_ones_are_likely():
 def test_reinforce_learns_the_rewarded_choice_of_every_decision(settings):
     """One choice per decision always earns reward 1 (the others 0): within 200 tells plain REINFORCE
     (the settings before issue 25, learning rate 0.02) makes that choice with probability above 0.9
-    at every decision, skip connections included. The defaults learn faster but can lock a decision
-    on a wrong choice: the tanh-capped logits saturate (temperature 0.5) and a child that differs from the policy's
-    favourite, as the asks that skip repeats must, usually scores below it. Here 4 of 14 decisions
-    lock (benchmarks/RESULTS.md, "Controllers on unseen landscapes": runs that never reach the top)."""
+    at every decision, skip connections included. So do the defaults: without the elite (the best
+    children so far replayed in every update) 4 of these 14 decisions locked on a wrong choice, the
+    tanh-capped logits saturated (temperature 0.5) and the asks that skip repeats scoring below the
+    policy's favourite."""
     space = parse_space(TOY)
     target = space.architecture([len(d.choices) - 1 for d in space.decisions])  # every skip on, largest values
     plain = {**{k: v for k, v in PAPERS.items() if k != "learning_rate"}, "batch_size": 1}  # TOY's rate 0.02
@@ -140,10 +131,7 @@ def test_reinforce_learns_the_rewarded_choice_of_every_decision(settings):
     after = controller.probabilities(target)
     assert before.max() < 0.6
     names = dict(zip([d.name for d in space.decisions], after.round(3)))
-    if settings == "papers":
-        assert after.min() > 0.9, names
-    else:
-        assert (after > 0.9).sum() >= 9 and (after < 0.01).sum() <= 4, names
+    assert after.min() > 0.9, names
     log = controller.updates()
     assert len(log) > 20 and log[-1]["entropy"] < log[0]["entropy"]
     assert {"mean_reward", "baseline", "entropy", "loss"} <= set(log[0])
@@ -175,7 +163,7 @@ def test_the_best_children_so_far_join_every_update():
         controller.tell(middling, 0.5)
         controller.tell(other, 0.5)
         chance[elite, "after"] = controller.probabilities(good).prod()
-        assert controller.updates()[-1]["children"] == 2 + elite
+        assert controller.updates()[-1]["children"] == 2 and controller.updates()[-1]["elite"] == elite
     assert chance[0, "before"] == pytest.approx(chance[1, "before"])  # the first update is the same
     assert chance[1, "after"] > 1.5 * chance[0, "after"], chance
 
