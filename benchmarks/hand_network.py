@@ -317,6 +317,12 @@ def report(result: dict) -> str:
             "images): at the top of a search the reward barely ranks the children, so which of them wins is "
             "close to a draw among equals."
         )
+        hand = result["seeds"].get("0", {}).get("hand", {}).get("test_accuracy")
+        if hand is not None:
+            text += (
+                f" Their mean test accuracy is {statistics.mean(tested):.4f}, and {sum(t >= hand for t in tested)} of "
+                f"the {len(tested)} test at or above the hand network's {hand:.4f} on this seed."
+            )
     return text
 
 
