@@ -257,31 +257,39 @@ def fidelity_bench_cnn(seed: int, epochs: int = 10) -> dict:
     }
 
 
+def random_path_epochs(space, data, epochs: int, seed: int, path=None) -> list[dict]:
+    """The records of `epochs` epochs of `space`'s supernet on `data` with uniform random paths, or
+    always the architecture `path` (one path trained alone in the supernet)."""
+    from nas.enas import SupernetPhase, make_enas_controller, read_settings
+
+    settings = read_settings(space, {"supernet_epochs": epochs})
+    controller = make_enas_controller("random", space, settings, seed=seed)
+    if path is not None:
+        controller.ask = lambda: path
+    phase = SupernetPhase(
+        space, data.search_arrays(), data.input_shape, data.num_classes, settings, controller, seed=seed
+    )
+    return [phase.train_epoch() for _ in range(epochs)]
+
+
 def learning_curve(seed: int, epochs: int = 20, fixed_epochs: int = 6) -> dict:
     """cnn10's supernet on mnist5k: per epoch, its training loss and the mean shared-weight accuracy of
     sampled children on validation batches, with random paths; and the same for one path trained alone
     in it (how fast a child learns when it does not share)."""
     from controllers import make_controller
     from nas.data import load_data
-    from nas.enas import SupernetPhase, make_enas_controller, read_settings
     from nas.trainer import configure_threads
     from search_spaces import load_space
 
     configure_threads(os.cpu_count() or 1)
     space = load_space("cnn10")
     data = load_data("mnist5k", seed=seed)
-    curves = {}
-    for name, n in (("random paths", epochs), ("one path", fixed_epochs)):
-        settings = read_settings(space, {"supernet_epochs": n})
-        controller = make_enas_controller("random", space, settings, seed=seed)
-        if name == "one path":
-            arch = make_controller("random", space, seed=seed).ask()
-            controller.ask = lambda arch=arch: arch
-        phase = SupernetPhase(
-            space, data.search_arrays(), data.input_shape, data.num_classes, settings, controller, seed=seed
-        )
-        curves[name] = [phase.train_epoch() for _ in range(n)]
-    return curves
+    return {
+        "random paths": random_path_epochs(space, data, epochs, seed),
+        "one path": random_path_epochs(
+            space, data, fixed_epochs, seed, path=make_controller("random", space, seed=seed).ask()
+        ),
+    }
 
 
 # cnn10's layer decisions, fixed to one value each in the ablation unless the variant frees them
@@ -303,7 +311,6 @@ def supernet_ablation(seed: int = 0, epochs: int = 2) -> dict:
     import yaml
 
     from nas.data import load_data
-    from nas.enas import SupernetPhase, make_enas_controller, read_settings
     from nas.trainer import configure_threads
     from search_spaces import load_space
 
@@ -322,13 +329,7 @@ def supernet_ablation(seed: int = 0, epochs: int = 2) -> dict:
                 spec["layer"]["kernel_height"] = [3]
             path = Path(folder) / f"cnn10_{variant.replace(',', '_') or 'one_path'}.yaml"
             path.write_text(yaml.safe_dump(spec))
-            space = load_space(path)
-            settings = read_settings(space, {"supernet_epochs": epochs})
-            controller = make_enas_controller("random", space, settings, seed=seed)
-            phase = SupernetPhase(
-                space, data.search_arrays(), data.input_shape, data.num_classes, settings, controller, seed=seed
-            )
-            curves[variant or "none"] = [phase.train_epoch() for _ in range(epochs)]
+            curves[variant or "none"] = random_path_epochs(load_space(path), data, epochs, seed)
             print("ablation", variant or "none", curves[variant or "none"], flush=True)
     return curves
 

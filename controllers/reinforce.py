@@ -387,9 +387,8 @@ class ReinforceController(Controller):
             inside = {tuple(c) for c, _ in batch}
             best = sorted(self.told, key=lambda told: -told[1])[: s.elite]  # stable: the earlier among equals
             batch += [(c, r) for c, r in best if tuple(c) not in inside]
-        # the new children's rewards, for the log
-        fresh = np.maximum(np.array([r for _, r in self.pending], np.float64), 0.0) ** s.reward_power
         rewards = np.maximum(np.array([r for _, r in batch], np.float64), 0.0) ** s.reward_power
+        fresh = rewards[: len(self.pending)]  # the new children's, for the log: the batch starts with them
         if self.baseline is None:
             self.baseline = float(rewards.mean())
         choices = np.array([c for c, _ in batch], np.int64)
