@@ -68,6 +68,25 @@ HISTORY = [
         "best_val_accuracy": 0.9862,
         "params": 281_938,
     },
+    # Today's cnn10 with every default, before REINFORCE's elite (6d49712): the searches of 2026-12-06
+    # (commits 283456c and 52de3de; seed 2's on a machine slower that hour for a reason not found).
+    *(
+        {
+            "label": "every default, before REINFORCE's elite",
+            "seed": seed,
+            "test_accuracy": test,
+            "hand": hand,
+            "wall_min": wall,
+            "winner_trial": trial,
+            "best_val_accuracy": reward,
+            "params": params,
+        }
+        for seed, test, hand, wall, trial, reward, params in (
+            (0, 0.9920, 0.9890, 30.3, 107, 0.9850, 640_006),
+            (1, 0.9920, 0.9920, 29.8, 19, 0.9825, 523_486),
+            (2, 0.9880, 0.9890, 44.2, 183, 0.9812, 685_350),
+        )
+    ),
 ]
 
 
