@@ -53,8 +53,61 @@ OUT = RESULTS / "weight_sharing.json"
 HAND_NETWORK_SEED0 = 0.9910  # issue 20's hand-written network on seed 0 of nas's split
 
 
+def cnn10_fingerprint() -> str:
+    from search_spaces import load_space
+
+    return load_space("cnn10").fingerprint()
+
+
 def finished(run: Path) -> bool:
-    return (run / "summary.json").is_file() and read_summary(run).get("status") == "finished"
+    """Whether `run` holds a finished search of today's cnn10; a search of another cnn10 ends the
+    benchmark with one line (its numbers would stand beside today's as if comparable)."""
+    if not ((run / "summary.json").is_file() and read_summary(run).get("status") == "finished"):
+        return False
+    saved = json.loads((run / "config.json").read_text())["space_fingerprint"]
+    if saved != cnn10_fingerprint():
+        raise SystemExit(
+            f"{run}: a search of another cnn10 (space fingerprint {saved}); expected today's, or another --runs-dir"
+        )
+    return True
+
+
+# What a measurement of an earlier cnn10 keeps: moved under "before" when today's cnn10 is measured.
+MEASURED = ("seeds", "fidelity", "curve", "notes")
+
+
+def set_aside_other_cnn10(result: dict) -> dict:
+    """`result` ready for measurements of today's cnn10: those of another cnn10 (by fingerprint; none
+    recorded: the first, before the fingerprint was kept) move to result["before"], which the report
+    summarises in a line."""
+    today = cnn10_fingerprint()
+    if result.get("space_fingerprint") == today:
+        return result
+    if result.get("seeds"):
+        result["before"] = {key: result.pop(key) for key in (*MEASURED, "command") if key in result}
+    result.setdefault("seeds", {})
+    result["space_fingerprint"] = today
+    return result
+
+
+def before_line(before: dict) -> str:
+    """One line of the measurements of an earlier cnn10."""
+    parts = []
+    for key, _ in ARMS:
+        done = [e[key] for e in before.get("seeds", {}).values() if e.get(key)]
+        if done:
+            parts.append(
+                f"({key}) {statistics.mean(d['test_accuracy'] for d in done):.4f} in "
+                f"{statistics.mean(d['wall_seconds'] for d in done) / 60:.1f} min"
+            )
+    taus = [f"{name}: tau {f['kendall_tau']:.2f}" for name, f in before.get("fidelity", {}).items()]
+    return (
+        "Before, on an earlier cnn10 (issue 20 changed the space: skips, widening, half-width children), "
+        f"seed(s) {', '.join(sorted(before.get('seeds', {}), key=int))}: "
+        + "; ".join(parts)
+        + (f"; rank fidelity {'; '.join(taus)}" if taus else "")
+        + "."
+    )
 
 
 def wall_seconds(run: Path) -> float:
@@ -427,6 +480,8 @@ def report(result: dict) -> str:
         )
     if result.get("notes"):
         text += "\n\n" + result["notes"]
+    if result.get("before"):
+        text += "\n\n" + before_line(result["before"])
     return text
 
 
@@ -451,6 +506,8 @@ def main() -> None:
     runs, standalone = Path(args.runs_dir), Path(args.standalone_runs)
     runs.mkdir(parents=True, exist_ok=True)
     result = json.loads(OUT.read_text()) if OUT.exists() else {"seeds": {}}
+    if not args.report_only and arms - {"ablation"}:
+        result = set_aside_other_cnn10(result)
     if args.note:
         result["notes"] = args.note
     if not args.report_only:
