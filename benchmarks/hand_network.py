@@ -8,7 +8,9 @@ Per seed S (the split's seed and the search's --seed): the hand network is train
 validation and tested once on the 1,000 held-out images; then the search runs as a user runs it
 (only --seed, --name and --runs-dir given, no dashboard). A finished run already in --runs-dir under
 the seed's name (cnn10-seedS) is read instead of searched again, if its space is today's cnn10: a
-killed benchmark goes on from the next search. With --fidelity N, the top N children of the first
+killed benchmark goes on from the next search. A seed the JSON already holds, measured on today's
+cnn10 at the same budget, is kept even where its run directory is gone (a lost scratch disk); delete
+its entry to measure it again. With --fidelity N, the top N children of the first
 seed's search are retrained as the winner is (train + validation, the space's final epochs) and the
 Spearman rho between their search reward and their test accuracy is reported.
 
@@ -148,6 +150,15 @@ def finished_run(run: Path) -> dict | None:
     return read_summary(run)
 
 
+def measured_today(nas: dict | None, budget: int) -> bool:
+    """Whether a saved seed's search was of today's cnn10 at `budget`."""
+    from search_spaces import load_space
+
+    return (
+        bool(nas) and nas.get("budget") == budget and nas.get("space_fingerprint") == load_space("cnn10").fingerprint()
+    )
+
+
 def search(seed: int, args) -> dict:
     run = Path(args.runs_dir) / f"cnn10-seed{seed}"
     summary, process_seconds = finished_run(run), None
@@ -157,12 +168,14 @@ def search(seed: int, args) -> dict:
         )
         summary = read_summary(run)
     trained = [t for t in read_trials(run) if t["status"] != "failed"]
+    config = json.loads((run / "config.json").read_text())
     # From the search's start (config.json, once Ray is up) to its summary: a resumed run's sessions and
     # the pause between them included, where summary.json's wall_seconds counts only its last session.
-    started = datetime.fromisoformat(json.loads((run / "config.json").read_text())["started"])
+    started = datetime.fromisoformat(config["started"])
     elapsed = datetime.fromtimestamp((run / "summary.json").stat().st_mtime) - started
     return {
         "run": str(run),
+        "space_fingerprint": config["space_fingerprint"],
         "test_accuracy": summary["test_accuracy"],
         "wall_seconds": elapsed.total_seconds(),
         "last_session_wall_seconds": summary["wall_seconds"],
@@ -389,6 +402,12 @@ def main() -> None:
             if "hand" not in entry:
                 entry["hand"] = train_hand(load_data("mnist5k", seed=seed), seed)
                 print("hand", seed, entry["hand"], flush=True)
+            if (
+                measured_today(entry.get("nas"), args.budget)
+                and finished_run(Path(args.runs_dir) / f"cnn10-seed{seed}") is None
+            ):
+                print("nas", seed, "kept from", OUT.name, flush=True)
+                continue
             entry["nas"] = search(seed, args)
             print("nas", seed, entry["nas"], flush=True)
             RESULTS.mkdir(exist_ok=True)
