@@ -75,7 +75,7 @@ def connect(address: str | None, dashboard: bool, num_cpus: int | None = None, v
             ) from None
         hint = (
             "; `ray start` turns token authentication on: run nas with RAY_AUTH_MODE=token (the token is read "
-            "from RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+            "from RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, or ~/.ray/auth_token)"
             if address and os.environ.get("RAY_AUTH_MODE") != "token"
             else ""
         )

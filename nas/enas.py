@@ -319,6 +319,14 @@ class _Phase:
     def finalists(self) -> list[tuple[dict, float]]:
         return [(arch.to_json(), accuracy) for arch, accuracy in self.phase.finalists()]
 
+    def where(self) -> dict[str, Any]:
+        """The Ray node and process the supernet trains in (the driver's own with `here`)."""
+        import os
+
+        import ray
+
+        return {"node": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None, "pid": os.getpid()}
+
 
 def search_supernet(
     space: SearchSpace,
@@ -374,6 +382,7 @@ def search_supernet(
                 ) from None
 
     try:
+        where = call("where")
         while call("epochs_done") < settings.supernet_epochs:
             history, state = call("epoch")
             rundir.write_bytes(CHECKPOINT, state)
@@ -392,6 +401,7 @@ def search_supernet(
                 for a, accuracy in finalists
             ],
             "seconds": time.perf_counter() - start,
+            **where,  # the node and process of the session that chose them
         },
     )
     return finalists
@@ -431,4 +441,4 @@ def finalists_summary(space: SearchSpace, rundir, records: list[TrialRecord]) ->
 
         value = kendalltau(*zip(*pairs)).statistic
         tau = None if math.isnan(value) else float(value)
-    return {"finalists": rows, "kendall_tau": tau, "seconds": saved.get("seconds")}
+    return {"finalists": rows, "kendall_tau": tau, "seconds": saved.get("seconds"), "node": saved.get("node")}

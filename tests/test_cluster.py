@@ -1,9 +1,14 @@
 """`--address`: a search on a real two-node Ray cluster (`ray start --head` plus a second
 `ray start --address` node with its own temp dir, both on this machine), as on a real cluster;
-then the worker node is killed mid-search."""
+then the worker node is killed mid-search. The worker node declares one GPU: Ray schedules by
+declared resources, so a trial that asks for a GPU goes there (and trains on its CPU). The cluster
+runs with token authentication, as `ray start --head` turns it on wherever a token exists (any
+local `ray.init` writes one to ~/.ray): the module writes its own token and points every process
+at it, so a fresh machine and an old one test the same thing."""
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -19,6 +24,8 @@ from nas_commands import run_nas
 
 RAY = str(Path(sys.executable).parent / "ray")
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "NAS_TEST_FAULTS")}
+# The cluster's token, written by the `cluster` fixture: every process of this module reads it from there.
+TOKEN = {"RAY_AUTH_TOKEN_PATH": str(Path(tempfile.gettempdir()) / f"nas-test-token-{os.getpid()}")}
 
 
 def free_port():
@@ -60,7 +67,7 @@ def node_ids(address: str) -> list[str]:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**CLEAN_ENV, "RAY_AUTH_MODE": "token"},
+        env={**CLEAN_ENV, **TOKEN, "RAY_AUTH_MODE": "token"},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.split()
@@ -68,12 +75,17 @@ def node_ids(address: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A head of 1 CPU and a worker node of 1 CPU; yields (address, head's node id, worker node's
+    """A head of 1 CPU and a worker node of 1 CPU and 1 (declared) GPU; yields (address, head's node id, worker node's
     node id, the worker node's process). The worker node joins with Ray's token, as `ray start
     --head` turns token authentication on."""
+    token = Path(TOKEN["RAY_AUTH_TOKEN_PATH"])
+    token.write_text(secrets.token_hex(32))
     port = free_port()
     address = f"127.0.0.1:{port}"
-    head = start(["--head", "--port", str(port), "--include-dashboard", "false"], CLEAN_ENV)
+    head = start(
+        ["--head", "--port", str(port), "--include-dashboard", "false"],
+        {**CLEAN_ENV, **TOKEN, "RAY_AUTH_MODE": "token"},
+    )
     worker = None
     try:
         for _ in range(600):  # until the head accepts connections
@@ -86,7 +98,10 @@ def cluster():
         (head_node,) = node_ids(address)
         # A short path: Ray's Unix sockets live under it, and a socket path may hold at most 107 bytes.
         temp_dir = tempfile.mkdtemp(prefix="nas-node-", dir="/tmp")
-        worker = start(["--address", address, "--temp-dir", temp_dir], {**CLEAN_ENV, "RAY_AUTH_MODE": "token"})
+        worker = start(
+            ["--address", address, "--temp-dir", temp_dir, "--num-gpus", "1"],
+            {**CLEAN_ENV, **TOKEN, "RAY_AUTH_MODE": "token"},
+        )
         for _ in range(120):
             nodes = node_ids(address)
             if len(nodes) == 2:
@@ -101,6 +116,7 @@ def cluster():
         end(head)
         if worker:
             shutil.rmtree(temp_dir, ignore_errors=True)
+        token.unlink()
 
 
 def search(address: str, cwd: Path, name: str, *extra: str, auth: str = "token") -> subprocess.CompletedProcess:
@@ -118,6 +134,7 @@ def search(address: str, cwd: Path, name: str, *extra: str, auth: str = "token")
         *extra,
         cwd=cwd,
         RAY_AUTH_MODE=auth,
+        **TOKEN,
     )
 
 
@@ -136,7 +153,9 @@ def test_a_search_spreads_its_trials_over_both_nodes_of_a_cluster(tmp_path, clus
     assert joined.returncode == 0, joined.stderr[-3000:]
     run = tmp_path / "runs" / "b"
     config = json.loads((run / "config.json").read_text())
-    assert config["address"] == address and config["workers"] == 2 and config["ray_resources"] == {"CPU": 2.0}
+    assert (
+        config["address"] == address and config["workers"] == 2 and config["ray_resources"] == {"CPU": 2.0, "GPU": 1.0}
+    )
     records = trials(run)
     assert [t["status"] for t in records] == ["completed"] * 4
     assert {t["node"] for t in records} == {head_node, worker_node}  # each trial's node is in trials.jsonl
@@ -158,6 +177,7 @@ def test_data_prepare_on_the_cluster_writes_the_local_route_s_files(tmp_path, cl
             *("data", "prepare", "photos", "--out", route, "--image-size", "32", "--shards", "2", *extra),
             cwd=tmp_path,
             RAY_AUTH_MODE="token",
+            **TOKEN,
         )
         assert done.returncode == 0, done.stderr[-3000:]
         assert [line for line in done.stderr.splitlines() if line.strip()] == [
@@ -170,6 +190,33 @@ def test_data_prepare_on_the_cluster_writes_the_local_route_s_files(tmp_path, cl
     assert len(shards) == 6 and shards == sorted(p.name for p in routes["ray"].glob("*.tfrecord"))
     for name in shards:
         assert (routes["local"] / name).read_bytes() == (routes["ray"] / name).read_bytes(), name
+
+
+def test_an_enas_supernet_trains_as_a_ray_actor_on_the_node_with_the_trials_gpu(tmp_path, cluster):
+    """`--strategy enas --gpus-per-trial 1`: the supernet phase asks Ray for a trial's GPU, so it trains
+    on the worker node (the only one with a GPU), not in the driver on the head; its finalists and
+    the winner's retraining follow it there, and the run is the usual one."""
+    from test_enas import SPACE
+
+    address, head_node, worker_node, _ = cluster
+    (tmp_path / "tiny.yaml").write_text(
+        SPACE.replace("supernet_epochs: 3", "supernet_epochs: 1").replace("finalists: 3", "finalists: 2")
+    )
+    done = search(
+        address,
+        tmp_path,
+        "e",
+        *("--space", "tiny.yaml", "--strategy", "enas", "--gpus-per-trial", "1"),
+        *("--epochs", "1", "--final-epochs", "3"),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "runs" / "e"
+    assert json.loads((run / "supernet" / "finalists.json").read_text())["node"] == worker_node != head_node
+    records = trials(run)
+    assert [t["status"] for t in records] == ["completed"] * 2 and {t["node"] for t in records} == {worker_node}
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["strategy"] == "enas" and summary["supernet"]["node"] == worker_node
+    assert summary["test_accuracy"] > 0.2  # ten classes: chance is 0.1
 
 
 def test_losing_a_node_mid_search_loses_no_finished_trial(tmp_path, cluster):

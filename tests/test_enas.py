@@ -188,6 +188,7 @@ def test_nas_search_strategy_enas_killed_mid_supernet_resumes_and_leaves_a_usual
     assert summary["test_accuracy"] > 0.2  # ten classes: chance is 0.1
     finalists = summary["supernet"]["finalists"]
     assert sorted(f["trial"] for f in finalists) == [1, 2]
+    assert summary["supernet"]["node"] == trials[0]["node"]  # local Ray: the driver's node, the trials' too
     assert {json.dumps(t["arch"]) for t in trials} == {
         json.dumps(f["arch"]) for f in json.loads((run / "supernet" / "finalists.json").read_text())["finalists"]
     }
