@@ -1,21 +1,22 @@
 """The default search against a hand-written network: `nas search --space cnn10 --budget 200` with
-every default beside a keras-io style BN CNN trained by hand, on the same mnist5k split, seed for seed.
+every default beside a keras-io style BN CNN trained by hand, on the same mnist5k split, seed for seed;
+with --spaces, the same default search of the course ladder's cnn10_aug and resnet too (issue 20).
 
-    python benchmarks/hand_network.py [--seeds 3] [--budget 200] [--runs-dir DIR] [--fidelity N [--fidelity-only]]
-        [--report-only]
+    python benchmarks/hand_network.py [--seeds 3] [--budget 200] [--spaces cnn10,cnn10_aug,resnet]
+        [--runs-dir DIR] [--fidelity N [--fidelity-only]] [--report-only]
 
 Per seed S (the split's seed and the search's --seed): the hand network is trained on train +
 validation and tested once on the 1,000 held-out images; then the search runs as a user runs it
-(only --seed, --name and --runs-dir given, no dashboard). A finished run already in --runs-dir under
-the seed's name (cnn10-seedS) is read instead of searched again, if its space is today's cnn10: a
-killed benchmark goes on from the next search. A seed the JSON already holds, measured on today's
-cnn10 at the same budget, is kept even where its run directory is gone (a lost scratch disk); delete
-its entry to measure it again. With --fidelity N, the top N children of the first
+(only --space, --seed, --name and --runs-dir given, no dashboard), for each space in turn. A finished
+run already in --runs-dir under the space's and seed's name (cnn10-seedS) is read instead of searched
+again, if its space is today's: a killed benchmark goes on from the next search. A search the JSON
+already holds, measured on today's space at the same budget, is kept even where its run directory is
+gone (a lost scratch disk); delete its entry to measure it again. With --fidelity N, the top N children of the first
 seed's search are retrained as the winner is (train + validation, the space's final epochs) and the
 Spearman rho between their search reward and their test accuracy is reported.
 
 Writes benchmarks/results/hand_network.json and the "Against a hand-written network" section of
-RESULTS.md. About 40 minutes a seed on 2 cores.
+RESULTS.md. About 40 minutes a search on 2 cores.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ from results_md import command_line, finish, nas_search, read_summary, read_tria
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / "hand_network.json"
 HAND_EPOCHS = 25
+SPACES = ("cnn10", "cnn10_aug", "resnet")  # the spaces issue 20 asks to beat the hand network with
+
+
+def key(space: str) -> str:
+    """A seed's entry holds the hand network under "hand" and each space's search under this key
+    ("nas" for cnn10, as before the other spaces were measured)."""
+    return "nas" if space == "cnn10" else f"nas {space}"
+
 
 # Earlier cnn10 spaces on the same splits and machine, kept as history rows: issue 20's table (commit
 # 79974f8: 8-32 filters, no augmentation, fifo, batch 32, Adam 5e-3), then this benchmark's runs of
@@ -135,36 +144,34 @@ def train_hand(data, seed: int, epochs: int = HAND_EPOCHS) -> dict:
     return {"test_accuracy": float(accuracy), "params": int(model.count_params()), "seconds": seconds}
 
 
-def finished_run(run: Path) -> dict | None:
-    """A finished search of today's cnn10 in `run`, or None when there is none to reuse."""
+def finished_run(run: Path, space: str) -> dict | None:
+    """A finished search of today's `space` in `run`, or None when there is none to reuse."""
     from search_spaces import load_space
 
     if not (run / "summary.json").is_file() or read_summary(run).get("status") != "finished":
         return None
     config = json.loads((run / "config.json").read_text())
-    if config["space_fingerprint"] != load_space("cnn10").fingerprint():
+    if config["space_fingerprint"] != load_space(space).fingerprint():
         raise SystemExit(
-            f"{run}: a search of another cnn10 (space fingerprint {config['space_fingerprint']}); "
+            f"{run}: a search of another {space} (space fingerprint {config['space_fingerprint']}); "
             "expected today's, or another --runs-dir"
         )
     return read_summary(run)
 
 
-def measured_today(nas: dict | None, budget: int) -> bool:
-    """Whether a saved seed's search was of today's cnn10 at `budget`."""
+def measured_today(nas: dict | None, space: str, budget: int) -> bool:
+    """Whether a saved search was of today's `space` at `budget`."""
     from search_spaces import load_space
 
-    return (
-        bool(nas) and nas.get("budget") == budget and nas.get("space_fingerprint") == load_space("cnn10").fingerprint()
-    )
+    return bool(nas) and nas.get("budget") == budget and nas.get("space_fingerprint") == load_space(space).fingerprint()
 
 
-def search(seed: int, args) -> dict:
-    run = Path(args.runs_dir) / f"cnn10-seed{seed}"
-    summary, process_seconds = finished_run(run), None
+def search(space: str, seed: int, args) -> dict:
+    run = Path(args.runs_dir) / f"{space}-seed{seed}"
+    summary, process_seconds = finished_run(run, space), None
     if summary is None:
         run, process_seconds = nas_search(
-            Path(args.runs_dir), run.name, "--space", "cnn10", "--budget", str(args.budget), "--seed", str(seed)
+            Path(args.runs_dir), run.name, "--space", space, "--budget", str(args.budget), "--seed", str(seed)
         )
         summary = read_summary(run)
     trained = [t for t in read_trials(run) if t["status"] != "failed"]
@@ -243,12 +250,17 @@ def fidelity(run: Path, top: int, known: dict | None = None, save=lambda partial
     return {"run": str(run), "children": rows, "spearman_rho": float(rho)}
 
 
+def measured(result: dict, space: str) -> list[str]:
+    """The seeds on which both the hand network and `space`'s search are measured."""
+    entries = result["seeds"]
+    return [s for s in sorted(entries, key=int) if "hand" in entries[s] and key(space) in entries[s]]
+
+
 def report(result: dict) -> str:
-    seeds = sorted(result["seeds"], key=int)
-    done = [s for s in seeds if "hand" in result["seeds"][s] and "nas" in result["seeds"][s]]
+    spaces = [space for space in SPACES if measured(result, space)]
     rows = [
         [
-            h["label"],
+            f"cnn10: {h['label']}",
             str(h["seed"]),
             "200",
             f"{h['test_accuracy']:.4f}",
@@ -260,29 +272,30 @@ def report(result: dict) -> str:
         ]
         for h in HISTORY
     ]
-    for s in done:
-        hand, nas = result["seeds"][s]["hand"], result["seeds"][s]["nas"]
-        verdict = (
-            "**beats**"
-            if nas["test_accuracy"] > hand["test_accuracy"]
-            else ("ties" if nas["test_accuracy"] == hand["test_accuracy"] else "**loses**")
-        )
-        rows.append(
-            [
-                f"nas search, every default ({verdict} the hand network)",
-                s,
-                str(nas.get("budget", "")),
-                f"{nas['test_accuracy']:.4f}",
-                f"{hand['test_accuracy']:.4f}",
-                f"{nas['wall_seconds'] / 60:.1f}",
-                str(nas["winner_trial"]),
-                f"{nas['best_val_accuracy']:.4f}",
-                f"{nas['params']:,}",
-            ]
-        )
+    for space in spaces:
+        for s in measured(result, space):
+            hand, nas = result["seeds"][s]["hand"], result["seeds"][s][key(space)]
+            verdict = (
+                "**beats**"
+                if nas["test_accuracy"] > hand["test_accuracy"]
+                else ("ties" if nas["test_accuracy"] == hand["test_accuracy"] else "**loses**")
+            )
+            rows.append(
+                [
+                    f"{space}: every default ({verdict} the hand network)",
+                    s,
+                    str(nas.get("budget", "")),
+                    f"{nas['test_accuracy']:.4f}",
+                    f"{hand['test_accuracy']:.4f}",
+                    f"{nas['wall_seconds'] / 60:.1f}",
+                    str(nas["winner_trial"]),
+                    f"{nas['best_val_accuracy']:.4f}",
+                    f"{nas['params']:,}",
+                ]
+            )
     text = (
         f"mnist5k, nas's split per seed (3,200 train, 800 validation, 1,000 test). nas: `nas search --space "
-        f"cnn10 --budget {result['settings']['budget']} --seed S`, every other setting its default (REINFORCE, "
+        f"SPACE --budget {result['settings']['budget']} --seed S`, every other setting its default (REINFORCE, "
         "2 workers, the space's recipe). The hand network: 3 blocks of two 3x3 conv + BN (32/64/96), max "
         "pooling, global average pooling, dropout 0.3, random translation 0.1 and rotation 0.05, Adam 2e-3 "
         f"cosine, batch 64, {HAND_EPOCHS} epochs on train + validation. Wall: the run's own search and final "
@@ -291,7 +304,7 @@ def report(result: dict) -> str:
     )
     text += table(
         [
-            "search",
+            "space: search",
             "seed",
             "children",
             "nas test accuracy",
@@ -303,32 +316,35 @@ def report(result: dict) -> str:
         ],
         rows,
     )
-    if done:
-        hand_times = [result["seeds"][s]["hand"]["seconds"] for s in done]
+    hands = [result["seeds"][s]["hand"] for s in sorted(result["seeds"], key=int) if "hand" in result["seeds"][s]]
+    if hands:
         text += (
-            f"\n\nThe hand network trained in {statistics.mean(hand_times):.0f} s on average "
-            f"({result['seeds'][done[0]]['hand']['params']:,} parameters). "
+            f"\n\nThe hand network trained in {statistics.mean(h['seconds'] for h in hands):.0f} s on average "
+            f"({hands[0]['params']:,} parameters)."
         )
+    for space in spaces:
+        done = measured(result, space)
+        searches = [result["seeds"][s][key(space)] for s in done]
         wins = sum(
-            result["seeds"][s]["nas"]["test_accuracy"] >= result["seeds"][s]["hand"]["test_accuracy"] for s in done
+            nas["test_accuracy"] >= result["seeds"][s]["hand"]["test_accuracy"] for s, nas in zip(done, searches)
         )
-        under = sum(result["seeds"][s]["nas"]["wall_seconds"] <= 3600 for s in done)
+        under = sum(nas["wall_seconds"] <= 3600 for nas in searches)
         text += (
-            f"nas at or above the hand network on {wins} of {len(done)} seed(s); within 60 minutes on "
-            f"{under} of {len(done)}. Per seed: children stopped early by ASHA "
-            + ", ".join(str(result["seeds"][s]["nas"]["trials_stopped_early"]) for s in done)
-            + "; epochs per child "
-            + ", ".join(f"{result['seeds'][s]['nas']['mean_epochs_per_child']:.2f}" for s in done)
-            + " (of 4); a child's fit seconds per epoch "
-            + ", ".join(f"{result['seeds'][s]['nas']['fit_seconds_per_epoch']:.1f}" for s in done)
-            + "; mean child parameters "
-            + ", ".join(f"{result['seeds'][s]['nas']['mean_child_params']:,.0f}" for s in done)
+            f" {space}: at or above the hand network on {wins} of {len(done)} seed(s), within 60 minutes on "
+            f"{under} of {len(done)}"
+            + ("" if len(done) >= 3 else f" (only {len(done)} of the 3 seeds the target asks for measured so far)")
+            + "; per seed, children stopped early by ASHA "
+            + ", ".join(str(nas["trials_stopped_early"]) for nas in searches)
+            + ", epochs per child "
+            + ", ".join(f"{nas['mean_epochs_per_child']:.2f}" for nas in searches)
+            + ", a child's fit seconds per epoch "
+            + ", ".join(f"{nas['fit_seconds_per_epoch']:.1f}" for nas in searches)
+            + ", mean child parameters "
+            + ", ".join(f"{nas['mean_child_params']:,.0f}" for nas in searches)
             + "."
         )
-        if result.get("notes"):
-            text += "\n\n" + result["notes"]
-    if len(done) < 3:
-        text += f"\n\nOnly {len(done)} of the 3 seeds the target asks for are measured so far."
+    if result.get("notes"):
+        text += "\n\n" + result["notes"]
     if "fidelity" in result:
         f = result["fidelity"]
         text += (
@@ -363,6 +379,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument(
+        "--spaces",
+        default="cnn10",
+        help=f"comma-separated, searched in turn for each seed, of: {', '.join(SPACES)}",
+    )
+    parser.add_argument(
         "--runs-dir",
         default=str(RESULTS / "hand_network_runs"),
         help="where the searches' run directories go (and are reused from)",
@@ -386,6 +407,9 @@ def main() -> None:
         "the JSON and printed under the table",
     )
     args = parser.parse_args()
+    spaces = args.spaces.split(",")
+    if not set(spaces) <= set(SPACES):
+        parser.error(f"--spaces {args.spaces}: expected some of {', '.join(SPACES)}")
 
     result = json.loads(OUT.read_text()) if OUT.exists() else {"seeds": {}}
     if args.note:
@@ -402,16 +426,17 @@ def main() -> None:
             if "hand" not in entry:
                 entry["hand"] = train_hand(load_data("mnist5k", seed=seed), seed)
                 print("hand", seed, entry["hand"], flush=True)
-            if (
-                measured_today(entry.get("nas"), args.budget)
-                and finished_run(Path(args.runs_dir) / f"cnn10-seed{seed}") is None
-            ):
-                print("nas", seed, "kept from", OUT.name, flush=True)
-                continue
-            entry["nas"] = search(seed, args)
-            print("nas", seed, entry["nas"], flush=True)
-            RESULTS.mkdir(exist_ok=True)
-            OUT.write_text(json.dumps(result, indent=1))
+            for space in spaces:
+                if (
+                    measured_today(entry.get(key(space)), space, args.budget)
+                    and finished_run(Path(args.runs_dir) / f"{space}-seed{seed}", space) is None
+                ):
+                    print(space, seed, "kept from", OUT.name, flush=True)
+                    continue
+                entry[key(space)] = search(space, seed, args)
+                print(space, seed, entry[key(space)], flush=True)
+                RESULTS.mkdir(exist_ok=True)
+                OUT.write_text(json.dumps(result, indent=1))
         if args.fidelity:
 
             def save(partial: dict) -> None:
