@@ -25,6 +25,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -321,8 +322,6 @@ class _Phase:
 
     def where(self) -> dict[str, Any]:
         """The Ray node and process the supernet trains in (the driver's own with `here`)."""
-        import os
-
         import ray
 
         return {"node": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None, "pid": os.getpid()}
