@@ -276,13 +276,17 @@ def report(result: dict) -> str:
         for s in measured(result, space):
             hand, nas = result["seeds"][s]["hand"], result["seeds"][s][key(space)]
             verdict = (
-                "**beats**"
+                "**beats** the hand network"
                 if nas["test_accuracy"] > hand["test_accuracy"]
-                else ("ties" if nas["test_accuracy"] == hand["test_accuracy"] else "**loses**")
+                else (
+                    "ties with the hand network"
+                    if nas["test_accuracy"] == hand["test_accuracy"]
+                    else "**loses** to the hand network"
+                )
             )
             rows.append(
                 [
-                    f"{space}: every default ({verdict} the hand network)",
+                    f"{space}: every default ({verdict})",
                     s,
                     str(nas.get("budget", "")),
                     f"{nas['test_accuracy']:.4f}",
