@@ -27,11 +27,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hand_network import train_hand  # noqa: E402
-from results_md import command_line, nas_search, read_summary, table, write_section  # noqa: E402
+from results_md import finish, nas_search, read_summary, table  # noqa: E402
 
 SPACES = ["linear", "dnn", "cnn10", "cnn10_aug", "resnet"]
 HAND = "hand-written BN CNN (benchmarks/hand_network.py)"
 RESULTS = Path(__file__).resolve().parent / "results"
+OUT = RESULTS / "course_ladder.json"
 
 
 def course_models():
@@ -132,7 +133,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.report_only:
-        return report(json.loads((RESULTS / "course_ladder.json").read_text()))
+        return finish(OUT, json.loads(OUT.read_text()), "Course ladder", report, measured=False)
 
     from nas.data import load_data
 
@@ -150,13 +151,10 @@ def main() -> None:
                 rows.setdefault(f"nas {space}", []).append(search(space, args, seed, runs))
                 print(space, seed, rows[f"nas {space}"][-1], flush=True)
 
-    result = {"settings": vars(args), "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "course_ladder.json").write_text(json.dumps(result, indent=1))
-    report(result)
+    finish(OUT, {"settings": vars(args), "rows": rows}, "Course ladder", report, measured=True)
 
 
-def report(result: dict) -> None:
+def report(result: dict) -> str:
     """The "Course ladder" section of RESULTS.md from the saved figures (and its "notes", if any)."""
     settings, rows = result["settings"], result["rows"]
     seeds = len(rows[HAND])
@@ -183,14 +181,12 @@ def report(result: dict) -> None:
     )
     own = "the space's own"
     epochs = f"epochs per child: {settings['epochs'] or own}, final epochs: {settings['final_epochs'] or own}"
-    body = (
+    return (
         f"mnist5k (3,200 train, 800 validation, 1,000 test), {seeds} seed(s). Searches: random controller, "
         f"budget {settings['budget']}, {epochs}; the course's models {settings['course_epochs']} epochs, the "
         "hand-written BN CNN its own recipe (25 epochs); every final model trained on train + validation and "
         "tested once.\n\n" + figures + (f"\n\n{result['notes']}" if result.get("notes") else "")
     )
-    write_section("Course ladder", command_line(), body)
-    print(figures)
 
 
 if __name__ == "__main__":
