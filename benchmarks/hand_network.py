@@ -187,6 +187,7 @@ def search(space: str, seed: int, args) -> dict:
         "wall_seconds": elapsed.total_seconds(),
         "last_session_wall_seconds": summary["wall_seconds"],
         "budget": summary["budget"],
+        "trials": summary["trials_completed"] + summary["trials_stopped_early"] + summary["trials_failed"],
         "process_seconds": process_seconds,
         "search_wall_seconds": summary["search_wall_seconds"],
         "final_fit_seconds": summary["final"]["fit_seconds"],
@@ -288,7 +289,7 @@ def report(result: dict) -> str:
                 [
                     f"{space}: every default ({verdict})",
                     s,
-                    str(nas.get("budget", "")),
+                    str(nas.get("trials", nas["budget"])),  # fewer than the budget where a space runs out
                     f"{nas['test_accuracy']:.4f}",
                     f"{hand['test_accuracy']:.4f}",
                     f"{nas['wall_seconds'] / 60:.1f}",
