@@ -11,9 +11,10 @@ validation and tested once on the 1,000 held-out images; then the search runs as
 run already in --runs-dir under the space's and seed's name (cnn10-seedS) is read instead of searched
 again, if its space is today's: a killed benchmark goes on from the next search. A search the JSON
 already holds, measured on today's space at the same budget, is kept even where its run directory is
-gone (a lost scratch disk); delete its entry to measure it again. With --fidelity N, the top N children of the first
-seed's search are retrained as the winner is (train + validation, the space's final epochs) and the
-Spearman rho between their search reward and their test accuracy is reported.
+gone (a lost scratch disk); delete its entry to measure it again. With --fidelity N, the top N
+children of the first seed's cnn10 search are retrained as the winner is (train + validation, the
+space's final epochs) and the Spearman rho between their search reward and their test accuracy is
+reported.
 
 Writes benchmarks/results/hand_network.json and the "Against a hand-written network" section of
 RESULTS.md. About 40 minutes a search on 2 cores.
