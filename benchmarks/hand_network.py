@@ -31,7 +31,16 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import command_line, finish, nas_search, read_summary, read_trials, table  # noqa: E402
+from results_md import (  # noqa: E402
+    command_line,
+    finish,
+    finished_run,
+    nas_search,
+    read_summary,
+    read_trials,
+    space_fingerprint,
+    table,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / "hand_network.json"
@@ -145,26 +154,9 @@ def train_hand(data, seed: int, epochs: int = HAND_EPOCHS) -> dict:
     return {"test_accuracy": float(accuracy), "params": int(model.count_params()), "seconds": seconds}
 
 
-def finished_run(run: Path, space: str) -> dict | None:
-    """A finished search of today's `space` in `run`, or None when there is none to reuse."""
-    from search_spaces import load_space
-
-    if not (run / "summary.json").is_file() or read_summary(run).get("status") != "finished":
-        return None
-    config = json.loads((run / "config.json").read_text())
-    if config["space_fingerprint"] != load_space(space).fingerprint():
-        raise SystemExit(
-            f"{run}: a search of another {space} (space fingerprint {config['space_fingerprint']}); "
-            "expected today's, or another --runs-dir"
-        )
-    return read_summary(run)
-
-
 def measured_today(nas: dict | None, space: str, budget: int) -> bool:
     """Whether a saved search was of today's `space` at `budget`."""
-    from search_spaces import load_space
-
-    return bool(nas) and nas.get("budget") == budget and nas.get("space_fingerprint") == load_space(space).fingerprint()
+    return bool(nas) and nas.get("budget") == budget and nas.get("space_fingerprint") == space_fingerprint(space)
 
 
 def search(space: str, seed: int, args) -> dict:

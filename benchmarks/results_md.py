@@ -90,6 +90,27 @@ def read_summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
 
 
+def space_fingerprint(space: str) -> str:
+    """The fingerprint of the built-in space `space` as it is today."""
+    from search_spaces import load_space
+
+    return load_space(space).fingerprint()
+
+
+def finished_run(run: Path, space: str) -> dict | None:
+    """The summary of a finished search of today's `space` in `run`, or None when there is none to
+    reuse; a finished search of another version of the space ends the benchmark with one line (its
+    numbers would stand beside today's as if comparable)."""
+    if not (run / "summary.json").is_file() or read_summary(run).get("status") != "finished":
+        return None
+    saved = json.loads((run / "config.json").read_text())["space_fingerprint"]
+    if saved != space_fingerprint(space):
+        raise SystemExit(
+            f"{run}: a search of another {space} (space fingerprint {saved}); expected today's, or another --runs-dir"
+        )
+    return read_summary(run)
+
+
 def read_trials(run: Path) -> list[dict]:
     """trials.jsonl's records, read and checked as nas reads them, as the JSON of each line."""
     from nas.run import read_trials as read_checked

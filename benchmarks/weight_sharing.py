@@ -46,7 +46,16 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import PROJECT, finish, nas_search, read_summary, read_trials, table  # noqa: E402
+from results_md import (  # noqa: E402
+    PROJECT,
+    finish,
+    finished_run,
+    nas_search,
+    read_summary,
+    read_trials,
+    space_fingerprint,
+    table,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / "weight_sharing.json"
@@ -63,23 +72,9 @@ def hand_network(seed: str) -> tuple[float, str] | None:
     return (0.9910, "issue 20") if seed == "0" else None
 
 
-def cnn10_fingerprint() -> str:
-    from search_spaces import load_space
-
-    return load_space("cnn10").fingerprint()
-
-
 def finished(run: Path) -> bool:
-    """Whether `run` holds a finished search of today's cnn10; a search of another cnn10 ends the
-    benchmark with one line (its numbers would stand beside today's as if comparable)."""
-    if not ((run / "summary.json").is_file() and read_summary(run).get("status") == "finished"):
-        return False
-    saved = json.loads((run / "config.json").read_text())["space_fingerprint"]
-    if saved != cnn10_fingerprint():
-        raise SystemExit(
-            f"{run}: a search of another cnn10 (space fingerprint {saved}); expected today's, or another --runs-dir"
-        )
-    return True
+    """Whether `run` holds a finished search of today's cnn10 (another cnn10's ends the benchmark)."""
+    return finished_run(run, "cnn10") is not None
 
 
 # What a measurement of an earlier cnn10 keeps: moved under "before" when today's cnn10 is measured.
@@ -90,7 +85,7 @@ def set_aside_other_cnn10(result: dict) -> dict:
     """`result` ready for measurements of today's cnn10: those of another cnn10 (by fingerprint; none
     recorded: the first, before the fingerprint was kept) move to result["before"], which the report
     summarises in a line."""
-    today = cnn10_fingerprint()
+    today = space_fingerprint("cnn10")
     if result.get("space_fingerprint") == today:
         return result
     if result.get("seeds"):
