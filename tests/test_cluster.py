@@ -75,9 +75,9 @@ def node_ids(address: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A head of 1 CPU and a worker node of 1 CPU and 1 (declared) GPU; yields (address, head's node id, worker node's
-    node id, the worker node's process). The worker node joins with Ray's token, as `ray start
-    --head` turns token authentication on."""
+    """A head of 1 CPU and a worker node of 1 CPU and 1 (declared) GPU, both with token
+    authentication and the module's own token; yields (address, head's node id, worker node's node
+    id, the worker node's process)."""
     token = Path(TOKEN["RAY_AUTH_TOKEN_PATH"])
     token.write_text(secrets.token_hex(32))
     port = free_port()
