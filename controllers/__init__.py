@@ -25,13 +25,13 @@ def make_controller(
 
         return RandomController(space, seed)
     if name == "reinforce":
-        from controllers.reinforce import ReinforceController, reinforce_settings
+        from controllers.reinforce import ReinforceController
 
-        return ReinforceController(space, seed, reinforce_settings(space, overrides, budget))
+        return ReinforceController(space, seed, controller_settings(name, space, overrides, budget))
     if name == "evolution":
-        from controllers.evolution import EvolutionController, evolution_settings
+        from controllers.evolution import EvolutionController
 
-        return EvolutionController(space, seed, evolution_settings(space, overrides, budget))
+        return EvolutionController(space, seed, controller_settings(name, space, overrides, budget))
     if name in ("kt-random", "kt-bayesian", "kt-hyperband"):  # Keras Tuner's oracles
         from controllers.keras_tuner import make_keras_tuner_controller
 
@@ -39,4 +39,21 @@ def make_controller(
     raise ValueError(f"unknown controller {name!r}, expected one of {', '.join(NAMES)}")
 
 
-__all__ = ["Controller", "NAMES", "make_controller"]
+def controller_settings(
+    name: str, space: SearchSpace, overrides: Mapping[str, Any] | None = None, budget: int | None = None
+) -> Any:
+    """The settings `make_controller` gives a controller (REINFORCE's or evolution's dataclass; None
+    for the others), read from the space file's `controller:` section and checked: a SpaceError names
+    the file and the field. Cheap (no TensorFlow), so a search checks them before it loads its data."""
+    if name == "reinforce":
+        from controllers.reinforce import reinforce_settings
+
+        return reinforce_settings(space, overrides, budget)
+    if name == "evolution":
+        from controllers.evolution import evolution_settings
+
+        return evolution_settings(space, overrides, budget)
+    return None
+
+
+__all__ = ["Controller", "NAMES", "controller_settings", "make_controller"]

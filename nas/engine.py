@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from controllers import make_controller
+from controllers import controller_settings, make_controller
 from controllers.fixed_list import FixedListController
 from nas import accelerators, applications, enas, progress, transfer
 from nas.config import SearchConfig
@@ -135,6 +135,8 @@ def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]
     config = replace(
         config, scheduler=config.scheduler or _space_scheduler(config, training), budget=_budget(config, space)
     )
+    if config.strategy != "enas":  # before the data loads, which may take minutes for a large folder
+        controller_settings(config.controller, space, budget=config.budget)
     if (space.family == "transfer") != bool(config.base):
         raise InputError(
             f"base: space {space.name!r} is a transfer space, expected --base PATH, a trained .keras "
