@@ -10,11 +10,13 @@ Per seed S (mnist5k, nas's split for S), every search as a user runs it (only th
       (train + validation, the space's final epochs) and tested: stand-alone random search given (a)'s time
   (e) one random cnn10 architecture (drawn with seed S), retrained the same way
 and (d), the default stand-alone search (`nas search --space cnn10 --budget 200`), read from the runs of
-benchmarks/hand_network.py in --standalone-runs (cnn10-seedS), where it exists.
+benchmarks/hand_network.py in --standalone-runs (cnn10-seedS), or from the figures it saved where its
+run directory is gone.
 
-Rank fidelity: (1) the completed children of (d) (4 epochs each, from scratch) scored with the shared
-weights of (a)'s supernet for the same seed (batch norm recalibrated, whole validation split): Kendall
-tau and Spearman rho between the two validation accuracies; (2) bench_cnn's table: its 84
+Rank fidelity: (1) the completed children of (d) (up to 4 epochs each, from scratch) scored with the
+shared weights of (a)'s supernet for the same seed, the first with both run directories (batch norm
+recalibrated, whole validation split): Kendall tau and Spearman rho between the two validation
+accuracies; (2) bench_cnn's table: its 84
 architectures of learning rate 0.01 (the table's other decision, which a supernet cannot share)
 scored with a supernet trained on digits with random paths, against their mean validation accuracy
 over the table's 3 seeds.
@@ -226,16 +228,32 @@ def random_architecture_arm(seed: int) -> dict:
 
 
 def standalone_arm(standalone_runs: Path, seed: int) -> dict | None:
+    """(d) from its run directory, or, where that is gone (a scratch disk lost), from the figures
+    benchmarks/hand_network.py saved for the same search of today's cnn10."""
+    from search_spaces import load_space
+
     run = standalone_runs / f"cnn10-seed{seed}"
-    if not finished(run):
+    final_epochs = load_space("cnn10").fixed["training"]["final_epochs"]
+    if finished(run):
+        summary = read_summary(run)
+        return {
+            "run": str(run),
+            "test_accuracy": summary["test_accuracy"],
+            "wall_seconds": wall_seconds(run),
+            "child_epochs": child_epochs(run) + summary["final"]["epochs"],
+            "budget": summary["budget"],
+        }
+    saved = RESULTS / "hand_network.json"
+    nas = json.loads(saved.read_text())["seeds"].get(str(seed), {}).get("nas") if saved.is_file() else None
+    if not nas or nas.get("space_fingerprint") != space_fingerprint("cnn10"):
         return None
-    summary = read_summary(run)
     return {
-        "run": str(run),
-        "test_accuracy": summary["test_accuracy"],
-        "wall_seconds": wall_seconds(run),
-        "child_epochs": child_epochs(run) + summary["final"]["epochs"],
-        "budget": summary["budget"],
+        "run": f"{nas['run']} (gone: figures from benchmarks/results/hand_network.json)",
+        "test_accuracy": nas["test_accuracy"],
+        "wall_seconds": nas["wall_seconds"],
+        # its mean epochs a child times the children it trained (a failed child's epochs are few)
+        "child_epochs": round(nas["mean_epochs_per_child"] * nas.get("trials", nas["budget"])) + final_epochs,
+        "budget": nas["budget"],
     }
 
 
@@ -540,9 +558,15 @@ def main() -> None:
             OUT.write_text(json.dumps(result, indent=1))
         if "fidelity" in arms:
             fidelity = result.setdefault("fidelity", {})
-            if result["seeds"].get("0", {}).get("d") and result["seeds"]["0"].get("a"):
-                fidelity["cnn10, (d)'s completed children, (a)'s supernet, seed 0"] = fidelity_cnn10(
-                    Path(result["seeds"]["0"]["a"]["run"]), Path(result["seeds"]["0"]["d"]["run"]), 0
+            both = [  # the first seed whose (a) and (d) run directories are both here
+                (int(seed), entry)
+                for seed, entry in sorted(result["seeds"].items(), key=lambda item: int(item[0]))
+                if entry.get("a") and entry.get("d") and finished(Path(entry["d"]["run"]))
+            ]
+            if both:
+                seed, entry = both[0]
+                fidelity[f"cnn10, (d)'s completed children, (a)'s supernet, seed {seed}"] = fidelity_cnn10(
+                    Path(entry["a"]["run"]), Path(entry["d"]["run"]), seed
                 )
             fidelity["bench_cnn, learning rate 0.01, random paths"] = fidelity_bench_cnn(0)
             OUT.write_text(json.dumps(result, indent=1))
