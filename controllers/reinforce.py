@@ -26,8 +26,9 @@ finished under the current policy.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,7 +220,8 @@ class ReinforceController(Controller):
         self._trace()
 
     def _trace(self) -> None:
-        """The policy as TensorFlow graphs, traced once per settings: sampling, scoring, updating."""
+        """The policy as TensorFlow graphs, traced once per settings: sampling, scoring, updating.
+        They run without TensorFlow's graph optimizer (`_unoptimised`)."""
         import tensorflow as tf
 
         d = len(self.space.decisions)
@@ -242,6 +244,7 @@ class ReinforceController(Controller):
                 tf.TensorSpec([None, d], tf.float32),
                 tf.TensorSpec([None], tf.float32),
                 tf.TensorSpec([None, d], tf.float32),
+                tf.TensorSpec([], tf.float32),
             ],
         )
 
@@ -324,7 +327,8 @@ class ReinforceController(Controller):
         else:
             uniforms = self.rng.random((s.fresh_samples, d)).astype(np.float32)
             tau = (2.0 ** (np.arange(s.fresh_samples) // 16)).astype(np.float32)
-            rows = self._sample(uniforms, tau).numpy()
+            with _unoptimised():
+                rows = self._sample(uniforms, tau).numpy()
         archs = [self.space.architecture(row) for row in rows]
         arch = next((a for a in archs if a.choices not in self._asked), archs[0])
         if arch.choices not in self._asked:
@@ -336,7 +340,8 @@ class ReinforceController(Controller):
         """Per-decision log-probabilities [B, D] of these architectures [B, D] under the current
         policy, and the policy's entropy along each [B]."""
         active = np.array([self.space.active(c) for c in choices], np.float32)
-        return self._score_graph(np.asarray(choices, np.int64), active)[:2]
+        with _unoptimised():
+            return self._score_graph(np.asarray(choices, np.int64), active)[:2]
 
     def probabilities(self, arch: Architecture) -> np.ndarray:
         """For each decision, the probability that the current policy makes this architecture's
@@ -355,10 +360,12 @@ class ReinforceController(Controller):
         if len(self.pending) >= self.settings.batch_size and len(self.told) >= self.settings.warmup:
             self._update()
 
-    def _step(self, choices, active, advantage, old_logp):
-        """One policy-gradient step on a batch of finished children; returns the loss and the mean
-        entropy. With `ppo_clip`, PPO's clipped surrogate, the ratios taken to `old_logp` [B, D], the
-        log-probabilities of each child's choices under the policy before this update's first step."""
+    def _step(self, choices, active, advantage, old_logp, first):
+        """One policy-gradient step on a batch of finished children; returns the loss, the mean
+        entropy and the log-probabilities [B, D] of the children's choices before the step. With
+        `ppo_clip`, PPO's clipped surrogate, the ratios taken to the log-probabilities under the
+        policy before this update's first step: this step's own when `first` is 1, else `old_logp`
+        (one graph for both: a scoring graph of its own cost seconds to build)."""
         import tensorflow as tf
 
         s = self.settings
@@ -366,7 +373,8 @@ class ReinforceController(Controller):
             logp, entropy, skip_kl = self._policy(choices, None, active)[1:]
             entropy = tf.reduce_mean(entropy)
             if s.ppo_clip:  # a ratio per decision, as PPO takes one per token of a sequence
-                ratio = tf.exp(logp - old_logp)
+                reference = first * tf.stop_gradient(logp) + (1 - first) * old_logp
+                ratio = tf.exp(logp - reference)
                 clipped = tf.clip_by_value(ratio, 1 - s.ppo_clip, 1 + s.ppo_clip)
                 gain = tf.reduce_mean(
                     tf.reduce_sum(tf.minimum(ratio * advantage[:, None], clipped * advantage[:, None]), -1)
@@ -378,7 +386,7 @@ class ReinforceController(Controller):
         # embedding) get no gradient: leave them out rather than have Keras warn about them.
         grads = tape.gradient(loss, self.variables)
         self.optimizer.apply_gradients([(g, v) for g, v in zip(grads, self.variables) if g is not None])
-        return loss, entropy
+        return loss, entropy, logp
 
     def _update(self) -> None:
         s = self.settings
@@ -399,10 +407,13 @@ class ReinforceController(Controller):
             advantage = advantage / max(self.spread, 1e-8)
         active = np.array([self.space.active(c) for c in choices], np.float32)
         old_logp = np.zeros(choices.shape, np.float32)
-        if s.ppo_clip:
-            old_logp = self._score_graph(choices, active)[0].numpy()
-        for _ in range(s.ppo_epochs):
-            loss, entropy = self._train_step(choices, active, advantage.astype(np.float32), old_logp)
+        with _unoptimised():
+            for epoch in range(s.ppo_epochs):
+                loss, entropy, logp = self._train_step(
+                    choices, active, advantage.astype(np.float32), old_logp, np.float32(epoch == 0)
+                )
+                if epoch == 0:
+                    old_logp = logp.numpy()
         self.log.append(
             {
                 "update": len(self.log) + 1,
@@ -471,6 +482,23 @@ class ReinforceController(Controller):
         self.told = [(list(c), float(r)) for c, r in state.get("told", [])]
         self._asked = {tuple(c) for c in self.asked}
         self._told = {tuple(c) for c, _ in self.told}
+
+
+@contextlib.contextmanager
+def _unoptimised() -> Iterator[None]:
+    """Runs the controller's graphs without Grappler, TensorFlow's graph optimizer. Its passes over
+    graphs this large (an LSTM unrolled over every step of the space, its gradient and Adam) took
+    about a third of what the first update costs, which every search and every controller built
+    pays, and the graphs run about as fast without them (benchmarks/RESULTS.md, "Controller
+    start-up"). TensorFlow reads the setting per call: Keras models this process trains keep it."""
+    import tensorflow as tf
+
+    before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before})
 
 
 def _encode(array: np.ndarray) -> dict[str, Any]:

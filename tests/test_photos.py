@@ -29,6 +29,8 @@ def searched(tmp_path_factory):
         "32",
         "--budget",
         "30",
+        "--workers",
+        "1",  # one worker starting TensorFlow, not two: the time budget ends the search after its first child
         "--epochs",
         "2",
         "--final-epochs",

@@ -211,6 +211,8 @@ def test_search_streams_a_prepared_directory_through_ray(tmp_path):
         "linear",
         "--budget",
         "2",
+        "--workers",
+        "1",  # one worker starting TensorFlow, not two, for two children
         "--epochs",
         "1",
         "--final-epochs",

@@ -21,8 +21,6 @@ from PIL import Image
 
 SEARCH = [
     "search",
-    "--space",
-    "cnn10",
     "--epochs",
     "1",
     "--final-epochs",
@@ -40,18 +38,19 @@ def nas(*args, cwd, timeout=300):
     return run_nas(*args, cwd=cwd, timeout=timeout, COLUMNS="200")  # rich's tables: no name cut short in a pipe
 
 
-def start_search(cwd, *args, faults):
-    return start_nas(*SEARCH, *args, cwd=cwd, faults=faults)
+def start_search(cwd, space, *args, faults):
+    return start_nas(*SEARCH, "--space", space, *args, cwd=cwd, faults=faults)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """runs/tiny: a finished search of 3 trials whose first fails (an injected exception); and
-    runs/stopped: a search interrupted by SIGINT while its second trial trains (slowly, on purpose).
-    Both run at once, each on its own local Ray."""
+    """runs/tiny: a finished cnn10 search of 3 trials whose first fails (an injected exception),
+    whose winner's diagram has skip connections; and runs/stopped: a search of the cheaper dnn space
+    interrupted by SIGINT while its second trial trains (slowly, on purpose). Both run at once, each
+    on its own local Ray."""
     root = tmp_path_factory.mktemp("report")
-    tiny = start_search(root, "--budget", "3", "--name", "tiny", faults="1:raise")
-    stopped = start_search(root, "--budget", "3", "--workers", "1", "--name", "stopped", faults="2:slow")
+    tiny = start_search(root, "cnn10", "--budget", "3", "--name", "tiny", faults="1:raise")
+    stopped = start_search(root, "dnn", "--budget", "3", "--workers", "1", "--name", "stopped", faults="2:slow")
     state = root / "runs" / "stopped" / "state.json"
     try:
         deadline = time.monotonic() + 600

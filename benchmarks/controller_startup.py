@@ -1,0 +1,126 @@
+"""What REINFORCE's TensorFlow graphs cost before they run fast: with and without Grappler.
+
+    python benchmarks/controller_startup.py [--repeats 3] [--report-only]
+
+The controller's graphs (sampling, and the update: its LSTM unrolled over every step of the space,
+the gradient and Adam) are traced and optimised once per controller, so every search pays this at
+its first update, and every test that builds a controller. Per space and variant, in a fresh process
+each time (TensorFlow's caches empty, one thread per op as in a search's driver): the first ask the
+policy answers (its sampling graph), the first update (the update graph), and the mean of the next
+20 updates, once the graphs are built. "optimised" runs the graphs through Grappler as TensorFlow
+does by default (the controller before this benchmark); "unoptimised" is today's controller, whose
+graphs skip it (controllers/reinforce.py, `_unoptimised`). Writes
+benchmarks/results/controller_startup.json and the "Controller start-up" section of RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_md import PROJECT, finish, table  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results" / "controller_startup.json"
+SPACES = ("cnn10", "bench_cnn", "dnn")
+VARIANTS = ("optimised", "unoptimised")
+
+# Run in a child process: prints one JSON line of seconds.
+MEASURE = """
+import contextlib, json, os, statistics, sys, time
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np
+import tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads(1)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+from controllers import make_controller, reinforce
+from search_spaces import load_space
+space_name, variant = sys.argv[1], sys.argv[2]
+if variant == "optimised":
+    reinforce._unoptimised = contextlib.nullcontext
+controller = make_controller("reinforce", load_space(space_name), seed=0, budget=200)
+rng = np.random.default_rng(0)
+def tell(arch):
+    start = time.perf_counter()
+    controller.tell(arch, float(rng.random()))
+    return time.perf_counter() - start
+for _ in range(controller.settings.warmup - 1):
+    tell(controller.ask())
+last_warmup = controller.ask()
+tell(last_warmup)  # with batches of 2 after a warm-up of 5, the next tell may update
+start = time.perf_counter()
+arch = controller.ask()
+first_ask = time.perf_counter() - start
+seconds = [tell(arch)]
+while not controller.log:
+    seconds.append(tell(controller.ask()))
+first_update = seconds[-1]
+updates, steady = len(controller.log), []
+while len(controller.log) < updates + 20:
+    arch = controller.ask()
+    took = tell(arch)
+    if len(controller.log) > updates + len(steady):
+        steady.append(took)
+print(json.dumps({"first_ask": first_ask, "first_update": first_update, "update": statistics.mean(steady)}))
+"""
+
+
+def measure(space: str, variant: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, space, variant], capture_output=True, text=True, cwd=PROJECT, check=False
+    )
+    if done.returncode:
+        raise SystemExit(f"{space} {variant}: {done.stderr.strip().splitlines()[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def report(result: dict) -> str:
+    rows = []
+    for space in SPACES:
+        for variant in VARIANTS:
+            runs = result["runs"].get(f"{space} {variant}", [])
+            if not runs:
+                continue
+            rows.append(
+                [
+                    f"`{space}`",
+                    variant,
+                    f"{statistics.median(r['first_ask'] for r in runs):.2f}",
+                    f"{statistics.median(r['first_update'] for r in runs):.2f}",
+                    f"{statistics.median(r['update'] for r in runs) * 1000:.0f}",
+                ]
+            )
+    text = (
+        f"Medians over {result['repeats']} fresh processes each (one thread per op, as a search's driver); "
+        "a controller with budget 200 (a warm-up of 5, then updates in batches of 2 children, 4 PPO steps each). "
+        "The first ask and update build the graphs; later updates run them.\n\n"
+        + table(["space", "graphs", "first policy ask (s)", "first update (s)", "later update (ms)"], rows)
+    )
+    return text + ("\n\n" + result["notes"] if result.get("notes") else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--note", help="conditions of the measurement, printed under the table")
+    args = parser.parse_args()
+    result = json.loads(OUT.read_text()) if OUT.exists() else {}
+    if args.note:
+        result["notes"] = args.note
+    if not args.report_only:
+        result.update(repeats=args.repeats, runs={})
+        for _ in range(args.repeats):  # variants interleaved: a change in the machine's load hits both
+            for space in SPACES:
+                for variant in VARIANTS:
+                    result["runs"].setdefault(f"{space} {variant}", []).append(measure(space, variant))
+                    print(space, variant, result["runs"][f"{space} {variant}"][-1], flush=True)
+    finish(OUT, result, "Controller start-up", report, measured=not args.report_only)
+
+
+if __name__ == "__main__":
+    main()
