@@ -9,7 +9,8 @@ each time (TensorFlow's caches empty, one thread per op as in a search's driver)
 policy answers (its sampling graph), the first update (the update graph), and the mean of the next
 20 updates, once the graphs are built. "optimised" runs the graphs through Grappler as TensorFlow
 does by default (the controller before this benchmark); "unoptimised" is today's controller, whose
-graphs skip it (controllers/reinforce.py, `_unoptimised`). Writes
+graphs skip it (controllers/reinforce.py, `_unoptimised`). Both variants build no scoring graph for
+an update any more: PPO's reference log-probabilities come from the update's own first step. Writes
 benchmarks/results/controller_startup.json and the "Controller start-up" section of RESULTS.md.
 """
 
@@ -48,17 +49,12 @@ def tell(arch):
     start = time.perf_counter()
     controller.tell(arch, float(rng.random()))
     return time.perf_counter() - start
-for _ in range(controller.settings.warmup - 1):
-    tell(controller.ask())
-last_warmup = controller.ask()
-tell(last_warmup)  # with batches of 2 after a warm-up of 5, the next tell may update
+while not controller.log:  # the warm-up's random children, told until the first update
+    first_update = tell(controller.ask())
 start = time.perf_counter()
-arch = controller.ask()
+arch = controller.ask()  # the first the policy answers
 first_ask = time.perf_counter() - start
-seconds = [tell(arch)]
-while not controller.log:
-    seconds.append(tell(controller.ask()))
-first_update = seconds[-1]
+tell(arch)
 updates, steady = len(controller.log), []
 while len(controller.log) < updates + 20:
     arch = controller.ask()
