@@ -118,7 +118,7 @@ def report(result: dict) -> str:
             f"({run['tensorflow_processes']} of them imported TensorFlow).\n\n"
             + kinds
             + "\n\nThe 15 longest modules: their tests' seconds (setup, call, teardown, as --durations gives them; "
-            "the two workers run two modules at once) and the CPU of the processes they started (the xdist "
+            "the xdist workers run modules side by side) and the CPU of the processes they started (an xdist "
             "worker's own CPU is not split by test):\n\n"
             + table(["module", "test seconds", "CPU s of its subprocesses"], module_rows)
         )

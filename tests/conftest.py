@@ -26,8 +26,8 @@ SLOWEST_FIRST = [
 def pytest_collection_modifyitems(config, items):
     """Groups the tests for pytest-xdist (`-n 2 --dist loadgroup`, the suite's default): a module's
     tests share a worker (and so its module fixtures, such as a finished search), and the modules
-    that may want port 8265 share one. Most tests wait on Ray and process start-up: on two cores the
-    suite of 274 tests took 15.2 min with two workers, 21.7 min with one (343 tests: 15.9 and 16.1 min with two)."""
+    that may want port 8265 share one. Two workers keep two cores busy while one test waits on Ray or
+    a process starting; a third gains nothing (benchmarks/RESULTS.md, "Test suite")."""
     groups = {}
     for item in items:
         module = item.module.__name__.rpartition(".")[2]
