@@ -27,7 +27,6 @@ import json
 import statistics
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,11 +34,12 @@ from results_md import (  # noqa: E402
     command_line,
     finish,
     finished_run,
+    measured_today,
     nas_search,
     read_summary,
     read_trials,
-    space_fingerprint,
     table,
+    wall_seconds,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -154,11 +154,6 @@ def train_hand(data, seed: int, epochs: int = HAND_EPOCHS) -> dict:
     return {"test_accuracy": float(accuracy), "params": int(model.count_params()), "seconds": seconds}
 
 
-def measured_today(nas: dict | None, space: str, budget: int) -> bool:
-    """Whether a saved search was of today's `space` at `budget`."""
-    return bool(nas) and nas.get("budget") == budget and nas.get("space_fingerprint") == space_fingerprint(space)
-
-
 def search(space: str, seed: int, args) -> dict:
     run = Path(args.runs_dir) / f"{space}-seed{seed}"
     summary, process_seconds = finished_run(run, space), None
@@ -169,15 +164,11 @@ def search(space: str, seed: int, args) -> dict:
         summary = read_summary(run)
     trained = [t for t in read_trials(run) if t["status"] != "failed"]
     config = json.loads((run / "config.json").read_text())
-    # From the search's start (config.json, once Ray is up) to its summary: a resumed run's sessions and
-    # the pause between them included, where summary.json's wall_seconds counts only its last session.
-    started = datetime.fromisoformat(config["started"])
-    elapsed = datetime.fromtimestamp((run / "summary.json").stat().st_mtime) - started
     return {
         "run": str(run),
         "space_fingerprint": config["space_fingerprint"],
         "test_accuracy": summary["test_accuracy"],
-        "wall_seconds": elapsed.total_seconds(),
+        "wall_seconds": wall_seconds(run),
         "last_session_wall_seconds": summary["wall_seconds"],
         "budget": summary["budget"],
         "trials": summary["trials_completed"] + summary["trials_stopped_early"] + summary["trials_failed"],

@@ -111,6 +111,19 @@ def finished_run(run: Path, space: str) -> dict | None:
     return read_summary(run)
 
 
+def measured_today(entry: dict | None, space: str, budget: int) -> bool:
+    """Whether a search saved in a benchmark's JSON (`entry`) was of today's `space` at `budget`."""
+    return bool(entry) and entry.get("budget") == budget and entry.get("space_fingerprint") == space_fingerprint(space)
+
+
+def wall_seconds(run: Path) -> float:
+    """From the search's start (config.json, once Ray is up) to its summary, the final training
+    included: a resumed run's sessions and the pause between them too, where summary.json's
+    wall_seconds counts only its last session."""
+    started = datetime.fromisoformat(json.loads((run / "config.json").read_text())["started"])
+    return (datetime.fromtimestamp((run / "summary.json").stat().st_mtime) - started).total_seconds()
+
+
 def read_trials(run: Path) -> list[dict]:
     """trials.jsonl's records, read and checked as nas reads them, as the JSON of each line."""
     from nas.run import read_trials as read_checked

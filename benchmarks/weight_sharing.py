@@ -44,7 +44,6 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,11 +51,13 @@ from results_md import (  # noqa: E402
     PROJECT,
     finish,
     finished_run,
+    measured_today,
     nas_search,
     read_summary,
     read_trials,
     space_fingerprint,
     table,
+    wall_seconds,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -115,12 +116,6 @@ def before_line(before: dict) -> str:
         + (f"; rank fidelity {'; '.join(taus)}" if taus else "")
         + "."
     )
-
-
-def wall_seconds(run: Path) -> float:
-    """From the search's start (config.json, once Ray is up) to its summary, the final training included."""
-    started = datetime.fromisoformat(json.loads((run / "config.json").read_text())["started"])
-    return (datetime.fromtimestamp((run / "summary.json").stat().st_mtime) - started).total_seconds()
 
 
 def child_epochs(run: Path) -> int:
@@ -230,10 +225,10 @@ def random_architecture_arm(seed: int) -> dict:
 def standalone_arm(standalone_runs: Path, seed: int) -> dict | None:
     """(d) from its run directory, or, where that is gone (a scratch disk lost), from the figures
     benchmarks/hand_network.py saved for the same search of today's cnn10."""
+    from nas.engine import STANDALONE_BUDGET
     from search_spaces import load_space
 
     run = standalone_runs / f"cnn10-seed{seed}"
-    final_epochs = load_space("cnn10").fixed["training"]["final_epochs"]
     if finished(run):
         summary = read_summary(run)
         return {
@@ -245,8 +240,9 @@ def standalone_arm(standalone_runs: Path, seed: int) -> dict | None:
         }
     saved = RESULTS / "hand_network.json"
     nas = json.loads(saved.read_text())["seeds"].get(str(seed), {}).get("nas") if saved.is_file() else None
-    if not nas or nas.get("space_fingerprint") != space_fingerprint("cnn10"):
+    if not measured_today(nas, "cnn10", STANDALONE_BUDGET):
         return None
+    final_epochs = load_space("cnn10").fixed["training"]["final_epochs"]
     return {
         "run": f"{nas['run']} (gone: figures from benchmarks/results/hand_network.json)",
         "test_accuracy": nas["test_accuracy"],
