@@ -9,7 +9,7 @@ each time (TensorFlow's caches empty, one thread per op as in a search's driver)
 policy answers (its sampling graph), the first update (the update graph), and the mean of the next
 20 updates, once the graphs are built. "optimised" runs the graphs through Grappler as TensorFlow
 does by default (the controller before this benchmark); "unoptimised" is today's controller, whose
-graphs skip it (controllers/reinforce.py, `_unoptimised`). Both variants build no scoring graph for
+graphs skip it (controllers/policy_network.py, `unoptimised`). Both variants build no scoring graph for
 an update any more: PPO's reference log-probabilities come from the update's own first step. Writes
 benchmarks/results/controller_startup.json and the "Controller start-up" section of RESULTS.md.
 """
@@ -38,11 +38,11 @@ import numpy as np
 import tensorflow as tf
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
-from controllers import make_controller, reinforce
+from controllers import make_controller, policy_network
 from search_spaces import load_space
 space_name, variant = sys.argv[1], sys.argv[2]
 if variant == "optimised":
-    reinforce._unoptimised = contextlib.nullcontext
+    policy_network.unoptimised = contextlib.nullcontext
 controller = make_controller("reinforce", load_space(space_name), seed=0, budget=200)
 rng = np.random.default_rng(0)
 def tell(arch):

@@ -26,9 +26,8 @@ finished under the current policy.
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,8 +113,6 @@ PLAIN_REINFORCE = {
 }
 # Settings a state saved before them lacks, with the values that reproduce how it learned then.
 SETTINGS_ADDED_LATER = {"skip_target": 0.4, "skip_weight": 0.0, **PLAIN_REINFORCE}
-# Settings that shape the network: a saved state with others is loaded into a network rebuilt for it.
-NETWORK_SETTINGS = ("hidden_size", "lstm_layers", "per_decision")
 
 
 def reinforce_settings(
@@ -182,138 +179,15 @@ class ReinforceController(Controller):
         self._asked = set()
         self._told = set()
 
-    def _softmax(self, step: Step) -> str:
-        """The softmax of a decision step: its own (`per_decision`), or its kind's."""
-        return f"d{step.decisions[0]}" if self.settings.per_decision else step.head
-
     def _build(self) -> None:
-        """The network for the current settings, its weights drawn from the seed, and its graphs."""
-        import keras  # TensorFlow is loaded only when this controller is used
+        """The network for the current settings (its graphs shared with every controller of the
+        process that has the same plan and settings), its weights drawn from the seed."""
+        from controllers.policy_network import policy_network
 
-        s, space = self.settings, self.space
-        self.cells = [keras.layers.LSTMCell(s.hidden_size, name=f"lstm{k}") for k in range(s.lstm_layers)]
-        sizes = {_head(d): len(d.choices) for d in space.decisions}
-        steps = [step for step in self.steps if step.head != "anchor"]
-        self.softmax = {
-            key: keras.layers.Dense(sizes[step.head], name=f"softmax_{key}")
-            for key, step in sorted({self._softmax(step): step for step in steps}.items())
-        }
-        heads = sorted({step.head for step in steps})
-        self.embed = {h: keras.layers.Embedding(sizes[h], s.hidden_size, name=f"embed_{h}") for h in heads}
-        self.go = keras.layers.Embedding(1, s.hidden_size, name="go")  # the first step's input
-        self.w_prev = keras.layers.Dense(s.hidden_size, use_bias=False, name="anchor_prev")
-        self.w_curr = keras.layers.Dense(s.hidden_size, use_bias=False, name="anchor_curr")
-        self.v = keras.layers.Dense(1, use_bias=False, name="anchor_v")
-        for cell in self.cells:
-            cell.build((None, s.hidden_size))
-        for layer in [*self.softmax.values(), self.w_prev, self.w_curr, self.v]:
-            layer.build((None, s.hidden_size))
-        for layer in [*self.embed.values(), self.go]:
-            layer.build((None,))
-        modules = [*self.cells, self.go, *self.softmax.values(), *self.embed.values(), self.w_prev, self.w_curr, self.v]
-        self.variables = [v for m in modules for v in m.trainable_variables]
-        init = np.random.default_rng([self.seed, 1])  # weights from the seed alone: runs are reproducible
-        for v in self.variables:
-            v.assign(init.uniform(-s.init_range, s.init_range, v.shape).astype("float32"))
-        self.optimizer = keras.optimizers.Adam(s.learning_rate)
-        self.optimizer.build(self.variables)
-        self._trace()
-
-    def _trace(self) -> None:
-        """The policy as TensorFlow graphs, traced once per settings: sampling, scoring, updating.
-        They run without TensorFlow's graph optimizer (`_unoptimised`)."""
-        import tensorflow as tf
-
-        d = len(self.space.decisions)
-        self._sample = tf.function(
-            lambda u, tau: self._policy(None, u, tf.ones_like(u), tau)[0],
-            autograph=False,
-            input_signature=[tf.TensorSpec([None, d], tf.float32), tf.TensorSpec([None], tf.float32)],
-        )
-        self._score_graph = tf.function(
-            lambda c, a: self._policy(c, None, a)[1:],
-            autograph=False,
-            input_signature=[tf.TensorSpec([None, d], tf.int64), tf.TensorSpec([None, d], tf.float32)],
-        )
-        # The update too: Adam's eager step alone took most of a replayed search's time.
-        self._train_step = tf.function(
-            self._step,
-            autograph=False,
-            input_signature=[
-                tf.TensorSpec([None, d], tf.int64),
-                tf.TensorSpec([None, d], tf.float32),
-                tf.TensorSpec([None], tf.float32),
-                tf.TensorSpec([None, d], tf.float32),
-                tf.TensorSpec([], tf.float32),
-            ],
-        )
-
-    # -- the policy ------------------------------------------------------------------------------
-
-    def _shape(self, logits):
-        import tensorflow as tf
-
-        s = self.settings
-        logits = logits / s.temperature
-        return s.tanh_constant * tf.tanh(logits) if s.tanh_constant else logits
-
-    def _policy(self, forced, uniforms, active, tau=None):
-        """Runs the LSTM over the steps, in TensorFlow. With `forced` [B, D] it scores those choices
-        (teacher forcing); with `uniforms` [B, D] instead it samples B architectures by inverse CDF,
-        row b with its logits divided by `tau[b]`. Returns the choices [B, D], the log-probability
-        of each choice given the ones before it [B, D], the policy's entropy along the way [B] and
-        the KL divergence of its skip probabilities from `skip_target` [B]; `active` [B, D] masks
-        decisions that had no effect."""
-        import tensorflow as tf
-
-        batch = tf.shape(uniforms if forced is None else forced)[0]
-        hidden = self.settings.hidden_size
-        states = [[tf.zeros((batch, hidden)), tf.zeros((batch, hidden))] for _ in self.cells]
-        x = self.go(tf.zeros((batch,), "int32"))
-        chosen, logps, anchors, keys, entropies, skip_kls = {}, {}, [], [], [], []
-        for step in self.steps:
-            for k, cell in enumerate(self.cells):
-                x, states[k] = cell(x, states[k])
-            h = x
-            if step.head != "anchor":
-                (d,) = step.decisions
-                logp_all = tf.nn.log_softmax(self._shape(self.softmax[self._softmax(step)](h)))
-                if forced is None:
-                    cdf = tf.cumsum(tf.exp(logp_all / tau[:, None]), -1)  # unnormalised: u scales to its end
-                    below = tf.reduce_sum(tf.cast(cdf < uniforms[:, d : d + 1] * cdf[:, -1:], tf.int64), -1)
-                    chosen[d] = tf.minimum(below, logp_all.shape[-1] - 1)
-                else:
-                    chosen[d] = forced[:, d]
-                logps[d] = tf.gather(logp_all, chosen[d], batch_dims=1) * active[:, d]
-                entropies.append(-tf.reduce_sum(tf.exp(logp_all) * logp_all, -1) * active[:, d])
-                x = self.embed[step.head](chosen[d])
-                continue
-            if step.decisions:  # an anchor point with earlier layers to choose from
-                ds, sources = list(step.decisions), list(step.sources)
-                candidates = tf.stack([keys[j] for j in sources], 1)
-                logits = self._shape(self.v(tf.tanh(candidates + self.w_curr(h)[:, None]))[..., 0])
-                p = tf.sigmoid(logits)
-                if forced is None:
-                    picks = tf.cast(tf.gather(uniforms, ds, axis=1) < tf.sigmoid(logits / tau[:, None]), tf.float32)
-                else:
-                    picks = tf.cast(tf.gather(forced, ds, axis=1), tf.float32)
-                chosen.update({d: tf.cast(picks[:, j], tf.int64) for j, d in enumerate(ds)})
-                log_on, log_off = tf.math.log_sigmoid(logits), tf.math.log_sigmoid(-logits)
-                mask = tf.gather(active, ds, axis=1)
-                terms = (picks * log_on + (1 - picks) * log_off) * mask
-                logps.update({d: terms[:, j] for j, d in enumerate(ds)})
-                entropies.append(-tf.reduce_sum((p * log_on + (1 - p) * log_off) * mask, -1))
-                t = self.settings.skip_target
-                kl = p * (log_on - np.log(t)) + (1 - p) * (log_off - np.log(1 - t))
-                skip_kls.append(tf.reduce_sum(kl * mask, -1))
-                chosen_states = tf.stack([anchors[j] for j in sources], 1)
-                x = tf.einsum("bj,bjh->bh", picks, chosen_states) / (1 + tf.reduce_sum(picks, -1, keepdims=True))
-            anchors.append(h)
-            keys.append(self.w_prev(h))
-        order = range(len(self.space.decisions))
-        entropy = tf.add_n(entropies) if entropies else tf.zeros((batch,))
-        skip_kl = tf.add_n(skip_kls) if skip_kls else tf.zeros((batch,))
-        return tf.stack([chosen[d] for d in order], 1), tf.stack([logps[d] for d in order], 1), entropy, skip_kl
+        sizes = {_head(d): len(d.choices) for d in self.space.decisions}
+        self.network = policy_network(self.steps, sizes, self.settings)
+        self.weights = self.network.initial_weights(self.seed, self.settings.init_range)
+        self.optimizer = self.network.initial_optimizer(self.settings.learning_rate)
 
     # -- ask and tell ----------------------------------------------------------------------------
 
@@ -327,8 +201,7 @@ class ReinforceController(Controller):
         else:
             uniforms = self.rng.random((s.fresh_samples, d)).astype(np.float32)
             tau = (2.0 ** (np.arange(s.fresh_samples) // 16)).astype(np.float32)
-            with _unoptimised():
-                rows = self._sample(uniforms, tau).numpy()
+            rows = self.network.sample(self.weights, uniforms, tau)
         archs = [self.space.architecture(row) for row in rows]
         arch = next((a for a in archs if a.choices not in self._asked), archs[0])
         if arch.choices not in self._asked:
@@ -336,17 +209,11 @@ class ReinforceController(Controller):
             self.asked.append(list(arch.choices))
         return arch
 
-    def _score(self, choices: np.ndarray):
-        """Per-decision log-probabilities [B, D] of these architectures [B, D] under the current
-        policy, and the policy's entropy along each [B]."""
-        active = np.array([self.space.active(c) for c in choices], np.float32)
-        with _unoptimised():
-            return self._score_graph(np.asarray(choices, np.int64), active)[:2]
-
     def probabilities(self, arch: Architecture) -> np.ndarray:
         """For each decision, the probability that the current policy makes this architecture's
         choice, given the choices before it (inactive decisions: 1)."""
-        return np.exp(self._score(np.array([arch.choices]))[0].numpy()[0])
+        active = np.array([self.space.active(arch.choices)], np.float32)
+        return np.exp(self.network.score(self.weights, np.array([arch.choices]), active)[0].numpy()[0])
 
     def tell(self, arch: Architecture, reward: float) -> None:
         """Learns in batches of `batch_size` children, the first once the warm-up's are all told.
@@ -359,34 +226,6 @@ class ReinforceController(Controller):
         self.pending.append((list(arch.choices), float(reward)))
         if len(self.pending) >= self.settings.batch_size and len(self.told) >= self.settings.warmup:
             self._update()
-
-    def _step(self, choices, active, advantage, old_logp, first):
-        """One policy-gradient step on a batch of finished children; returns the loss, the mean
-        entropy and the log-probabilities [B, D] of the children's choices before the step. With
-        `ppo_clip`, PPO's clipped surrogate, the ratios taken to the log-probabilities under the
-        policy before this update's first step: this step's own when `first` is 1, else `old_logp`
-        (one graph for both: a scoring graph of its own cost seconds to build)."""
-        import tensorflow as tf
-
-        s = self.settings
-        with tf.GradientTape() as tape:
-            logp, entropy, skip_kl = self._policy(choices, None, active)[1:]
-            entropy = tf.reduce_mean(entropy)
-            if s.ppo_clip:  # a ratio per decision, as PPO takes one per token of a sequence
-                reference = first * tf.stop_gradient(logp) + (1 - first) * old_logp
-                ratio = tf.exp(logp - reference)
-                clipped = tf.clip_by_value(ratio, 1 - s.ppo_clip, 1 + s.ppo_clip)
-                gain = tf.reduce_mean(
-                    tf.reduce_sum(tf.minimum(ratio * advantage[:, None], clipped * advantage[:, None]), -1)
-                )
-            else:
-                gain = tf.reduce_mean(advantage * tf.reduce_sum(logp, -1))
-            loss = -gain - s.entropy_weight * entropy + s.skip_weight * tf.reduce_mean(skip_kl)
-        # Variables a space does not use (anchors without skip decisions, the last choice's
-        # embedding) get no gradient: leave them out rather than have Keras warn about them.
-        grads = tape.gradient(loss, self.variables)
-        self.optimizer.apply_gradients([(g, v) for g, v in zip(grads, self.variables) if g is not None])
-        return loss, entropy, logp
 
     def _update(self) -> None:
         s = self.settings
@@ -406,14 +245,14 @@ class ReinforceController(Controller):
                 self.spread = float(np.sqrt(np.mean((rewards - self.baseline) ** 2)))
             advantage = advantage / max(self.spread, 1e-8)
         active = np.array([self.space.active(c) for c in choices], np.float32)
-        old_logp = np.zeros(choices.shape, np.float32)
-        with _unoptimised():
-            for epoch in range(s.ppo_epochs):
-                loss, entropy, logp = self._train_step(
-                    choices, active, advantage.astype(np.float32), old_logp, np.float32(epoch == 0)
-                )
-                if epoch == 0:
-                    old_logp = logp.numpy()
+        advantage, old_logp = advantage.astype(np.float32), np.zeros(choices.shape, np.float32)
+        for epoch in range(s.ppo_epochs):
+            first = np.float32(epoch == 0)
+            loss, entropy, logp, self.weights, self.optimizer = self.network.step(
+                self.weights, self.optimizer, choices, active, advantage, old_logp, first
+            )
+            if epoch == 0:
+                old_logp = logp.numpy()
         self.log.append(
             {
                 "update": len(self.log) + 1,
@@ -443,8 +282,8 @@ class ReinforceController(Controller):
         return {
             **super().state(),
             "settings": self.settings_json(),
-            "weights": [_encode(v.numpy()) for v in self.variables],
-            "optimizer": [_encode(v.numpy()) for v in self.optimizer.variables],
+            "weights": [_encode(w.numpy()) for w in self.weights],
+            "optimizer": [_encode(v.numpy()) for v in self.optimizer],
             "baseline": self.baseline,
             "spread": self.spread,
             "pending": self.pending,
@@ -463,17 +302,10 @@ class ReinforceController(Controller):
         if problem:
             raise ValueError(f"settings: {problem}")
         if settings != self.settings:
-            network = any(getattr(settings, name) != getattr(self.settings, name) for name in NETWORK_SETTINGS)
             self.settings = settings
-            if network:
-                self._build()  # its weights and Adam's state are the saved ones below
-            else:
-                self.optimizer.learning_rate.assign(settings.learning_rate)
-                self._trace()  # the graphs read the settings when traced
-        for v, saved in zip(self.variables, state["weights"], strict=True):
-            v.assign(_decode(saved))
-        for v, saved in zip(self.optimizer.variables, state["optimizer"], strict=True):
-            v.assign(_decode(saved))
+            self._build()  # the network for these settings; its weights and Adam's state are the saved ones
+        self.weights = _restore(self.weights, state["weights"])
+        self.optimizer = _restore(self.optimizer, state["optimizer"])
         self.baseline = state["baseline"]
         self.spread = state.get("spread")
         self.pending = [(list(c), float(r)) for c, r in state["pending"]]
@@ -484,23 +316,6 @@ class ReinforceController(Controller):
         self._told = {tuple(c) for c, _ in self.told}
 
 
-@contextlib.contextmanager
-def _unoptimised() -> Iterator[None]:
-    """Runs the controller's graphs without Grappler, TensorFlow's graph optimizer. Its passes over
-    graphs this large (an LSTM unrolled over every step of the space, its gradient and Adam) took
-    about a third of what the first update costs, which every search and every controller built
-    pays, and the graphs run about as fast without them (benchmarks/RESULTS.md, "Controller
-    start-up"). TensorFlow reads the setting per call: Keras models this process trains keep it."""
-    import tensorflow as tf
-
-    before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    try:
-        yield
-    finally:
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before})
-
-
 def _encode(array: np.ndarray) -> dict[str, Any]:
     """An exact, compact JSON form of an array."""
     array = np.asarray(array)  # tobytes() writes C order, 0-d arrays included
@@ -509,3 +324,14 @@ def _encode(array: np.ndarray) -> dict[str, Any]:
 
 def _decode(data: Mapping[str, Any]) -> np.ndarray:
     return np.frombuffer(base64.b64decode(data["data"]), dtype=data["dtype"]).reshape(data["shape"])
+
+
+def _restore(current: list, saved: list[Mapping[str, Any]]) -> list:
+    """Saved tensors in place of `current`, one for one, each of the same shape and type."""
+    import tensorflow as tf
+
+    restored = [_decode(data) for data in saved]
+    for now, then in zip(current, restored, strict=True):
+        if tuple(now.shape) != then.shape or now.dtype.as_numpy_dtype != then.dtype:
+            raise ValueError(f"weights: a saved {then.dtype}{list(then.shape)} for a {now.dtype.name}{now.shape}")
+    return [tf.constant(array) for array in restored]
