@@ -175,10 +175,6 @@ def read_pixels(
 ) -> np.ndarray:
     """decode_image's pixels; an unreadable file raises PIL's own exception, one of more than `limit`
     pixels (default: max_image_pixels(size)) TooManyPixels."""
-    from nas.quiet import import_tensorflow
-
-    import_tensorflow()
-    from keras.utils import img_to_array, load_img
     from PIL import Image
 
     with warnings.catch_warnings():  # PIL's DecompressionBombWarning: the cap below is the check
@@ -194,6 +190,11 @@ def read_pixels(
             check_image_pixels(*header.size, size, limit)
         if isinstance(source, io.BytesIO):
             source.seek(0)
+        from nas.quiet import import_tensorflow
+
+        import_tensorflow()  # Keras decodes (with PIL) only files whose header passed: a bad one fails in a blink
+        from keras.utils import img_to_array, load_img
+
         image = load_img(source, color_mode=color_mode, target_size=tuple(size), interpolation="bilinear")
     return np.clip(np.round(img_to_array(image)), 0, 255).astype(np.uint8)
 

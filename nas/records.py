@@ -94,6 +94,10 @@ def prepare(
     except InputError as e:
         raise _about_source(e) from None
     images.max_image_pixels(size)  # a bad NAS_MAX_IMAGE_PIXELS is the user's error, before Ray starts
+    if address not in (None, "local"):
+        from nas import cluster
+
+        cluster.check_reachable(address)  # a wrong address too, before TensorFlow loads (seconds)
     from nas.quiet import import_tensorflow
 
     import_tensorflow()  # quietly, before any TensorFlow import of its own
@@ -166,15 +170,14 @@ def prepare(
 
 @contextmanager
 def _decoder(address: str | None):
-    """images.decode_each, or (with an address) its Ray Data route on that cluster for the block."""
+    """images.decode_each, or (with an address, checked reachable by `prepare`) its Ray Data route on
+    that cluster for the block."""
     if address is None:
         yield images.decode_each
         return
     from nas import cluster
     from nas.ray_decode import decode_each_on_ray
 
-    if address != "local":
-        cluster.check_reachable(address)
     session = cluster.connect(None if address == "local" else address, dashboard=False)
     try:
         yield decode_each_on_ray
