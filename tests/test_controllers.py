@@ -42,6 +42,18 @@ def test_same_seed_same_architectures(name):
     assert a == b and a != c
 
 
+def test_reinforce_controllers_of_one_plan_and_graph_settings_share_their_graphs():
+    """Tracing costs seconds a controller; settings read outside the graphs (warm-up, learning rate)
+    do not split them, those read inside (temperature) do. That sharing leaks no learning from one
+    controller into another is what the same-seed test above checks (its second controller runs on
+    the graphs its first trained with)."""
+    space = parse_space(TOY)
+    a = make_controller("reinforce", space, seed=1)
+    b = make_controller("reinforce", space, seed=2, overrides={"warmup": 3, "learning_rate": 0.1})
+    c = make_controller("reinforce", space, seed=1, overrides={"temperature": 1.0})
+    assert a.network is b.network and c.network is not a.network
+
+
 # REINFORCE as it was before issue 25: the papers' settings, plain policy gradient, repeats learnt from.
 PAPERS = {
     "learning_rate": 6e-4,
