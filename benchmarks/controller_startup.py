@@ -1,4 +1,5 @@
-"""What REINFORCE's TensorFlow graphs cost before they run fast: with and without Grappler.
+"""What REINFORCE's TensorFlow graphs cost before they run fast: with and without Grappler, and for
+a second controller of the process, which shares them.
 
     python benchmarks/controller_startup.py [--repeats 3] [--report-only]
 
@@ -10,8 +11,11 @@ policy answers (its sampling graph), the first update (the update graph), and th
 20 updates, once the graphs are built. "optimised" runs the graphs through Grappler as TensorFlow
 does by default (the controller before this benchmark); "unoptimised" is today's controller, whose
 graphs skip it (controllers/policy_network.py, `unoptimised`). Both variants build no scoring graph for
-an update any more: PPO's reference log-probabilities come from the update's own first step. Writes
-benchmarks/results/controller_startup.json and the "Controller start-up" section of RESULTS.md.
+an update any more: PPO's reference log-probabilities come from the update's own first step. Then a
+second controller of the same space and settings (another seed) in the same process, as `nas bench
+run`, the benchmarks' replays and the tests build them: its first update with the graphs the first
+built (today), and a third's with the graphs built anew (each controller traced its own before).
+Writes benchmarks/results/controller_startup.json and the "Controller start-up" section of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -43,14 +47,18 @@ from search_spaces import load_space
 space_name, variant = sys.argv[1], sys.argv[2]
 if variant == "optimised":
     policy_network.unoptimised = contextlib.nullcontext
-controller = make_controller("reinforce", load_space(space_name), seed=0, budget=200)
+space = load_space(space_name)
+controller = make_controller("reinforce", space, seed=0, budget=200)
 rng = np.random.default_rng(0)
 def tell(arch):
     start = time.perf_counter()
     controller.tell(arch, float(rng.random()))
     return time.perf_counter() - start
-while not controller.log:  # the warm-up's random children, told until the first update
-    first_update = tell(controller.ask())
+def until_first_update():
+    while not controller.log:  # the warm-up's random children, told until the first update
+        took = tell(controller.ask())
+    return took
+first_update = until_first_update()
 start = time.perf_counter()
 arch = controller.ask()  # the first the policy answers
 first_ask = time.perf_counter() - start
@@ -61,7 +69,13 @@ while len(controller.log) < updates + 20:
     took = tell(arch)
     if len(controller.log) > updates + len(steady):
         steady.append(took)
-print(json.dumps({"first_ask": first_ask, "first_update": first_update, "update": statistics.mean(steady)}))
+controller = make_controller("reinforce", space, seed=1, budget=200)
+shared = until_first_update()
+policy_network._shared.cache_clear()
+controller = make_controller("reinforce", space, seed=2, budget=200)
+rebuilt = until_first_update()
+print(json.dumps({"first_ask": first_ask, "first_update": first_update, "update": statistics.mean(steady),
+                  "second_shared": shared, "second_rebuilt": rebuilt}))
 """
 
 
@@ -88,13 +102,30 @@ def report(result: dict) -> str:
                     f"{statistics.median(r['first_ask'] for r in runs):.2f}",
                     f"{statistics.median(r['first_update'] for r in runs):.2f}",
                     f"{statistics.median(r['update'] for r in runs) * 1000:.0f}",
+                    *(
+                        f"{statistics.median(r[key] for r in runs):.2f}" if all(key in r for r in runs) else ""
+                        for key in ("second_shared", "second_rebuilt")
+                    ),
                 ]
             )
     text = (
         f"Medians over {result['repeats']} fresh processes each (one thread per op, as a search's driver); "
         "a controller with budget 200 (a warm-up of 5, then updates in batches of 2 children, 4 PPO steps each). "
-        "The first ask and update build the graphs; later updates run them.\n\n"
-        + table(["space", "graphs", "first policy ask (s)", "first update (s)", "later update (ms)"], rows)
+        "The first ask and update build the graphs; later updates run them. A second controller of the "
+        "process (another seed): its first update with the graphs shared, and with them built anew (as every "
+        "controller did before they were shared).\n\n"
+        + table(
+            [
+                "space",
+                "graphs",
+                "first policy ask (s)",
+                "first update (s)",
+                "later update (ms)",
+                "second controller's first update, shared (s)",
+                "the same, graphs built anew (s)",
+            ],
+            rows,
+        )
     )
     return text + ("\n\n" + result["notes"] if result.get("notes") else "")
 

@@ -31,10 +31,11 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}"
 
 
-def write_section(title: str, command: str, body: str) -> None:
+def write_section(title: str, command: str, body: str, date: str | None = None) -> None:
+    """Writes the section `title`, dated `date` (when its figures were measured; default now)."""
     text = RESULTS.read_text() if RESULTS.exists() else HEADER
     section = (
-        f"## {title}\n\n- **Date:** {datetime.now():%Y-%m-%d %H:%M}\n- **Machine:** {machine()}\n"
+        f"## {title}\n\n- **Date:** {date or f'{datetime.now():%Y-%m-%d %H:%M}'}\n- **Machine:** {machine()}\n"
         f"- **Command:** `{command}`\n\n{body.strip()}\n"
     )
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
@@ -49,13 +50,15 @@ def command_line() -> str:
 def finish(out: Path, result: dict, title: str, report, measured: bool) -> None:
     """Ends a benchmark that keeps its results in `out` (JSON): saves them, with the command after a
     measuring run (a --report-only run keeps the command of the run that measured, and saves only a
-    new --note), then renders the RESULTS.md section `title` with `report(result)` and prints it."""
+    new --note), then renders the RESULTS.md section `title` with `report(result)`, dated when its
+    figures were measured, and prints it."""
     if measured:
         result["command"] = command_line()
+        result["date"] = f"{datetime.now():%Y-%m-%d %H:%M}"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     body = report(result)
-    write_section(title, result.get("command", command_line()), body)
+    write_section(title, result.get("command", command_line()), body, result.get("date"))
     print(body)
 
 

@@ -203,7 +203,10 @@ class PolicyNetwork:
                     chosen[d] = tf.minimum(below, logp_all.shape[-1] - 1)
                 else:
                     chosen[d] = forced[:, d]
-                logps[d] = tf.gather(logp_all, chosen[d], batch_dims=1) * active[:, d]
+                # The chosen entry by a one-hot product, not a gather: the same number (the other
+                # terms are zeros), and a gradient that traces in a fraction of a gather's time.
+                pick = tf.one_hot(chosen[d], logp_all.shape[-1], dtype=logp_all.dtype)
+                logps[d] = tf.reduce_sum(logp_all * pick, -1) * active[:, d]
                 entropies.append(-tf.reduce_sum(tf.exp(logp_all) * logp_all, -1) * active[:, d])
                 x = self.embed[step.head](chosen[d])
                 continue

@@ -1,19 +1,21 @@
 import os
+from types import SimpleNamespace
 
 import pytest
 
 # Quiet TensorFlow's C++ start-up messages in test output; one thread per op keeps timings stable.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-# Modules whose Ray heads may take the dashboard's port 8265 (a search with its dashboard on, a
-# `nas serve`): they run one after another, in one pytest-xdist worker (the cluster test's head has none).
-DASHBOARD_PORT_MODULES = {"test_end_to_end", "test_serve"}
+# Modules that run one after another in one pytest-xdist worker: those whose Ray heads may take the
+# dashboard's port 8265 (a search with its dashboard on, a `nas serve`; the cluster test's head has
+# none), and those that read the finished cnn10 search of the session fixture `cnn10_search`
+# (session fixtures are made once per xdist worker).
+SHARED_WORKER_MODULES = {"test_end_to_end", "test_serve", "test_report"}
 # The groups that take minutes, longest first (measured on 2 cores): handed out before the rest, so
 # that no worker starts one of them while the other has nothing left to do.
 SLOWEST_FIRST = [
+    "shared-worker",
     "test_export",
-    "dashboard-port",
-    "test_report",
     "test_cluster",
     "test_faults",
     "test_bad_inputs",
@@ -25,18 +27,33 @@ SLOWEST_FIRST = [
 @pytest.hookimpl(wrapper=True)  # around xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
     """Groups the tests for pytest-xdist (`-n 2 --dist loadgroup`, the suite's default): a module's
-    tests share a worker (and so its module fixtures, such as a finished search), and the modules
-    that may want port 8265 share one. Two workers keep two cores busy while one test waits on Ray or
+    tests share a worker (and so its module fixtures, such as a finished search), and so do the
+    modules of SHARED_WORKER_MODULES. Two workers keep two cores busy while one test waits on Ray or
     a process starting; a third gains nothing (benchmarks/RESULTS.md, "Test suite")."""
     groups = {}
     for item in items:
         module = item.module.__name__.rpartition(".")[2]
-        groups[item] = "dashboard-port" if module in DASHBOARD_PORT_MODULES else module
+        groups[item] = "shared-worker" if module in SHARED_WORKER_MODULES else module
         item.add_marker(pytest.mark.xdist_group(groups[item]))
     items.sort(
         key=lambda item: SLOWEST_FIRST.index(groups[item]) if groups[item] in SLOWEST_FIRST else len(SLOWEST_FIRST)
     )  # stable: a module's tests keep their order
     return (yield)
+
+
+@pytest.fixture(scope="session")
+def cnn10_search(tmp_path_factory):
+    """A search as a user starts it, every default but the size: cnn10 (REINFORCE, two workers, its
+    Ray dashboard on) for 4 children of 1 epoch on digits, the winner retrained 3 epochs; checked by
+    test_end_to_end, its run directory read by test_report (copy it to change it). Returns the
+    finished process, the dashboard's URL, its page's HTTP status and the run directory."""
+    from nas_commands import run_with_dashboard
+
+    root = tmp_path_factory.mktemp("cnn10_search")
+    args = ["--space", "cnn10", "--budget", "4", "--epochs", "1", "--final-epochs", "3", "--data", "digits"]
+    result, url, status = run_with_dashboard("search", *args, "--runs-dir", str(root), "--name", "e2e", cwd=root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return SimpleNamespace(result=result, url=url, status=status, run=root / "e2e")
 
 
 def train_digits_model_dir(out, classes=range(10), epochs=8, seed=0, data="digits"):

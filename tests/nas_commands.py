@@ -2,6 +2,7 @@
 
     result = run_nas("search", "--budget", "2", cwd=tmp_path)          # waits; CompletedProcess
     process = start_nas("search", "--name", "a", cwd=tmp_path, faults="2:slow")  # returns at once
+    result, url, status = run_with_dashboard("search", cwd=tmp_path)  # and the dashboard's page status
 
 The command sees this environment minus what would change it behind a test's back: RAY_ADDRESS
 (a search would join someone's cluster), MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_NAME (it would
@@ -12,9 +13,13 @@ command leads a process group of its own, so `os.killpg` ends it with the Ray pr
 from __future__ import annotations
 
 import os
+import re
 import resource
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
 
 NAS = [sys.executable, "-m", "nas.cli"]
 UNSET = ("RAY_ADDRESS", "NAS_TEST_FAULTS", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")
@@ -70,3 +75,29 @@ def start_nas(
         start_new_session=True,
         preexec_fn=limit_memory if memory_limit else None,
     )
+
+
+def run_with_dashboard(*args: str, cwd) -> tuple[subprocess.CompletedProcess, str | None, int | None]:
+    """Runs `nas ARGS`, a search, as a user starts it (its Ray dashboard on); once it prints the dashboard's
+    URL, fetches the page. Returns the finished process, the URL and the page's HTTP status."""
+    with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: stdout is read as it comes
+        process = start_nas(*args, cwd=cwd, stderr=errors)
+        url, status, output = None, None, []
+        try:
+            for line in process.stdout:
+                output.append(line)
+                match = re.search(r"Ray dashboard: (http://127\.0\.0\.1:\d+)", line)
+                if match:
+                    url = match.group(1)
+                    for _ in range(30):  # the dashboard may take a few seconds to answer
+                        try:
+                            status = urllib.request.urlopen(url, timeout=5).status
+                            break
+                        except OSError:
+                            time.sleep(1)
+            process.wait(timeout=900)
+        finally:
+            process.kill()
+        errors.seek(0)
+        result = subprocess.CompletedProcess(process.args, process.returncode, "".join(output), errors.read())
+        return result, url, status

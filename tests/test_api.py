@@ -13,7 +13,7 @@ from sklearn.datasets import load_digits
 import nas
 from nas.api import data_arrays
 
-SETTINGS = dict(space="linear", epochs=2, final_epochs=8, seed=0, dashboard=False)
+SETTINGS = dict(space="linear", epochs=2, final_epochs=8, seed=0, workers=1, dashboard=False)
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +171,7 @@ def test_the_balanced_objective_picks_a_model_that_finds_the_rare_class(session,
         epochs=1,
         final_epochs=1,
         seed=0,
+        workers=1,
         dashboard=False,
         progress=False,
         runs_dir=str(tmp_path / "runs"),

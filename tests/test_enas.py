@@ -159,6 +159,8 @@ def test_nas_search_strategy_enas_killed_mid_supernet_resumes_and_leaves_a_usual
         "2",
         "--final-epochs",
         "3",
+        "--workers",
+        "1",  # the finalists one after another: one worker process importing TensorFlow, not two
         "--no-dashboard",
         "--runs-dir",
         "runs",

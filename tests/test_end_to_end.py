@@ -1,14 +1,8 @@
 """A whole search through real Ray Tune, real Keras and real files, as a user starts it."""
 
 import json
-import re
-import subprocess
-import tempfile
-import time
-import urllib.request
 
 import numpy as np
-from nas_commands import start_nas
 
 from nas.data import load_data
 
@@ -24,55 +18,10 @@ SUMMARY_KEYS = {
 }
 
 
-def run_with_dashboard(*args: str, cwd) -> tuple[subprocess.CompletedProcess, str | None, int | None]:
-    """Runs `nas ARGS`, a search, as a user starts it (its Ray dashboard on); once it prints the dashboard's
-    URL, fetches the page. Returns the finished process, the URL and the page's HTTP status."""
-    with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: stdout is read as it comes
-        process = start_nas(*args, cwd=cwd, stderr=errors)
-        url, status, output = None, None, []
-        try:
-            for line in process.stdout:
-                output.append(line)
-                match = re.search(r"Ray dashboard: (http://127\.0\.0\.1:\d+)", line)
-                if match:
-                    url = match.group(1)
-                    for _ in range(30):  # the dashboard may take a few seconds to answer
-                        try:
-                            status = urllib.request.urlopen(url, timeout=5).status
-                            break
-                        except OSError:
-                            time.sleep(1)
-            process.wait(timeout=900)
-        finally:
-            process.kill()
-        errors.seek(0)
-        result = subprocess.CompletedProcess(process.args, process.returncode, "".join(output), errors.read())
-        return result, url, status
-
-
-def test_search_cnn10_on_digits_through_ray(tmp_path):
-    result, url, status = run_with_dashboard(
-        "search",
-        "--space",
-        "cnn10",
-        "--budget",
-        "4",
-        "--epochs",
-        "1",
-        "--final-epochs",
-        "3",
-        "--data",
-        "digits",
-        "--runs-dir",
-        str(tmp_path),
-        "--name",
-        "e2e",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_search_cnn10_on_digits_through_ray(cnn10_search):
+    result, url, status, run = cnn10_search.result, cnn10_search.url, cnn10_search.status, cnn10_search.run
     assert result.stderr == "", result.stderr  # no start-up noise from TensorFlow or Ray
     assert url and status == 200, result.stdout  # the Ray dashboard's URL was printed, and it served
-    run = tmp_path / "e2e"
     for name in ("config.json", "space.yaml", "trials.jsonl", "state.json", "summary.json", "best/model.keras"):
         assert (run / name).is_file(), name
 

@@ -1,7 +1,7 @@
-"""`nas report`, `nas runs` and `nas show` on real run directories: one tiny real search that finishes
-(its first trial fails on purpose), one real search interrupted with Ctrl-C after its first trial
-(then resumed in a copy), and copies of them edited into the other cases (killed, running, damaged,
-hostile, only failures)."""
+"""`nas report`, `nas runs` and `nas show` on real run directories: the finished cnn10 search the
+suite shares (conftest's `cnn10_search`, copied here as runs/tiny), one real search interrupted with
+Ctrl-C after its first trial (then resumed in a copy), and copies of them edited into the other cases
+(a failed trial, killed, running, damaged, hostile, only failures)."""
 
 import base64
 import fcntl
@@ -38,19 +38,16 @@ def nas(*args, cwd, timeout=300):
     return run_nas(*args, cwd=cwd, timeout=timeout, COLUMNS="200")  # rich's tables: no name cut short in a pipe
 
 
-def start_search(cwd, space, *args, faults):
-    return start_nas(*SEARCH, "--space", space, *args, cwd=cwd, faults=faults)
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """runs/tiny: a finished cnn10 search of 3 trials whose first fails (an injected exception),
-    whose winner's diagram has skip connections; and runs/stopped: a search of the cheaper dnn space
-    interrupted by SIGINT while its second trial trains (slowly, on purpose). Both run at once, each
-    on its own local Ray."""
+def runs(tmp_path_factory, cnn10_search):
+    """runs/tiny: a copy of the suite's finished cnn10 search (4 trials; its winner's diagram has skip
+    connections); and runs/stopped: a search of the cheaper dnn space interrupted by SIGINT while its
+    second trial trains (slowly, on purpose)."""
     root = tmp_path_factory.mktemp("report")
-    tiny = start_search(root, "cnn10", "--budget", "3", "--name", "tiny", faults="1:raise")
-    stopped = start_search(root, "dnn", "--budget", "3", "--workers", "1", "--name", "stopped", faults="2:slow")
+    shutil.copytree(cnn10_search.run, root / "runs" / "tiny", ignore=shutil.ignore_patterns("tune"))
+    stopped = start_nas(
+        *SEARCH, "--space", "dnn", "--budget", "3", "--workers", "1", "--name", "stopped", cwd=root, faults="2:slow"
+    )
     state = root / "runs" / "stopped" / "state.json"
     try:
         deadline = time.monotonic() + 600
@@ -65,17 +62,14 @@ def runs(tmp_path_factory):
         sent = time.monotonic()
         stopped_out, stopped_err = stopped.communicate(timeout=300)
         stop_seconds = time.monotonic() - sent
-        tiny_out, tiny_err = tiny.communicate(timeout=900)  # about a minute, but the machine may be busy
     finally:
-        for process in (tiny, stopped):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-    assert tiny.returncode == 0, tiny_err
+        if stopped.poll() is None:
+            os.killpg(stopped.pid, signal.SIGKILL)
     assert stopped.returncode == 130, stopped_err
     return {
         "root": root,
         "runs": root / "runs",
-        "tiny_out": tiny_out,
+        "tiny_out": cnn10_search.result.stdout,
         "stopped_out": stopped_out,
         "stopped_err": stopped_err,
         "stop_seconds": stop_seconds,
@@ -118,14 +112,31 @@ def test_a_finished_search_writes_its_report(runs):
     for name in (*PLOTS, "confusion"):
         check_png(run / "report" / f"{name}.png")
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "finished" and summary["trials_failed"] == 1
+    assert summary["status"] == "finished" and summary["trials_failed"] == 0
     assert "The winner on the test split" in page and "Per class" in page
     assert f"balanced accuracy <b>{summary['evaluation']['balanced_accuracy']:.4f}</b>" in page
     assert 'class="status-finished"' in page  # not `running`: the search wrote it while it held the lock
     assert f"{summary['test_accuracy']:.4f}" in page and "test accuracy" in page
-    assert "Failed trials (1)" in page and "InjectedFault" in page
-    assert "Top 2 architectures" in page and f'<td class="n">{summary["best"]["trial"]}</td>' in page
+    assert "Failed trials" not in page
+    assert "Top 4 architectures" in page and f'<td class="n">{summary["best"]["trial"]}</td>' in page
     assert "data_fingerprint" in page  # the settings, from config.json
+
+
+def test_a_failed_trial_is_listed_with_its_error_and_left_out_of_the_ranking(runs):
+    """The search's worst child turned into one that failed, as trials.jsonl records a child whose
+    worker raised (tests/test_faults.py makes real ones)."""
+    run = copy_run(runs, "tiny", "one-failed")
+    records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    worst = min(records, key=lambda r: (r["reward"], -r["trial"]))
+    failed = {"status": "failed", "metrics": {}, "reward": 0.0, "error": "InjectedFault: trial failed on purpose"}
+    lines = [json.dumps({**r, **failed} if r is worst else r) for r in records]
+    (run / "trials.jsonl").write_text("\n".join(lines) + "\n")
+    result = nas("report", str(run), cwd=runs["root"])
+    assert result.returncode == 0, result.stderr
+    page, images = check_page(run)
+    assert images == len(PLOTS) + 1
+    assert "Failed trials (1)" in page and "InjectedFault: trial failed on purpose" in page
+    assert "Top 3 architectures" in page
 
 
 def test_an_interrupted_search_writes_its_report(runs):
@@ -189,7 +200,7 @@ def test_a_report_of_200_trials_is_fast_and_imports_neither_tensorflow_nor_ray(r
     assert result.returncode == 0, result.stderr
     assert float(result.stdout) < 3.0  # CPU seconds: the machine may be busy, the wall clock says little
     page, _ = check_page(run)
-    assert "200 / 3" in page and "Top 10 architectures" in page
+    assert "200 / 4" in page and "Top 10 architectures" in page
 
 
 def test_hostile_values_come_out_escaped(runs):
@@ -252,7 +263,7 @@ def test_runs_lists_every_run_with_its_status(runs):
     assert result.returncode == 0, result.stderr
     rows = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("│")}
     tiny = json.loads((runs["runs"] / "tiny" / "summary.json").read_text())
-    assert "finished" in rows["tiny"] and "3/3" in rows["tiny"] and f"{tiny['test_accuracy']:.4f}" in rows["tiny"]
+    assert "finished" in rows["tiny"] and "4/4" in rows["tiny"] and f"{tiny['test_accuracy']:.4f}" in rows["tiny"]
     assert f"{tiny['best']['val_accuracy']:.4f}" in rows["tiny"] and "cnn10" in rows["tiny"]
     assert "interrupted" in rows["stopped"] and "1/3" in rows["stopped"]
     assert "killed" in rows["killed"] and "running" in rows["held"] and "damaged" in rows["damaged"]
@@ -264,8 +275,8 @@ def test_show_prints_the_summary_and_the_top_trials(runs):
     result = nas("show", "tiny", "--runs-dir", str(runs["runs"]), cwd=runs["root"])
     assert result.returncode == 0, result.stderr
     summary = json.loads((runs["runs"] / "tiny" / "summary.json").read_text())
-    assert "finished" in result.stdout and "3 of 3 finished: 2 completed, 1 failed" in result.stdout
-    assert "Top 2 architectures" in result.stdout and f"{summary['test_accuracy']:.4f}" in result.stdout
+    assert "finished" in result.stdout and "4 of 4 finished: 4 completed, 0 failed" in result.stdout
+    assert "Top 4 architectures" in result.stdout and f"{summary['test_accuracy']:.4f}" in result.stdout
     assert f"trial {summary['best']['trial']}" in result.stdout
     # the winner on the test split: its per-class table and confusion matrix, from summary.json
     evaluation = summary["evaluation"]
