@@ -2,13 +2,15 @@
 scoring them, and one policy-gradient step with Adam.
 
 The graphs are pure functions of the network's weights and Adam's state, which each controller keeps
-as tensors of its own. So one `PolicyNetwork` per plan and graph settings serves every controller of
-the process that has them, and only the first pays for tracing: seconds for a plan of cnn10's size,
-paid before by each controller that `nas bench run`, a benchmark or a test builds by the hundred.
+as tensors of its own (most of them in one flat vector: a graph called with a few tensors costs less
+than with hundreds). So one `PolicyNetwork` per plan and graph settings serves every controller of the
+process that has them, and only the first pays for tracing: seconds for a plan of cnn10's size, paid
+before by each controller that `nas bench run`, a benchmark or a test builds by the hundred.
+
 The Keras layers here give the structure only; their own variables are never read for values (the
 graphs run them in a `keras.StatelessScope` over the weights given). Adam's update is written out as
-Keras's Adam computes it (Keras's `stateless_apply` does not run on TensorFlow), on the same
-variables in the same order: a controller state saved before this module loads unchanged.
+Keras's Adam computes it (Keras's `stateless_apply` does not run on TensorFlow), and a state is
+saved per variable in Keras's order: a controller state saved before this module loads unchanged.
 """
 
 from __future__ import annotations
@@ -88,6 +90,13 @@ class PolicyNetwork:
             layer.build((None,))
         modules = [*self.cells, self.go, *self.softmax.values(), *self.embed.values(), self.w_prev, self.w_curr, self.v]
         self.variables = [v for m in modules for v in m.trainable_variables]
+        # Embeddings keep tensors of their own: their gradients are sparse (the rows looked up, once per
+        # lookup), and Keras's Adam squares them so, which a flat vector's dense gradient would not.
+        sparse = {id(v) for layer in [self.go, *self.embed.values()] for v in layer.trainable_variables}
+        self.sparse = [i for i, v in enumerate(self.variables) if id(v) in sparse]
+        self.dense = [i for i, v in enumerate(self.variables) if id(v) not in sparse]
+        self.sizes = [int(np.prod(self.variables[i].shape)) for i in self.dense]
+        self.size = sum(self.sizes)
         self._trace()
 
     def _softmax_key(self, step: Step) -> str:
@@ -95,21 +104,72 @@ class PolicyNetwork:
         return f"d{step.decisions[0]}" if self.settings.per_decision else step.head
 
     # -- the state a controller keeps ----------------------------------------------------------
+    # The weights: a list of tensors, first one flat float32 vector of every variable's values but
+    # the embeddings', then each embedding's. Adam's state: [iteration, learning rate, then the first
+    # and second moments of each of those tensors]. A saved state lists them per variable, as Keras's
+    # Adam orders its own (`arrays`, `from_arrays`).
 
     def initial_weights(self, seed: int, init_range: float) -> list[Any]:
         """Weights uniform in [-init_range, init_range], drawn from the seed alone: runs are reproducible."""
-        import tensorflow as tf
-
         init = np.random.default_rng([seed, 1])
-        return [tf.constant(init.uniform(-init_range, init_range, v.shape).astype("float32")) for v in self.variables]
+        return self._pack([init.uniform(-init_range, init_range, v.shape).astype("float32") for v in self.variables])
 
     def initial_optimizer(self, learning_rate: float) -> list[Any]:
-        """Adam's state as Keras's Adam orders its variables: the iteration, the learning rate, then
-        each weight's first and second moments."""
         import tensorflow as tf
 
-        moments = [tf.zeros(v.shape, tf.float32) for v in self.variables for _ in range(2)]
-        return [tf.constant(0, tf.int64), tf.constant(learning_rate, tf.float32), *moments]
+        zeros = self._pack([np.zeros(v.shape, np.float32) for v in self.variables])
+        return [tf.constant(0, tf.int64), tf.constant(learning_rate, tf.float32), *(z for t in zeros for z in (t, t))]
+
+    def arrays(self, weights: list, optimizer: list) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The weights per variable, and Adam's state in Keras's order: the iteration, the learning
+        rate, then each variable's first and second moments."""
+        first, second = self._unpack(optimizer[2::2]), self._unpack(optimizer[3::2])
+        moments = [m for pair in zip(first, second) for m in pair]
+        return self._unpack(weights), [optimizer[0].numpy(), optimizer[1].numpy(), *moments]
+
+    def from_arrays(self, weights: list[np.ndarray], optimizer: list[np.ndarray]) -> tuple[list[Any], list[Any]]:
+        """The inverse of `arrays`; ValueError if the arrays are not this network's."""
+        import tensorflow as tf
+
+        expected = [(tuple(v.shape), np.dtype(np.float32)) for v in self.variables]
+        adam = [((), np.dtype(np.int64)), ((), np.dtype(np.float32)), *(e for e in expected for _ in range(2))]
+        for got, want in ((weights, expected), (optimizer, adam)):
+            shapes = [(tuple(a.shape), a.dtype) for a in got]
+            if shapes != want:
+                raise ValueError(f"weights: saved arrays of {shapes}, expected {want}")
+        moments = zip(self._pack(optimizer[2::2]), self._pack(optimizer[3::2]))
+        return self._pack(weights), [
+            tf.constant(optimizer[0]),
+            tf.constant(optimizer[1]),
+            *(t for m in moments for t in m),
+        ]
+
+    def _pack(self, arrays: list[np.ndarray]) -> list[Any]:
+        """Per-variable arrays as the tensors a controller keeps."""
+        import tensorflow as tf
+
+        flat = np.concatenate([np.asarray(arrays[i], np.float32).reshape(-1) for i in self.dense])
+        return [tf.constant(flat), *(tf.constant(np.asarray(arrays[i], np.float32)) for i in self.sparse)]
+
+    def _unpack(self, tensors: list) -> list[np.ndarray]:
+        out: list[Any] = [None] * len(self.variables)
+        flat, offset = tensors[0].numpy(), 0
+        for i, size in zip(self.dense, self.sizes):
+            out[i], offset = flat[offset : offset + size].reshape(self.variables[i].shape), offset + size
+        for i, tensor in zip(self.sparse, tensors[1:]):
+            out[i] = tensor.numpy()
+        return out
+
+    def _values(self, weights: list) -> list:
+        """The variables' values out of the weights a controller keeps, in a graph."""
+        import tensorflow as tf
+
+        values: list[Any] = [None] * len(self.variables)
+        for i, part in zip(self.dense, tf.split(weights[0], self.sizes)):
+            values[i] = tf.reshape(part, self.variables[i].shape)
+        for i, tensor in zip(self.sparse, weights[1:]):
+            values[i] = tensor
+        return values
 
     # -- the graphs ------------------------------------------------------------------------------
 
@@ -117,9 +177,15 @@ class PolicyNetwork:
         import tensorflow as tf
 
         d = self.decisions
-        weights = [tf.TensorSpec(v.shape, tf.float32) for v in self.variables]
-        adam = [tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.float32)]
-        adam += [tf.TensorSpec(v.shape, tf.float32) for v in self.variables for _ in range(2)]
+        weights = [
+            tf.TensorSpec([self.size], tf.float32),
+            *(tf.TensorSpec(self.variables[i].shape) for i in self.sparse),
+        ]
+        adam = [
+            tf.TensorSpec([], tf.int64),
+            tf.TensorSpec([], tf.float32),
+            *(spec for spec in weights for _ in range(2)),
+        ]
         self._sample = tf.function(
             lambda w, u, tau: self._run(w, None, u, tf.ones_like(u), tau)[0],
             autograph=False,
@@ -173,7 +239,7 @@ class PolicyNetwork:
         """The policy with these weights (see `_policy`)."""
         import keras
 
-        with keras.StatelessScope(state_mapping=list(zip(self.variables, weights))):
+        with keras.StatelessScope(state_mapping=list(zip(self.variables, self._values(weights)))):
             return self._policy(forced, uniforms, active, tau)
 
     def _policy(self, forced, uniforms, active, tau=None):
@@ -260,15 +326,17 @@ class PolicyNetwork:
                 gain = tf.reduce_mean(advantage * tf.reduce_sum(logp, -1))
             loss = -gain - s.entropy_weight * entropy + s.skip_weight * tf.reduce_mean(skip_kl)
         # Weights a plan does not use (anchors without skip decisions, the last choice's embedding)
-        # get no gradient: Keras's Adam leaves them and their moments as they are, and so does `_adam`.
-        grads = tape.gradient(loss, weights)
-        weights, optimizer = _adam(weights, grads, optimizer)
+        # get a zero gradient (see `_adam`).
+        gradients = tape.gradient(loss, weights)
+        weights, optimizer = _adam(weights, gradients, optimizer)
         return loss, entropy, logp, weights, optimizer
 
 
-def _adam(weights: list, grads: list, optimizer: list) -> tuple[list, list]:
+def _adam(weights: list, gradients: list, optimizer: list) -> tuple[list, list]:
     """Keras 3's Adam step (`keras.optimizers.Adam.update_step` and the iteration count `apply` adds),
-    op for op, on tensors: the same numbers as the optimizer the controller used to hold."""
+    op for op on each tensor: the same numbers as the Keras optimizer the controller held before. A
+    weight of the flat vector that the plan does not use has a zero gradient here where Keras's had
+    none and skipped it: its moments, zero from the start, stay zero and it does not move."""
     from keras import ops
 
     iteration, learning_rate, moments = optimizer[0], optimizer[1], optimizer[2:]
@@ -276,9 +344,9 @@ def _adam(weights: list, grads: list, optimizer: list) -> tuple[list, list]:
     alpha = learning_rate * ops.sqrt(1 - ops.power(ops.cast(BETA_2, "float32"), step))
     alpha = alpha / (1 - ops.power(ops.cast(BETA_1, "float32"), step))
     new_weights, new_moments = [], []
-    for k, (w, g) in enumerate(zip(weights, grads, strict=True)):
+    for k, (w, g) in enumerate(zip(weights, gradients, strict=True)):
         m, v = moments[2 * k], moments[2 * k + 1]
-        if g is not None:
+        if g is not None:  # sparse for an embedding: squared per lookup, as Keras's Adam squares it
             m = m + ops.multiply(ops.subtract(g, m), 1 - BETA_1)
             v = v + ops.multiply(ops.subtract(ops.square(g), v), 1 - BETA_2)
             w = w - ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), EPSILON))

@@ -279,11 +279,12 @@ class ReinforceController(Controller):
     # -- state -----------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
+        weights, optimizer = self.network.arrays(self.weights, self.optimizer)
         return {
             **super().state(),
             "settings": self.settings_json(),
-            "weights": [_encode(w.numpy()) for w in self.weights],
-            "optimizer": [_encode(v.numpy()) for v in self.optimizer],
+            "weights": [_encode(w) for w in weights],
+            "optimizer": [_encode(v) for v in optimizer],
             "baseline": self.baseline,
             "spread": self.spread,
             "pending": self.pending,
@@ -304,8 +305,9 @@ class ReinforceController(Controller):
         if settings != self.settings:
             self.settings = settings
             self._build()  # the network for these settings; its weights and Adam's state are the saved ones
-        self.weights = _restore(self.weights, state["weights"])
-        self.optimizer = _restore(self.optimizer, state["optimizer"])
+        self.weights, self.optimizer = self.network.from_arrays(
+            [_decode(w) for w in state["weights"]], [_decode(v) for v in state["optimizer"]]
+        )
         self.baseline = state["baseline"]
         self.spread = state.get("spread")
         self.pending = [(list(c), float(r)) for c, r in state["pending"]]
@@ -324,14 +326,3 @@ def _encode(array: np.ndarray) -> dict[str, Any]:
 
 def _decode(data: Mapping[str, Any]) -> np.ndarray:
     return np.frombuffer(base64.b64decode(data["data"]), dtype=data["dtype"]).reshape(data["shape"])
-
-
-def _restore(current: list, saved: list[Mapping[str, Any]]) -> list:
-    """Saved tensors in place of `current`, one for one, each of the same shape and type."""
-    import tensorflow as tf
-
-    restored = [_decode(data) for data in saved]
-    for now, then in zip(current, restored, strict=True):
-        if tuple(now.shape) != then.shape or now.dtype.as_numpy_dtype != then.dtype:
-            raise ValueError(f"weights: a saved {then.dtype}{list(then.shape)} for a {now.dtype.name}{now.shape}")
-    return [tf.constant(array) for array in restored]
