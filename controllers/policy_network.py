@@ -152,10 +152,10 @@ class PolicyNetwork:
         return [tf.constant(flat), *(tf.constant(np.asarray(arrays[i], np.float32)) for i in self.sparse)]
 
     def _unpack(self, tensors: list) -> list[np.ndarray]:
+        """The inverse of `_pack` (as `_values` is, in a graph)."""
         out: list[Any] = [None] * len(self.variables)
-        flat, offset = tensors[0].numpy(), 0
-        for i, size in zip(self.dense, self.sizes):
-            out[i], offset = flat[offset : offset + size].reshape(self.variables[i].shape), offset + size
+        for i, part in zip(self.dense, np.split(tensors[0].numpy(), np.cumsum(self.sizes)[:-1])):
+            out[i] = part.reshape(self.variables[i].shape)
         for i, tensor in zip(self.sparse, tensors[1:]):
             out[i] = tensor.numpy()
         return out
