@@ -113,12 +113,16 @@ def make_optimizer(training: dict[str, Any], total_steps: int):
     lr = training["learning_rate"]
     if training["schedule"] == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, total_steps))
+    options: dict[str, Any] = {}
+    if training.get("weight_decay"):
+        options["weight_decay"] = training["weight_decay"]
+    if training.get("ema"):
+        options.update(use_ema=True, ema_momentum=training["ema"])
     name = training["optimizer"]
     if name == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
-    return {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "rmsprop": keras.optimizers.RMSprop}[name](
-        lr
-    )
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **options)
+    optimizers = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "rmsprop": keras.optimizers.RMSprop}
+    return optimizers[name](lr, **options)
 
 
 def _fit(
@@ -288,11 +292,12 @@ def train_final(
     class_names: Sequence[str] = (),
     class_weight: str | None = None,
     class_counts: Sequence[int] | None = None,
+    callbacks: Sequence = (),
 ):
     """Retrains an architecture from scratch on train + validation and tests it once. The model
     returned (and tested) is float32 whatever precision it trained in, as exports must be. Its
     metrics include the test split's `evaluation` (nas.evaluation), with `class_names` (or the
-    classes' indices)."""
+    classes' indices). `callbacks`: Keras callbacks for the fit."""
     from nas import evaluation
     from nas.builder import build_model
 
@@ -306,6 +311,7 @@ def train_final(
         plan=plan,
         class_weight=class_weight,
         class_counts=class_counts,
+        callbacks=callbacks,
     )
     trained = model
     model = accelerators.float32_copy(trained, lambda: build_model(spec, input_shape, num_classes))

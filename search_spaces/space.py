@@ -108,6 +108,12 @@ TRAINING = {
     # balanced: the loss weighs each class by its inverse frequency (scikit-learn's "balanced"), for
     # imbalanced data; a decision like any other (`nas search --class-weight` overrides it).
     "class_weight": Setting("str", "none", options=("none", "balanced")),
+    # Decoupled weight decay (AdamW's; Keras applies it so for every optimizer): each step shrinks a
+    # weight by learning rate x weight_decay. 0 = none (adamw alone keeps Keras's 0.004).
+    "weight_decay": Setting("float", 0.0, low=0),
+    # Keep an exponential moving average of the weights with this momentum (Keras's use_ema) and
+    # end training with the averaged weights; the epochs' validation reads the raw ones. 0 = off.
+    "ema": Setting("float", 0.0, low=0, high=1),
 }
 
 # Keras preprocessing layers, active only while training (0 or false = off).
@@ -122,7 +128,7 @@ AUGMENT = {
 }
 
 AUGMENT_ADDED_LATER = ("brightness", "crop")
-TRAINING_ADDED_LATER = ("scheduler", "search_width", "class_weight")
+TRAINING_ADDED_LATER = ("scheduler", "search_width", "class_weight", "weight_decay", "ema")
 TOP_ADDED_LATER = {"widen": 1.0, "stem_to": 0, "stem_filters": 16}  # left out of fingerprints at these values
 
 # `augment: standard` in a space file: every augmentation as a decision, off among the choices,

@@ -40,3 +40,35 @@ def test_the_winner_is_retrained_on_train_and_validation_and_tested(digits):
     )
     assert metrics["test_accuracy"] > 0.8 and metrics["epochs"] == 3
     assert model.input_shape == (None, 8, 8, 1) and model.output_shape == (None, 10)
+
+
+def test_weight_decay_shrinks_the_weights_and_ema_ends_training_on_their_average(digits):
+    import keras
+    import numpy as np
+
+    class LastRawWeights(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):  # before fit swaps in the average
+            self.weights = [w.copy() for w in self.model.get_weights()]
+
+    def train(callbacks=(), **training):
+        return train_final(
+            dnn_spec(**training),
+            digits.final_arrays(),
+            input_shape=digits.input_shape,
+            num_classes=10,
+            epochs=2,
+            callbacks=callbacks,
+        )
+
+    def norm(model):
+        return sum(float(np.sum(w**2)) for w in model.trainable_weights[::2])  # the kernels
+
+    plain, _ = train()
+    decayed, metrics = train(weight_decay=5.0)  # each step shrinks the weights by up to 5 %
+    assert norm(decayed) < 0.5 * norm(plain) and metrics["test_accuracy"] > 0.5
+
+    raw = LastRawWeights()
+    averaged, metrics = train(callbacks=[raw], ema=0.9)
+    assert metrics["test_accuracy"] > 0.8
+    differences = [np.abs(a - r).max() for a, r in zip(averaged.get_weights(), raw.weights, strict=True)]
+    assert max(differences) > 1e-3  # the model returned holds the average, not the last step's weights
