@@ -30,8 +30,9 @@ before the activation: one path) but those named, each trained 2 epochs on rando
 
 Child-epoch equivalents: the epochs of stand-alone children trained, plus for a supernet its epochs
 (one pass over the training split each, one child's path per batch). Runs already finished in
---runs-dir are read, not searched again. Writes benchmarks/results/weight_sharing.json and the
-"Weight sharing" section of RESULTS.md.
+--runs-dir are read, not searched again, and an arm the JSON already holds for a seed (of today's
+cnn10) is kept even where its run directory is gone: delete its entry to measure it again. Writes
+benchmarks/results/weight_sharing.json and the "Weight sharing" section of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -532,11 +533,12 @@ def main() -> None:
     if not args.report_only:
         for seed in range(args.seeds):
             entry = result["seeds"].setdefault(str(seed), {})
-            if "a" in arms:
+            # An arm the JSON holds for today's cnn10 is kept, even where its run directory is gone.
+            if "a" in arms and not entry.get("a"):
                 entry["a"] = enas_arm(runs, seed, "reinforce")
-            if "b" in arms:
+            if "b" in arms and not entry.get("b"):
                 entry["b"] = enas_arm(runs, seed, "random")
-            if "c" in arms and entry.get("a"):
+            if "c" in arms and entry.get("a") and not entry.get("c"):
                 entry["c"] = random_standalone_arm(
                     runs, seed, entry["a"]["wall_seconds"], entry["a"]["final_fit_seconds"]
                 )
