@@ -531,22 +531,26 @@ def main() -> None:
     if args.note:
         result["notes"] = args.note
     if not args.report_only:
+        RESULTS.mkdir(exist_ok=True)
         for seed in range(args.seeds):
             entry = result["seeds"].setdefault(str(seed), {})
-            # An arm the JSON holds for today's cnn10 is kept, even where its run directory is gone.
+            entry["d"] = standalone_arm(standalone, seed)
+            # An arm the JSON holds for today's cnn10 is kept, even where its run directory is gone;
+            # each is saved as it ends, so that a killed benchmark keeps the arms it finished.
             if "a" in arms and not entry.get("a"):
                 entry["a"] = enas_arm(runs, seed, "reinforce")
+                OUT.write_text(json.dumps(result, indent=1))
             if "b" in arms and not entry.get("b"):
                 entry["b"] = enas_arm(runs, seed, "random")
+                OUT.write_text(json.dumps(result, indent=1))
             if "c" in arms and entry.get("a") and not entry.get("c"):
                 entry["c"] = random_standalone_arm(
                     runs, seed, entry["a"]["wall_seconds"], entry["a"]["final_fit_seconds"]
                 )
-            entry["d"] = standalone_arm(standalone, seed)
+                OUT.write_text(json.dumps(result, indent=1))
             if "e" in arms and "e" not in entry:
                 entry["e"] = random_architecture_arm(seed)
             print(seed, json.dumps(entry), flush=True)
-            RESULTS.mkdir(exist_ok=True)
             OUT.write_text(json.dumps(result, indent=1))
         if "curve" in arms:
             result["curve"] = learning_curve(0)
