@@ -152,16 +152,11 @@ class PolicyNetwork:
         return [tf.constant(flat), *(tf.constant(np.asarray(arrays[i], np.float32)) for i in self.sparse)]
 
     def _unpack(self, tensors: list) -> list[np.ndarray]:
-        """The inverse of `_pack` (as `_values` is, in a graph)."""
-        out: list[Any] = [None] * len(self.variables)
-        for i, part in zip(self.dense, np.split(tensors[0].numpy(), np.cumsum(self.sizes)[:-1])):
-            out[i] = part.reshape(self.variables[i].shape)
-        for i, tensor in zip(self.sparse, tensors[1:]):
-            out[i] = tensor.numpy()
-        return out
+        """The inverse of `_pack`: `_values`, run eagerly."""
+        return [value.numpy() for value in self._values(tensors)]
 
     def _values(self, weights: list) -> list:
-        """The variables' values out of the weights a controller keeps, in a graph."""
+        """The variables' values out of the weights a controller keeps (in a graph, or eagerly)."""
         import tensorflow as tf
 
         values: list[Any] = [None] * len(self.variables)
