@@ -23,6 +23,7 @@ and the "Final recipe" section of RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import statistics
@@ -63,8 +64,14 @@ def describe(recipe: str) -> str:
     return f"{recipe}: {', '.join(words)}" if words else f"{recipe}: the space's (30 epochs)"
 
 
+@functools.cache
+def hand_results() -> dict:
+    """hand_network.py's saved results, read once."""
+    return json.loads(HAND.read_text())
+
+
 def hand_entry(space: str, seed: int) -> dict:
-    entries = json.loads(HAND.read_text())["seeds"][str(seed)]
+    entries = hand_results()["seeds"][str(seed)]
     return entries["nas" if space == "cnn10" else f"nas {space}"]
 
 
@@ -80,12 +87,11 @@ def train(space_name: str, search_seed: int, split_seed: int, recipe: str) -> di
     from nas.data import load_data
     from nas.trainer import configure_threads, train_final
     from search_spaces import load_space
+    from search_spaces.interop import from_values
 
     configure_threads(1)
     space = load_space(space_name)
-    values = hand_entry(space_name, search_seed)["winner"]
-    arch = space.architecture([d.choices.index(values[d.name]) if d.name in values else 0 for d in space.decisions])
-    spec = space.resolve(arch)
+    spec = space.resolve(from_values(space, hand_entry(space_name, search_seed)["winner"]))
     changes = dict(RECIPES[recipe])
     epochs = changes.pop("epochs", spec["training"]["final_epochs"])
     for name, value in changes.pop("augment", {}).items():
@@ -181,7 +187,7 @@ def against_hand(result: dict, recipes: list[str]) -> str:
     header = ["space", "seed", "hand network", "the search's own", *retrained]
     rows = []
     for space, search_seed, split_seed in SETS["report"]:
-        hand = json.loads(HAND.read_text())["seeds"][str(split_seed)]["hand"]["test_accuracy"]
+        hand = hand_results()["seeds"][str(split_seed)]["hand"]["test_accuracy"]
         cells = [f"{hand_entry(space, search_seed)['test_accuracy']:.4f}"]
         for recipe in recipes:
             entry = result["runs"].get(job_key(space, search_seed, split_seed, recipe))
