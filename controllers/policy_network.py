@@ -133,10 +133,10 @@ class PolicyNetwork:
 
         expected = [(tuple(v.shape), np.dtype(np.float32)) for v in self.variables]
         adam = [((), np.dtype(np.int64)), ((), np.dtype(np.float32)), *(e for e in expected for _ in range(2))]
-        for got, want in ((weights, expected), (optimizer, adam)):
+        for field, got, want in (("weights", weights, expected), ("optimizer", optimizer, adam)):
             shapes = [(tuple(a.shape), a.dtype) for a in got]
             if shapes != want:
-                raise ValueError(f"weights: saved arrays of {shapes}, expected {want}")
+                raise ValueError(f"{field}: saved arrays of {shapes}, expected {want}")
         moments = zip(self._pack(optimizer[2::2]), self._pack(optimizer[3::2]))
         return self._pack(weights), [
             tf.constant(optimizer[0]),

@@ -114,6 +114,17 @@ def test_a_state_saved_before_the_new_settings_goes_on_as_plain_reinforce():
     assert run(resumed, 10, accuracy_like) == run(old, 10, accuracy_like)
 
 
+@pytest.mark.parametrize("field", ["weights", "optimizer"])
+def test_a_state_whose_arrays_are_not_the_networks_names_the_field(field):
+    space = parse_space(TOY)
+    controller = make_controller("reinforce", space, seed=3)
+    run(controller, 3, accuracy_like)
+    state = json.loads(json.dumps(controller.state()))
+    state[field] = state[field][:-1]  # one array short, as a state of another network would be
+    with pytest.raises(ValueError, match=rf"^{field}: saved arrays of"):
+        make_controller("reinforce", space, seed=3).load(state)
+
+
 def test_reinforce_asks_each_architecture_once_while_new_ones_are_likely():
     """27 architectures, one rewarded above the rest: the first 15 asks are all different, even once
     the policy prefers one; a duplicate the search answers from its record teaches nothing twice."""
