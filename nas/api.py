@@ -74,8 +74,8 @@ def search(
     progress: print the settings, a line per finished trial and the winner, as the command does (with
         rich: on the terminal, or as the cell's output in Jupyter); False prints nothing.
     **settings: every other setting of `nas search`, by its Python name (`nas.SearchConfig`): space,
-        budget, strategy, controller, seed, name, runs_dir, epochs, final_epochs, workers, cpus_per_trial,
-        gpus_per_trial, tpu, mixed_precision, address, image_size, color_mode, base, scheduler,
+        budget, strategy, controller, seed, name, runs_dir, epochs, final_epochs, ensemble, workers,
+        cpus_per_trial, gpus_per_trial, tpu, mixed_precision, address, image_size, color_mode, base, scheduler,
         grace_period, reduction_factor, objective, target_params, target_latency_ms, objective_weight,
         class_weight, time_budget (seconds, or "30m" as the command takes it), max_failures, trial_timeout,
         worker_memory_growth, dashboard, verbose, mlflow (a tracking URI), mlflow_experiment, mlflow_register.

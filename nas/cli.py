@@ -165,6 +165,13 @@ def _objective_options(command):
 )
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per child [default: the space's search_epochs].")
 @click.option("--final-epochs", type=click.IntRange(min=1), help="Epochs to retrain the winner [default: the space's].")
+@click.option(
+    "--ensemble",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Retrain the best N children at once and return the model averaging their probabilities; 1: the "
+    "winner alone [default: the space's training.ensemble, 1 unless it says].",
+)
 @click.option("--name", help="Run name [default: <space>-<date>-<time>].")
 @click.option("--runs-dir", default="runs", show_default=True, help="Where run directories are written.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)

@@ -55,6 +55,70 @@ def model_source(
 
     `about` may give `run`, `trial`, `val_accuracy`, `test_accuracy`, `nas_version` and `date` for the
     header comment."""
+    shape = tuple(int(d) for d in input_shape)
+    builder, uses_bn = _builder(spec, "build_model", str(spec["space"]) + "_child", shape, len(class_names))
+    return _module(
+        [spec],
+        _header(spec, about or {}),
+        '"""A child model found by nas, as plain Keras: build_model() returns it untrained."""',
+        [builder],
+        uses_bn,
+        class_names,
+    )
+
+
+def ensemble_source(
+    specs: Sequence[dict[str, Any]],
+    trials: Sequence[int],
+    input_shape: Sequence[int],
+    class_names: Sequence[str],
+    about: dict[str, Any] | None = None,
+) -> str:
+    """The text of `model.py` for an ensemble (`nas.ensemble`) of the resolved child specs of `trials`,
+    best first: a `build_member_N()` for each, and a `build_model()` averaging their probabilities, as
+    `nas.ensemble.build_ensemble` does (same names, so the exported weights load into it)."""
+    from nas.ensemble import OUTPUT, member_name
+
+    shape = tuple(int(d) for d in input_shape)
+    builders, uses_bn = [], False
+    for rank, (spec, trial) in enumerate(zip(specs, trials, strict=True), 1):
+        name = member_name(rank)
+        about_member = f"Trial {int(trial)}'s model: raw 0-255 pixels in, class probabilities out."
+        builder, bn = _builder(spec, f"build_{name}", name, shape, len(class_names), about_member)
+        builders.append(builder)
+        uses_bn = uses_bn or bn
+    transfer = specs[0]["family"] == "transfer"
+    base = ", base_path" if transfer else ""
+    calls = ", ".join(f"build_{member_name(rank)}(input_shape, num_classes{base})" for rank in range(1, len(specs) + 1))
+    builders.append(
+        "\n".join(
+            [
+                f"def build_model(input_shape={literal(shape)}, num_classes={len(class_names)}"
+                f"{', base_path=BASE' if transfer else ''}):",
+                f'{INDENT}"""Every member sees the image; the output is the average of their class probabilities."""',
+                f'{INDENT}inputs = keras.Input(shape=input_shape, name="image")',
+                f"{INDENT}members = [{calls}]",
+                f'{INDENT}outputs = layers.Average(name="{OUTPUT}")([member(inputs) for member in members])',
+                f"{INDENT}return keras.Model(inputs, outputs, name={literal(str(specs[0]['space']) + '_ensemble')})",
+            ]
+        )
+    )
+    header = _header(specs[0], about or {}, what=_listing("the ensemble of trial", [int(t) for t in trials]))
+    return _module(
+        specs,
+        header,
+        '"""An ensemble of child models found by nas, as plain Keras: build_model() returns it untrained."""',
+        builders,
+        uses_bn,
+        class_names,
+    )
+
+
+def _builder(
+    spec: dict[str, Any], function: str, model_name: str, shape: tuple[int, ...], classes: int, about: str = ""
+) -> tuple[str, bool]:
+    """The source of a function `function` building the child of `spec` as a model named
+    `model_name`, and whether it uses batch normalisation."""
     family = spec["family"]
     if family not in BODIES:
         raise ValueError(f"family {family!r}: no code generator, expected one of {', '.join(BODIES)}")
@@ -67,13 +131,40 @@ def model_source(
     l2 = spec.get("l2", 0.0)
     regularizer = f", kernel_regularizer=keras.regularizers.L2({literal(float(l2))})" if l2 else ""
     head.line(f'outputs = layers.Dense(num_classes, activation="softmax", name="predictions"{regularizer})(x)')
-    head.line(f"return keras.Model(inputs, outputs, name={literal(str(spec['space']) + '_child')})")
-
-    shape = tuple(int(d) for d in input_shape)
+    head.line(f"return keras.Model(inputs, outputs, name={literal(model_name)})")
     transfer = family == "transfer"
+    lines = [
+        f"def {function}(input_shape={literal(shape)}, num_classes={classes}{', base_path=BASE' if transfer else ''}):",
+        f'{INDENT}"""{about}"""'
+        if about
+        else f'{INDENT}"""Images of input_shape (height, width, channels) as raw 0-255 pixels in, class '
+        'probabilities out."""',
+        f'{INDENT}inputs = keras.Input(shape=input_shape, name="image")',
+        f"{INDENT}x = inputs  # the base rescales the pixels itself"
+        if transfer
+        else f'{INDENT}x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)',
+    ]
+    augment = _augmentation(spec.get("augment", {}), "(0, 255)" if transfer else "(0, 1)")
+    if augment:
+        lines.append(f"{INDENT}# Augmentation: active only while training, the identity at inference.")
+        lines += [INDENT + line for line in augment]
+    lines += body.indented() + head.indented()
+    return "\n".join(lines), uses_bn
+
+
+def _module(
+    specs: Sequence[dict[str, Any]],
+    header: str,
+    docstring: str,
+    builders: Sequence[str],
+    uses_bn: bool,
+    class_names: Sequence[str],
+) -> str:
+    """model.py around its builder functions: imports, constants, the family's helpers, a main."""
+    transfer = specs[0]["family"] == "transfer"
     parts = [
-        _header(spec, about or {}),
-        '"""A child model found by nas, as plain Keras: build_model() returns it untrained."""',
+        header,
+        docstring,
         "",
         "import argparse",
         *(["import os"] if transfer else []),
@@ -94,27 +185,12 @@ def model_source(
             f"BN_MOMENTUM = {literal(float(BN_MOMENTUM))}",
         ]
     parts += ["", ""]
-    helpers = HELPERS.get(family, lambda spec: [])(spec)
-    for helper in helpers:
-        parts += [helper.rstrip("\n"), "", ""]
+    helpers = []
+    for spec in specs:  # each helper once, in the order the members need them
+        helpers += [h for h in HELPERS.get(spec["family"], lambda spec: [])(spec) if h not in helpers]
+    for text in [*helpers, *builders]:
+        parts += [text.rstrip("\n"), "", ""]
     parts += [
-        f"def build_model(input_shape={literal(shape)}, num_classes={len(class_names)}"
-        f"{', base_path=BASE' if transfer else ''}):",
-        f'{INDENT}"""Images of input_shape (height, width, channels) as raw 0-255 pixels in, class '
-        'probabilities out."""',
-        f'{INDENT}inputs = keras.Input(shape=input_shape, name="image")',
-        f"{INDENT}x = inputs  # the base rescales the pixels itself"
-        if transfer
-        else f'{INDENT}x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)',
-    ]
-    augment = _augmentation(spec.get("augment", {}), "(0, 255)" if transfer else "(0, 1)")
-    if augment:
-        parts.append(f"{INDENT}# Augmentation: active only while training, the identity at inference.")
-        parts += [INDENT + line for line in augment]
-    parts += body.indented() + head.indented()
-    parts += [
-        "",
-        "",
         'if __name__ == "__main__":',
         f'{INDENT}parser = argparse.ArgumentParser(description="Builds the model and prints its summary.")',
         f'{INDENT}parser.add_argument("--weights", help="weights to load, such as model.weights.h5")',
@@ -142,22 +218,24 @@ class Code:
         return [INDENT + line if line else "" for line in self.lines]
 
 
-def _header(spec: dict[str, Any], about: dict[str, Any]) -> str:
-    """Comment lines naming where the model came from. Names are literals (`repr()`), so a quote or a
-    line break in one cannot end the comment."""
+def _header(spec: dict[str, Any], about: dict[str, Any], what: str | None = None) -> str:
+    """Comment lines naming where the model came from (`what`: the trial, unless given). Names are
+    literals (`repr()`), so a quote or a line break in one cannot end the comment."""
 
     def number(key: str) -> str:
         value = about.get(key)
         return f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "unknown"
 
     made = ", ".join(_plain(str(about[k])) for k in ("nas_version", "date") if about.get(k))
+    # validation accuracy only of a single child: an ensemble's members each have their own
+    measured = [("validation accuracy", "val_accuracy")] * (what is None) + [("test accuracy", "test_accuracy")]
+    scores = "".join(f"{name} {number(key)}, " for name, key in measured).removesuffix(", ") + "; "
     trial = about.get("trial")
     return "\n".join(
         [
             f"# Generated by nas export{f' ({made})' if made else ''} from run {literal(str(about.get('run', '')))}, "
-            f"trial {int(trial) if isinstance(trial, int) else 'unknown'}:",
-            f"# validation accuracy {number('val_accuracy')}, test accuracy {number('test_accuracy')}; "
-            f"space {literal(str(spec['space']))} (family {_plain(str(spec['family']))}).",
+            f"{what or ('trial ' + (str(int(trial)) if isinstance(trial, int) else 'unknown'))}:",
+            f"# {scores}space {literal(str(spec['space']))} (family {_plain(str(spec['family']))}).",
             "# Plain Keras 3: nas is not needed to build, train or load it.",
         ]
     )
@@ -409,7 +487,9 @@ def _transfer(code: Code, spec: dict[str, Any]) -> bool:
 FEATURES = '''\
 def features(base):
     """The base without its classifier: from its input to what fed its last Dense layer (skipping
-    the Dropout layers just before that)."""
+    the Dropout layers just before that); of an ensemble of nas's, its best member's."""
+    if base.layers[-1].name == "ensemble":
+        base = base.get_layer("member_1")
     kept = list(base.layers)
     cut = kept.pop()
     while isinstance(kept[-1], layers.Dropout):

@@ -30,6 +30,7 @@ class SearchConfig:
     address: str | None = None  # join this Ray cluster instead of starting a local one
     epochs: int | None = None  # epochs per child; None: the space's search_epochs
     final_epochs: int | None = None  # epochs for the winner's retraining; None: the space's final_epochs
+    ensemble: int | None = None  # the best N children retrained and averaged (nas.ensemble); None: the space's
     name: str | None = None  # the run's directory name; None: <space>-<date>-<time>
     runs_dir: str = "runs"  # where run directories go
     seed: int = 0  # seeds the data split, the controller and every child
@@ -69,6 +70,7 @@ class SearchConfig:
         "worker_memory_growth",
         "verbose",
         "time_budget",
+        "ensemble",
         "mlflow",
         "mlflow_experiment",
         "mlflow_register",
@@ -112,6 +114,7 @@ LIMITS = {
     "gpus_per_trial": (0, False),
     "epochs": (1, False),
     "final_epochs": (1, False),
+    "ensemble": (1, False),
     "seed": (0, False),
     "max_failures": (1, False),
     "trial_timeout": (0, True),

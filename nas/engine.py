@@ -21,7 +21,7 @@ from typing import Any
 
 from controllers import controller_settings, make_controller
 from controllers.fixed_list import FixedListController
-from nas import accelerators, applications, enas, progress, transfer
+from nas import accelerators, applications, enas, ensemble, progress, transfer
 from nas.config import SearchConfig
 from nas.data import from_arrays, load_data
 from nas.dataset import Dataset, data_fingerprint
@@ -32,7 +32,7 @@ from nas.run import BASE_FILE, DATA_FILE, read_config, read_space, read_summary,
 from nas.rundir import RunDir
 from nas.search_state import Search, failure_reward_setting
 from nas.tensorboard import TensorBoardLog
-from nas.trial_record import TrialRecord
+from nas.trial_record import TrialRecord, top_trials
 from nas.worker import Job
 from search_spaces import SearchSpace, load_space
 
@@ -130,6 +130,7 @@ def _new(config: SearchConfig) -> tuple[RunDir, SearchConfig, SearchSpace, None]
         config,
         epochs=config.epochs or training["search_epochs"],
         final_epochs=config.final_epochs or training["final_epochs"],
+        ensemble=config.ensemble or training["ensemble"],
         name=f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}" if config.name is None else config.name,
     )
     config = replace(
@@ -517,9 +518,14 @@ def _search(
         )
     if search.ended_by:
         progress.reporter().line(f"The search asked for no more children: {search.ended_by}.")
-    progress.reporter().line(
-        f"Retraining trial {best.trial} on train + validation for {config.final_epochs} epochs ..."
+    # A run from before ensembles has none in its config.json: its space's (1 for its space.yaml)
+    members = top_trials(search.records, config.ensemble or space.fixed["training"]["ensemble"])
+    which = (
+        f"trial {best.trial}"
+        if len(members) == 1
+        else f"the best {len(members)} children (trials {', '.join(str(r.trial) for r in members)}) at once"
     )
+    progress.reporter().line(f"Retraining {which} on train + validation for {config.final_epochs} epochs ...")
     try:
         final_job = replace(
             job,
@@ -528,9 +534,10 @@ def _search(
             trial_timeout=None,
             class_counts=tuple(int(n) for n in data.class_counts(final=True)),
         )
-        model_bytes, final = tune.train_final(
-            space.resolve(space.from_json(best.arch)),
-            data.final_arrays(),
+        final_arrays = data.final_arrays()
+        trained = tune.train_final(
+            [space.resolve(space.from_json(r.arch)) for r in members],
+            final_arrays,
             final_job,
             resources=final_resources,
             here=final_here,
@@ -543,8 +550,22 @@ def _search(
     except RuntimeError as e:
         _write_summary(rundir, config, search, search_seconds, status="stopped")
         raise SearchStopped(
-            f"retraining the winner (trial {best.trial}) failed: {e}; {_resume_command(rundir)} tries again"
+            f"retraining {which.removesuffix(' at once')} failed: {e}; {_resume_command(rundir)} tries again"
         ) from None
+    if len(trained) == 1:
+        ((model_bytes, final),) = trained
+    else:
+        for record, (_, metrics) in zip(members, trained, strict=True):
+            metrics["trial"] = record.trial
+            progress.reporter().line(f"  trial {record.trial}: test accuracy {metrics['test_accuracy']:.4f}")
+        model_bytes, final = ensemble.combine(
+            [b for b, _ in trained],
+            [m for _, m in trained],
+            f"{space.name}_ensemble",
+            final_arrays["x_test"],
+            final_arrays.get("y_test"),
+            list(data.class_names),
+        )
     rundir.write_bytes("best/model.keras", model_bytes)
     summary = _write_summary(
         rundir,
@@ -556,7 +577,7 @@ def _search(
         wall_seconds=time.perf_counter() - start + phase_seconds,
         phase_seconds=phase_seconds,
     )
-    progress.print_top(search.records, final["test_accuracy"])
+    progress.print_top(search.records, final["test_accuracy"], ensemble=[r.trial for r in members])
     overhead = summary["engine_overhead"]
     progress.reporter().line(
         f"search {progress.duration(search_seconds)}"

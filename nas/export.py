@@ -34,7 +34,7 @@ from typing import Any
 
 from nas.errors import InputError
 from nas.progress import reporter
-from nas.run import BASE_FILE, find_run, read_config, read_space, read_summary, read_trials
+from nas.run import BASE_FILE, find_run, read_config, read_run, read_space, read_summary, read_trials
 from nas.rundir import RunDir
 from nas.trial_record import TrialRecord, top_trials
 from search_spaces import Architecture, SearchSpace
@@ -56,6 +56,7 @@ class ExportPlan:
     best_trial: int
     out: Path
     formats: list[str]
+    ensemble: list[int]  # for the best trial of a search that returns an ensemble: its members' trials (nas.ensemble)
 
     @property
     def trial(self) -> int:
@@ -123,7 +124,8 @@ def plan_export(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         what = "is not a folder" if not out.is_dir() else "exists and is not empty"
         raise InputError(f"out: {out} {what}, expected a new or empty folder (or another --out)")
-    return ExportPlan(run, rundir, config, space, record, arch, best, out, chosen)
+    ensemble = read_run(rundir).ensemble if number == best else []
+    return ExportPlan(run, rundir, config, space, record, arch, best, out, chosen, ensemble)
 
 
 def export_run(
@@ -198,8 +200,21 @@ def _model(plan: ExportPlan, data) -> tuple[Any, dict[str, Any], str]:
                 f"run's data {plan.config['data']!r} now has {data.input_shape} images of "
                 f"{data.num_classes} classes; expected the data the search used"
             )
+        from nas.ensemble import members
+
+        if len(members(model)) != len(plan.ensemble):
+            what = f"an ensemble of {len(plan.ensemble)}" if plan.ensemble else "a single model"
+            raise InputError(
+                f"{saved}: holds {len(members(model)) or 'no'} ensemble members, but summary.json says the "
+                f"search returned {what}; expected the model nas search saved"
+            )
         tested = evaluation.evaluate(*evaluation.predictions(model, data.x_test, data.y_test), data.class_names)
-        how = "the search's winner, retrained on train + validation by nas search (best/model.keras)"
+        how = (
+            f"the search's ensemble of trials {', '.join(map(str, plan.ensemble))}, retrained on train + "
+            "validation by nas search, their probabilities averaged (best/model.keras)"
+            if plan.ensemble
+            else "the search's winner, retrained on train + validation by nas search (best/model.keras)"
+        )
         metrics = {"test_accuracy": tested["accuracy"], "params": int(model.count_params()), "evaluation": tested}
         return model, metrics, how
 
@@ -299,11 +314,29 @@ def _metadata(plan: ExportPlan, data, metrics: dict[str, Any], how: str) -> dict
             "summary": data.describe(),
             "fingerprint": config.get("data_fingerprint"),
         },
+        **({"ensemble": _ensemble_metadata(plan)} if plan.ensemble else {}),
         "preprocessing": preprocessing_for(data.input_shape),
         "formats": plan.formats,
         "nas_version": _version(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _ensemble_metadata(plan: ExportPlan) -> dict[str, Any]:
+    """The members of an exported ensemble, best first (`architecture` and `spec` above are the first's)."""
+    records = {r.trial: r for r in read_trials(plan.rundir)}
+    members = []
+    for trial in plan.ensemble:
+        arch = plan.space.from_json(records[trial].arch)
+        members.append(
+            {
+                "trial": trial,
+                "val_accuracy": records[trial].metrics.val_accuracy,
+                "architecture": {"choices": list(arch.choices), "hash": arch.key, "values": plan.space.decode(arch)},
+                "spec": plan.space.resolve(arch),
+            }
+        )
+    return {"trials": plan.ensemble, "combined": "the average of the members' class probabilities", "members": members}
 
 
 def _version() -> str:
@@ -337,21 +370,21 @@ def _write(plan: ExportPlan, model, class_names: Sequence[str], about: dict[str,
                 about = {**about, "onnx": write_onnx(model, staging / "model.onnx", test_images)}
         write_model_dir(staging, model, class_names, about)
         if "python" in plan.formats:
-            from nas.codegen import model_source
+            from nas.codegen import ensemble_source, model_source
 
-            source = model_source(
-                about["spec"],
-                model.input_shape[1:],
-                class_names,
-                {
-                    "run": about["run"]["name"],
-                    "trial": plan.trial,
-                    "val_accuracy": about["metrics"]["val_accuracy"],
-                    "test_accuracy": about["metrics"]["test_accuracy"],
-                    "nas_version": about["nas_version"],
-                    "date": about["date"],
-                },
-            )
+            header = {
+                "run": about["run"]["name"],
+                "trial": plan.trial,
+                "val_accuracy": about["metrics"]["val_accuracy"],
+                "test_accuracy": about["metrics"]["test_accuracy"],
+                "nas_version": about["nas_version"],
+                "date": about["date"],
+            }
+            if plan.ensemble:
+                specs = [m["spec"] for m in about["ensemble"]["members"]]
+                source = ensemble_source(specs, plan.ensemble, model.input_shape[1:], class_names, header)
+            else:
+                source = model_source(about["spec"], model.input_shape[1:], class_names, header)
             (staging / "model.py").write_text(source)
             if about["spec"]["family"] == "transfer":  # model.py builds on it
                 shutil.copyfile(_base_file(plan), staging / "base.keras")
@@ -378,10 +411,14 @@ def _umask() -> int:
 
 def _report(plan: ExportPlan, metrics: dict[str, Any]) -> None:
     which = "the best" if plan.is_best else f"the best is {plan.best_trial}"
-    reporter().text(
-        f"Exported trial {plan.trial} of run {plan.rundir.name} ({which}; validation accuracy "
-        f"{plan.val_accuracy:.4f}, test accuracy {metrics['test_accuracy']:.4f}) to {plan.out}"
+    what = (
+        f"the ensemble of trials {', '.join(map(str, plan.ensemble))} of run {plan.rundir.name} (the best "
+        f"{len(plan.ensemble)}; test accuracy {metrics['test_accuracy']:.4f})"
+        if plan.ensemble
+        else f"trial {plan.trial} of run {plan.rundir.name} ({which}; validation accuracy "
+        f"{plan.val_accuracy:.4f}, test accuracy {metrics['test_accuracy']:.4f})"
     )
+    reporter().text(f"Exported {what} to {plan.out}")
     for path in sorted(plan.out.iterdir()):
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
         reporter().text(f"  {path.name + ('/' if path.is_dir() else ''):<20} {_size(size):>10}")

@@ -17,7 +17,7 @@ import contextvars
 import io
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -290,7 +290,11 @@ class _NotebookStatus:
         self.refresh()  # the final status stays in the notebook
 
 
-def print_top(records: list[TrialRecord], test_accuracy: float | None, n: int = 5) -> None:
+def print_top(
+    records: list[TrialRecord], test_accuracy: float | None, n: int = 5, ensemble: Sequence[int] = ()
+) -> None:
+    """The best `n` trials as a table, then the retrained winner's test accuracy (or, given the
+    `ensemble`'s trials, the ensemble's)."""
     completed = top_trials(records, n)
     # The reward is the validation accuracy unless the objective weighs in a cost (nas.objective).
     shaped = any(r.reward != r.metrics.val_accuracy for r in completed)
@@ -309,9 +313,12 @@ def print_top(records: list[TrialRecord], test_accuracy: float | None, n: int = 
         )
     reporter().line(table)
     if test_accuracy is not None:
-        reporter().line(
-            f"Winner (trial {completed[0].trial}) retrained: test accuracy [bold]{test_accuracy:.4f}[/bold]"
+        which = (
+            f"Ensemble of trials {', '.join(map(str, ensemble))} (retrained, probabilities averaged)"
+            if len(ensemble) > 1
+            else f"Winner (trial {completed[0].trial}) retrained"
         )
+        reporter().line(f"{which}: test accuracy [bold]{test_accuracy:.4f}[/bold]")
 
 
 def describe(values: dict[str, Any], limit: int = 160) -> str:

@@ -663,7 +663,7 @@ def render_html(data: Run, pngs: dict[str, bytes]) -> str:
             f"<p>Trial {best.trial}: reward {_num(best.reward)}, validation accuracy "
             f"{_num(best.metrics.val_accuracy)}, {_num(best.metrics.params)} parameters. "
             + (
-                f"Retrained on train + validation, its test accuracy is <b>{_num(test)}</b>."
+                _tested(data, test)
                 if test is not None
                 else "It was not retrained, so it has no test accuracy yet "
                 f"(<code>nas search --name {_e(rundir.name)} --runs-dir {_e(rundir.path.parent)} --resume"
@@ -715,6 +715,20 @@ def _skipped(data: Run) -> str:
     return f" ({n} unreadable image{'s' * (n != 1)} skipped)" if n else ""
 
 
+def _tested(data: Run, test: float) -> str:
+    """What the run's test accuracy is of: the winner retrained, or the ensemble it is part of."""
+    ensemble = data.ensemble
+    if not ensemble:
+        return f"Retrained on train + validation, its test accuracy is <b>{_num(test)}</b>."
+    members = data.summary["final"]["members"]
+    alone = ", ".join(f"trial {m['trial']} {_num(m.get('test_accuracy'))}" for m in members)
+    return (
+        f"It and the next best were retrained on train + validation and the search returns the "
+        f"ensemble of trials {', '.join(map(str, ensemble))}, which averages their probabilities: its "
+        f"test accuracy is <b>{_num(test)}</b> (each alone: {alone})."
+    )
+
+
 def _evaluation_section(data: Run, pngs: dict[str, bytes]) -> str:
     """The retrained winner on the test split: headline metrics, the confusion matrix, the most
     confused pairs and the per-class table (nas.evaluation)."""
@@ -728,7 +742,7 @@ def _evaluation_section(data: Run, pngs: dict[str, bytes]) -> str:
         *[f"top-{k[3:].split('_')[0]} accuracy <b>{_num(v)}</b>" for k, v in evaluation.items() if k.startswith("top")],
     ]
     parts = [
-        "<h2>The winner on the test split</h2>",
+        f"<h2>The {'ensemble' if data.ensemble else 'winner'} on the test split</h2>",
         f"<p>{evaluation['images']} test images, never seen in the search: " + ", ".join(headline) + ".</p>",
     ]
     if "confusion" in pngs:

@@ -36,6 +36,7 @@ import numpy as np
 
 from nas.data import load_data
 from nas.dataset import BUILTIN, Dataset
+from nas.ensemble import build_ensemble, members
 from nas.errors import InputError
 from nas.model_dir import ModelDir, open_model_dir, version_of, write_version
 from nas.progress import reporter
@@ -118,7 +119,7 @@ def retrain(
     x, y, x_test, y_test = arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
     mode = "new-labels" if new_labels else "incremental"
     if new_labels:
-        model = replace_head(model, dataset.num_classes)
+        model = replace_heads(model, dataset.num_classes)
         y_fit, y_test_fit, class_names = y, y_test, list(dataset.class_names)
     else:  # the data's class indices -> the model's outputs of the same names
         y_fit, y_test_fit, class_names = index[y], index[y_test], list(md.class_names)
@@ -170,11 +171,11 @@ def retrain(
         before = None
         head_lr = learning_rate or base_lr
         head_epochs = epochs if freeze_base else max(1, round(epochs * HEAD_SHARE))
-        for layer in model.layers:
+        for layer in networks_layers(model):
             layer.trainable = layer.name in HEAD_LAYERS
         phases.append(fit("head", head_lr, head_epochs))
         if epochs - head_epochs:
-            for layer in model.layers:  # BatchNormalization stays frozen: inference mode, old statistics
+            for layer in networks_layers(model):  # BatchNormalization stays frozen: inference mode, old statistics
                 layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
             phases.append(fit("fine_tune", head_lr * FINE_TUNE_FACTOR, epochs - head_epochs))
     else:
@@ -182,7 +183,7 @@ def retrain(
         reporter().text(f"  test accuracy before: {before:.4f}")
         phases.append(fit("train", learning_rate or base_lr * INCREMENTAL_FACTOR, epochs))
     after = phases[-1]["test_accuracy"]
-    for layer in model.layers:  # saved as a fresh model is: a later `nas train` decides what to freeze
+    for layer in networks_layers(model):  # saved as a fresh model is: a later `nas train` decides what to freeze
         layer.trainable = True
     # Saved with the parent's optimizer recipe, fresh and built for every weight: the next `nas train`
     # reads its learning rate from it (a phase's would compound: a tenth of a tenth ...), and loading
@@ -269,6 +270,18 @@ def label_index(md: ModelDir, data: Dataset, remedy: str = NEW_HEAD) -> np.ndarr
     return np.array([md.class_names.index(name) for name in data.class_names], np.int32)
 
 
+def networks_layers(model) -> list:
+    """The layers of the model's networks: its own, or an ensemble's members' (nas.ensemble)."""
+    return [layer for network in members(model) or [model] for layer in network.layers]
+
+
+def replace_heads(model, num_classes: int):
+    """`replace_head` of the model, or of each member of an ensemble, averaged again."""
+    if not members(model):
+        return replace_head(model, num_classes)
+    return build_ensemble([replace_head(m, num_classes) for m in members(model)], model.name)
+
+
 def replace_head(model, num_classes: int):
     """The model with its head replaced by a fresh one of the same kind (the builder's layer names,
     dropout rate, regulariser) for `num_classes` classes; the body's layers and weights are shared."""
@@ -300,8 +313,12 @@ def _epoch_log(epochs: int):
 
 def _check_model(md: ModelDir, model) -> None:
     """What training further needs beyond what ModelDir.load_model checked (input and outputs)."""
-    if "predictions" not in {layer.name for layer in model.layers}:
-        raise InputError(f"{md.path / 'model.keras'}: no layer named 'predictions', expected a model built by nas")
+    for network in members(model) or [model]:
+        if "predictions" not in {layer.name for layer in network.layers}:
+            where = f" in ensemble member {network.name!r}" if network is not model else ""
+            raise InputError(
+                f"{md.path / 'model.keras'}: no layer named 'predictions'{where}, expected a model built by nas"
+            )
 
 
 def _optimizer_recipe(model):

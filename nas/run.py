@@ -81,6 +81,25 @@ class Run:
         return value
 
     @property
+    def ensemble(self) -> list[int]:
+        """The trials whose retrained models best/model.keras averages, best first (nas.ensemble), or
+        [] when it is the winner alone; under the same condition as `test_accuracy`."""
+        if self.test_accuracy is None:
+            return []
+        final = (self.summary or {}).get("final")
+        members = final.get("members") if isinstance(final, dict) else None
+        if members is None:
+            return []
+        completed = {r.trial for r in self.completed}
+        trials = [m.get("trial") if isinstance(m, dict) else None for m in members] if isinstance(members, list) else []
+        if len(trials) < 2 or not all(is_int(t) and t in completed for t in trials) or trials[0] != self.best.trial:
+            raise InputError(
+                f"{self.rundir.file(SUMMARY)}: final: members: got {members!r:.80}, expected the ensemble's "
+                'completed trials ({"trial": N, ...}, the best first), as nas search writes them'
+            )
+        return trials
+
+    @property
     def evaluation(self) -> dict[str, Any] | None:
         """The retrained winner's evaluation on the test split (nas.evaluation: per-class precision,
         recall and F1, the confusion matrix, ...), under the same condition as `test_accuracy`."""

@@ -171,7 +171,10 @@ def show_run(run: str | Path, runs_dir: str | Path = "runs") -> None:
         lines.append(("best", "none: no trial completed"))
     test = data.test_accuracy
     epochs = data.config.get("final_epochs")
-    retrained = f"the winner retrained on train + validation{f' for {epochs} epochs' if epochs else ''}"
+    ensemble = data.ensemble
+    retrained = (
+        f"the ensemble of trials {', '.join(map(str, ensemble))}" if ensemble else "the winner"
+    ) + f" retrained on train + validation{f' for {epochs} epochs' if epochs else ''}"
     lines.append(
         ("test accuracy", f"{test:.4f} ({retrained})" if test is not None else "none: the winner was not retrained")
     )
@@ -187,9 +190,10 @@ def show_run(run: str | Path, runs_dir: str | Path = "runs") -> None:
         replace(r, values={escape(str(k)): escape(v) if isinstance(v, str) else v for k, v in r.values.items()})
         for r in data.trials
     ]
-    print_top(safe, test if data.completed else None)
+    print_top(safe, test if data.completed else None, ensemble=ensemble)
     evaluation = data.evaluation
     if evaluation is not None:
         from nas.evaluation import text
 
-        reporter().line(f"\nThe winner on the test split\n{escape(text(evaluation))}")
+        which = "ensemble" if ensemble else "winner"
+        reporter().line(f"\nThe {which} on the test split\n{escape(text(evaluation))}")

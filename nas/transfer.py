@@ -82,9 +82,13 @@ def base_model():
 
 def features(base):
     """The base without its classifier: a model from its input to what fed its last Dense layer
-    (skipping the Dropout layers just before it). Mirrored in model.py by `nas.codegen`."""
+    (skipping the Dropout layers just before it); of an ensemble, its best member's. Mirrored in
+    model.py by `nas.codegen`."""
     import keras
 
+    from nas.ensemble import members
+
+    base = (members(base) or [base])[0]  # an ensemble's best member (nas.ensemble)
     layers = list(base.layers)
     if not layers or not isinstance(layers[-1], keras.layers.Dense):
         raise ValueError(

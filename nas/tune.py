@@ -2,7 +2,8 @@
 the workers' side nas.worker's).
 
     run_trials(search, data, Job(input_shape, classes, epochs), resources=..., workers=2, storage=...)
-    model_bytes, metrics = train_final(spec, data, job, resources=...)   # the winner: a Ray task, or here
+    [(model_bytes, metrics), ...] = train_final([spec, ...], data, job, resources=...)  # the winner (and
+    # for an ensemble the next best): Ray tasks at once, the first here
 
 A `ControllerSearcher` (a `ray.tune.search.Searcher`) asks the search's controller for each trial
 and records each finished one before the next is asked for. Children run in a function trainable;
@@ -20,7 +21,9 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -313,28 +316,46 @@ def _stop_on_interrupt(search: Search):
 
 
 def train_final(
-    spec: dict, final_arrays: dict, job: Job, *, resources: Resources, here: bool = False
-) -> tuple[bytes, dict]:
-    """Retrains the winner on train + validation as one Ray task and tests it; returns the saved
-    model's bytes (the run directory stays on the driver's machine) and its metrics.
+    specs: Sequence[dict], final_arrays: dict, job: Job, *, resources: Resources, here: bool = False
+) -> list[tuple[bytes, dict]]:
+    """Retrains the winner, and for an ensemble the next-best children (`specs`, best first), on
+    train + validation and tests each; returns each saved model's bytes (the run directory stays on
+    the driver's machine) and its metrics, in the order given.
 
-    With `here`, for a search on a Ray of its own without accelerators, it trains in this process
-    instead, which has the data and often TensorFlow (the REINFORCE controller's) already: a new
-    Ray worker spends seconds starting and importing TensorFlow. Measured on 2 cores: a 2-trial
-    linear search's retraining took 10 s as a Ray task, for 1 s of training."""
-    if here:
-        try:
-            return train_final_here(spec, final_arrays, job)
-        except Exception as e:  # in one line, as a Ray task's error (Ctrl-C is no Exception: it goes on up)
-            raise RuntimeError(one_line(e)) from None
-    task = ray.remote(final).options(
-        num_cpus=resources.cpus,
+    They train at the same time, as Ray tasks sharing `resources`' CPUs equally (each also asks one
+    trial's accelerators). With `here`, for a search on a Ray of its own without accelerators, the
+    first trains in this process meanwhile, which has the data and often TensorFlow (the REINFORCE
+    controller's) already: a new Ray worker spends seconds starting and importing TensorFlow.
+    Measured on 2 cores: a 2-trial linear search's retraining took 10 s as a Ray task, for 1 s of
+    training. A failure raises RuntimeError in one line (prefixed with the member's rank when there
+    are several) and cancels the others."""
+    share = max(1.0, resources.cpus / len(specs))
+    member_job = replace(job, cpus=share)
+    remote = ray.remote(final).options(
+        num_cpus=share,
         num_gpus=resources.gpus,
         max_retries=0,
         resources={"TPU": resources.tpus} if resources.tpus else None,
     )
-    try:
-        return ray.get(task.remote(spec, [ray.put(final_arrays)], job))
-    except ray.exceptions.RayError as e:  # the child's own error, or its worker's death, in one line
-        cause = getattr(e, "cause", None)
-        raise RuntimeError(one_line(cause) if cause else worker_death_reason(str(e))) from None
+    first_here = 1 if here else 0
+    data = [ray.put(final_arrays)] if len(specs) > first_here else []
+    pending = [remote.remote(spec, data, member_job) for spec in specs[first_here:]]
+
+    def failed(rank: int, reason: str) -> RuntimeError:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        return RuntimeError(f"member {rank}: {reason}" if len(specs) > 1 else reason)
+
+    results = []
+    if here:
+        try:
+            results.append(train_final_here(specs[0], final_arrays, member_job))
+        except Exception as e:  # in one line, as a Ray task's error (Ctrl-C is no Exception: it goes on up)
+            raise failed(1, one_line(e)) from None
+    for rank, ref in enumerate(list(pending), first_here + 1):
+        try:
+            results.append(ray.get(ref))
+        except ray.exceptions.RayError as e:  # the child's own error, or its worker's death, in one line
+            cause = getattr(e, "cause", None)
+            raise failed(rank, one_line(cause) if cause else worker_death_reason(str(e))) from None
+    return results

@@ -114,6 +114,9 @@ TRAINING = {
     # Keep an exponential moving average of the weights with this momentum (Keras's use_ema) and
     # end training with the averaged weights; the epochs' validation reads the raw ones. 0 = off.
     "ema": Setting("float", 0.0, low=0, high=1),
+    # The search's best N children are retrained (at once, sharing the final training's CPUs) and
+    # the model it returns averages their probabilities (nas.ensemble); 1 = the winner alone.
+    "ensemble": Setting("int", 1, low=1, decidable=False),
 }
 
 # Keras preprocessing layers, active only while training (0 or false = off).
@@ -129,6 +132,9 @@ AUGMENT = {
 
 AUGMENT_ADDED_LATER = ("brightness", "crop")
 TRAINING_ADDED_LATER = ("scheduler", "search_width", "class_weight", "weight_decay", "ema")
+# Read only after the search, by the final training: a space's fingerprint (what its children and
+# their rewards are) leaves it out at any value.
+TRAINING_FINAL_ONLY = ("ensemble",)
 TOP_ADDED_LATER = {"widen": 1.0, "stem_to": 0, "stem_filters": 16}  # left out of fingerprints at these values
 
 # `augment: standard` in a space file: every augmentation as a decision, off among the choices,
@@ -393,7 +399,9 @@ class SearchSpace:
         fixed["top"] = {k: v for k, v in fixed.get("top", {}).items() if TOP_ADDED_LATER.get(k, object()) != v}
         if "training" in fixed:
             fixed["training"] = {
-                k: v for k, v in fixed["training"].items() if k not in TRAINING_ADDED_LATER or v != TRAINING[k].default
+                k: v
+                for k, v in fixed["training"].items()
+                if k not in TRAINING_FINAL_ONLY and (k not in TRAINING_ADDED_LATER or v != TRAINING[k].default)
             }
         text = json.dumps(
             [self.name, self.family, [(d.name, list(d.choices)) for d in self.decisions], fixed],

@@ -62,3 +62,19 @@ def test_search_cnn10_on_digits_through_ray(cnn10_search):
     data = load_data("digits")
     accuracy = float(np.mean(model.predict(data.x_test, verbose=0).argmax(1) == data.y_test))
     assert abs(accuracy - summary["test_accuracy"]) < 1e-6
+
+    # cnn10 returns the ensemble of its best two children (training.ensemble), each retrained on train +
+    # validation and tested alone too: the saved model averages the members' probabilities.
+    from nas.ensemble import members
+
+    top = sorted(trials, key=lambda t: (-t["reward"], t["trial"]))[:2]
+    recorded = summary["final"]["members"]
+    assert [m["trial"] for m in recorded] == [t["trial"] for t in top]
+    assert summary["final"]["params"] == sum(m["params"] for m in recorded) == model.count_params()
+    parts = members(model)
+    assert [part.name for part in parts] == ["member_1", "member_2"]
+    alone = [part.predict(data.x_test, verbose=0) for part in parts]
+    assert np.abs(model.predict(data.x_test, verbose=0) - np.mean(alone, axis=0)).max() < 1e-6
+    for probabilities, m in zip(alone, recorded):
+        assert abs(float(np.mean(probabilities.argmax(1) == data.y_test)) - m["test_accuracy"]) < 1e-6
+    assert f"Ensemble of trials {top[0]['trial']}, {top[1]['trial']}" in result.stdout

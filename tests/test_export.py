@@ -291,6 +291,31 @@ def test_model_py_builds_what_the_builder_builds(name):
         assert built.count_params() == expected.count_params() and built.name == expected.name
 
 
+@pytest.mark.usefixtures("runs")
+@pytest.mark.parametrize("name", ["cnn10", "resnet"])
+def test_model_py_of_an_ensemble_builds_what_nas_ensemble_builds(name):
+    """An ensemble's model.py: a function per member and build_model averaging them, layer for layer
+    what nas.ensemble builds from the builder's models (the members' configs included)."""
+    from nas.builder import build_model
+    from nas.codegen import ensemble_source
+    from nas.ensemble import build_ensemble, members
+
+    space = load_space(name)
+    rng = random.Random(name)
+    specs = [
+        space.resolve(space.architecture([rng.randrange(len(d.choices)) for d in space.decisions])) for _ in range(2)
+    ]
+    source = ensemble_source(specs, [7, 3], (8, 8, 1), ["a", "b", "c"], {"run": "r", "test_accuracy": 0.5})
+    module = types.ModuleType("generated")
+    exec(compile(source, "model.py", "exec"), module.__dict__)
+    built = module.build_model()
+    expected = build_ensemble([build_model(spec, (8, 8, 1), 3) for spec in specs], f"{name}_ensemble")
+    assert layer_table(built) == layer_table(expected) and built.name == expected.name
+    for got, want in zip(members(built), members(expected), strict=True):
+        assert [layer.get_config() for layer in got.layers] == [layer.get_config() for layer in want.layers]
+    assert built.count_params() == expected.count_params()
+
+
 def test_generated_code_never_runs_names(tmp_path, monkeypatch):
     """A space name with code in it is refused by the space loader; were one to get past it, model.py
     would still hold it as a string."""
@@ -384,9 +409,15 @@ def test_export_writes_every_format_with_metadata(cnn10_export):
     assert metadata["onnx"]["checked_images"] == metadata["metrics"]["test_images"] > 0
     assert metadata["onnx"]["max_abs_difference"] <= 1e-4 and metadata["onnx"]["input"] == "images"
     assert json.loads((out / "labels.json").read_text()) == [str(i) for i in range(10)]
+    # cnn10's search returns the ensemble of its best two children (training.ensemble): both trials here
+    trials = [m["trial"] for m in summary["final"]["members"]]
+    assert metadata["ensemble"]["trials"] == trials and sorted(trials) == [1, 2] and trials[0] == best["trial"]
+    assert metadata["ensemble"]["members"][0]["architecture"]["choices"] == best["arch"]["choices"]
+    assert "ensemble of trials" in metadata["model"]
     source = (out / "model.py").read_text()
-    assert f"trial {best['trial']}" in source.splitlines()[0] and '"cnn10"' in source.splitlines()[0]
-    assert f"validation accuracy {best['val_accuracy']:.4f}" in source
+    header = source.splitlines()[0]
+    assert f"the ensemble of trials {trials[0]} and {trials[1]}" in header and '"cnn10"' in header
+    assert "def build_member_1(" in source and "def build_member_2(" in source
     assert "model.tflite" in stdout and "saved_model/" in stdout
     # A second export into the same folder is refused, and leaves it as it was.
     before = sorted(p.name for p in out.iterdir())

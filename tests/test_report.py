@@ -113,7 +113,9 @@ def test_a_finished_search_writes_its_report(runs):
         check_png(run / "report" / f"{name}.png")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["trials_failed"] == 0
-    assert "The winner on the test split" in page and "Per class" in page
+    assert "The ensemble on the test split" in page and "Per class" in page  # cnn10's best two (training.ensemble)
+    members = ", ".join(str(m["trial"]) for m in summary["final"]["members"])
+    assert f"ensemble of trials {members}, which averages" in page
     assert f"balanced accuracy <b>{summary['evaluation']['balanced_accuracy']:.4f}</b>" in page
     assert 'class="status-finished"' in page  # not `running`: the search wrote it while it held the lock
     assert f"{summary['test_accuracy']:.4f}" in page and "test accuracy" in page
@@ -280,7 +282,10 @@ def test_show_prints_the_summary_and_the_top_trials(runs):
     assert f"trial {summary['best']['trial']}" in result.stdout
     # the winner on the test split: its per-class table and confusion matrix, from summary.json
     evaluation = summary["evaluation"]
-    assert "The winner on the test split" in result.stdout and "precision  recall" in result.stdout
+    assert "The ensemble on the test split" in result.stdout and "precision  recall" in result.stdout
+    members = ", ".join(str(m["trial"]) for m in summary["final"]["members"])
+    assert f"the ensemble of trials {members} retrained" in result.stdout
+    assert f"Ensemble of trials {members}" in result.stdout
     assert sum(map(sum, evaluation["confusion_matrix"])) == evaluation["images"] == 360  # digits' test split
     row = evaluation["per_class"][3]
     assert f"{row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:6.4f}  {row['support']:7d}" in result.stdout
@@ -291,6 +296,7 @@ def test_show_prints_the_summary_and_the_top_trials(runs):
     [
         (["report", "nowhere"], "nowhere: no such run"),
         (["show", "torn"], "trials.jsonl: line 1: not a JSON record"),
+        (["show", "strangers"], "summary.json: final: members: got [{'trial': 99}, {'trial': 98}]"),
         (["runs", "--runs-dir", "missing"], "--runs-dir: missing: no such folder"),
     ],
 )
@@ -300,6 +306,12 @@ def test_bad_input_is_one_line_and_exit_2(runs, args, fragment):
         copy_run(runs, "tiny", "torn")
         text = (torn / "trials.jsonl").read_text()
         (torn / "trials.jsonl").write_text("{torn\n" + text)
+    strangers = runs["runs"] / "strangers"  # an ensemble of a trial the run does not have
+    if not strangers.exists():
+        copy_run(runs, "tiny", "strangers")
+        summary = json.loads((strangers / "summary.json").read_text())
+        summary["final"]["members"] = [{"trial": 99}, {"trial": 98}]
+        (strangers / "summary.json").write_text(json.dumps(summary))
     result = nas(*args, *([] if "--runs-dir" in args else ["--runs-dir", str(runs["runs"])]), cwd=runs["root"])
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()

@@ -150,6 +150,43 @@ def test_new_labels_transfer_a_model_of_digits_0_to_4_to_digits_5_to_9(tmp_path)
     assert new.output_shape == (None, 5) and all(layer.trainable for layer in new.layers)
 
 
+def test_an_ensemble_trains_further_and_takes_new_labels_member_by_member(tmp_path):
+    """An ensemble (as cnn10's search returns): training further updates every member; new labels
+    give each member a head of its own, the bodies frozen first, and it stays an ensemble."""
+    import keras
+
+    from nas.data import load_data
+    from nas.ensemble import build_ensemble, members
+    from nas.model_dir import open_model_dir, write_model_dir
+    from nas.retrain import retrain
+
+    singles = [train_digits_model_dir(tmp_path / f"m{seed}", range(5), epochs=3, seed=seed)[0] for seed in (0, 1)]
+    loaded = [open_model_dir(path).load_model() for path in singles]
+    ensemble = build_ensemble(loaded, "digits_ensemble")
+    ensemble.compile(
+        optimizer=keras.optimizers.Adam(0.005), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    ensemble.optimizer.build(ensemble.trainable_variables)  # as nas.ensemble.combine saves it
+    write_model_dir(tmp_path / "ensemble", ensemble, [str(d) for d in range(5)], {"source": "test"})
+    digits = load_data("digits", seed=0)
+    y = np.concatenate([digits.y_train, digits.y_val])
+    digits_npz(tmp_path / "lower.npz", np.flatnonzero(y < 5), digits=range(5))
+    digits_npz(tmp_path / "upper.npz", np.flatnonzero(y >= 5), digits=range(5, 10))
+
+    further = retrain(tmp_path / "ensemble", str(tmp_path / "lower.npz"), epochs=1)
+    before = [m.get_weights() for m in members(ensemble)]
+    after = [m.get_weights() for m in members(open_model_dir(further.path).load_model())]
+    for old, new in zip(before, after, strict=True):  # every member trained on
+        assert any(not np.array_equal(a, b) for a, b in zip(old, new, strict=True))
+
+    transferred = retrain(further.path, str(tmp_path / "upper.npz"), epochs=3, new_labels=True)
+    model = open_model_dir(transferred.path).load_model()
+    assert [m.name for m in members(model)] == ["member_1", "member_2"] and model.output_shape == (None, 5)
+    assert all(m.get_layer("predictions").units == 5 for m in members(model))
+    assert transferred.class_names == ["5", "6", "7", "8", "9"] and transferred.test_accuracy_after > 0.6  # chance 0.2
+    assert transferred.phases[0]["phase"] == "head"
+
+
 def test_a_failure_while_writing_leaves_no_version(tmp_path):
     import keras
 
