@@ -2,8 +2,8 @@
 the workers' side nas.worker's).
 
     run_trials(search, data, Job(input_shape, classes, epochs), resources=..., workers=2, storage=...)
-    [(model_bytes, metrics), ...] = train_final([spec, ...], data, job, resources=...)  # the winner (and
-    # for an ensemble the next best): Ray tasks at once, the first here
+    [(model_bytes, metrics), ...] = train_final([spec, ...], data, job, resources=...)  # the winner
+    # (here, or a Ray task), or an ensemble's best children (Ray tasks at once)
 
 A `ControllerSearcher` (a `ray.tune.search.Searcher`) asks the search's controller for each trial
 and records each finished one before the next is asked for. Children run in a function trainable;
@@ -323,12 +323,14 @@ def train_final(
     the driver's machine) and its metrics, in the order given.
 
     They train at the same time, as Ray tasks sharing `resources`' CPUs equally (each also asks one
-    trial's accelerators). With `here`, for a search on a Ray of its own without accelerators, the
-    first trains in this process meanwhile, which has the data and often TensorFlow (the REINFORCE
-    controller's) already: a new Ray worker spends seconds starting and importing TensorFlow.
-    Measured on 2 cores: a 2-trial linear search's retraining took 10 s as a Ray task, for 1 s of
-    training. A failure raises RuntimeError in one line (prefixed with the member's rank when there
-    are several) and cancels the others."""
+    trial's accelerators). With `here`, for a search on a Ray of its own without accelerators, a
+    lone winner trains in this process instead, which has the data and often TensorFlow (the
+    REINFORCE controller's) already: a new Ray worker spends seconds starting and importing
+    TensorFlow (measured on 2 cores: a 2-trial linear search's retraining took 10 s as a Ray task,
+    for 1 s of training). Several always train as Ray tasks: each sets its own TensorFlow threads,
+    which this process, initialised already, cannot (beside a task, its threads would contend).
+    A failure raises RuntimeError in one line (prefixed with the member's rank when there are
+    several) and cancels the others."""
     share = max(1.0, resources.cpus / len(specs))
     member_job = replace(job, cpus=share)
     remote = ray.remote(final).options(
@@ -337,6 +339,7 @@ def train_final(
         max_retries=0,
         resources={"TPU": resources.tpus} if resources.tpus else None,
     )
+    here = here and len(specs) == 1
     first_here = 1 if here else 0
     data = [ray.put(final_arrays)] if len(specs) > first_here else []
     pending = [remote.remote(spec, data, member_job) for spec in specs[first_here:]]
