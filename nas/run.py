@@ -130,7 +130,8 @@ class Run:
         return [str(n) for n in names] if isinstance(names, list) else None
 
     def best_model(self):
-        """The winner retrained on train + validation (best/model.keras), a keras.Model that takes raw
+        """The winner retrained on train + validation, or the ensemble of the best children the
+        search returned (`ensemble`; nas.ensemble): best/model.keras, a keras.Model that takes raw
         0-255 pixels and gives class probabilities. InputError when the search has not retrained it."""
         path = self.rundir.file("best/model.keras")
         if not path.is_file():
