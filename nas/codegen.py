@@ -228,8 +228,8 @@ def _header(spec: dict[str, Any], about: dict[str, Any], what: str | None = None
 
     made = ", ".join(_plain(str(about[k])) for k in ("nas_version", "date") if about.get(k))
     # validation accuracy only of a single child: an ensemble's members each have their own
-    measured = [("validation accuracy", "val_accuracy")] * (what is None) + [("test accuracy", "test_accuracy")]
-    scores = "".join(f"{name} {number(key)}, " for name, key in measured).removesuffix(", ") + "; "
+    validation = f"validation accuracy {number('val_accuracy')}, " if what is None else ""
+    scores = f"{validation}test accuracy {number('test_accuracy')}; "
     trial = about.get("trial")
     return "\n".join(
         [

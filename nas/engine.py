@@ -523,9 +523,10 @@ def _search(
     which = (
         f"trial {best.trial}"
         if len(members) == 1
-        else f"the best {len(members)} children (trials {', '.join(str(r.trial) for r in members)}) at once"
+        else f"the best {len(members)} children (trials {', '.join(str(r.trial) for r in members)})"
     )
-    progress.reporter().line(f"Retraining {which} on train + validation for {config.final_epochs} epochs ...")
+    at_once = " at once" if len(members) > 1 else ""
+    progress.reporter().line(f"Retraining {which}{at_once} on train + validation for {config.final_epochs} epochs ...")
     try:
         final_job = replace(
             job,
@@ -549,9 +550,7 @@ def _search(
         ) from None
     except RuntimeError as e:
         _write_summary(rundir, config, search, search_seconds, status="stopped")
-        raise SearchStopped(
-            f"retraining {which.removesuffix(' at once')} failed: {e}; {_resume_command(rundir)} tries again"
-        ) from None
+        raise SearchStopped(f"retraining {which} failed: {e}; {_resume_command(rundir)} tries again") from None
     if len(trained) == 1:
         ((model_bytes, final),) = trained
     else:

@@ -3,6 +3,7 @@ the model answers with the average of their class probabilities.
 
     model = build_ensemble([winner, runner_up])      # trained members, each a builder model
     members(model)                                   # -> [winner, runner_up] (an empty list for one model)
+    networks(model)                                  # -> the members, or [model] for one model
 
 Each member is a nested model named `member_1`, `member_2`, ... (best first) inside a functional
 model whose output layer is `ensemble`, a Keras `Average`. So the ensemble saves, loads, exports and
@@ -85,6 +86,11 @@ def combine(
 
 def is_ensemble(model) -> bool:
     return bool(model.layers) and model.layers[-1].name == OUTPUT and isinstance(model.layers[-1], _average())
+
+
+def networks(model) -> list:
+    """The networks a model is made of: an ensemble's members, best first, or the model itself."""
+    return members(model) or [model]
 
 
 def members(model) -> list:

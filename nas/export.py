@@ -56,11 +56,16 @@ class ExportPlan:
     best_trial: int
     out: Path
     formats: list[str]
-    ensemble: list[int]  # for the best trial of a search that returns an ensemble: its members' trials (nas.ensemble)
+    members: list[TrialRecord]  # for the best trial of a search that returned an ensemble: its members (nas.ensemble)
 
     @property
     def trial(self) -> int:
         return self.record.trial
+
+    @property
+    def ensemble(self) -> list[int]:
+        """The trials of the ensemble exported, best first; [] for a single model."""
+        return [r.trial for r in self.members]
 
     @property
     def is_best(self) -> bool:
@@ -125,7 +130,8 @@ def plan_export(
         what = "is not a folder" if not out.is_dir() else "exists and is not empty"
         raise InputError(f"out: {out} {what}, expected a new or empty folder (or another --out)")
     ensemble = read_run(rundir).ensemble if number == best else []
-    return ExportPlan(run, rundir, config, space, record, arch, best, out, chosen, ensemble)
+    members = [next(r for r in records if r.trial == trial) for trial in ensemble]
+    return ExportPlan(run, rundir, config, space, record, arch, best, out, chosen, members)
 
 
 def export_run(
@@ -324,14 +330,13 @@ def _metadata(plan: ExportPlan, data, metrics: dict[str, Any], how: str) -> dict
 
 def _ensemble_metadata(plan: ExportPlan) -> dict[str, Any]:
     """The members of an exported ensemble, best first (`architecture` and `spec` above are the first's)."""
-    records = {r.trial: r for r in read_trials(plan.rundir)}
     members = []
-    for trial in plan.ensemble:
-        arch = plan.space.from_json(records[trial].arch)
+    for record in plan.members:
+        arch = plan.space.from_json(record.arch)
         members.append(
             {
-                "trial": trial,
-                "val_accuracy": records[trial].metrics.val_accuracy,
+                "trial": record.trial,
+                "val_accuracy": record.metrics.val_accuracy,
                 "architecture": {"choices": list(arch.choices), "hash": arch.key, "values": plan.space.decode(arch)},
                 "spec": plan.space.resolve(arch),
             }

@@ -36,7 +36,7 @@ import numpy as np
 
 from nas.data import load_data
 from nas.dataset import BUILTIN, Dataset
-from nas.ensemble import build_ensemble, members
+from nas.ensemble import build_ensemble, members, networks
 from nas.errors import InputError
 from nas.model_dir import ModelDir, open_model_dir, version_of, write_version
 from nas.progress import reporter
@@ -272,7 +272,7 @@ def label_index(md: ModelDir, data: Dataset, remedy: str = NEW_HEAD) -> np.ndarr
 
 def networks_layers(model) -> list:
     """The layers of the model's networks: its own, or an ensemble's members' (nas.ensemble)."""
-    return [layer for network in members(model) or [model] for layer in network.layers]
+    return [layer for network in networks(model) for layer in network.layers]
 
 
 def replace_heads(model, num_classes: int):
@@ -313,7 +313,7 @@ def _epoch_log(epochs: int):
 
 def _check_model(md: ModelDir, model) -> None:
     """What training further needs beyond what ModelDir.load_model checked (input and outputs)."""
-    for network in members(model) or [model]:
+    for network in networks(model):
         if "predictions" not in {layer.name for layer in network.layers}:
             where = f" in ensemble member {network.name!r}" if network is not model else ""
             raise InputError(

@@ -86,9 +86,9 @@ def features(base):
     model.py by `nas.codegen`."""
     import keras
 
-    from nas.ensemble import members
+    from nas.ensemble import networks
 
-    base = (members(base) or [base])[0]  # an ensemble's best member (nas.ensemble)
+    base = networks(base)[0]  # an ensemble's best member (nas.ensemble)
     layers = list(base.layers)
     if not layers or not isinstance(layers[-1], keras.layers.Dense):
         raise ValueError(
