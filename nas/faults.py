@@ -9,6 +9,10 @@ Set `NAS_TEST_FAULTS` in the environment of the search (Ray's workers inherit it
     slow    every training step of the child takes 5 seconds longer (for --trial-timeout)
     hang    the child hangs for an hour before training (for --trial-timeout's last resort)
 
+`finalN:raise` and `finalN:exit` do the same to the final training of the search's N-th model, best
+first (the winner, then an ensemble's other members), as it starts: `final2:raise` fails an
+ensemble's second member.
+
 Unset, nothing here does anything.
 """
 
@@ -26,7 +30,7 @@ class InjectedFault(RuntimeError):
     pass
 
 
-def planned(trial: int) -> str | None:
+def planned(trial: int | str) -> str | None:
     for item in os.environ.get(ENVIRONMENT_VARIABLE, "").split(","):
         number, _, kind = item.strip().partition(":")
         if number == str(trial):
@@ -50,6 +54,17 @@ def inject(trial: int) -> list:
     if kind == "slow":
         return [_slow_steps()]
     return []
+
+
+def inject_final(rank: int) -> None:
+    """Carries out the fault planned for the final training of the `rank`-th model (1 the winner)."""
+    kind = planned(f"final{rank}")
+    if kind == "raise":
+        raise InjectedFault(f"fault injected into final training {rank}")
+    if kind == "exit":
+        os._exit(INJECTED_EXIT_CODE)
+    if kind is not None:
+        raise ValueError(f"{ENVIRONMENT_VARIABLE}: final{rank}:{kind}: a final training takes raise or exit")
 
 
 def _poison_weights():

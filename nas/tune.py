@@ -342,7 +342,9 @@ def train_final(
     here = here and len(specs) == 1
     first_here = 1 if here else 0
     data = [ray.put(final_arrays)] if len(specs) > first_here else []
-    pending = [remote.remote(spec, data, member_job) for spec in specs[first_here:]]
+    pending = [
+        remote.remote(spec, data, member_job, rank) for rank, spec in enumerate(specs[first_here:], first_here + 1)
+    ]
 
     def failed(rank: int, reason: str) -> RuntimeError:
         for ref in pending:

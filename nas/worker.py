@@ -175,15 +175,17 @@ def _rss_mb() -> float | None:
     return None
 
 
-def final(spec: dict, data: list, job: Job) -> tuple[bytes, dict]:
-    """The winner's retraining as a Ray task."""
-    return train_final_here(spec, _arrays(data), job)
+def final(spec: dict, data: list, job: Job, rank: int = 1) -> tuple[bytes, dict]:
+    """The retraining of the search's `rank`-th model (1 the winner) as a Ray task."""
+    return train_final_here(spec, _arrays(data), job, rank)
 
 
-def train_final_here(spec: dict, arrays: dict, job: Job) -> tuple[bytes, dict]:
-    """Retrains the winner in this process; returns the saved model's bytes and its test metrics."""
-    from nas import trainer, transfer
+def train_final_here(spec: dict, arrays: dict, job: Job, rank: int = 1) -> tuple[bytes, dict]:
+    """Retrains the search's `rank`-th model (1 the winner) in this process; returns the saved
+    model's bytes and its test metrics."""
+    from nas import faults, trainer, transfer
 
+    faults.inject_final(rank)
     trainer.configure_threads(job.cpus)
     transfer.provide(job.base)
     model, metrics = trainer.train_final(

@@ -1,7 +1,7 @@
 """Children that fail for real inside Ray workers: an exception, a diverging loss, a worker process
 that dies, a child past --trial-timeout (slow, or hung). Each is recorded with its reason, the
 controller is told, and the search goes on; failures in a row stop it with exit code 3, and it
-resumes once the limit is raised."""
+resumes once the limit is raised; a failed final training stops it too, and a resume retrains."""
 
 import json
 
@@ -98,6 +98,8 @@ def test_failures_in_a_row_stop_the_search_and_it_resumes_with_a_higher_limit(tm
     gone = run_nas("search", "--name", "run", "--runs-dir", "runs", "--resume", cwd=tmp_path)
     assert gone.returncode == 2 and "--address: cannot reach a Ray cluster at '127.0.0.1:1'" in gone.stderr
 
+    # Resumed as an ensemble of the best two, whose second member's final training fails: the search
+    # stops in one line naming the member, the others cancelled, every trial kept.
     resumed = run_nas(
         "search",
         "--name",
@@ -107,13 +109,20 @@ def test_failures_in_a_row_stop_the_search_and_it_resumes_with_a_higher_limit(tm
         "--resume",
         "--max-failures",
         "5",
+        "--ensemble",
+        "2",
         "--no-dashboard",
         "--address",
         "local",
         cwd=tmp_path,
         timeout=900,
+        faults="final2:raise",
     )
-    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.returncode == 3, resumed.stderr
+    (line,) = resumed.stderr.strip().splitlines()
+    assert line.startswith("nas: error: search stopped: retraining the best 2 children (trials ")
+    assert ") failed: member 2: " in line and "Traceback" not in resumed.stderr
+    assert "InjectedFault: fault injected into final training 2" in line and line.endswith("tries again")
     records = trials(run)
     assert [r["trial"] for r in records] == [1, 2, 3, 4]
     assert [r["status"] for r in records[2:]] == ["completed", "completed"]
@@ -122,4 +131,12 @@ def test_failures_in_a_row_stop_the_search_and_it_resumes_with_a_higher_limit(tm
     assert config["max_failures"] == 5 and config["space"] == "linear" and len(config["resumes"]) == 1
     assert config["address"] is None
     summary = json.loads((run / "summary.json").read_text())
+    assert (summary["status"], summary["trials_completed"], summary["trials_failed"]) == ("stopped", 2, 2)
+    assert not (run / "best").exists()
+
+    again = run_nas("search", "--name", "run", "--runs-dir", "runs", "--resume", "--no-dashboard", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert [r["trial"] for r in trials(run)] == [1, 2, 3, 4]  # nothing searched again: only the retraining
+    summary = json.loads((run / "summary.json").read_text())
     assert (summary["status"], summary["trials_completed"], summary["trials_failed"]) == ("finished", 2, 2)
+    assert sorted(m["trial"] for m in summary["final"]["members"]) == [3, 4]
