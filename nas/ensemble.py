@@ -13,7 +13,10 @@ further trains every member on the averaged prediction's loss; `members` reaches
 
 from __future__ import annotations
 
+import io
+import json
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,11 +63,10 @@ def combine(
         for rank, data in enumerate(saved, 1):
             paths.append(Path(tmp) / f"{member_name(rank)}.keras")
             paths[-1].write_bytes(data)
-        first_optimizer = keras.saving.load_model(paths[0], safe_mode=True).optimizer
         # Without their own optimizers, which the ensemble would save beside its own.
         models = [keras.saving.load_model(path, safe_mode=True, compile=False) for path in paths]
         model = build_ensemble(models, name)
-        optimizer = type(first_optimizer).from_config(first_optimizer.get_config())
+        optimizer = saved_optimizer(saved[0])
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         optimizer.build(model.trainable_variables)
         probabilities, labels = evaluation.predictions(model, x_test, y_test)
@@ -82,6 +84,16 @@ def combine(
         "members": [{k: v for k, v in m.items() if k != "evaluation"} for m in member_metrics],
     }
     return data, metrics
+
+
+def saved_optimizer(saved: bytes):
+    """A fresh optimizer configured as the one a saved model (`.keras` bytes) was compiled with, read
+    from the archive's compile config rather than by loading the model a second time."""
+    import keras
+
+    with zipfile.ZipFile(io.BytesIO(saved)) as archive:
+        config = json.loads(archive.read("config.json"))["compile_config"]["optimizer"]
+    return keras.optimizers.deserialize(config)
 
 
 def is_ensemble(model) -> bool:

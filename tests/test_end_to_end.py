@@ -78,3 +78,7 @@ def test_search_cnn10_on_digits_through_ray(cnn10_search):
     for probabilities, m in zip(alone, recorded):
         assert abs(float(np.mean(probabilities.argmax(1) == data.y_test)) - m["test_accuracy"]) < 1e-6
     assert f"Ensemble of trials {top[0]['trial']}, {top[1]['trial']}" in result.stdout
+    # Compiled with its members' recipe (cnn10's Adam at 0.002), which `nas train` reads.
+    rate = model.optimizer.get_config()["learning_rate"]
+    initial = rate["config"]["initial_learning_rate"] if isinstance(rate, dict) else rate
+    assert type(model.optimizer).__name__ == "Adam" and abs(initial - 0.002) < 1e-9
