@@ -34,9 +34,9 @@ from typing import Any
 
 from nas.errors import InputError
 from nas.progress import reporter
-from nas.run import BASE_FILE, find_run, read_config, read_run, read_space, read_summary, read_trials
+from nas.run import BASE_FILE, Run, find_run, read_run
 from nas.rundir import RunDir
-from nas.trial_record import TrialRecord, top_trials
+from nas.trial_record import TrialRecord
 from search_spaces import Architecture, SearchSpace
 
 FORMATS = ("python", "keras", "savedmodel", "tflite", "onnx")
@@ -101,16 +101,13 @@ def plan_export(
 ) -> ExportPlan:
     """Checks the request against the run directory (no TensorFlow); one-line InputError for bad input."""
     chosen = parse_formats(formats)
-    rundir = find_run(run, runs_dir)
-    config = read_config(rundir, required=("space", "data", "seed", "final_epochs"))
-    space = read_space(rundir, config)
-    records = read_trials(rundir, space=space)
-    completed = [r for r in records if r.completed]
+    checked = read_run(find_run(run, runs_dir), required=("space", "data", "seed", "final_epochs"), architectures=True)
+    rundir, space, completed = checked.rundir, checked.space(), checked.completed
     if not completed:
         raise InputError(f"{run}: no completed trial to export, expected a run with at least one completed trial")
-    best = _best_trial(rundir, completed)
+    best = _best_trial(checked)
     number = best if trial is None else trial
-    record = next((r for r in records if r.trial == number), None)
+    record = next((r for r in checked.trials if r.trial == number), None)
     if record is None:
         raise InputError(
             f"trial: got {number}, expected a completed trial of run {rundir.name!r} "
@@ -129,9 +126,9 @@ def plan_export(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         what = "is not a folder" if not out.is_dir() else "exists and is not empty"
         raise InputError(f"out: {out} {what}, expected a new or empty folder (or another --out)")
-    ensemble = read_run(rundir).ensemble if number == best else []
-    members = [next(r for r in records if r.trial == trial) for trial in ensemble]
-    return ExportPlan(run, rundir, config, space, record, arch, best, out, chosen, members)
+    ensemble = checked.ensemble if number == best else []
+    members = [next(r for r in completed if r.trial == trial) for trial in ensemble]
+    return ExportPlan(run, rundir, checked.config, space, record, arch, best, out, chosen, members)
 
 
 def export_run(
@@ -157,13 +154,13 @@ def export_run(
 # -- the run and its trial ----------------------------------------------------------------------------
 
 
-def _best_trial(rundir: RunDir, completed: list[TrialRecord]) -> int:
+def _best_trial(run: Run) -> int:
     """summary.json's best, or (a run that stopped before writing it) the best completed trial."""
-    numbers = {r.trial for r in completed}
-    best = (read_summary(rundir) or {}).get("best")
+    numbers = {r.trial for r in run.completed}
+    best = (run.summary or {}).get("best")
     if isinstance(best, dict) and best.get("trial") in numbers:
         return int(best["trial"])
-    return top_trials(completed, 1)[0].trial
+    return run.best.trial
 
 
 def _numbers(records: list[TrialRecord]) -> str:

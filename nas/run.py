@@ -19,7 +19,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ class Run:
     summary: dict[str, Any] | None  # summary.json, or None while running or after a crash
     status: str  # running, finished, stopped, interrupted, failed, killed
     started: datetime | None
+    checked_space: SearchSpace | None = field(default=None, repr=False)  # read_run's, when it read it
 
     @property
     def path(self) -> Path:
@@ -121,7 +122,9 @@ class Run:
 
     def space(self) -> SearchSpace:
         """The run's own copy of its space file, checked against the fingerprint config.json holds."""
-        return read_space(self.rundir, self.config)
+        if self.checked_space is None:
+            self.checked_space = read_space(self.rundir, self.config)
+        return self.checked_space
 
     @property
     def class_names(self) -> list[str] | None:
@@ -186,16 +189,25 @@ def find_run(run: str | Path, runs_dir: str | Path = "runs") -> RunDir:
     )
 
 
-def read_run(rundir: RunDir) -> Run:
-    """Reads and checks a run's files."""
-    config = read_config(rundir)
-    trials = read_trials(rundir)
+def read_run(rundir: RunDir, required: Iterable[str] = ("space", "budget"), architectures: bool = False) -> Run:
+    """Reads and checks a run's files: config.json with the `required` settings, and with
+    `architectures` its space file too, every trial's architecture checked against it."""
+    config = read_config(rundir, required)
+    space = read_space(rundir, config) if architectures else None
+    trials = read_trials(rundir, space=space)
     state = rundir.read_saved(STATE) if rundir.file(STATE).exists() else None
     if state is not None and not isinstance(state, dict):
         raise InputError(f"{rundir.file(STATE)}: got {type(state).__name__}, expected a JSON object")
     summary = read_summary(rundir)
     return Run(
-        rundir, config, trials, state, summary, status=run_status(rundir, summary, len(trials)), started=started(rundir)
+        rundir,
+        config,
+        trials,
+        state,
+        summary,
+        status=run_status(rundir, summary, len(trials)),
+        started=started(rundir),
+        checked_space=space,
     )
 
 
