@@ -187,6 +187,27 @@ def test_an_ensemble_trains_further_and_takes_new_labels_member_by_member(tmp_pa
     assert transferred.phases[0]["phase"] == "head"
 
 
+def test_a_model_saved_uncompiled_trains_further(tmp_path):
+    """A model directory whose model.keras was saved without compiling (a user's own Keras model):
+    training takes the default recipe and measures accuracy from predictions, not a compiled metric."""
+    import keras
+
+    from nas.model_dir import open_model_dir, write_model_dir
+    from nas.retrain import retrain
+
+    trained, _ = train_digits_model_dir(tmp_path / "trained", epochs=3)
+    model = open_model_dir(trained).load_model()
+    bare = keras.Model.from_config(model.get_config())  # as a user's model, never compiled
+    bare.set_weights(model.get_weights())
+    assert not bare.compiled
+    write_model_dir(tmp_path / "bare", bare, [str(d) for d in range(10)], {"source": "test"})
+    digits = np.load(digits_npz(tmp_path / "all.npz", np.arange(1437)))
+    further = retrain(tmp_path / "bare", str(tmp_path / "all.npz"), epochs=1)
+    predicted = bare.predict(digits["x_test"], verbose=0).argmax(axis=1)
+    assert further.test_accuracy_before == pytest.approx(float(np.mean(predicted == digits["y_test"])))
+    assert further.test_accuracy_after > 0.5  # chance 0.1
+
+
 def test_a_failure_while_writing_leaves_no_version(tmp_path):
     import keras
 
