@@ -58,74 +58,34 @@ def key(space: str) -> str:
 # 79974f8: 8-32 filters, no augmentation, fifo, batch 32, Adam 5e-3), then this benchmark's runs of
 # 2026-12-04 (commit 456f05b: inputs any, reductions after layers 0 and 3, 16-48 filters, three
 # batch-norm placements, the hand recipe, ASHA, children at full width).
+FIELDS = ("label", "seed", "test_accuracy", "hand", "wall_min", "winner_trial", "best_val_accuracy", "params")
+
+
+def history_rows(label: str, *rows: tuple) -> list[dict]:
+    """History rows of one search setting, each (seed, test accuracy, hand network's, wall minutes,
+    the winner's trial, its search reward, its parameters)."""
+    return [dict(zip(FIELDS, (label, *row), strict=True)) for row in rows]
+
+
 HISTORY = [
-    {
-        "label": "issue 20 (commit 79974f8)",
-        "seed": 0,
-        "test_accuracy": 0.9840,
-        "hand": None,
-        "wall_min": 68.8,
-        "winner_trial": 9,
-        "best_val_accuracy": 0.9862,
-        "params": 91_000,
-    },
-    {
-        "label": "cnn10 of commit 456f05b",
-        "seed": 0,
-        "test_accuracy": 0.9890,
-        "hand": 0.9890,
-        "wall_min": 52.7,
-        "winner_trial": 147,
-        "best_val_accuracy": 0.9787,
-        "params": 180_514,
-    },
-    {
-        "label": "cnn10 of commit 456f05b (suite beside it)",
-        "seed": 1,
-        "test_accuracy": 0.9870,
-        "hand": 0.9920,
-        "wall_min": 73.2,
-        "winner_trial": 139,
-        "best_val_accuracy": 0.9862,
-        "params": 281_938,
-    },
+    *history_rows("issue 20 (commit 79974f8)", (0, 0.9840, None, 68.8, 9, 0.9862, 91_000)),
+    *history_rows("cnn10 of commit 456f05b", (0, 0.9890, 0.9890, 52.7, 147, 0.9787, 180_514)),
+    *history_rows("cnn10 of commit 456f05b (suite beside it)", (1, 0.9870, 0.9920, 73.2, 139, 0.9862, 281_938)),
     # Today's cnn10 with every default, before REINFORCE's elite (6d49712): the searches of 2026-12-06
     # (commits 283456c and 52de3de; seed 2's on a machine slower that hour for a reason not found).
-    *(
-        {
-            "label": "every default, before REINFORCE's elite",
-            "seed": seed,
-            "test_accuracy": test,
-            "hand": hand,
-            "wall_min": wall,
-            "winner_trial": trial,
-            "best_val_accuracy": reward,
-            "params": params,
-        }
-        for seed, test, hand, wall, trial, reward, params in (
-            (0, 0.9920, 0.9890, 30.3, 107, 0.9850, 640_006),
-            (1, 0.9920, 0.9920, 29.8, 19, 0.9825, 523_486),
-            (2, 0.9880, 0.9890, 44.2, 183, 0.9812, 685_350),
-        )
+    *history_rows(
+        "every default, before REINFORCE's elite",
+        (0, 0.9920, 0.9890, 30.3, 107, 0.9850, 640_006),
+        (1, 0.9920, 0.9920, 29.8, 19, 0.9825, 523_486),
+        (2, 0.9880, 0.9890, 44.2, 183, 0.9812, 685_350),
     ),
     # The same cnn10 with REINFORCE's elite, its winner alone as the final model, before the space's
     # ensemble of the best two (4c09c89): the searches of 2026-12-06 (worktrees at 7348ea8 and 469c66b).
-    *(
-        {
-            "label": "every default, the winner alone (before ensembles)",
-            "seed": seed,
-            "test_accuracy": test,
-            "hand": hand,
-            "wall_min": wall,
-            "winner_trial": trial,
-            "best_val_accuracy": reward,
-            "params": params,
-        }
-        for seed, test, hand, wall, trial, reward, params in (
-            (0, 0.9920, 0.9890, 39.9, 106, 0.9850, 610_670),
-            (1, 0.9890, 0.9920, 44.3, 138, 0.9875, 592_134),
-            (2, 0.9890, 0.9890, 37.7, 41, 0.9812, 443_260),
-        )
+    *history_rows(
+        "every default, the winner alone (before ensembles)",
+        (0, 0.9920, 0.9890, 39.9, 106, 0.9850, 610_670),
+        (1, 0.9890, 0.9920, 44.3, 138, 0.9875, 592_134),
+        (2, 0.9890, 0.9890, 37.7, 41, 0.9812, 443_260),
     ),
 ]
 
