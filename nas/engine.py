@@ -33,7 +33,7 @@ from nas.rundir import RunDir
 from nas.search_state import Search, failure_reward_setting
 from nas.tensorboard import TensorBoardLog
 from nas.trial_record import TrialRecord, top_trials
-from nas.worker import Job
+from nas.worker import Job, one_line
 from search_spaces import SearchSpace, load_space
 
 STANDALONE_BUDGET = 200
@@ -543,6 +543,23 @@ def _search(
             resources=final_resources,
             here=final_here,
         )
+        if len(trained) == 1:
+            ((model_bytes, final),) = trained
+        else:
+            for record, (_, metrics) in zip(members, trained, strict=True):
+                metrics["trial"] = record.trial
+                progress.reporter().line(f"  trial {record.trial}: test accuracy {metrics['test_accuracy']:.4f}")
+            try:
+                model_bytes, final = ensemble.combine(
+                    [b for b, _ in trained],
+                    [m for _, m in trained],
+                    f"{space.name}_ensemble",
+                    final_arrays["x_test"],
+                    final_arrays.get("y_test"),
+                    list(data.class_names),
+                )
+            except Exception as e:  # Keras, or memory: in one line, as a member's failure is
+                raise RuntimeError(f"averaging the members failed: {one_line(e)}") from None
     except KeyboardInterrupt:
         _write_summary(rundir, config, search, search_seconds, status="interrupted")
         raise SearchInterrupted(
@@ -551,20 +568,6 @@ def _search(
     except RuntimeError as e:
         _write_summary(rundir, config, search, search_seconds, status="stopped")
         raise SearchStopped(f"retraining {which} failed: {e}; {_resume_command(rundir)} tries again") from None
-    if len(trained) == 1:
-        ((model_bytes, final),) = trained
-    else:
-        for record, (_, metrics) in zip(members, trained, strict=True):
-            metrics["trial"] = record.trial
-            progress.reporter().line(f"  trial {record.trial}: test accuracy {metrics['test_accuracy']:.4f}")
-        model_bytes, final = ensemble.combine(
-            [b for b, _ in trained],
-            [m for _, m in trained],
-            f"{space.name}_ensemble",
-            final_arrays["x_test"],
-            final_arrays.get("y_test"),
-            list(data.class_names),
-        )
     rundir.write_bytes("best/model.keras", model_bytes)
     summary = _write_summary(
         rundir,

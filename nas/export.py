@@ -57,6 +57,9 @@ class ExportPlan:
     out: Path
     formats: list[str]
     members: list[TrialRecord]  # for the best trial of a search that returned an ensemble: its members (nas.ensemble)
+    # summary.json records the final training of today's best trial, so best/model.keras is its model
+    # (not one a session before a resumed one left)
+    retrained_by_search: bool = True
 
     @property
     def trial(self) -> int:
@@ -128,7 +131,9 @@ def plan_export(
         raise InputError(f"out: {out} {what}, expected a new or empty folder (or another --out)")
     ensemble = checked.ensemble if number == best else []
     members = [next(r for r in completed if r.trial == trial) for trial in ensemble]
-    return ExportPlan(run, rundir, checked.config, space, record, arch, best, out, chosen, members)
+    return ExportPlan(
+        run, rundir, checked.config, space, record, arch, best, out, chosen, members, checked.test_accuracy is not None
+    )
 
 
 def export_run(
@@ -194,7 +199,7 @@ def _model(plan: ExportPlan, data) -> tuple[Any, dict[str, Any], str]:
     from nas import evaluation
 
     saved = plan.rundir.file("best/model.keras")
-    if plan.is_best and saved.is_file():
+    if plan.is_best and plan.retrained_by_search and saved.is_file():
         model = _load(saved)
         outputs = int(model.output_shape[-1])
         if outputs != data.num_classes or tuple(model.input_shape[1:]) != data.input_shape:
@@ -231,30 +236,68 @@ def _model(plan: ExportPlan, data) -> tuple[Any, dict[str, Any], str]:
             f"{plan.config['data']!r} has changed since the search; expected the same images to "
             f"retrain trial {plan.trial}"
         )
-    why = "" if not plan.is_best else " (the run has no best/model.keras)"
+    why = (
+        ""
+        if not plan.is_best
+        else " (the run has no best/model.keras)"
+        if not saved.is_file()
+        else " (its best/model.keras is from before the last session, which did not retrain the winner)"
+    )
     epochs = int(plan.config["final_epochs"])
+    records = plan.members or [plan.record]
+    which = f"trial {plan.trial}" if len(records) == 1 else f"trials {', '.join(str(r.trial) for r in records)}"
     reporter().text(
-        f"Retraining trial {plan.trial}{why} on train + validation for {epochs} epochs, as the search "
-        "retrains its winner ..."
+        f"Retraining {which}{why} on train + validation for {epochs} epochs, as the search retrains "
+        f"{'its winner' if len(records) == 1 else 'the ensemble it returned'} ..."
     )
-    spec = plan.space.resolve(plan.arch)
-    if spec["family"] == "transfer":
-        from nas import transfer
+    trained = []
+    for record in records:
+        spec = plan.space.resolve(plan.space.from_json(record.arch))
+        if spec["family"] == "transfer":
+            from nas import transfer
 
-        transfer.provide(_base_file(plan).read_bytes())
-    model, metrics = train_final(
-        spec,
-        data.final_arrays(),
-        input_shape=data.input_shape,
-        num_classes=data.num_classes,
-        epochs=epochs,
-        seed=int(plan.config["seed"]),
-        class_names=data.class_names,
-        class_weight=plan.config.get("class_weight"),
-    )
-    reporter().text(f"Trial {plan.trial} retrained: test accuracy {metrics['test_accuracy']:.4f}")
+            transfer.provide(_base_file(plan).read_bytes())
+        model, metrics = train_final(
+            spec,
+            data.final_arrays(),
+            input_shape=data.input_shape,
+            num_classes=data.num_classes,
+            epochs=epochs,
+            seed=int(plan.config["seed"]),
+            class_names=data.class_names,
+            class_weight=plan.config.get("class_weight"),
+        )
+        reporter().text(f"Trial {record.trial} retrained: test accuracy {metrics['test_accuracy']:.4f}")
+        trained.append((model, {**metrics, "trial": record.trial}))
     how = f"retrained by nas export on train + validation for {epochs} epochs (seed {plan.config['seed']})"
-    return model, metrics, how
+    if len(trained) == 1:
+        return model, metrics, how
+    model, metrics = _combined(plan, data, trained)
+    reporter().text(f"Their ensemble: test accuracy {metrics['test_accuracy']:.4f}")
+    return model, metrics, f"the ensemble of trials {', '.join(map(str, plan.ensemble))}, each {how}, averaged"
+
+
+def _combined(plan: ExportPlan, data, trained: list) -> tuple[Any, dict[str, Any]]:
+    """The members trained here as one ensemble, made as the search makes it (nas.ensemble.combine)."""
+    from nas import ensemble
+
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = []
+        for rank, (model, _) in enumerate(trained, 1):
+            path = Path(tmp) / f"{ensemble.member_name(rank)}.keras"
+            model.save(path)
+            saved.append(path.read_bytes())
+        combined, metrics = ensemble.combine(
+            saved,
+            [m for _, m in trained],
+            f"{plan.space.name}_ensemble",
+            data.x_test,
+            data.y_test,
+            list(data.class_names),
+        )
+        path = Path(tmp) / "ensemble.keras"
+        path.write_bytes(combined)
+        return _load(path), metrics
 
 
 def _base_file(plan: ExportPlan) -> Path:

@@ -11,7 +11,7 @@ Set `NAS_TEST_FAULTS` in the environment of the search (Ray's workers inherit it
 
 `finalN:raise` and `finalN:exit` do the same to the final training of the search's N-th model, best
 first (the winner, then an ensemble's other members), as it starts: `final2:raise` fails an
-ensemble's second member.
+ensemble's second member. (A lone winner may train in nas's own process: `final1:exit` ends nas.)
 
 Unset, nothing here does anything.
 """

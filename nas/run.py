@@ -46,7 +46,7 @@ class Run:
     summary: dict[str, Any] | None  # summary.json, or None while running or after a crash
     status: str  # running, finished, stopped, interrupted, failed, killed
     started: datetime | None
-    checked_space: SearchSpace | None = field(default=None, repr=False)  # read_run's, when it read it
+    checked_space: SearchSpace | None = field(default=None, repr=False, compare=False)  # read_run's, if it read it
 
     @property
     def path(self) -> Path:

@@ -340,27 +340,26 @@ def train_final(
         resources={"TPU": resources.tpus} if resources.tpus else None,
     )
     here = here and len(specs) == 1
-    first_here = 1 if here else 0
-    data = [ray.put(final_arrays)] if len(specs) > first_here else []
-    pending = [
-        remote.remote(spec, data, member_job, rank) for rank, spec in enumerate(specs[first_here:], first_here + 1)
-    ]
+    data = [] if here else [ray.put(final_arrays)]
+    pending = [] if here else [remote.remote(spec, data, member_job, rank) for rank, spec in enumerate(specs, 1)]
 
     def failed(rank: int, reason: str) -> RuntimeError:
         for ref in pending:
             ray.cancel(ref, force=True)
         return RuntimeError(f"member {rank}: {reason}" if len(specs) > 1 else reason)
 
-    results = []
     if here:
         try:
-            results.append(train_final_here(specs[0], final_arrays, member_job))
+            return [train_final_here(specs[0], final_arrays, member_job)]
         except Exception as e:  # in one line, as a Ray task's error (Ctrl-C is no Exception: it goes on up)
             raise failed(1, one_line(e)) from None
-    for rank, ref in enumerate(list(pending), first_here + 1):
+    rank = {ref: k for k, ref in enumerate(pending, 1)}
+    results, waiting = {}, list(pending)
+    while waiting:  # in the order they end: a member that fails at once stops the others at once
+        (ref,), waiting = ray.wait(waiting, num_returns=1)
         try:
-            results.append(ray.get(ref))
+            results[rank[ref]] = ray.get(ref)
         except ray.exceptions.RayError as e:  # the child's own error, or its worker's death, in one line
             cause = getattr(e, "cause", None)
-            raise failed(rank, one_line(cause) if cause else worker_death_reason(str(e))) from None
-    return results
+            raise failed(rank[ref], one_line(cause) if cause else worker_death_reason(str(e))) from None
+    return [results[k] for k in sorted(results)]

@@ -532,6 +532,41 @@ def test_another_trial_is_retrained_and_named(cnn10_export, tmp_path, capsys):
     assert sorted(p.name for p in copy.iterdir()) == ["config.json", "space.yaml", "trials.jsonl"]
 
 
+def test_a_run_without_its_saved_ensemble_retrains_it_and_a_stale_one_is_not_exported(cnn10_export, tmp_path, capsys):
+    """A copy of the cnn10 run without best/ (left behind, say): export retrains both members of the
+    ensemble the search returned and averages them as the search did. A run whose last session
+    stopped before retraining (its summary has no final model) does not export the model an earlier
+    session left in best/: it retrains today's winner alone."""
+    import keras
+
+    from nas.ensemble import members
+
+    run = cnn10_export.run
+    trials = json.loads((run / "export" / "metadata.json").read_text())["ensemble"]["trials"]
+    bare = tmp_path / "bare"
+    shutil.copytree(run, bare, ignore=shutil.ignore_patterns("best", "export*"))
+    capsys.readouterr()
+    assert nas_cli(["export", str(bare), "--format", "keras"]) == 0
+    printed = capsys.readouterr().out
+    assert f"Retraining trials {trials[0]}, {trials[1]} (the run has no best/model.keras)" in printed
+    exported = json.loads((bare / "export" / "metadata.json").read_text())
+    assert exported["ensemble"]["trials"] == trials and exported["model"].startswith("the ensemble of trials")
+    model = keras.saving.load_model(bare / "export" / "model.keras")
+    assert [m.name for m in members(model)] == ["member_1", "member_2"]
+    assert exported["metrics"]["params"] == model.count_params()
+
+    stale = tmp_path / "stale"
+    shutil.copytree(run, stale, ignore=shutil.ignore_patterns("export*"))
+    summary = json.loads((stale / "summary.json").read_text())
+    stopped = {**summary, "status": "stopped", "final": None, "test_accuracy": None}  # as a resumed session writes it
+    (stale / "summary.json").write_text(json.dumps(stopped))
+    assert nas_cli(["export", str(stale), "--format", "keras"]) == 0
+    assert f"Retraining trial {trials[0]} (its best/model.keras is from before" in capsys.readouterr().out
+    exported = json.loads((stale / "export" / "metadata.json").read_text())
+    assert "ensemble" not in exported and exported["trial"] == trials[0]
+    assert not members(keras.saving.load_model(stale / "export" / "model.keras"))
+
+
 def test_model_py_round_trip_in_a_fresh_process(runs):
     """model.py + model.weights.h5 is the model in model.keras: same layers, parameters and predictions."""
     report = json.loads(runs.cnn10.result("round trip").stdout.strip().splitlines()[-1])
