@@ -142,6 +142,11 @@ class Run:
                 f"{path}: missing; the winner is retrained when the search finishes (run "
                 f"{self.name!r} is {self.status}), or `nas export` retrains any trial"
             )
+        if self.test_accuracy is None:
+            raise InputError(
+                f"{path}: from a session before the run's last, which did not retrain its winner (run "
+                f"{self.name!r} is {self.status}); expected a finished search, or `nas export` retrains it"
+            )
         from nas.quiet import import_tensorflow
 
         import_tensorflow()

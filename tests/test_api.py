@@ -4,6 +4,7 @@ the arguments refused before anything starts. One real search (and one classifie
 the module's tests."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -59,6 +60,15 @@ def test_the_winner_exports_and_labels_images(run, digits, tmp_path):
     assert np.mean(np.array(labels) == y[:50]) > 0.5
     with pytest.raises(nas.InputError, match=r"images: got shape \(50, 8, 9\), expected \(N, 8, 8, 1\)"):
         nas.load(out).predict(np.zeros((50, 8, 9), np.uint8))
+
+    # A resumed session that stopped before its final training leaves the earlier winner in best/:
+    # not today's winner's model, so best_model refuses it rather than answer with it.
+    stale = tmp_path / "stale"
+    shutil.copytree(run.path, stale)
+    summary = {**run.summary, "status": "stopped", "final": None, "test_accuracy": None}
+    (stale / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(nas.InputError, match="best/model.keras: from a session before the run's last"):
+        nas.open_run(stale).best_model()
 
 
 def test_resume_goes_on_with_the_same_arrays_and_refuses_others(run, digits):
