@@ -259,10 +259,13 @@ def _resumed(config: SearchConfig, given: Collection[str]) -> tuple[RunDir, Sear
         finished = read_trials(rundir, space=space)  # checked before Ray starts; Search.resume reads them again
         summary = read_summary(rundir)
         if summary and summary["status"] == "finished" and len(finished) >= config.budget:
-            raise InputError(
-                f"resume: run {rundir.name!r} has finished its {config.budget} trials; expected an "
-                "unfinished run, or a larger --budget to search further"
-            )
+            returned = len((summary.get("final") or {}).get("members") or [None])  # models it averaged
+            if "ensemble" not in given or (config.ensemble or space.fixed["training"]["ensemble"]) == returned:
+                raise InputError(
+                    f"resume: run {rundir.name!r} has finished its {config.budget} trials; expected an "
+                    "unfinished run, a larger --budget to search further, or another --ensemble to retrain "
+                    "its final model"
+                )
     except BaseException:
         rundir.unlock()
         raise

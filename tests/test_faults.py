@@ -140,3 +140,13 @@ def test_failures_in_a_row_stop_the_search_and_it_resumes_with_a_higher_limit(tm
     summary = json.loads((run / "summary.json").read_text())
     assert (summary["status"], summary["trials_completed"], summary["trials_failed"]) == ("finished", 2, 2)
     assert sorted(m["trial"] for m in summary["final"]["members"]) == [3, 4]
+
+    # A finished run resumed with another --ensemble retrains its final model, and searches nothing.
+    alone = run_nas(
+        "search", "--name", "run", "--runs-dir", "runs", "--resume", "--ensemble", "1", "--no-dashboard", cwd=tmp_path
+    )
+    assert alone.returncode == 0, alone.stderr
+    assert [r["trial"] for r in trials(run)] == [1, 2, 3, 4]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and "members" not in summary["final"]
+    assert json.loads((run / "config.json").read_text())["ensemble"] == 1
