@@ -98,21 +98,8 @@ def test_failures_in_a_row_stop_the_search_and_it_resumes_with_a_higher_limit(tm
     gone = run_nas("search", "--name", "run", "--runs-dir", "runs", "--resume", cwd=tmp_path)
     assert gone.returncode == 2 and "--address: cannot reach a Ray cluster at '127.0.0.1:1'" in gone.stderr
 
-    resumed = run_nas(
-        "search",
-        "--name",
-        "run",
-        "--runs-dir",
-        "runs",
-        "--resume",
-        "--max-failures",
-        "5",
-        "--no-dashboard",
-        "--address",
-        "local",
-        cwd=tmp_path,
-        timeout=900,
-    )
+    resume = ["search", "--name", "run", "--runs-dir", "runs", "--resume", "--no-dashboard"]
+    resumed = run_nas(*resume, "--max-failures", "5", "--address", "local", cwd=tmp_path, timeout=900)
     assert resumed.returncode == 0, resumed.stderr
     records = trials(run)
     assert [r["trial"] for r in records] == [1, 2, 3, 4]
@@ -129,20 +116,7 @@ def test_failures_in_a_row_stop_the_search_and_it_resumes_with_a_higher_limit(tm
     # here the ensemble of the best two, whose second member's final training fails, so the search
     # stops in one line naming the member, the other cancelled, every trial kept; the winner alone
     # that best/ held is no longer the run's model (its summary has no final model now).
-    ensemble = run_nas(
-        "search",
-        "--name",
-        "run",
-        "--runs-dir",
-        "runs",
-        "--resume",
-        "--ensemble",
-        "2",
-        "--no-dashboard",
-        cwd=tmp_path,
-        timeout=900,
-        faults="final2:raise",
-    )
+    ensemble = run_nas(*resume, "--ensemble", "2", cwd=tmp_path, timeout=900, faults="final2:raise")
     assert ensemble.returncode == 3, ensemble.stderr
     (line,) = ensemble.stderr.strip().splitlines()
     assert line.startswith("nas: error: search stopped: retraining the best 2 children (trials ")
