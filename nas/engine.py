@@ -260,7 +260,7 @@ def _resumed(config: SearchConfig, given: Collection[str]) -> tuple[RunDir, Sear
         summary = read_summary(rundir)
         if summary and summary["status"] == "finished" and len(finished) >= config.budget:
             returned = len((summary.get("final") or {}).get("members") or [None])  # models it averaged
-            if "ensemble" not in given or (config.ensemble or space.fixed["training"]["ensemble"]) == returned:
+            if "ensemble" not in given or ensemble_size(config, space) == returned:
                 raise InputError(
                     f"resume: run {rundir.name!r} has finished its {config.budget} trials; expected an "
                     "unfinished run, a larger --budget to search further, or another --ensemble to retrain "
@@ -270,6 +270,12 @@ def _resumed(config: SearchConfig, given: Collection[str]) -> tuple[RunDir, Sear
         rundir.unlock()
         raise
     return rundir, config, space, saved
+
+
+def ensemble_size(config: SearchConfig, space: SearchSpace) -> int:
+    """How many of the best children the search returns averaged: --ensemble, else the space's
+    training.ensemble (a run from before ensembles has none in its config.json; its space.yaml, 1)."""
+    return config.ensemble or space.fixed["training"]["ensemble"]
 
 
 MAX_NAME_BYTES = 255  # a file name's length on Linux, macOS and Windows file systems
@@ -521,8 +527,7 @@ def _search(
         )
     if search.ended_by:
         progress.reporter().line(f"The search asked for no more children: {search.ended_by}.")
-    # A run from before ensembles has none in its config.json: its space's (1 for its space.yaml)
-    members = top_trials(search.records, config.ensemble or space.fixed["training"]["ensemble"])
+    members = top_trials(search.records, ensemble_size(config, space))
     which = (
         f"trial {best.trial}"
         if len(members) == 1

@@ -59,7 +59,7 @@ class ExportPlan:
     members: list[TrialRecord]  # for the best trial of a search that returned an ensemble: its members (nas.ensemble)
     # summary.json records the final training of today's best trial, so best/model.keras is its model
     # (not one a session before a resumed one left)
-    retrained_by_search: bool = True
+    retrained_by_search: bool
 
     @property
     def trial(self) -> int:
@@ -250,16 +250,15 @@ def _model(plan: ExportPlan, data) -> tuple[Any, dict[str, Any], str]:
         f"Retraining {which}{why} on train + validation for {epochs} epochs, as the search retrains "
         f"{'its winner' if len(records) == 1 else 'the ensemble it returned'} ..."
     )
-    trained = []
-    for record in records:
-        spec = plan.space.resolve(plan.space.from_json(record.arch))
-        if spec["family"] == "transfer":
-            from nas import transfer
+    if plan.space.family == "transfer":
+        from nas import transfer
 
-            transfer.provide(_base_file(plan).read_bytes())
+        transfer.provide(_base_file(plan).read_bytes())
+    arrays, trained = data.final_arrays(), []
+    for record in records:
         model, metrics = train_final(
-            spec,
-            data.final_arrays(),
+            plan.space.resolve(plan.space.from_json(record.arch)),
+            arrays,
             input_shape=data.input_shape,
             num_classes=data.num_classes,
             epochs=epochs,
