@@ -3,15 +3,18 @@
     python benchmarks/weight_sharing.py [--seeds 3] [--runs-dir DIR] [--standalone-runs DIR] [--report-only]
 
 Per seed S (mnist5k, nas's split for S), every search as a user runs it (only the flags named):
-  (a) `nas search --space cnn10 --strategy enas --seed S`                   ENAS: REINFORCE over the supernet
-  (b) `nas search --space cnn10 --strategy enas --controller random --seed S`   random paths (SPOS)
+  (a) `nas search --space cnn10 --strategy enas --seed S --ensemble 1`       ENAS: REINFORCE over the supernet
+  (b) `nas search --space cnn10 --strategy enas --controller random --seed S --ensemble 1`   random paths (SPOS)
   (c) `nas search --space cnn10 --controller random --seed S`, stopped with Ctrl-C once it has searched
       as long as (a) took in all; the best child it had finished by then is retrained as a winner is
       (train + validation, the space's final epochs) and tested: stand-alone random search given (a)'s time
   (e) one random cnn10 architecture (drawn with seed S), retrained the same way
 and (d), the default stand-alone search (`nas search --space cnn10 --budget 200`), read from the runs of
 benchmarks/hand_network.py in --standalone-runs (cnn10-seedS), or from the figures it saved where its
-run directory is gone.
+run directory is gone. Every arm retrains and tests its winner alone (`--ensemble 1` for (a) and (b),
+whose space returns an ensemble of two by default; for (d), hand_network.py's searches from before
+ensembles), so the arms compare search strategies, not final models; the ensemble's gain is
+measured in benchmarks/hand_network.py and benchmarks/ensemble.py.
 
 Rank fidelity: (1) the completed children of (d) (up to 4 epochs each, from scratch) scored with the
 shared weights of (a)'s supernet for the same seed, the first with both run directories (batch norm
@@ -126,9 +129,8 @@ def child_epochs(run: Path) -> int:
 def enas_arm(runs: Path, seed: int, controller: str) -> dict:
     run = runs / f"enas-{controller}-seed{seed}"
     if not finished(run):
-        run, _ = nas_search(
-            runs, run.name, "--space", "cnn10", "--strategy", "enas", "--controller", controller, "--seed", str(seed)
-        )
+        flags = ("--strategy", "enas", "--controller", controller, "--seed", str(seed), "--ensemble", "1")
+        run, _ = nas_search(runs, run.name, "--space", "cnn10", *flags)
     summary = read_summary(run)
     settings = json.loads((run / "config.json").read_text())["weight_sharing"]
     return {
