@@ -227,13 +227,16 @@ def random_architecture_arm(seed: int) -> dict:
 
 def standalone_arm(standalone_runs: Path, seed: int) -> dict | None:
     """(d) from its run directory, or, where that is gone (a scratch disk lost), from the figures
-    benchmarks/hand_network.py saved for the same search of today's cnn10."""
+    benchmarks/hand_network.py saved for the same search of today's cnn10; None where neither is
+    there, or where the search returned an ensemble (the other arms test their winner alone)."""
     from nas.engine import STANDALONE_BUDGET
     from search_spaces import load_space
 
     run = standalone_runs / f"cnn10-seed{seed}"
     if finished(run):
         summary = read_summary(run)
+        if len(summary["final"].get("members") or []) > 1:
+            return None
         return {
             "run": str(run),
             "test_accuracy": summary["test_accuracy"],
@@ -243,7 +246,7 @@ def standalone_arm(standalone_runs: Path, seed: int) -> dict | None:
         }
     saved = RESULTS / "hand_network.json"
     nas = json.loads(saved.read_text())["seeds"].get(str(seed), {}).get("nas") if saved.is_file() else None
-    if not measured_today(nas, "cnn10", STANDALONE_BUDGET):
+    if not measured_today(nas, "cnn10", STANDALONE_BUDGET) or len(nas.get("members") or []) > 1:
         return None
     final_epochs = load_space("cnn10").fixed["training"]["final_epochs"]
     return {
@@ -536,7 +539,7 @@ def main() -> None:
         RESULTS.mkdir(exist_ok=True)
         for seed in range(args.seeds):
             entry = result["seeds"].setdefault(str(seed), {})
-            entry["d"] = standalone_arm(standalone, seed)
+            entry["d"] = standalone_arm(standalone, seed) or entry.get("d")
             # An arm the JSON holds for today's cnn10 is kept, even where its run directory is gone;
             # each is saved as it ends, so that a killed benchmark keeps the arms it finished.
             if "a" in arms and not entry.get("a"):
