@@ -40,13 +40,17 @@ SPACES = {"cnn10": "nas", "cnn10_aug": "nas cnn10_aug", "resnet": "nas resnet"}
 
 
 def searches() -> list[tuple[str, int, Path]]:
-    """(space, seed, run directory) of each default search hand_network.py recorded."""
+    """(space, seed, run directory) of each default search hand_network.py recorded that returned its
+    winner alone (one that returned an ensemble is measured as one there, and its best/ is not the
+    winner's model this script reads)."""
     hand = json.loads(HAND.read_text())
     found = []
     for seed, entries in sorted(hand["seeds"].items()):
         for space, key in SPACES.items():
             run = Path(entries[key]["run"]) if key in entries else None
-            if run and (run / "trials.jsonl").is_file():
+            if run and len(entries[key].get("members") or []) > 1:
+                print(f"{run}: returned an ensemble; {space} seed {seed} is kept as measured before", flush=True)
+            elif run and (run / "trials.jsonl").is_file():
                 found.append((space, int(seed), run))
             elif run:
                 print(f"{run}: no longer on this machine; {space} seed {seed} is left out", flush=True)
