@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ensemble import ranked  # noqa: E402
-from results_md import finish, table  # noqa: E402
+from results_md import finish, run_in_processes, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -110,12 +108,7 @@ def run(result: dict, seeds: list[int], jobs: int) -> None:
                 if key(seed, record["trial"], arm) not in result["runs"]:
                     todo.append((seed, record["values"], record["trial"], arm))
     print(f"{len(todo)} trainings to run", flush=True)
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(retrain, *job): key(job[0], job[2], job[3]) for job in todo}
-        for future in as_completed(futures):
-            result["runs"][futures[future]] = future.result()
-            print(futures[future], result["runs"][futures[future]], flush=True)
-            OUT.write_text(json.dumps(result, indent=1))
+    run_in_processes(result, OUT, {key(job[0], job[2], job[3]): (retrain, job) for job in todo}, jobs)
     score(result)
 
 

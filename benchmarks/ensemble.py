@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import finish, table  # noqa: E402
+from results_md import finish, run_in_processes, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -141,19 +139,19 @@ def run(result: dict, members: int, jobs: int) -> None:
                 todo.append((rank, space, seed, run_dir, record))
     todo.sort(key=lambda job: job[0])  # the winners (read), then every search's second, then third
     print(f"{len(todo)} members to train or read", flush=True)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        futures = {}
-        for rank, space, seed, run_dir, record in todo:
-            if rank == 0:
-                future = pool.submit(winner_probabilities, space, seed, run_dir, record["trial"])
-            else:
-                future = pool.submit(retrain, space, seed, record["values"], record["trial"])
-            futures[future] = key(space, seed, record["trial"])
-        for future in as_completed(futures):
-            result["runs"][futures[future]] = future.result()
-            print(futures[future], result["runs"][futures[future]], flush=True)
-            OUT.write_text(json.dumps(result, indent=1))
+    run_in_processes(
+        result,
+        OUT,
+        {
+            key(space, seed, record["trial"]): (
+                (winner_probabilities, (space, seed, run_dir, record["trial"]))
+                if rank == 0
+                else (retrain, (space, seed, record["values"], record["trial"]))
+            )
+            for rank, space, seed, run_dir, record in todo
+        },
+        jobs,
+    )
     score(result)
 
 

@@ -25,14 +25,12 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import multiprocessing
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import finish, table  # noqa: E402
+from results_md import finish, run_in_processes, table  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / "final_recipe.json"
@@ -131,14 +129,7 @@ def run(result: dict, jobs: list[tuple[str, int, int, str]], workers: int) -> No
     todo = [job for job in jobs if job_key(*job) not in result["runs"]]
     todo.sort(key=lambda job: -RECIPES[job[3]].get("epochs", 0))  # the longest first, for an even finish
     print(f"{len(todo)} trainings to run, {len(jobs) - len(todo)} done before", flush=True)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = {pool.submit(train, *job): job for job in todo}
-        for future in as_completed(futures):
-            job = futures[future]
-            result["runs"][job_key(*job)] = future.result()
-            print(job_key(*job), result["runs"][job_key(*job)], flush=True)
-            OUT.write_text(json.dumps(result, indent=1))
+    run_in_processes(result, OUT, {job_key(*job): (train, job) for job in todo}, workers)
 
 
 def rows_of(result: dict, set_name: str, recipe: str, weights: str) -> list[tuple[tuple, dict]]:

@@ -9,12 +9,15 @@ A section is replaced when its benchmark runs again; the others are kept.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import platform
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime
 from pathlib import Path
 
@@ -60,6 +63,19 @@ def finish(out: Path, result: dict, title: str, report, measured: bool) -> None:
     body = report(result)
     write_section(title, result.get("command", command_line()), body, result.get("date"))
     print(body)
+
+
+def run_in_processes(result: dict, out: Path, jobs: dict[str, tuple[Callable, tuple]], workers: int) -> None:
+    """Runs each of `jobs` (its key in result["runs"] -> a function and its arguments), in their
+    order, in `workers` spawned processes; saves each return value in result["runs"], and `result`
+    in `out`, as it ends, so that a killed benchmark keeps what finished."""
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(function, *arguments): name for name, (function, arguments) in jobs.items()}
+        for future in as_completed(futures):
+            name = futures[future]
+            result["runs"][name] = future.result()
+            print(name, result["runs"][name], flush=True)
+            out.write_text(json.dumps(result, indent=1))
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
