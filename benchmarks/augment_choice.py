@@ -71,7 +71,8 @@ def retrain(seed: int, values: dict, trial: int, arm: str) -> dict:
 
     configure_threads(1)
     space = load_space("cnn10_aug")
-    spec = space.resolve(from_values(space, values if arm == "searched" else fixed_augmentation(values)))
+    trained = values if arm == "searched" else fixed_augmentation(values)
+    spec = space.resolve(from_values(space, trained))
     data = load_data("mnist5k", seed=seed)
     arrays = data.final_arrays()
     model, metrics = train_final(
@@ -83,7 +84,7 @@ def retrain(seed: int, values: dict, trial: int, arm: str) -> dict:
         seed=seed,
     )
     np.save(probabilities_file(seed, trial, arm), model.predict(arrays["x_test"], batch_size=256, verbose=0))
-    augment = {k.removeprefix("augment."): v for k, v in values.items() if k.startswith("augment.")}
+    augment = {k.removeprefix("augment."): v for k, v in trained.items() if k.startswith("augment.")}
     return {"test_accuracy": metrics["test_accuracy"], "fit_seconds": metrics["fit_seconds"], "augment": augment}
 
 
