@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ensemble import ranked  # noqa: E402
+from ensemble import averaged_accuracy, ranked, retrained_probabilities  # noqa: E402
 from results_md import finish, run_in_processes, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,30 +60,13 @@ def probabilities_file(seed: int, trial: int, arm: str) -> Path:
 
 
 def retrain(seed: int, values: dict, trial: int, arm: str) -> dict:
-    """A cnn10_aug child retrained as the search retrains its ensemble's members; keeps its test
-    probabilities."""
+    """A cnn10_aug child retrained as the search retrains its ensemble's members, with the `arm`'s
+    augmentation; keeps its test probabilities."""
     import numpy as np
 
-    from nas.data import load_data
-    from nas.trainer import configure_threads, train_final
-    from search_spaces import load_space
-    from search_spaces.interop import from_values
-
-    configure_threads(1)
-    space = load_space("cnn10_aug")
     trained = values if arm == "searched" else fixed_augmentation(values)
-    spec = space.resolve(from_values(space, trained))
-    data = load_data("mnist5k", seed=seed)
-    arrays = data.final_arrays()
-    model, metrics = train_final(
-        spec,
-        arrays,
-        input_shape=data.input_shape,
-        num_classes=data.num_classes,
-        epochs=spec["training"]["final_epochs"],
-        seed=seed,
-    )
-    np.save(probabilities_file(seed, trial, arm), model.predict(arrays["x_test"], batch_size=256, verbose=0))
+    probabilities, metrics = retrained_probabilities("cnn10_aug", seed, trained)
+    np.save(probabilities_file(seed, trial, arm), probabilities)
     augment = {k.removeprefix("augment."): v for k, v in trained.items() if k.startswith("augment.")}
     return {"test_accuracy": metrics["test_accuracy"], "fit_seconds": metrics["fit_seconds"], "augment": augment}
 
@@ -125,8 +108,7 @@ def score(result: dict) -> None:
         for arm in ARMS:
             files = [probabilities_file(int(seed), trial, arm) for trial in entry["members"]]
             if all(f.is_file() for f in files):
-                average = np.mean([np.load(f) for f in files], axis=0)
-                entry["ensemble"][arm] = float(np.mean(average.argmax(axis=1) == y_test))
+                entry["ensemble"][arm] = averaged_accuracy([np.load(f) for f in files], y_test)
     OUT.write_text(json.dumps(result, indent=1))
 
 
@@ -136,7 +118,11 @@ def described(augment: dict) -> str:
 
 
 def report(result: dict) -> str:
+    from search_spaces import load_space
+
     hand = json.loads(HAND.read_text())["seeds"]
+    fixed = described(load_space("cnn10").fixed["augment"])
+    epochs = load_space("cnn10_aug").fixed["training"]["final_epochs"]
     rows, gains = [], []
     for seed, entry in sorted(result["searches"].items(), key=lambda item: int(item[0])):
         runs = [{arm: result["runs"].get(key(int(seed), t, arm)) for arm in ARMS} for t in entry["members"]]
@@ -151,9 +137,9 @@ def report(result: dict) -> str:
         hand_accuracy = hand[seed]["hand"]["test_accuracy"]
         rows.append([seed, " + ".join(map(str, entry["members"])), searched, *cells, f"{hand_accuracy:.4f}"])
     text = (
-        "The best two children of each default cnn10_aug search, retrained on train + validation (30 epochs, "
-        "one thread each) with the augmentation the search chose and with cnn10's fixed one (translation 0.1, "
-        "rotation 0.05), the architecture unchanged; test accuracy on the search's split:\n\n"
+        f"The best two children of each default cnn10_aug search, retrained on train + validation ({epochs} "
+        f"epochs, one thread each) with the augmentation the search chose and with cnn10's fixed one ({fixed}), "
+        "the architecture unchanged; test accuracy on the search's split:\n\n"
         + table(
             [
                 "seed",

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import finish, run_in_processes, table  # noqa: E402
+from results_md import finish, returned_ensemble, run_in_processes, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,7 +46,7 @@ def searches() -> list[tuple[str, int, Path]]:
     for seed, entries in sorted(hand["seeds"].items()):
         for space, key in SPACES.items():
             run = Path(entries[key]["run"]) if key in entries else None
-            if run and len(entries[key].get("members") or []) > 1:
+            if run and returned_ensemble(entries[key]):
                 print(f"{run}: returned an ensemble; {space} seed {seed} is kept as measured before", flush=True)
             elif run and (run / "trials.jsonl").is_file():
                 found.append((space, int(seed), run))
@@ -83,11 +83,10 @@ def winner_probabilities(space: str, seed: int, run: Path, trial: int) -> dict:
     return {"test_accuracy": accuracy, "fit_seconds": None, "source": "the search's own final model"}
 
 
-def retrain(space_name: str, seed: int, values: dict, trial: int) -> dict:
-    """Retrains a child on train + validation as the search retrains its winner; keeps its test
-    probabilities."""
-    import numpy as np
-
+def retrained_probabilities(space_name: str, seed: int, values: dict):
+    """A child of `space_name` (its decisions' `values`) retrained on train + validation of the seed's
+    mnist5k split as the search retrains an ensemble's members (one TensorFlow thread, the space's
+    final recipe): its test probabilities and train_final's metrics."""
     from nas.data import load_data
     from nas.trainer import configure_threads, train_final
     from search_spaces import load_space
@@ -106,7 +105,22 @@ def retrain(space_name: str, seed: int, values: dict, trial: int) -> dict:
         epochs=spec["training"]["final_epochs"],
         seed=seed,
     )
-    probabilities = model.predict(arrays["x_test"], batch_size=256, verbose=0)
+    return model.predict(arrays["x_test"], batch_size=256, verbose=0), metrics
+
+
+def averaged_accuracy(probabilities: list, y_test) -> float:
+    """The test accuracy of the average of several models' probabilities."""
+    import numpy as np
+
+    return float(np.mean(np.mean(probabilities, axis=0).argmax(axis=1) == y_test))
+
+
+def retrain(space_name: str, seed: int, values: dict, trial: int) -> dict:
+    """Retrains a child on train + validation as the search retrains its winner; keeps its test
+    probabilities."""
+    import numpy as np
+
+    probabilities, metrics = retrained_probabilities(space_name, seed, values)
     np.save(probabilities_file(space_name, seed, trial), probabilities)
     return {
         "test_accuracy": metrics["test_accuracy"],
@@ -165,10 +179,7 @@ def score(result: dict) -> None:
         space, seed = name.split("/seed")
         y_test = load_data("mnist5k", seed=int(seed)).final_arrays()["y_test"]
         stacked = [np.load(probabilities_file(space, int(seed), m["trial"])) for m in entry["members"]]
-        entry["ensembles"] = {
-            str(k): float(np.mean(np.mean(stacked[:k], axis=0).argmax(axis=1) == y_test))
-            for k in range(1, len(stacked) + 1)
-        }
+        entry["ensembles"] = {str(k): averaged_accuracy(stacked[:k], y_test) for k in range(1, len(stacked) + 1)}
     OUT.write_text(json.dumps(result, indent=1))
 
 

@@ -78,6 +78,12 @@ def run_in_processes(result: dict, out: Path, jobs: dict[str, tuple[Callable, tu
             out.write_text(json.dumps(result, indent=1))
 
 
+def returned_ensemble(final: dict) -> bool:
+    """Whether a search's final model averaged several children: `final` is its summary.json's
+    "final", or the entry hand_network.py saved for it (each lists the members of an ensemble)."""
+    return len(final.get("members") or []) > 1
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     """A markdown table."""
     return "\n".join(

@@ -59,6 +59,7 @@ from results_md import (  # noqa: E402
     nas_search,
     read_summary,
     read_trials,
+    returned_ensemble,
     space_fingerprint,
     table,
     wall_seconds,
@@ -235,7 +236,7 @@ def standalone_arm(standalone_runs: Path, seed: int) -> dict | None:
     run = standalone_runs / f"cnn10-seed{seed}"
     if finished(run):
         summary = read_summary(run)
-        if len(summary["final"].get("members") or []) > 1:
+        if returned_ensemble(summary["final"]):
             return None
         return {
             "run": str(run),
@@ -246,7 +247,7 @@ def standalone_arm(standalone_runs: Path, seed: int) -> dict | None:
         }
     saved = RESULTS / "hand_network.json"
     nas = json.loads(saved.read_text())["seeds"].get(str(seed), {}).get("nas") if saved.is_file() else None
-    if not measured_today(nas, "cnn10", STANDALONE_BUDGET) or len(nas.get("members") or []) > 1:
+    if not measured_today(nas, "cnn10", STANDALONE_BUDGET) or returned_ensemble(nas):
         return None
     final_epochs = load_space("cnn10").fixed["training"]["final_epochs"]
     return {
