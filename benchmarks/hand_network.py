@@ -2,7 +2,7 @@
 every default beside a keras-io style BN CNN trained by hand, on the same mnist5k split, seed for seed;
 with --spaces, the same default search of the course ladder's cnn10_aug and resnet too (issue 20).
 
-    python benchmarks/hand_network.py [--seeds 3] [--budget 200] [--spaces cnn10,cnn10_aug,resnet]
+    python benchmarks/hand_network.py [--seeds 3] [--only 2,0] [--budget 200] [--spaces cnn10,cnn10_aug,resnet]
         [--runs-dir DIR] [--fidelity N [--fidelity-only]] [--report-only]
 
 Per seed S (the split's seed and the search's --seed): the hand network is trained on train +
@@ -38,6 +38,7 @@ from results_md import (  # noqa: E402
     nas_search,
     read_summary,
     read_trials,
+    space_fingerprint,
     table,
     wall_seconds,
 )
@@ -100,6 +101,16 @@ HISTORY = [
         (2, 0.9870, 0.9890, 14.7, 17, 0.9712, 698_282),
         space="resnet",
         children=(43, 44, 39),
+    ),
+    # cnn10_aug with `augment: standard` (every augmentation a decision that may be off), its winner
+    # alone, before the space's ensemble and before cnn10's augmentation became its least: the searches
+    # of 2026-12-06/07 (worktrees at c43f21c and 82c16d0; seed 1 beside short test runs).
+    *history_rows(
+        "augment: standard, the winner alone (before ensembles)",
+        (0, 0.9880, 0.9890, 48.0, 52, 0.9850, 565_616),
+        (1, 0.9930, 0.9920, 60.7, 175, 0.9875, 655_266),
+        (2, 0.9870, 0.9890, 50.0, 122, 0.9825, 543_298),
+        space="cnn10_aug",
     ),
 ]
 
@@ -247,9 +258,14 @@ def fidelity(run: Path, top: int, known: dict | None = None, save=lambda partial
 
 
 def measured(result: dict, space: str) -> list[str]:
-    """The seeds on which both the hand network and `space`'s search are measured."""
-    entries = result["seeds"]
-    return [s for s in sorted(entries, key=int) if "hand" in entries[s] and key(space) in entries[s]]
+    """The seeds on which both the hand network and a search of today's `space` are measured (an
+    earlier version's searches are HISTORY rows)."""
+    entries, today = result["seeds"], space_fingerprint(space)
+    return [
+        s
+        for s in sorted(entries, key=int)
+        if "hand" in entries[s] and entries[s].get(key(space), {}).get("space_fingerprint") == today
+    ]
 
 
 def same_split(accuracy: float) -> float:
@@ -393,6 +409,10 @@ def report(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--only",
+        help="comma-separated: search only these of the seeds, in this order (the hand network is trained for each)",
+    )
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument(
         "--spaces",
@@ -427,6 +447,15 @@ def main() -> None:
     if not set(spaces) <= set(SPACES):
         parser.error(f"--spaces {args.spaces}: expected some of {', '.join(SPACES)}")
 
+    order = list(range(args.seeds))
+    if args.only:
+        try:
+            order = [int(s) for s in args.only.split(",")]
+        except ValueError:
+            parser.error(f"--only {args.only}: expected comma-separated seeds such as 2,0")
+        if not set(order) <= set(range(args.seeds)):
+            parser.error(f"--only {args.only}: expected seeds below --seeds {args.seeds}")
+
     result = json.loads(OUT.read_text()) if OUT.exists() else {"seeds": {}}
     if args.note:
         result["notes"] = args.note
@@ -437,7 +466,7 @@ def main() -> None:
     if not args.report_only:
         from nas.data import load_data
 
-        for seed in range(0 if args.fidelity_only else args.seeds):
+        for seed in [] if args.fidelity_only else order:
             entry = result["seeds"].setdefault(str(seed), {})
             if "hand" not in entry:
                 entry["hand"] = train_hand(load_data("mnist5k", seed=seed), seed)

@@ -46,15 +46,23 @@ def test_cnn10_follows_zoph_and_le_with_enas_skips_widening_and_a_half_width_sea
 
 
 def test_the_standard_augment_group_makes_each_augmentation_a_decision_that_may_be_off():
-    space = load_space("cnn10_aug")
+    space = parse_space(CONV + "augment: standard\n")
     augment = {d.name: d.choices for d in space.decisions if d.name.startswith("augment.")}
     assert set(augment) == {
         f"augment.{k}" for k in ("flip", "rotation", "zoom", "translation", "contrast", "brightness", "crop")
     }
     assert all(choices[0] in (0, False) for choices in augment.values())
-    cnn10 = load_space("cnn10")
+    assert space.size() == parse_space(CONV).size() * 2 * 3 * 2 * 2 * 2 * 2 * 3
+
+
+def test_cnn10_aug_is_cnn10_with_its_augmentation_as_the_least_and_more_searched():
+    space, cnn10 = load_space("cnn10_aug"), load_space("cnn10")
+    augment = {d.name.removeprefix("augment."): d.choices for d in space.decisions if d.name.startswith("augment.")}
+    assert set(augment) == {"flip", "rotation", "zoom", "translation", "contrast", "brightness", "crop"}
+    for name, value in cnn10.fixed["augment"].items():
+        assert min(augment[name]) == value if value else augment[name][0] in (0, False)
     assert [d.name for d in space.decisions if not d.name.startswith("augment.")] == [d.name for d in cnn10.decisions]
-    assert space.size() == cnn10.size() * 2 * 3 * 2 * 2 * 2 * 2 * 3
+    assert space.size() == cnn10.size() * 2**7
 
 
 def test_architecture_is_validated_canonical_and_serialisable():
