@@ -9,7 +9,10 @@ ranked as the search ranks them (the ensemble cnn10_aug.yaml returns), are retra
 validation under the space's final recipe twice, side by side: with the augmentation the search
 chose for each, and with cnn10's fixed one (cnn10.yaml's `augment:`, every other augmentation off),
 the architecture unchanged. Each member's and their average's test accuracy on the search's split,
-against the hand network's: what the augmentation decisions cost or bought over a fixed choice.
+against the hand network's: what the augmentation decisions cost or bought over a fixed choice. A
+seed's retrainings stay those of the search they were measured on (the JSON names its run directory):
+the searches measured were of cnn10_aug with `augment: standard`, before cnn10's augmentation became
+the least it searches.
 
 Trainings run in `--jobs` processes of one TensorFlow thread each, as a search's ensemble members
 do. Writes benchmarks/results/augment_choice.json after every training (a killed run goes on where
@@ -85,6 +88,10 @@ def run(result: dict, seeds: list[int], jobs: int) -> None:
         if not run_dir or not (run_dir / "trials.jsonl").is_file():
             print(f"seed {seed}: no cnn10_aug search of hand_network.py on this machine; left out", flush=True)
             continue
+        known = result["searches"].get(str(seed), {}).get("run")
+        if known and known != str(run_dir):
+            print(f"seed {seed}: {OUT.name} holds the retrainings of another search ({known}); left out", flush=True)
+            continue
         best = ranked(run_dir)[:MEMBERS]
         result["searches"][str(seed)] = {"run": str(run_dir), "members": [r["trial"] for r in best]}
         for record in best:
@@ -137,7 +144,8 @@ def report(result: dict) -> str:
         hand_accuracy = hand[seed]["hand"]["test_accuracy"]
         rows.append([seed, " + ".join(map(str, entry["members"])), searched, *cells, f"{hand_accuracy:.4f}"])
     text = (
-        f"The best two children of each default cnn10_aug search, retrained on train + validation ({epochs} "
+        "The best two children of each default cnn10_aug search of `augment: standard` (every augmentation a "
+        f"decision that may be off, before 6a117df), retrained on train + validation ({epochs} "
         f"epochs, one thread each) with the augmentation the search chose and with cnn10's fixed one ({fixed}), "
         "the architecture unchanged; test accuracy on the search's split:\n\n"
         + table(
