@@ -126,6 +126,12 @@ TUNING_LOG = [
         "-",
         "-",
     ],
+    [
+        "asks drawn at twice the temperature after the warm-up, falling to once by the 30th child "
+        "(fifth to seventh: 38.5, 31, 42.5)",
+        "26.5, 23, 24.5, 28",
+        "-",
+    ],
 ]
 
 
