@@ -39,15 +39,19 @@ HAND = RESULTS / "hand_network.json"
 PROBABILITIES = ROOT / "runs" / "augment_choice"
 ARMS = ("searched", "fixed")
 MEMBERS = 2
+# The space fingerprint of cnn10_aug with `augment: standard`, the searches this script measures:
+# today's cnn10_aug (since 6a117df) cannot turn translation or rotation off.
+STANDARD = "cdf60ac8032712de"
 
 
-def fixed_augmentation(values: dict) -> dict:
-    """`values` (a cnn10_aug child's decisions) with cnn10's fixed augmentation in place of the
-    searched one: each augmentation cnn10 sets at its value, the others at their off choice."""
+def fixed_augmentation(values: dict, space_file: str) -> dict:
+    """`values` (a child's decisions in the space of `space_file`, its search's space.yaml) with
+    cnn10's fixed augmentation in place of the searched one: each augmentation cnn10 sets at its
+    value, the others at their off choice."""
     from search_spaces import load_space
 
     fixed = load_space("cnn10").fixed["augment"]
-    space = load_space("cnn10_aug")
+    space = load_space(space_file)
     changed = dict(values)
     for decision in space.decisions:
         if decision.name.startswith("augment."):
@@ -62,13 +66,13 @@ def probabilities_file(seed: int, trial: int, arm: str) -> Path:
     return PROBABILITIES / f"seed{seed}-trial{trial}-{arm}.npy"
 
 
-def retrain(seed: int, values: dict, trial: int, arm: str) -> dict:
-    """A cnn10_aug child retrained as the search retrains its ensemble's members, with the `arm`'s
-    augmentation; keeps its test probabilities."""
+def retrain(seed: int, values: dict, trial: int, arm: str, space_file: str) -> dict:
+    """A child of the search's own space (`space_file`, its space.yaml) retrained as the search
+    retrains its ensemble's members, with the `arm`'s augmentation; keeps its test probabilities."""
     import numpy as np
 
-    trained = values if arm == "searched" else fixed_augmentation(values)
-    probabilities, metrics = retrained_probabilities("cnn10_aug", seed, trained)
+    trained = values if arm == "searched" else fixed_augmentation(values, space_file)
+    probabilities, metrics = retrained_probabilities(space_file, seed, trained)
     np.save(probabilities_file(seed, trial, arm), probabilities)
     augment = {k.removeprefix("augment."): v for k, v in trained.items() if k.startswith("augment.")}
     return {"test_accuracy": metrics["test_accuracy"], "fit_seconds": metrics["fit_seconds"], "augment": augment}
@@ -88,6 +92,9 @@ def run(result: dict, seeds: list[int], jobs: int) -> None:
         if not run_dir or not (run_dir / "trials.jsonl").is_file():
             print(f"seed {seed}: no cnn10_aug search of hand_network.py on this machine; left out", flush=True)
             continue
+        if entry.get("space_fingerprint") != STANDARD:
+            print(f"seed {seed}: a search of today's cnn10_aug, not of augment: standard; left out", flush=True)
+            continue
         known = result["searches"].get(str(seed), {}).get("run")
         if known and known != str(run_dir):
             print(f"seed {seed}: {OUT.name} holds the retrainings of another search ({known}); left out", flush=True)
@@ -97,21 +104,24 @@ def run(result: dict, seeds: list[int], jobs: int) -> None:
         for record in best:
             for arm in ARMS:
                 if key(seed, record["trial"], arm) not in result["runs"]:
-                    todo.append((seed, record["values"], record["trial"], arm))
+                    todo.append((seed, record["values"], record["trial"], arm, str(run_dir / "space.yaml")))
     print(f"{len(todo)} trainings to run", flush=True)
     run_in_processes(result, OUT, {key(job[0], job[2], job[3]): (retrain, job) for job in todo}, jobs)
-    score(result)
+    score(result, [str(seed) for seed in seeds])
 
 
-def score(result: dict) -> None:
-    """Each search's ensemble test accuracy per arm, where both members of the arm are trained."""
+def score(result: dict, seeds: list[str]) -> None:
+    """The ensemble test accuracy per arm of the searches of `seeds`, where both members of the arm
+    are trained here (a score saved before is kept where their probabilities are not on this machine)."""
     import numpy as np
 
     from nas.data import load_data
 
     for seed, entry in result["searches"].items():
+        if seed not in seeds:
+            continue
         y_test = load_data("mnist5k", seed=int(seed)).final_arrays()["y_test"]
-        entry["ensemble"] = {}
+        entry.setdefault("ensemble", {})
         for arm in ARMS:
             files = [probabilities_file(int(seed), trial, arm) for trial in entry["members"]]
             if all(f.is_file() for f in files):

@@ -83,18 +83,18 @@ def winner_probabilities(space: str, seed: int, run: Path, trial: int) -> dict:
     return {"test_accuracy": accuracy, "fit_seconds": None, "source": "the search's own final model"}
 
 
-def retrained_probabilities(space_name: str, seed: int, values: dict):
-    """A child of `space_name` (its decisions' `values`) retrained on train + validation of the seed's
-    mnist5k split as the search retrains an ensemble's members (one TensorFlow thread, the space's
-    final recipe): its test probabilities and train_final's metrics."""
+def retrained_probabilities(space: str, seed: int, values: dict):
+    """A child of `space` (a built-in space's name or a space file; its decisions' `values`) retrained
+    on train + validation of the seed's mnist5k split as the search retrains an ensemble's members (one
+    TensorFlow thread, the space's final recipe): its test probabilities and train_final's metrics."""
     from nas.data import load_data
     from nas.trainer import configure_threads, train_final
     from search_spaces import load_space
     from search_spaces.interop import from_values
 
     configure_threads(1)
-    space = load_space(space_name)
-    spec = space.resolve(from_values(space, values))
+    loaded = load_space(space)
+    spec = loaded.resolve(from_values(loaded, values))
     data = load_data("mnist5k", seed=seed)
     arrays = data.final_arrays()
     model, metrics = train_final(

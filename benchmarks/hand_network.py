@@ -453,8 +453,10 @@ def main() -> None:
             order = [int(s) for s in args.only.split(",")]
         except ValueError:
             parser.error(f"--only {args.only}: expected comma-separated seeds such as 2,0")
-        if not set(order) <= set(range(args.seeds)):
-            parser.error(f"--only {args.only}: expected seeds below --seeds {args.seeds}")
+        if not set(order) <= set(range(args.seeds)) or len(set(order)) != len(order):
+            parser.error(f"--only {args.only}: expected distinct seeds below --seeds {args.seeds}")
+        if args.fidelity and not args.fidelity_only and 0 not in order:
+            parser.error(f"--only {args.only}: --fidelity retrains seed 0's children, expected 0 among the seeds")
 
     result = json.loads(OUT.read_text()) if OUT.exists() else {"seeds": {}}
     if args.note:
