@@ -145,9 +145,9 @@ def measure(args) -> dict:
     names = args.controllers.split(",")
     reference = result.setdefault("random_reference", {})
     for landscape in {"tuning": TUNING, "report": REPORT, "all": TUNING + REPORT}[args.set]:
-        if any(str(b) not in reference.get(landscape, {}) for b in args.budgets):
-            reference[landscape] = random_reference(landscape, args.budgets)
         loaded = load_table(landscape)
+        if any(str(b) not in reference.get(landscape, {}) for b in args.budgets):
+            reference[landscape] = random_reference(loaded, args.budgets)
         if isinstance(loaded, Table):  # the defaults, not the settings a table's copy of its space file had
             loaded = with_space(loaded, dataclasses.replace(loaded.space, controller={}))
         for budget in args.budgets:
@@ -176,17 +176,18 @@ def measure(args) -> dict:
 REFERENCE_REPLAYS = 1000  # random search's reference median: this many replays, seeds 1000 and up
 
 
-def random_reference(landscape: str, budgets: list[int]) -> dict[str, float]:
-    """Random search's median trials to a top-1 % architecture at each budget, over REFERENCE_REPLAYS
-    replays (seeds 1000 and up; a run that finds none counts as budget + 1): the 20 replays of the
-    table scatter widely around it. Replayed rather than computed because a space with a depth
-    decision draws its shallow architectures more often than its deep ones."""
+def random_reference(loaded, budgets: list[int]) -> dict[str, float]:
+    """Random search's median trials to a top-1 % architecture at each budget on `loaded` (a table or
+    landscape from nas.bench.load_table), over REFERENCE_REPLAYS replays (seeds 1000 and up; a run that
+    finds none counts as budget + 1): the 20 replays of the table scatter widely around it. Replayed
+    rather than computed because a space with a depth decision draws its shallow architectures more
+    often than its deep ones."""
     import numpy as np
 
-    from nas.bench import load_table, replay
+    from nas.bench import replay
 
     top = max(budgets)
-    runs = replay(load_table(landscape), ["random"], seeds=REFERENCE_REPLAYS, budget=top, first_seed=1000)
+    runs = replay(loaded, ["random"], seeds=REFERENCE_REPLAYS, budget=top, first_seed=1000)
     found = [t or top + 1 for t in runs["controllers"]["random"]["trials_to_top1pct"]]
     return {str(b): float(np.median([t if t <= b else b + 1 for t in found])) for b in budgets}
 
