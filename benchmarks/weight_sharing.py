@@ -296,6 +296,40 @@ def fidelity_cnn10(enas_run: Path, standalone_run: Path, seed: int) -> dict:
     }
 
 
+def fidelity_random(runs: Path, seed: int, controller: str, count: int = 40) -> dict:
+    """Rank fidelity over `count` cnn10 architectures drawn uniformly: a random search's children, each
+    trained its 4 search epochs (no ASHA), scored with the shared weights of the supernet of an enas
+    search with `controller` for the same seed. Unlike (d)'s completed children, which REINFORCE drew
+    near its best and ASHA let finish (a narrow band of accuracies), these span the space, as a
+    search's candidates do."""
+    from scipy.stats import kendalltau, spearmanr
+
+    from nas.data import load_data
+
+    supernet = runs / f"enas-{controller}-seed{seed}"
+    if not finished(supernet):
+        flags = ("--strategy", "enas", "--controller", controller, "--seed", str(seed), "--ensemble", "1")
+        supernet, _ = nas_search(runs, supernet.name, "--space", "cnn10", *flags)
+    children = runs / f"random{count}-fifo-seed{seed}"
+    if not finished(children):
+        flags = ("--controller", "random", "--budget", str(count), "--scheduler", "fifo", "--seed", str(seed))
+        children, _ = nas_search(
+            runs, children.name, "--space", "cnn10", *flags, "--final-epochs", "1", "--ensemble", "1"
+        )
+    trials = [t for t in read_trials(children) if t["status"] == "completed"]
+    shared = shared_scores(supernet, [t["arch"] for t in trials], load_data("mnist5k", seed=seed))
+    alone = [t["metrics"]["val_accuracy"] for t in trials]
+    summary = read_summary(supernet)
+    return {
+        "architectures": len(trials),
+        "kendall_tau": float(kendalltau(shared, alone).statistic),
+        "spearman_rho": float(spearmanr(shared, alone).statistic),
+        "stand_alone": [min(alone), max(alone)],
+        "shared": [min(shared), max(shared)],
+        "supernet_run": {"test_accuracy": summary["test_accuracy"], "wall_seconds": wall_seconds(supernet)},
+    }
+
+
 def fidelity_bench_cnn(seed: int, epochs: int = 10) -> dict:
     """bench_cnn's architectures of learning rate 0.01, with shared weights trained on random paths."""
     from scipy.stats import kendalltau, spearmanr
@@ -517,7 +551,7 @@ def main() -> None:
     parser.add_argument(
         "--arms",
         default="a,b,c,e,fidelity,curve,ablation",
-        help="which to run, of a, b, c, e, fidelity, curve and ablation",
+        help="which to run, of a, b, c, e, fidelity, fidelity-random, curve and ablation",
     )
     parser.add_argument("--runs-dir", default=str(RESULTS / "weight_sharing_runs"))
     parser.add_argument(
@@ -578,6 +612,12 @@ def main() -> None:
                 )
             fidelity["bench_cnn, learning rate 0.01, random paths"] = fidelity_bench_cnn(0)
             OUT.write_text(json.dumps(result, indent=1))
+        if "fidelity-random" in arms:
+            fidelity = result.setdefault("fidelity", {})
+            for key, controller in (("a", "reinforce"), ("b", "random")):
+                name = f"cnn10, 40 random architectures (4 epochs each, no ASHA), ({key})'s supernet, seed 0"
+                fidelity[name] = fidelity_random(runs, 0, controller)
+                OUT.write_text(json.dumps(result, indent=1))
     finish(OUT, result, "Weight sharing", report, measured=not args.report_only)
 
 
