@@ -72,18 +72,28 @@ class EnasSettings:
     """The `weight_sharing:` section of a space file; the defaults suit 4,000 small images on 2 cores."""
 
     supernet_epochs: int = 10  # passes over the training split with shared weights
+    # The supernet's own batch and Adam learning rate (under the space's schedule over all its steps),
+    # not the space's: each shared weight trains on few of the steps, so the supernet wants more,
+    # larger steps than one child does (cnn10, 10 epochs on random paths: children's shared-weight
+    # accuracy .68 at 32 and 0.01, .73 at 32 and 0.02, against .34 at cnn10's 64 and 0.002;
+    # benchmarks/RESULTS.md, "Weight sharing").
+    batch_size: int = 32
+    learning_rate: float = 0.02
     controller_steps: int = 10  # policy updates after each epoch (ENAS: 50)
     samples_per_step: int = 10  # architectures per update, each rewarded on one validation batch (ENAS: 20)
     validation_batch: int = 128  # images in that batch
     candidates: int = 100  # drawn from the trained policy and scored on the whole validation split
     finalists: int = 4  # the best candidates, trained from scratch as ordinary children
-    recalibration_batches: int = 5  # training batches that set a candidate's batch-norm statistics
+    recalibration_batches: int = 10  # training batches that set a candidate's batch-norm statistics
     controller: dict = dataclasses.field(default_factory=dict)  # REINFORCE settings over ENAS_CONTROLLER
 
     def check(self) -> str | None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name != "controller" and value < 1:
+            if f.name == "learning_rate":
+                if not value > 0:
+                    return f"learning_rate: got {value}, expected a number > 0"
+            elif f.name != "controller" and value < 1:
                 return f"{f.name}: got {value}, expected an integer >= 1"
         if self.finalists > self.candidates:
             return f"finalists: got {self.finalists}, expected at most the {self.candidates} candidates"
@@ -101,6 +111,10 @@ def read_settings(space: SearchSpace, overrides: Mapping[str, Any] | None = None
         if key == "controller":
             if not isinstance(value, dict):
                 raise SpaceError(f"{where}: got {value!r}, expected a mapping of REINFORCE settings")
+        elif key == "learning_rate":
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise SpaceError(f"{where}: got {value!r}, expected a number > 0")
+            value = float(value)
         elif not isinstance(value, int) or isinstance(value, bool):
             raise SpaceError(f"{where}: got {value!r}, expected an integer")
         values[key] = value
@@ -159,8 +173,8 @@ class SupernetPhase:
         self.space, self.settings, self.controller, self.seed = space, settings, controller, seed
         self.x_train, self.y_train = arrays["x_train"], arrays["y_train"]
         self.x_val, self.y_val = arrays["x_val"], arrays["y_val"]
-        self.batch_size = int(training["batch_size"])
-        learning_rate = float(training["learning_rate"])
+        self.batch_size = settings.batch_size
+        learning_rate = settings.learning_rate
         self.steps_per_epoch = math.ceil(len(self.y_train) / self.batch_size)
         # The space's schedule over all the supernet's steps, as nas.trainer.make_optimizer's over a child's
         self.learning_rate = (
