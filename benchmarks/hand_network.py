@@ -139,7 +139,8 @@ def hand_model(input_shape=(28, 28, 1), num_classes=10):
 
 
 def train_hand(data, seed: int, epochs: int = HAND_EPOCHS) -> dict:
-    """Adam 2e-3 with cosine decay, batches of 64, on train + validation; tested once."""
+    """Adam 2e-3 with cosine decay, batches of 64, on train + validation; tested once. `seed` seeds
+    the initialisation, the augmentation and the batches' order (the split is `data`'s)."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -282,6 +283,46 @@ def final_model(nas: dict) -> str:
     return f"an ensemble of {len(nas['members'])} (alone {alone})"
 
 
+def hand_spread(result: dict, spaces: list[str]) -> str:
+    """How far the hand network moves between trainings on one split, and each space's final models
+    against the mean of its trainings."""
+    seeds = [s for s in sorted(result["seeds"], key=int) if result["seeds"][s].get("hand_repeats")]
+    if not seeds:
+        return ""
+    trainings = {
+        s: [result["seeds"][s]["hand"]["test_accuracy"]]
+        + [h["test_accuracy"] for h in result["seeds"][s]["hand_repeats"]]
+        for s in seeds
+    }
+    text = (
+        "\n\nThe hand network trained again on the same split with other seeds (initialisation, augmentation, "
+        "batch order): "
+        + "; ".join(
+            f"seed {s}: {', '.join(f'{a:.4f}' for a in accuracies)} (mean {statistics.mean(accuracies):.4f}, "
+            f"{round((max(accuracies) - min(accuracies)) * 1000)} test images between the best and the worst)"
+            for s, accuracies in trainings.items()
+        )
+        + "."
+    )
+    for space in spaces:
+        done = [s for s in measured(result, space) if s in trainings]
+        if done:
+            above = sum(
+                same_split(result["seeds"][s][key(space)]["test_accuracy"]) >= same_split(statistics.mean(trainings[s]))
+                for s in done
+            )
+            text += (
+                f" {space}'s final models are at or above the mean of the hand network's trainings on {above} of "
+                f"{len(done)} seed(s) ("
+                + ", ".join(
+                    f"{result['seeds'][s][key(space)]['test_accuracy']:.4f} against {statistics.mean(trainings[s]):.4f}"
+                    for s in done
+                )
+                + ")."
+            )
+    return text
+
+
 def report(result: dict) -> str:
     spaces = [space for space in SPACES if measured(result, space)]
     rows = [
@@ -374,6 +415,7 @@ def report(result: dict) -> str:
             + ", ".join(f"{nas['mean_child_params']:,.0f}" for nas in searches)
             + "."
         )
+    text += hand_spread(result, spaces)
     if result.get("notes"):
         text += "\n\n" + result["notes"]
     if "fidelity" in result:
@@ -436,6 +478,14 @@ def main() -> None:
         action="store_true",
         help="with --fidelity: retrain only, the first seed's search as the saved JSON records it",
     )
+    parser.add_argument(
+        "--hand-repeats",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train the hand network N times a seed (the first as always; the others seeded S + 1000 k, same "
+        "split) to show how far one training of it moves",
+    )
     parser.add_argument("--report-only", action="store_true", help="render RESULTS.md from the saved JSON")
     parser.add_argument(
         "--note",
@@ -473,6 +523,11 @@ def main() -> None:
             if "hand" not in entry:
                 entry["hand"] = train_hand(load_data("mnist5k", seed=seed), seed)
                 print("hand", seed, entry["hand"], flush=True)
+            repeats = entry.setdefault("hand_repeats", [])
+            while len(repeats) < args.hand_repeats - 1:
+                repeats.append(train_hand(load_data("mnist5k", seed=seed), seed + 1000 * (len(repeats) + 1)))
+                print("hand again", seed, repeats[-1], flush=True)
+                OUT.write_text(json.dumps(result, indent=1))
             for space in spaces:
                 if (
                     current(entry.get(key(space)), space, args.budget)
