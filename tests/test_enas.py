@@ -119,6 +119,19 @@ def test_random_paths_learn_nothing_but_train_the_supernet(digits):
     assert records[-1]["reward_mean"] > 0.2
 
 
+def test_the_supernet_trains_with_its_own_batch_and_learning_rate(digits):
+    """weight_sharing.batch_size and learning_rate, not the space's training ones (32 and 0.01 here),
+    set the supernet's steps: their number an epoch and the schedule's starting rate."""
+    space = parse_space(
+        SPACE.replace("recalibration_batches: 2}", "recalibration_batches: 2, batch_size: 24, learning_rate: 0.005}")
+    )
+    run = phase(space, digits, controller="random")
+    assert run.batch_size == 24 and run.steps_per_epoch == -(-len(run.y_train) // 24)
+    assert float(run.learning_rate(0)) == pytest.approx(0.005)
+    run.train_epoch()
+    assert int(run.net.steps.numpy()) == run.steps_per_epoch
+
+
 @pytest.mark.parametrize(
     "section, message",
     [
@@ -126,6 +139,7 @@ def test_random_paths_learn_nothing_but_train_the_supernet(digits):
         ("{candidates: 2, finalists: 3}", "weight_sharing.finalists: got 3, expected at most the 2 candidates"),
         ("{epochs: 3}", "weight_sharing.epochs: unknown setting, expected one of supernet_epochs"),
         ("{supernet_epochs: two}", "weight_sharing.supernet_epochs: got 'two', expected an integer"),
+        ("{learning_rate: -0.1}", "weight_sharing.learning_rate: got -0.1, expected a number > 0"),
     ],
 )
 def test_bad_weight_sharing_settings_name_the_field(section, message):
