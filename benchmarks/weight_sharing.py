@@ -148,8 +148,9 @@ def before_supernet_line(before: dict) -> str:
     curve = before.get("curve", {}).get("random paths")
     if curve:
         line += (
-            f" Its supernet on random paths, seed 0: mean shared-weight accuracy {curve[9]['reward_mean']:.2f} "
-            f"after 10 epochs, {curve[-1]['reward_mean']:.2f} after {len(curve)}."
+            f" Its supernet on random paths, seed 0: mean shared-weight accuracy "
+            f"{curve[min(9, len(curve) - 1)]['reward_mean']:.2f} after {min(10, len(curve))} epochs, "
+            f"{curve[-1]['reward_mean']:.2f} after {len(curve)}."
         )
     return line
 
@@ -610,7 +611,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument(
         "--arms",
-        default="a,b,c,e,fidelity,curve,ablation",
+        default="a,b,c,e,fidelity,fidelity-random,curve,ablation",
         help="which to run, of a, b, c, e, fidelity, fidelity-random, curve and ablation",
     )
     parser.add_argument("--runs-dir", default=str(RESULTS / "weight_sharing_runs"))
