@@ -511,6 +511,8 @@ def main() -> None:
     result = json.loads(OUT.read_text()) if OUT.exists() else {"seeds": {}}
     if args.note:
         result["notes"] = args.note
+    if args.hand_repeats < 1:
+        parser.error(f"--hand-repeats {args.hand_repeats}: expected at least 1 (the training every seed has)")
     if args.fidelity_only and not args.fidelity:
         parser.error("--fidelity-only: expected --fidelity N beside it")
     if not (args.report_only or args.fidelity_only):
