@@ -522,12 +522,13 @@ def main() -> None:
 
         for seed in [] if args.fidelity_only else order:
             entry = result["seeds"].setdefault(str(seed), {})
+            data = load_data("mnist5k", seed=seed)
             if "hand" not in entry:
-                entry["hand"] = train_hand(load_data("mnist5k", seed=seed), seed)
+                entry["hand"] = train_hand(data, seed)
                 print("hand", seed, entry["hand"], flush=True)
             repeats = entry.setdefault("hand_repeats", [])
             while len(repeats) < args.hand_repeats - 1:
-                repeats.append(train_hand(load_data("mnist5k", seed=seed), seed + 1000 * (len(repeats) + 1)))
+                repeats.append(train_hand(data, seed + 1000 * (len(repeats) + 1)))
                 print("hand again", seed, repeats[-1], flush=True)
                 OUT.write_text(json.dumps(result, indent=1))
             for space in spaces:

@@ -139,8 +139,8 @@ def set_aside_other_supernet(result: dict) -> dict:
 
 def before_supernet_line(before: dict) -> str:
     settings = before.get("supernet_defaults")
-    line = before_line(before).replace(
-        "Before, on an earlier cnn10 (issue 20 changed the space: skips, widening, half-width children)",
+    line = before_line(
+        before,
         "Before, with the supernet's earlier defaults ("
         + (", ".join(f"{k} {v}" for k, v in settings.items()) if settings else "the space's batch and learning rate")
         + ")",
@@ -155,8 +155,11 @@ def before_supernet_line(before: dict) -> str:
     return line
 
 
-def before_line(before: dict) -> str:
-    """One line of the measurements of an earlier cnn10."""
+EARLIER_CNN10 = "Before, on an earlier cnn10 (issue 20 changed the space: skips, widening, half-width children)"
+
+
+def before_line(before: dict, heading: str = EARLIER_CNN10) -> str:
+    """One line of earlier measurements (by default, of an earlier cnn10)."""
     parts = []
     for key, _ in ARMS:
         done = [e[key] for e in before.get("seeds", {}).values() if e.get(key)]
@@ -167,8 +170,7 @@ def before_line(before: dict) -> str:
             )
     taus = [f"{name}: tau {f['kendall_tau']:.2f}" for name, f in before.get("fidelity", {}).items()]
     return (
-        "Before, on an earlier cnn10 (issue 20 changed the space: skips, widening, half-width children), "
-        f"seed(s) {', '.join(sorted(before.get('seeds', {}), key=int))}: "
+        f"{heading}, seed(s) {', '.join(sorted(before.get('seeds', {}), key=int))}: "
         + "; ".join(parts)
         + (f"; rank fidelity {'; '.join(taus)}" if taus else "")
         + "."
@@ -333,19 +335,23 @@ def shared_scores(run: Path, archs: list, data) -> list[float]:
     return [phase.score(space.from_json(a)) for a in archs]
 
 
-def fidelity_cnn10(enas_run: Path, standalone_run: Path, seed: int) -> dict:
+def rank_fidelity(shared: list[float], alone: list[float]) -> dict:
+    """Kendall tau and Spearman rho between shared-weight and stand-alone accuracies."""
     from scipy.stats import kendalltau, spearmanr
 
+    return {
+        "architectures": len(alone),
+        "kendall_tau": float(kendalltau(shared, alone).statistic),
+        "spearman_rho": float(spearmanr(shared, alone).statistic),
+    }
+
+
+def fidelity_cnn10(enas_run: Path, standalone_run: Path, seed: int) -> dict:
     from nas.data import load_data
 
     children = [t for t in read_trials(standalone_run) if t["status"] == "completed"]
     shared = shared_scores(enas_run, [t["arch"] for t in children], load_data("mnist5k", seed=seed))
-    alone = [t["metrics"]["val_accuracy"] for t in children]
-    return {
-        "architectures": len(children),
-        "kendall_tau": float(kendalltau(shared, alone).statistic),
-        "spearman_rho": float(spearmanr(shared, alone).statistic),
-    }
+    return rank_fidelity(shared, [t["metrics"]["val_accuracy"] for t in children])
 
 
 def fidelity_random(runs: Path, seed: int, controller: str, count: int = 40) -> dict:
@@ -354,14 +360,9 @@ def fidelity_random(runs: Path, seed: int, controller: str, count: int = 40) -> 
     search with `controller` for the same seed. Unlike (d)'s completed children, which REINFORCE drew
     near its best and ASHA let finish (a narrow band of accuracies), these span the space, as a
     search's candidates do."""
-    from scipy.stats import kendalltau, spearmanr
-
     from nas.data import load_data
 
-    supernet = runs / f"enas-{controller}-seed{seed}"
-    if not finished(supernet):
-        flags = ("--strategy", "enas", "--controller", controller, "--seed", str(seed), "--ensemble", "1")
-        supernet, _ = nas_search(runs, supernet.name, "--space", "cnn10", *flags)
+    supernet = enas_arm(runs, seed, controller)  # the arm's run, searched unless it is there
     children = runs / f"random{count}-fifo-seed{seed}"
     if not finished(children):
         flags = ("--controller", "random", "--budget", str(count), "--scheduler", "fifo", "--seed", str(seed))
@@ -369,23 +370,18 @@ def fidelity_random(runs: Path, seed: int, controller: str, count: int = 40) -> 
             runs, children.name, "--space", "cnn10", *flags, "--final-epochs", "1", "--ensemble", "1"
         )
     trials = [t for t in read_trials(children) if t["status"] == "completed"]
-    shared = shared_scores(supernet, [t["arch"] for t in trials], load_data("mnist5k", seed=seed))
+    shared = shared_scores(Path(supernet["run"]), [t["arch"] for t in trials], load_data("mnist5k", seed=seed))
     alone = [t["metrics"]["val_accuracy"] for t in trials]
-    summary = read_summary(supernet)
     return {
-        "architectures": len(trials),
-        "kendall_tau": float(kendalltau(shared, alone).statistic),
-        "spearman_rho": float(spearmanr(shared, alone).statistic),
+        **rank_fidelity(shared, alone),
         "stand_alone": [min(alone), max(alone)],
         "shared": [min(shared), max(shared)],
-        "supernet_run": {"test_accuracy": summary["test_accuracy"], "wall_seconds": wall_seconds(supernet)},
+        "supernet_run": {"test_accuracy": supernet["test_accuracy"], "wall_seconds": supernet["wall_seconds"]},
     }
 
 
 def fidelity_bench_cnn(seed: int, epochs: int = 10) -> dict:
     """bench_cnn's architectures of learning rate 0.01, with shared weights trained on random paths."""
-    from scipy.stats import kendalltau, spearmanr
-
     from nas.bench import load_table
     from nas.data import load_data
     from nas.enas import SupernetPhase, make_enas_controller, read_settings
@@ -413,13 +409,7 @@ def fidelity_bench_cnn(seed: int, epochs: int = 10) -> dict:
         phase.train_epoch()
     shared = [phase.score(space.architecture([c for k, c in enumerate(a.choices) if k != position])) for _, a in rows]
     alone = [float(table.val[i].mean()) for i, _ in rows]
-    return {
-        "architectures": len(rows),
-        "epochs": epochs,
-        "seconds": time.perf_counter() - start,
-        "kendall_tau": float(kendalltau(shared, alone).statistic),
-        "spearman_rho": float(spearmanr(shared, alone).statistic),
-    }
+    return {**rank_fidelity(shared, alone), "epochs": epochs, "seconds": time.perf_counter() - start}
 
 
 def random_path_epochs(space, data, epochs: int, seed: int, path=None) -> list[dict]:
