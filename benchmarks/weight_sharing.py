@@ -192,7 +192,8 @@ def enas_arm(runs: Path, seed: int, controller: str) -> dict:
         "run": str(run),
         "test_accuracy": summary["test_accuracy"],
         "wall_seconds": wall_seconds(run),
-        "child_epochs": child_epochs(run) + settings["supernet_epochs"],
+        # a supernet epoch that also trains each path's widest variant passes over the images twice
+        "child_epochs": child_epochs(run) + settings["supernet_epochs"] * (2 if settings.get("train_widest") else 1),
         "kendall_tau_finalists": summary["supernet"]["kendall_tau"],
         "finalists": summary["supernet"]["finalists"],
         "final_fit_seconds": summary["final"]["fit_seconds"],

@@ -85,6 +85,10 @@ class EnasSettings:
     candidates: int = 100  # drawn from the trained policy and scored on the whole validation split
     finalists: int = 4  # the best candidates, trained from scratch as ordinary children
     recalibration_batches: int = 10  # training batches that set a candidate's batch-norm statistics
+    # Each step also trains the sampled path with every layer at its widest (the sandwich rule's
+    # largest child, Yu & Huang 2019): a wide child's extra filters are the tail of a shared prefix,
+    # trained only when a wide choice is sampled, so shared weights otherwise rank wide children low.
+    train_widest: bool = True
     controller: dict = dataclasses.field(default_factory=dict)  # REINFORCE settings over ENAS_CONTROLLER
 
     def check(self) -> str | None:
@@ -93,7 +97,7 @@ class EnasSettings:
             if f.name == "learning_rate":
                 if not value > 0:
                     return f"learning_rate: got {value}, expected a number > 0"
-            elif f.name != "controller" and value < 1:
+            elif f.name not in ("controller", "train_widest") and value < 1:
                 return f"{f.name}: got {value}, expected an integer >= 1"
         if self.finalists > self.candidates:
             return f"finalists: got {self.finalists}, expected at most the {self.candidates} candidates"
@@ -115,6 +119,9 @@ def read_settings(space: SearchSpace, overrides: Mapping[str, Any] | None = None
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise SpaceError(f"{where}: got {value!r}, expected a number > 0")
             value = float(value)
+        elif key == "train_widest":
+            if not isinstance(value, bool):
+                raise SpaceError(f"{where}: got {value!r}, expected true or false")
         elif not isinstance(value, int) or isinstance(value, bool):
             raise SpaceError(f"{where}: got {value!r}, expected an integer")
         values[key] = value
@@ -201,12 +208,16 @@ class SupernetPhase:
             batch = order[b * self.batch_size : (b + 1) * self.batch_size]
             net.optimizer.learning_rate.assign(self.learning_rate(self.epoch * self.steps_per_epoch + b))
             arch = self.controller.ask()
-            loss = float(net.train_step(self.x_train[batch], self.y_train[batch], net.encode(arch)))
-            if not math.isfinite(loss):
-                raise SupernetDiverged(
-                    f"the supernet's training loss became {loss} in epoch {self.epoch + 1}, step {b + 1}"
-                )
-            losses.append(loss)
+            widest = net.widest(arch)
+            paths = [arch, widest] if settings.train_widest and widest != arch else [arch]
+            for k, path in enumerate(paths):
+                loss = float(net.train_step(self.x_train[batch], self.y_train[batch], net.encode(path)))
+                if not math.isfinite(loss):
+                    raise SupernetDiverged(
+                        f"the supernet's training loss became {loss} in epoch {self.epoch + 1}, step {b + 1}"
+                    )
+                if k == 0:
+                    losses.append(loss)  # the sampled path's
         train_seconds = time.perf_counter() - start
         rewards = []
         for _ in range(settings.controller_steps * settings.samples_per_step):

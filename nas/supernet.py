@@ -200,6 +200,15 @@ class ConvSupernet:
 
         return tf.constant(arch.choices, dtype=tf.int32)
 
+    def widest(self, arch: Architecture) -> Architecture:
+        """`arch` with every layer's filters at their widest choice."""
+        choices = list(arch.choices)
+        for layer in self.layers:
+            filters = layer["filters"]
+            if filters.position is not None:
+                choices[filters.position] = int(np.argmax(filters.values))
+        return Architecture(arch.space, tuple(choices))
+
     # -- the forward pass ------------------------------------------------------------------------
 
     def logits(self, x, arch, training: bool, batch_statistics: bool = False):

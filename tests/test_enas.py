@@ -9,7 +9,7 @@ import pytest
 
 from nas.data import load_data
 from nas.enas import SupernetPhase, make_enas_controller, read_settings
-from search_spaces import SpaceError, parse_space
+from search_spaces import Architecture, SpaceError, parse_space
 
 # Small enough for a unit test on 8x8 digits: skips, depth and dropout as decisions. (With random
 # kernels, widths and batch-norm placements too, 100 shared steps on digits stay near chance.)
@@ -132,6 +132,25 @@ def test_the_supernet_trains_with_its_own_batch_and_learning_rate(digits):
     assert int(run.net.steps.numpy()) == run.steps_per_epoch
 
 
+def test_each_step_also_trains_the_sampled_paths_widest_variant(digits):
+    """weight_sharing.train_widest (the default): a step that samples a path with narrower filters
+    also trains that path with every layer at its widest; off, only the sampled path trains."""
+    wide = SPACE.replace("filters: 16", "filters: [8, 16]")
+    for train_widest in (True, False):
+        space = parse_space(
+            wide
+            if train_widest
+            else wide.replace("recalibration_batches: 2}", "recalibration_batches: 2, train_widest: false}")
+        )
+        run = phase(space, digits, controller="random")
+        run.controller = Recording(run.controller)
+        run.train_epoch()
+        trained = run.controller.asked[: run.steps_per_epoch]  # then the controller's samples
+        narrower = sum(run.net.widest(a) != a for a in (Architecture(space.name, tuple(c)) for c in trained))
+        assert 0 < narrower < run.steps_per_epoch
+        assert int(run.net.steps.numpy()) == run.steps_per_epoch + (narrower if train_widest else 0)
+
+
 @pytest.mark.parametrize(
     "section, message",
     [
@@ -140,6 +159,7 @@ def test_the_supernet_trains_with_its_own_batch_and_learning_rate(digits):
         ("{epochs: 3}", "weight_sharing.epochs: unknown setting, expected one of supernet_epochs"),
         ("{supernet_epochs: two}", "weight_sharing.supernet_epochs: got 'two', expected an integer"),
         ("{learning_rate: -0.1}", "weight_sharing.learning_rate: got -0.1, expected a number > 0"),
+        ("{train_widest: 1}", "weight_sharing.train_widest: got 1, expected true or false"),
     ],
 )
 def test_bad_weight_sharing_settings_name_the_field(section, message):
