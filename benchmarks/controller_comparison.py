@@ -4,13 +4,14 @@ budgets 50, 100 and 200, on NK landscapes and the two trained tables.
 
     python benchmarks/controller_comparison.py [--seeds 20] [--first-seed 0] [--budgets 50,100,200]
         [--set tuning|report|all] [--controllers random,evolution,reinforce,reinforce-papers]
-        [--resume] [--report-only]
+        [--resume] [--again reinforce] [--report-only]
 
 The landscapes are split in two: REINFORCE's defaults were tuned on the `tuning` set with replay
 seeds 100 and up, and are reported on the `report` set (never replayed while tuning) with seeds 0 and
 up. Random search is also replayed 1,000 times a landscape (seeds 1000 and up): the median of 20
 replays scatters widely around that one's. Each (landscape, budget) is saved to
-benchmarks/results/controller_comparison.json as it finishes; `--resume` skips those already there.
+benchmarks/results/controller_comparison.json as it finishes; `--resume` skips those already there,
+except for the controllers named by `--again` (after their defaults change), which are replayed.
 Writes the "Controllers on unseen landscapes" section of benchmarks/RESULTS.md.
 """
 
@@ -133,6 +134,32 @@ TUNING_LOG = [
         "26.5, 23, 24.5, 28",
         "-",
     ],
+    # 2026-12-07, later: asks that mutate one of the best 2 told children at one decision; "mean of
+    # 7": the mean of the medians over the four and the fifth to seventh (the defaults: 24.3)
+    [
+        "a quarter / half of the asks mutate the best 2 at one decision, the first mutation not asked "
+        "before (fifth to seventh: 19.5, 31, 35.5 / 18, 34.5, 32; mean of 7: 26.8 / 25.1)",
+        "29, 30, 21.5, 21 / 21.5, 25.5, 27.5, 16.5",
+        "-",
+    ],
+    [
+        "**half / all of the asks: of 32 such mutations not asked before, one drawn with the policy's "
+        "probability of each** (fifth to seventh: 24, 23, 19 / 25, 31, 23.5; mean of 7: **22.4** / 23.9)",
+        "**26.5, 24.5, 19.5, 20.5** / 20, 27, 23.5, 17.5",
+        "-",
+    ],
+    [
+        "0.3 / 0.4 of the asks so (fifth to seventh: 22.5, 25.5, 21 / 29.5, 27.5, 23.5; mean of 7: 22.9 / 23.6)",
+        "22.5, 27, 24, 17.5 / 23.5, 27, 17.5, 16.5",
+        "-",
+    ],
+    [
+        "seeds 120-139, all seven: the defaults before 24.6 (27.5, 21.5, 30.5, 15.5, 23, 26.5, 28); half the "
+        "asks policy-drawn mutations **21.5** (26, 13, 24, 14.5, 28, 19.5, 25.5); 0.3 of them 21.1; "
+        "evolution 25.6. Half became the default (`mutate: 0.5`)",
+        "-",
+        "-",
+    ],
 ]
 
 
@@ -152,7 +179,7 @@ def measure(args) -> dict:
             loaded = with_space(loaded, dataclasses.replace(loaded.space, controller={}))
         for budget in args.budgets:
             key = f"{landscape}@{budget}"
-            done = result["runs"].get(key, {}).get("controllers", {})
+            done = {n: r for n, r in result["runs"].get(key, {}).get("controllers", {}).items() if n not in args.again}
             todo = [n for n in names if n not in done]
             if not todo:
                 continue
@@ -252,7 +279,8 @@ def report(result: dict) -> str:
         "each.\n\n" + "\n".join(lines)
     )
     body += (
-        "\nHow the defaults were chosen: replays of the tuning landscapes with seeds 100-119 at budget 50 "
+        "\nHow the defaults were chosen: replays of the tuning landscapes with seeds 100-119 (the last row: "
+        "120-139) at budget 50 "
         "(the variants were measured in turn; the TensorFlow LSTM could not learn position-specific "
         "preferences through one shared softmax fast enough, which a softmax per decision fixed):\n\n"
         + table(["variant (each over the one before it unless said)", "medians", "mean of the 4 means"], TUNING_LOG)
@@ -304,6 +332,12 @@ def main() -> None:
     parser.add_argument("--set", choices=("tuning", "report", "all"), default="all")
     parser.add_argument("--controllers", default="random,evolution,reinforce,reinforce-papers")
     parser.add_argument("--resume", action="store_true", help="skip the (landscape, budget) pairs already saved")
+    parser.add_argument(
+        "--again",
+        type=lambda s: s.split(","),
+        default=[],
+        help="with --resume, replay these controllers even where they are saved",
+    )
     parser.add_argument("--report-only", action="store_true", help="only rewrite the RESULTS.md section")
     parser.add_argument("--note", help="printed under the results (what changed since the last run, say)")
     args = parser.parse_args()

@@ -61,6 +61,24 @@ class Controller(abc.ABC):
         return []
 
 
+def mutate(space: SearchSpace, rng: np.random.Generator, parent: Architecture) -> Architecture:
+    """The parent with one active decision changed to another of its choices, drawn uniformly;
+    decisions this makes active (a deeper network's new layers) get random choices."""
+    before = space.active(parent.choices)
+    candidates = [i for i, d in enumerate(space.decisions) if before[i] and len(d.choices) > 1]
+    if not candidates:  # every active decision has one choice: nothing to mutate
+        return parent
+    i = int(rng.choice(candidates))
+    choices = list(parent.choices)
+    other = int(rng.integers(len(space.decisions[i].choices) - 1))
+    choices[i] = other + (other >= choices[i])  # uniform over the choices but the current one
+    after = space.active(choices)
+    for j, d in enumerate(space.decisions):
+        if after[j] and not before[j]:
+            choices[j] = int(rng.integers(len(d.choices)))
+    return space.architecture(choices)
+
+
 # Settings of the `controller:` section that the search reads for every controller.
 SEARCH_SETTINGS = ("failure_reward",)
 

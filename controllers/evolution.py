@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controllers.base import Controller, read_settings
+from controllers.base import Controller, mutate, read_settings
 from search_spaces import Architecture, SearchSpace, SpaceError
 
 
@@ -94,21 +94,7 @@ class EvolutionController(Controller):
         return self.space.architecture([self.rng.integers(len(d.choices)) for d in self.space.decisions])
 
     def mutate(self, parent: Architecture) -> Architecture:
-        """The parent with one active decision changed to another of its choices; decisions this
-        makes active get random choices."""
-        before = self.space.active(parent.choices)
-        candidates = [i for i, d in enumerate(self.space.decisions) if before[i] and len(d.choices) > 1]
-        if not candidates:  # every active decision has one choice: nothing to mutate
-            return parent
-        i = int(self.rng.choice(candidates))
-        choices = list(parent.choices)
-        other = int(self.rng.integers(len(self.space.decisions[i].choices) - 1))
-        choices[i] = other + (other >= choices[i])  # uniform over the choices but the current one
-        after = self.space.active(choices)
-        for j, d in enumerate(self.space.decisions):
-            if after[j] and not before[j]:
-                choices[j] = int(self.rng.integers(len(d.choices)))
-        return self.space.architecture(choices)
+        return mutate(self.space, self.rng, parent)
 
     def tell(self, arch: Architecture, reward: float) -> None:
         self.population.append((arch, float(reward), self.born))
