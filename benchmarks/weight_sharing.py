@@ -139,10 +139,15 @@ def set_aside_other_supernet(result: dict) -> dict:
 
 def before_supernet_line(before: dict) -> str:
     settings = before.get("supernet_defaults")
+    if settings:  # what differed from today's defaults
+        today = supernet_defaults()
+        differences = ", ".join(
+            f"{k} {settings[k]}" if k in settings else f"no {k}" for k in today if settings.get(k) != today[k]
+        )
     line = before_line(
         before,
         "Before, with the supernet's earlier defaults ("
-        + (", ".join(f"{k} {v}" for k, v in settings.items()) if settings else "the space's batch and learning rate")
+        + (differences if settings else "the space's batch and learning rate")
         + ")",
     )
     curve = before.get("curve", {}).get("random paths")
