@@ -423,7 +423,8 @@ def random_path_epochs(space, data, epochs: int, seed: int, path=None) -> list[d
     always the architecture `path` (one path trained alone in the supernet)."""
     from nas.enas import SupernetPhase, make_enas_controller, read_settings
 
-    settings = read_settings(space, {"supernet_epochs": epochs})
+    # one path alone: without its widest variant, which would share its weights with it
+    settings = read_settings(space, {"supernet_epochs": epochs, **({"train_widest": False} if path else {})})
     controller = make_enas_controller("random", space, settings, seed=seed)
     if path is not None:
         controller.ask = lambda: path
