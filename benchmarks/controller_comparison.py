@@ -160,6 +160,13 @@ TUNING_LOG = [
         "-",
         "-",
     ],
+    [
+        "afterwards, two unreported separable landscapes (nk:n=14,c=4,k=0,noise=0.005,seed=6 and "
+        "nk:n=10,c=5,k=0,noise=0.01,seed=7), seeds 100-119: no mutations 21.5, 15; a quarter 24.5, 23.5; "
+        "half (the default) 22.5, 21; evolution 22.5, 19; random search 51, 51",
+        "-",
+        "-",
+    ],
 ]
 
 
