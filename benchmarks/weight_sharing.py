@@ -138,18 +138,13 @@ def set_aside_other_supernet(result: dict) -> dict:
 
 
 def before_supernet_line(before: dict) -> str:
-    settings = before.get("supernet_defaults")
-    if settings:  # what differed from today's defaults
-        today = supernet_defaults()
-        differences = ", ".join(
-            f"{k} {settings[k]}" if k in settings else f"no {k}" for k in today if settings.get(k) != today[k]
-        )
-    line = before_line(
-        before,
-        "Before, with the supernet's earlier defaults ("
-        + (differences if settings else "the space's batch and learning rate")
-        + ")",
+    settings, today = before.get("supernet_defaults"), supernet_defaults()
+    differences = (  # from today's defaults
+        ", ".join(f"{k} {settings[k]}" if k in settings else f"no {k}" for k in today if settings.get(k) != today[k])
+        if settings
+        else "the space's batch and learning rate"
     )
+    line = before_line(before, f"Before, with the supernet's earlier defaults ({differences})")
     curve = before.get("curve", {}).get("random paths")
     if curve:
         line += (
@@ -424,7 +419,9 @@ def random_path_epochs(space, data, epochs: int, seed: int, path=None) -> list[d
     from nas.enas import SupernetPhase, make_enas_controller, read_settings
 
     # one path alone: without its widest variant, which would share its weights with it
-    settings = read_settings(space, {"supernet_epochs": epochs, **({"train_widest": False} if path else {})})
+    settings = read_settings(
+        space, {"supernet_epochs": epochs, **({"train_widest": False} if path is not None else {})}
+    )
     controller = make_enas_controller("random", space, settings, seed=seed)
     if path is not None:
         controller.ask = lambda: path

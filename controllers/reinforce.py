@@ -213,7 +213,7 @@ class ReinforceController(Controller):
             rows = (self.rng.random((s.fresh_samples, d)) * sizes).astype(np.int64)
         else:
             if s.mutate and self.told and self.rng.random() < s.mutate:
-                best = sorted(self.told, key=lambda told: -told[1])[: max(1, s.elite)]  # stable
+                best = self._best(max(1, s.elite))
                 parents = [
                     self.space.architecture(best[int(self.rng.integers(len(best)))][0]) for _ in range(s.fresh_samples)
                 ]
@@ -229,6 +229,10 @@ class ReinforceController(Controller):
             rows = self.network.sample(self.weights, uniforms, tau)
         archs = [self.space.architecture(row) for row in rows]
         return self._record(next((a for a in archs if a.choices not in self._asked), archs[0]))
+
+    def _best(self, count: int) -> list[tuple[list[int], float]]:
+        """The `count` best children told so far, with their rewards; the earlier among equals."""
+        return sorted(self.told, key=lambda told: -told[1])[:count]  # stable
 
     def _record(self, arch: Architecture) -> Architecture:
         if arch.choices not in self._asked:
@@ -259,7 +263,7 @@ class ReinforceController(Controller):
         batch = list(self.pending)
         if s.elite:
             inside = {tuple(c) for c, _ in batch}
-            best = sorted(self.told, key=lambda told: -told[1])[: s.elite]  # stable: the earlier among equals
+            best = self._best(s.elite)
             batch += [(c, r) for c, r in best if tuple(c) not in inside]
         rewards = np.maximum(np.array([r for _, r in batch], np.float64), 0.0) ** s.reward_power
         fresh = rewards[: len(self.pending)]  # the new children's, for the log: the batch starts with them

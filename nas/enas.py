@@ -94,10 +94,9 @@ class EnasSettings:
     def check(self) -> str | None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "learning_rate":
-                if not value > 0:
-                    return f"learning_rate: got {value}, expected a number > 0"
-            elif f.name not in ("controller", "train_widest") and value < 1:
+            if f.type == "float" and not value > 0:
+                return f"{f.name}: got {value}, expected a number > 0"
+            if f.type == "int" and value < 1:
                 return f"{f.name}: got {value}, expected an integer >= 1"
         if self.finalists > self.candidates:
             return f"finalists: got {self.finalists}, expected at most the {self.candidates} candidates"
@@ -112,19 +111,17 @@ def read_settings(space: SearchSpace, overrides: Mapping[str, Any] | None = None
         where = f"{space.source}: weight_sharing.{key}"
         if key not in fields:
             raise SpaceError(f"{where}: unknown setting, expected one of {', '.join(fields)}")
-        if key == "controller":
+        kind = fields[key].type  # a string: the module postpones its annotations
+        if kind == "dict":
             if not isinstance(value, dict):
                 raise SpaceError(f"{where}: got {value!r}, expected a mapping of REINFORCE settings")
-        elif key == "learning_rate":
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise SpaceError(f"{where}: got {value!r}, expected a number > 0")
-            value = float(value)
-        elif key == "train_widest":
+        elif kind == "bool":
             if not isinstance(value, bool):
                 raise SpaceError(f"{where}: got {value!r}, expected true or false")
-        elif not isinstance(value, int) or isinstance(value, bool):
-            raise SpaceError(f"{where}: got {value!r}, expected an integer")
-        values[key] = value
+        elif isinstance(value, bool) or not isinstance(value, (int, float) if kind == "float" else int):
+            expected = "a number > 0" if kind == "float" else "an integer"
+            raise SpaceError(f"{where}: got {value!r}, expected {expected}")
+        values[key] = float(value) if kind == "float" else value
     settings = EnasSettings(**values)
     problem = settings.check()
     if problem:
