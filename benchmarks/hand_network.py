@@ -23,6 +23,7 @@ RESULTS.md. About 40 minutes a search on 2 cores.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -112,6 +113,14 @@ HISTORY = [
         (2, 0.9870, 0.9890, 50.0, 122, 0.9825, 543_298),
         space="cnn10_aug",
     ),
+    # The same cnn10 with an ensemble of its best two, before REINFORCE's mutations of the best children
+    # (0d635b2): the searches of 2026-12-07 (a worktree at 5644106; seed 0 beside short test runs).
+    *history_rows(
+        "every default, an ensemble of 2, before REINFORCE's mutations",
+        (0, 0.9940, 0.9890, 46.0, "41 + 185", 0.9837, 962_744),
+        (1, 0.9920, 0.9920, 48.1, "135 + 146", 0.9862, 1_801_584),
+        (2, 0.9890, 0.9890, 41.3, "18 + 147", 0.9787, 936_460),
+    ),
 ]
 
 
@@ -172,6 +181,7 @@ def search(space: str, seed: int, args) -> dict:
     return {
         "run": str(run),
         "space_fingerprint": config["space_fingerprint"],
+        "controller_settings": config["controller_settings"],
         "test_accuracy": summary["test_accuracy"],
         "wall_seconds": wall_seconds(run),
         "last_session_wall_seconds": summary["wall_seconds"],
@@ -204,11 +214,26 @@ def ensemble_size(space: str) -> int:
     return load_space(space).fixed["training"]["ensemble"]
 
 
+def default_controller_settings(space: str, budget: int) -> dict:
+    """The settings today's default controller (REINFORCE) resolves for `space`, as config.json
+    records them."""
+    from controllers import controller_settings
+    from search_spaces import load_space
+
+    settings = controller_settings("reinforce", load_space(space), budget=budget)
+    return json.loads(json.dumps(dataclasses.asdict(settings)))
+
+
 def current(entry: dict | None, space: str, budget: int) -> bool:
-    """Whether a saved search measured today's `space` and its final model: the space's fingerprint
-    leaves out the ensemble setting (the search does not read it), so a search that returned its winner
-    alone, saved before the space returned an ensemble, is measured again."""
-    return measured_today(entry, space, budget) and len(entry.get("members") or [None]) == ensemble_size(space)
+    """Whether a saved search measured today's `space`, controller and final model: the space's
+    fingerprint leaves out the ensemble setting and the controller's own defaults, so a search that
+    returned its winner alone, saved before the space returned an ensemble, or one whose REINFORCE
+    resolved other settings than today's, is measured again."""
+    return (
+        measured_today(entry, space, budget)
+        and len(entry.get("members") or [None]) == ensemble_size(space)
+        and entry.get("controller_settings") == default_controller_settings(space, budget)
+    )
 
 
 def fidelity(run: Path, top: int, known: dict | None = None, save=lambda partial: None) -> dict:
