@@ -167,6 +167,21 @@ TUNING_LOG = [
         "-",
         "-",
     ],
+    [
+        "2026-12-08, the nine landscapes above (the four tuning, the three of eight choices, the two "
+        "separable), seeds 100-119, mean of the nine medians: the defaults 22.3 (26.5, 24.5, 19.5, 20.5, "
+        "24, 23, 19, 22.5, 21); no mutations 22.9 (17, 19.5, 20.5, 25, 29.5, 20, 38.5, 21.5, 15); the share "
+        "of mutations following each source's rate of new bests (a beta posterior's mean, at least 0.1) "
+        "22.6 (24.5, 24, 24.5, 19.5, 20, 21, 31, 21, 17.5); Thompson sampling between the two sources on "
+        "that rate 25.1; the best crossed with a policy draw instead of mutated at one decision (each "
+        "decision the draw's with probability 0.25 / 0.5) 25.1 / 24.9. None kept: mutations set more new "
+        "bests than policy draws even on the separable landscapes, where the policy alone needs fewer "
+        "children (seed 6, ten replays: 20 % of mutations against 11 % of policy draws), so the rate of "
+        "new bests cannot tell the two landscapes apart: with noise, a new best one decision from the "
+        "last is as often the noise's as the architecture's",
+        "-",
+        "-",
+    ],
 ]
 
 
