@@ -136,9 +136,28 @@ def finished_run(run: Path, space: str) -> dict | None:
     return read_summary(run)
 
 
+def default_controller_settings(space: str, budget: int) -> dict:
+    """The settings today's default controller (REINFORCE) resolves for `space` at `budget`, as a
+    search's config.json records them."""
+    import dataclasses
+
+    from controllers import controller_settings
+    from search_spaces import load_space
+
+    settings = controller_settings("reinforce", load_space(space), budget=budget)
+    return json.loads(json.dumps(dataclasses.asdict(settings)))
+
+
 def measured_today(entry: dict | None, space: str, budget: int) -> bool:
-    """Whether a search saved in a benchmark's JSON (`entry`) was of today's `space` at `budget`."""
-    return bool(entry) and entry.get("budget") == budget and entry.get("space_fingerprint") == space_fingerprint(space)
+    """Whether a default search saved in a benchmark's JSON (`entry`) was of today's `space` at
+    `budget`, with the settings today's REINFORCE resolves: the space's fingerprint leaves out the
+    controller's own defaults, so a search saved before they changed is not today's."""
+    return (
+        bool(entry)
+        and entry.get("budget") == budget
+        and entry.get("space_fingerprint") == space_fingerprint(space)
+        and entry.get("controller_settings") == default_controller_settings(space, budget)
+    )
 
 
 def wall_seconds(run: Path) -> float:
